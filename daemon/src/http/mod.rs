@@ -1,0 +1,224 @@
+//! pacmeshd's HTTP face for pacman: the accept loop, one span per request,
+//! and the dispatch from a parsed target to a response.
+
+mod body;
+pub mod file_body;
+mod local;
+pub mod range;
+mod status;
+pub mod target;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument, Span};
+
+pub use body::Body;
+
+use crate::plan::{plan, Plan, Remote};
+use crate::stats::Source;
+use crate::State;
+use target::{parse_target, FileTarget, Target, TargetError};
+
+/// How long in-flight downloads may run on after a shutdown request before
+/// they are cut (pacman resumes a cut download at its next server).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A client that sends no complete request head for this long is dropped.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// hyper's write buffer cap per connection: about two body chunks, so 64
+/// concurrent downloads stay within a few MiB.
+const MAX_BUF: usize = 2 * file_body::CHUNK;
+
+/// Serves HTTP on `listeners` until `shutdown`, then lets in-flight
+/// responses finish for up to [`SHUTDOWN_GRACE`].
+pub async fn serve(state: Arc<State>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let tx = tx.clone();
+        let shutdown = shutdown.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok(conn) => {
+                        if tx.send(conn).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            conn = rx.recv() => match conn {
+                Some(conn) => conn,
+                None => break,
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    for task in accept_tasks {
+        task.abort();
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "cutting downloads still running at shutdown"
+        );
+    }
+}
+
+async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let span = info_span!(
+        target: "pacmesh::request",
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        client = %peer,
+    );
+    async move {
+        let (response, source) = respond(state, &req, started);
+        state.stats.count(source);
+        // Local files log themselves when their body ends (see `local`).
+        if source != Source::Local {
+            log_done(source, response.status(), 0, true, started);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+fn log_done(source: Source, status: StatusCode, bytes: u64, complete: bool, started: Instant) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let source = source.as_str();
+    if complete {
+        info!(target: "pacmesh::request", source, status = status.as_u16(), bytes, ms, "done");
+    } else {
+        warn!(target: "pacmesh::request", source, status = status.as_u16(), bytes, ms, "cut");
+    }
+}
+
+fn respond(state: &State, req: &Request<Incoming>, started: Instant) -> (Response<Body>, Source) {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let response = Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET, HEAD");
+        return (
+            text(response, "only GET and HEAD are served\n"),
+            Source::BadRequest,
+        );
+    }
+    match parse_target(req.uri().path()) {
+        Ok(Target::Status) => (status::response(state), Source::Status),
+        Ok(Target::File(file)) => serve_file(state, req, &file, started),
+        Err(e) => {
+            let (code, source) = match e {
+                TargetError::NotFound => (StatusCode::NOT_FOUND, Source::NotFound),
+                TargetError::TooLong(_) => (StatusCode::URI_TOO_LONG, Source::BadRequest),
+                TargetError::BadName(_) | TargetError::BadEncoding => {
+                    (StatusCode::BAD_REQUEST, Source::BadRequest)
+                }
+            };
+            let response = Response::builder().status(code);
+            (text(response, format!("{e}\n")), source)
+        }
+    }
+}
+
+fn serve_file(
+    state: &State,
+    req: &Request<Incoming>,
+    file: &FileTarget,
+    started: Instant,
+) -> (Response<Body>, Source) {
+    let local = if file.kind.is_cacheable() {
+        state.locate(&file.name)
+    } else {
+        None
+    };
+    let remote = match plan(file, local, &state.mirrors) {
+        Plan::Remote(remote) => remote,
+        Plan::Local(path) => {
+            let span = Span::current();
+            let stats = state.stats.clone();
+            let on_done = Box::new(move |status, bytes, complete| {
+                stats.add_local_bytes(bytes);
+                span.in_scope(|| log_done(Source::Local, status, bytes, complete, started));
+            });
+            match local::serve(&path, req.method(), req.headers(), on_done) {
+                Ok(response) => return (response, Source::Local),
+                Err(e) => {
+                    // Removed since the index saw it (paccache): next source.
+                    warn!(path = %path.display(), error = %e, "indexed file unreadable");
+                    crate::plan::remote(file, &state.mirrors)
+                }
+            }
+        }
+    };
+    match remote {
+        Remote::Redirect(location) => {
+            let response = Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header(header::LOCATION, location);
+            (text(response, ""), Source::MirrorRedirect)
+        }
+        Remote::NotFound(reason) => {
+            let response = Response::builder().status(StatusCode::NOT_FOUND);
+            (text(response, format!("{reason}\n")), Source::NotFound)
+        }
+    }
+}
+
+fn text(builder: http::response::Builder, body: impl Into<String>) -> Response<Body> {
+    let body = body.into();
+    let response = builder
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::text(body));
+    response.unwrap_or_else(|_| Response::new(Body::empty()))
+}

@@ -1,0 +1,47 @@
+//! `/_pacmesh/status`: what this daemon knows and has done, as JSON.
+
+use http::{header, Response, StatusCode};
+use serde::Serialize;
+
+use super::Body;
+use crate::stats::{ByteCounts, RequestCounts};
+use crate::State;
+
+#[derive(Serialize)]
+struct Status<'a> {
+    version: &'a str,
+    uptime_s: u64,
+    /// Peer links arrive with the mesh; until then this host has none.
+    peers: [(); 0],
+    requests: RequestCounts,
+    bytes: ByteCounts,
+    cache: Cache,
+    repos: usize,
+}
+
+#[derive(Serialize)]
+struct Cache {
+    dirs: Vec<String>,
+    files: usize,
+}
+
+pub fn response(state: &State) -> Response<Body> {
+    let (dirs, files) = state.index_summary();
+    let status = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs(),
+        peers: [],
+        requests: state.stats.requests(),
+        bytes: state.stats.bytes(),
+        cache: Cache { dirs, files },
+        repos: state.mirrors.repo_count(),
+    };
+    let json = serde_json::to_vec_pretty(&status).unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, json.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::bytes(json))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}

@@ -1,0 +1,174 @@
+//! What a request path names (pure): a file, pacmesh's own pages, or
+//! nothing we serve. Every segment is percent-decoded and checked before it
+//! is used, so `%2e%2e`, `%2f` and friends are refused like their plain
+//! forms.
+
+use std::borrow::Cow;
+
+use pacmesh_proto::{classify, validate_name, FileKind, NameError};
+use percent_encoding::percent_decode_str;
+
+/// Paths longer than this are refused with 414 before anything else.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// A file request: `/{repo}/os/{arch}/{name}` or flat `/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTarget {
+    pub repo: Option<String>,
+    pub arch: Option<String>,
+    pub name: String,
+    pub kind: FileKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Status,
+    File(FileTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// 400: a segment that is not a safe name.
+    BadName(NameError),
+    /// 400: percent-encoding that does not decode to UTF-8.
+    BadEncoding,
+    /// 414.
+    TooLong(usize),
+    /// 404: a well-formed path of a shape we do not serve.
+    NotFound,
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetError::BadName(e) => write!(f, "bad path segment: {e}"),
+            TargetError::BadEncoding => write!(f, "bad percent-encoding in path"),
+            TargetError::TooLong(n) => write!(f, "path of {n} bytes is longer than {MAX_PATH_LEN}"),
+            TargetError::NotFound => write!(f, "no such path"),
+        }
+    }
+}
+
+/// Parses the (still percent-encoded) path of a request URI.
+pub fn parse_target(path: &str) -> Result<Target, TargetError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(TargetError::TooLong(path.len()));
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(TargetError::NotFound);
+    };
+    let segments = rest.split('/').map(decode).collect::<Result<Vec<_>, _>>()?;
+    let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
+    match segs.as_slice() {
+        ["_pacmesh", "status"] => Ok(Target::Status),
+        ["_pacmesh", ..] => Err(TargetError::NotFound),
+        [name] => file(None, None, name),
+        [repo, "os", arch, name] => {
+            validate_name(repo).map_err(TargetError::BadName)?;
+            validate_name(arch).map_err(TargetError::BadName)?;
+            file(Some(repo), Some(arch), name)
+        }
+        _ => {
+            // Refuse traversal anywhere in the path with 400, not 404, so a
+            // probe is counted and logged as what it is.
+            for seg in &segs {
+                validate_name(seg).map_err(TargetError::BadName)?;
+            }
+            Err(TargetError::NotFound)
+        }
+    }
+}
+
+fn decode(segment: &str) -> Result<Cow<'_, str>, TargetError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| TargetError::BadEncoding)
+}
+
+fn file(repo: Option<&str>, arch: Option<&str>, name: &str) -> Result<Target, TargetError> {
+    let name = validate_name(name).map_err(TargetError::BadName)?;
+    Ok(Target::File(FileTarget {
+        repo: repo.map(str::to_owned),
+        arch: arch.map(str::to_owned),
+        name: name.to_owned(),
+        kind: classify(name),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(path: &str, want: Result<Target, TargetError>) {
+        assert_eq!(parse_target(path), want, "parse_target({path:?})");
+    }
+
+    fn file_in(repo: &str, arch: &str, name: &str, kind: FileKind) -> Result<Target, TargetError> {
+        Ok(Target::File(FileTarget {
+            repo: Some(repo.into()),
+            arch: Some(arch.into()),
+            name: name.into(),
+            kind,
+        }))
+    }
+
+    #[test]
+    fn targets() {
+        use FileKind::*;
+        check("/_pacmesh/status", Ok(Target::Status));
+        check("/_pacmesh/nope", Err(TargetError::NotFound));
+        check(
+            "/core/os/x86_64/a-1-1-any.pkg.tar.zst",
+            file_in("core", "x86_64", "a-1-1-any.pkg.tar.zst", Package),
+        );
+        check(
+            "/core/os/x86_64/core.db",
+            file_in("core", "x86_64", "core.db", Database),
+        );
+        check(
+            "/extra/os/x86_64/gtk%2B-1-1-any.pkg.tar.zst",
+            file_in("extra", "x86_64", "gtk+-1-1-any.pkg.tar.zst", Package),
+        );
+        check(
+            "/a-1-1-any.pkg.tar.zst.sig",
+            Ok(Target::File(FileTarget {
+                repo: None,
+                arch: None,
+                name: "a-1-1-any.pkg.tar.zst.sig".into(),
+                kind: PackageSig,
+            })),
+        );
+        check("/core/x86_64/core.db", Err(TargetError::NotFound));
+        check("/", Err(TargetError::BadName(NameError::Empty)));
+        check("relative", Err(TargetError::NotFound));
+    }
+
+    #[test]
+    fn traversal_and_tricks_are_bad_requests() {
+        let bad = [
+            "/..",
+            "/core/os/x86_64/..",
+            "/core/os/../../etc/passwd",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/core/os/x86_64/%2e%2e",
+            "/core/os/x86_64/a%2fb",
+            "/core/os/x86_64/a%00b",
+            "/core/os/x86_64/a%0ab",
+            "/core/os/%2e%2e/x",
+            "/core/os/x86_64/.hidden",
+            "//etc/passwd",
+        ];
+        for path in bad {
+            assert!(
+                matches!(parse_target(path), Err(TargetError::BadName(_))),
+                "{path}: {:?}",
+                parse_target(path)
+            );
+        }
+        check("/core/os/x86_64/%ff", Err(TargetError::BadEncoding));
+        let long = format!("/{}", "a".repeat(300));
+        check(&long, Err(TargetError::BadName(NameError::TooLong(300))));
+        let huge = format!("/{}", "a/".repeat(5000));
+        check(&huge, Err(TargetError::TooLong(huge.len())));
+    }
+}

@@ -1,0 +1,140 @@
+//! Which packages the local cache dirs hold, kept current as pacman and
+//! paccache change them.
+//!
+//! [`CacheIndex`] is the pure part: names in, changes out. [`watch`] does the
+//! IO: the startup scan and the `notify` watcher feeding it. A name is in the
+//! index only while a complete file sits under it, so a download in progress
+//! (`*.part`, pacman's `download-*` dirs, a file still open for writing) is
+//! never served.
+
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use pacmesh_proto::{classify, validate_name};
+
+/// At most this many cache dirs: each file's dirs are kept as a bit set.
+pub const MAX_CACHE_DIRS: usize = 64;
+
+/// A change to the set of names the host can serve, for digest deltas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Added(Box<str>),
+    Removed(Box<str>),
+}
+
+/// Names of complete package files, and which cache dirs hold each.
+#[derive(Debug, Default)]
+pub struct CacheIndex {
+    dirs: Vec<PathBuf>,
+    files: HashMap<Box<str>, u64>,
+}
+
+/// True for names the index keeps: packages and package signatures with a
+/// safe name. `*.part` and anything else is never indexed.
+pub fn is_indexable(name: &str) -> bool {
+    validate_name(name).is_ok() && classify(name).is_cacheable()
+}
+
+impl CacheIndex {
+    /// An empty index over `dirs` (at most [`MAX_CACHE_DIRS`], the rest are
+    /// dropped by the caller with a warning).
+    pub fn new(mut dirs: Vec<PathBuf>) -> Self {
+        dirs.truncate(MAX_CACHE_DIRS);
+        CacheIndex {
+            dirs,
+            files: HashMap::new(),
+        }
+    }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Records that cache dir `dir` now does (`present`) or does not hold a
+    /// complete file `name`. Returns a change when the set of names the host
+    /// can serve grew or shrank.
+    pub fn set(&mut self, dir: usize, name: &str, present: bool) -> Option<Change> {
+        if dir >= self.dirs.len() || !is_indexable(name) {
+            return None;
+        }
+        let bit = 1u64 << dir;
+        if present {
+            match self.files.get_mut(name) {
+                Some(mask) => {
+                    *mask |= bit;
+                    None
+                }
+                None => {
+                    self.files.insert(name.into(), bit);
+                    Some(Change::Added(name.into()))
+                }
+            }
+        } else {
+            let mask = self.files.get_mut(name)?;
+            *mask &= !bit;
+            if *mask == 0 {
+                self.files.remove(name);
+                Some(Change::Removed(name.into()))
+            } else {
+                None
+            }
+        }
+    }
+
+    /// Replaces everything known about one dir by a fresh listing of it.
+    pub fn replace_dir(&mut self, dir: usize, names: &[String]) -> Vec<Change> {
+        let held: Vec<Box<str>> = self
+            .files
+            .iter()
+            .filter(|(_, mask)| **mask & (1u64 << dir) != 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut changes: Vec<Change> = held
+            .iter()
+            .filter_map(|name| self.set(dir, name, false))
+            .collect();
+        changes.extend(names.iter().filter_map(|name| self.set(dir, name, true)));
+        // A name removed then re-added is no change at all.
+        let added: std::collections::HashSet<Box<str>> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Added(n) => Some(n.clone()),
+                Change::Removed(_) => None,
+            })
+            .collect();
+        changes.retain(|c| match c {
+            Change::Removed(n) => !added.contains(n),
+            Change::Added(n) => !held.contains(n),
+        });
+        changes
+    }
+
+    /// Where a complete copy of `name` is, first cache dir first.
+    pub fn locate(&self, name: &str) -> Option<PathBuf> {
+        let mask = *self.files.get(name)?;
+        let dir = mask.trailing_zeros() as usize;
+        self.dirs.get(dir).map(|d| d.join(name))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.files.contains_key(name)
+    }
+
+    /// All names, for a full digest.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(|k| &**k)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+use super::*;
+
+const A: &str = "a-1.0-1-any.pkg.tar.zst";
+const A_SIG: &str = "a-1.0-1-any.pkg.tar.zst.sig";
+const B: &str = "b-2.0-1-x86_64.pkg.tar.zst";
+
+fn index() -> CacheIndex {
+    CacheIndex::new(vec!["/one".into(), "/two".into()])
+}
+
+#[test]
+fn a_name_is_added_once_and_removed_when_no_dir_holds_it() {
+    let mut ix = index();
+    assert_eq!(ix.set(0, A, true), Some(Change::Added(A.into())));
+    assert_eq!(ix.set(1, A, true), None);
+    assert_eq!(ix.locate(A), Some(PathBuf::from("/one").join(A)));
+    assert_eq!(ix.set(0, A, false), None);
+    assert_eq!(ix.locate(A), Some(PathBuf::from("/two").join(A)));
+    assert_eq!(ix.set(1, A, false), Some(Change::Removed(A.into())));
+    assert_eq!(ix.locate(A), None);
+    assert_eq!(ix.set(1, A, false), None);
+}
+
+#[test]
+fn partial_files_databases_and_unsafe_names_are_never_indexed() {
+    let mut ix = index();
+    for name in [
+        "a-1.0-1-any.pkg.tar.zst.part",
+        "core.db",
+        "download-AbC123",
+        "../a-1.0-1-any.pkg.tar.zst",
+        ".a-1.0-1-any.pkg.tar.zst",
+    ] {
+        assert_eq!(ix.set(0, name, true), None, "{name}");
+        assert!(!ix.contains(name), "{name}");
+    }
+    assert!(ix.is_empty());
+    assert_eq!(ix.set(0, A_SIG, true), Some(Change::Added(A_SIG.into())));
+}
+
+#[test]
+fn an_unknown_dir_changes_nothing() {
+    let mut ix = index();
+    assert_eq!(ix.set(7, A, true), None);
+    assert!(ix.is_empty());
+}
+
+#[test]
+fn replacing_a_dir_reports_only_real_changes() {
+    let mut ix = index();
+    ix.set(0, A, true);
+    ix.set(0, B, true);
+    ix.set(1, B, true);
+    let changes = ix.replace_dir(0, &[A.to_string(), A_SIG.to_string()]);
+    assert_eq!(changes, vec![Change::Added(A_SIG.into())]);
+    // B is still held by dir 1, so it did not disappear.
+    assert!(ix.contains(B));
+    let changes = ix.replace_dir(1, &[]);
+    assert_eq!(changes, vec![Change::Removed(B.into())]);
+    let mut names: Vec<&str> = ix.names().collect();
+    names.sort();
+    assert_eq!(names, vec![A, A_SIG]);
+}

@@ -1,0 +1,129 @@
+//! What the daemon learns from the host before it serves: pacman.conf's
+//! repos, mirrors and cache dirs, and the dirs it may write. A fresh
+//! machine without pacman still gets a working daemon.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use pacmesh_conf::{OwnServers, PacmanConf};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::index::MAX_CACHE_DIRS;
+use crate::mirrors::{MirrorTable, DEFAULT_MIRROR};
+
+/// The resolved environment `run` works in.
+#[derive(Debug)]
+pub struct Environment {
+    pub cache_dirs: Vec<PathBuf>,
+    pub mirrors: MirrorTable,
+    pub state_dir: PathBuf,
+    pub store_dir: PathBuf,
+}
+
+/// A problem with what the user configured (exit status 64), as opposed
+/// to a runtime failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct SetupError(pub anyhow::Error);
+
+pub fn resolve(config: &Config) -> Result<Environment, SetupError> {
+    resolve_inner(config).map_err(SetupError)
+}
+
+fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
+    let pacman = load_pacman_conf(config)?;
+    let store_dir = writable_dir(&config.store_dir, config.store_dir_is_default, "store_dir")?;
+    let state_dir = writable_dir(&config.state_dir, config.state_dir_is_default, "state_dir")?;
+
+    let own = OwnServers::new(&config.http_listen);
+    let mirrors = match &pacman {
+        Some(conf) => MirrorTable::new(conf.repos.iter().map(|repo| {
+            let urls = repo
+                .real_mirrors(&own)
+                .into_iter()
+                .map(|s| s.url.clone())
+                .collect();
+            (repo.name.clone(), urls)
+        })),
+        None => MirrorTable::fallback_only(DEFAULT_MIRROR),
+    };
+
+    let mut cache_dirs = Vec::new();
+    for dir in pacman.iter().flat_map(|c| c.options.cache_dirs.iter()) {
+        match dir.canonicalize() {
+            Ok(dir) if dir.is_dir() => cache_dirs.push(dir),
+            _ => warn!(dir = %dir.display(), "pacman CacheDir missing; not shared"),
+        }
+    }
+    for dir in &config.extra_cache_dirs {
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("cache_dir {}", dir.display()))?;
+        anyhow::ensure!(dir.is_dir(), "cache_dir {}: not a directory", dir.display());
+        cache_dirs.push(dir);
+    }
+    if cache_dirs.is_empty() {
+        let own_cache = store_dir.join("pkg");
+        std::fs::create_dir_all(&own_cache)
+            .with_context(|| format!("creating {}", own_cache.display()))?;
+        info!(dir = %own_cache.display(), "no pacman cache dir; sharing the daemon's own");
+        cache_dirs.push(own_cache);
+    }
+    dedup_in_order(&mut cache_dirs);
+    if cache_dirs.len() > MAX_CACHE_DIRS {
+        warn!(
+            max = MAX_CACHE_DIRS,
+            "too many cache dirs; the rest are not shared"
+        );
+        cache_dirs.truncate(MAX_CACHE_DIRS);
+    }
+    Ok(Environment {
+        cache_dirs,
+        mirrors,
+        state_dir,
+        store_dir,
+    })
+}
+
+fn load_pacman_conf(config: &Config) -> anyhow::Result<Option<PacmanConf>> {
+    let path = &config.pacman_conf;
+    if !config.pacman_conf_explicit && !path.exists() {
+        warn!(
+            pacman_conf = %path.display(),
+            mirror = DEFAULT_MIRROR,
+            "no pacman.conf: every repo is redirected to the default mirror"
+        );
+        return Ok(None);
+    }
+    let conf = PacmanConf::load(path).with_context(|| format!("pacman_conf {}", path.display()))?;
+    info!(pacman_conf = %path.display(), repos = conf.repos.len(), "read pacman.conf");
+    Ok(Some(conf))
+}
+
+/// Creates `dir` if needed. A default dir the user may not write (a
+/// developer running pacmeshd unprivileged) falls back to one under
+/// `$XDG_CACHE_HOME` or `~/.cache`, so a fresh checkout just runs.
+fn writable_dir(dir: &Path, is_default: bool, key: &str) -> anyhow::Result<PathBuf> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => Ok(dir.to_owned()),
+        Err(e) if is_default && e.kind() == io::ErrorKind::PermissionDenied => {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .context("no HOME to fall back to")?;
+            let fallback = base.join("pacmesh").join(key.trim_end_matches("_dir"));
+            std::fs::create_dir_all(&fallback)
+                .with_context(|| format!("{key}: creating {}", fallback.display()))?;
+            warn!(key, default = %dir.display(), using = %fallback.display(), "default dir not writable");
+            Ok(fallback)
+        }
+        Err(e) => Err(e).with_context(|| format!("{key}: creating {}", dir.display())),
+    }
+}
+
+fn dedup_in_order(dirs: &mut Vec<PathBuf>) {
+    let mut seen = std::collections::HashSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+}
