@@ -11,6 +11,7 @@ pub mod http;
 pub mod index;
 pub mod mirrors;
 pub mod plan;
+pub mod sd_notify;
 pub mod setup;
 pub mod stats;
 
@@ -65,6 +66,16 @@ pub async fn run(
         mirrors: env.mirrors,
         stats: Arc::new(Stats::default()),
         started: Instant::now(),
+    });
+    let files = state.index_summary().1;
+    let ready = format!("READY=1\nSTATUS=serving {files} cached files");
+    if let Err(e) = sd_notify::notify(&ready) {
+        tracing::warn!(error = %e, "cannot notify systemd of readiness");
+    }
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        let _ = sd_notify::notify("STOPPING=1");
     });
     http::serve(state, listeners, shutdown).await;
     Ok(())

@@ -1,0 +1,85 @@
+//! The real binary tells systemd it is ready only once pacman can be
+//! served, and says so when it stops.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn status_answers(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let request = "GET /_pacmesh/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn ready_after_the_port_answers_and_stopping_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::fs::create_dir(dir.path().join("cache")).unwrap();
+    let pacman_conf = dir.path().join("pacman.conf");
+    std::fs::write(&pacman_conf, "[options]\n").unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pacmeshd"))
+        .arg("--pacman-conf")
+        .arg(&pacman_conf)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--store-dir")
+        .arg(dir.path().join("store"))
+        .args(["--http-listen", &format!("127.0.0.1:{port}"), "--no-mdns"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a notification within 10 s");
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // Checked right when READY arrives: the port must already answer.
+    let answered = status_answers(port);
+    assert!(
+        first.lines().any(|l| l == "READY=1"),
+        "first message {first:?}"
+    );
+    assert!(first.contains("STATUS="), "{first:?}");
+    assert!(answered, "READY=1 came before the HTTP port answered");
+
+    rustix_kill(child.id());
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+fn rustix_kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
