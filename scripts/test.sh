@@ -7,11 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=(pacman pacman-conf makepkg repo-add bsdtar fakeroot nginx zstd ip nft)
+tools=(pacman pacman-conf makepkg repo-add bsdtar fakeroot nginx zstd ip nft tidy)
 missing=()
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
 done
+# The metrics test parses with Prometheus' own Python client.
+/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing test dependencies (missing: ${missing[*]})" >&2
@@ -26,9 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
         # not a declared dependency of Debian's pacman packages.
         apt-get install -y -qq --no-install-recommends \
             pacman-package-manager makepkg libarchive-tools fakeroot \
-            nginx-light zstd iproute2 nftables ca-certificates >/dev/null
+            nginx-light zstd iproute2 nftables tidy python3 python3-prometheus-client \
+            ca-certificates >/dev/null
     elif command -v pacman >/dev/null 2>&1; then
-        pacman -Sy --needed --noconfirm base-devel libarchive nginx zstd iproute2 nftables
+        pacman -Sy --needed --noconfirm base-devel libarchive nginx zstd iproute2 nftables \
+            tidy python python-prometheus_client
     else
         echo "test.sh: neither apt-get nor pacman found; install: ${missing[*]}" >&2
         exit 1

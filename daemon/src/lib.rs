@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod index;
 pub mod mirrors;
 pub mod plan;
@@ -28,6 +29,7 @@ use stats::Stats;
 
 /// Everything a request handler reads.
 pub struct State {
+    pub node_id: identity::NodeId,
     pub index: SharedIndex,
     pub mirrors: MirrorTable,
     pub stats: Arc<Stats>,
@@ -62,6 +64,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let index = index::watch::start(env.cache_dirs, shutdown.clone()).await?;
     let state = Arc::new(State {
+        node_id: env.identity.node_id(),
         index,
         mirrors: env.mirrors,
         stats: Arc::new(Stats::default()),

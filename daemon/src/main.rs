@@ -18,6 +18,13 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let flags = RawConfig::parse();
+    if flags.print_include {
+        print!(
+            "{}",
+            pacmesh_conf::include_file_contents(pacmesh_conf::DEFAULT_HTTP_PORT)
+        );
+        return ExitCode::SUCCESS;
+    }
     let print_config = flags.print_config;
     let config = match config::load(flags) {
         Ok(config) => config,

@@ -10,12 +10,14 @@ use pacmesh_conf::{OwnServers, PacmanConf};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::index::MAX_CACHE_DIRS;
 use crate::mirrors::{MirrorTable, DEFAULT_MIRROR};
 
 /// The resolved environment `run` works in.
 #[derive(Debug)]
 pub struct Environment {
+    pub identity: Identity,
     pub cache_dirs: Vec<PathBuf>,
     pub mirrors: MirrorTable,
     pub state_dir: PathBuf,
@@ -79,7 +81,10 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         );
         cache_dirs.truncate(MAX_CACHE_DIRS);
     }
+    let identity = Identity::load_or_create(&state_dir)?;
+    info!(node_id = %identity.node_id(), "identity");
     Ok(Environment {
+        identity,
         cache_dirs,
         mirrors,
         state_dir,

@@ -26,8 +26,53 @@ impl Source {
     }
 }
 
+/// Upper bounds (seconds) of the transfer-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+
+/// A Prometheus-style histogram with fixed buckets, lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts; the last slot is `+Inf`.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let slot = DURATION_BUCKETS
+            .iter()
+            .position(|&le| seconds <= le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add((seconds * 1e6) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound (the last is `+Inf`), the sum in
+    /// seconds, and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        let mut total = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Relaxed);
+                total
+            })
+            .collect();
+        (
+            cumulative,
+            self.sum_micros.load(Relaxed) as f64 / 1e6,
+            self.count.load(Relaxed),
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// How long local file responses took, first byte to last.
+    pub local_transfer: Histogram,
     local: AtomicU64,
     peer: AtomicU64,
     mirror_redirect: AtomicU64,
@@ -94,5 +139,22 @@ impl Stats {
             mirror_fetch: self.bytes_mirror_fetch.load(Relaxed),
             to_peers: self.bytes_to_peers.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        for s in [0.0005, 0.003, 0.003, 2.0, 1000.0] {
+            h.observe(s);
+        }
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(count, 5);
+        assert_eq!(buckets, vec![1, 3, 3, 3, 3, 3, 3, 4, 4, 4, 5]);
+        assert!((sum - 1002.0065).abs() < 1e-3, "{sum}");
     }
 }

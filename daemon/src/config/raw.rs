@@ -82,6 +82,12 @@ pub struct RawConfig {
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
+
+    /// Print the contents of /etc/pacman.d/pacmesh (the Include that
+    /// pacman.conf-insert adds) and exit
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_include: bool,
 }
 
 impl RawConfig {

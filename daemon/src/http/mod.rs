@@ -4,6 +4,8 @@
 mod body;
 pub mod file_body;
 mod local;
+mod metrics;
+mod page;
 pub mod range;
 mod status;
 pub mod target;
@@ -155,6 +157,8 @@ fn respond(state: &State, req: &Request<Incoming>, started: Instant) -> (Respons
     }
     match parse_target(req.uri().path()) {
         Ok(Target::Status) => (status::response(state), Source::Status),
+        Ok(Target::Metrics) => (metrics::response(state), Source::Status),
+        Ok(Target::Page) => (page::response(state), Source::Status),
         Ok(Target::File(file)) => serve_file(state, req, &file, started),
         Err(e) => {
             let (code, source) = match e {
@@ -188,6 +192,9 @@ fn serve_file(
             let stats = state.stats.clone();
             let on_done = Box::new(move |status, bytes, complete| {
                 stats.add_local_bytes(bytes);
+                stats
+                    .local_transfer
+                    .observe(started.elapsed().as_secs_f64());
                 span.in_scope(|| log_done(Source::Local, status, bytes, complete, started));
             });
             match local::serve(&path, req.method(), req.headers(), on_done) {

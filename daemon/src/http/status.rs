@@ -9,6 +9,7 @@ use crate::State;
 
 #[derive(Serialize)]
 struct Status<'a> {
+    node_id: String,
     version: &'a str,
     uptime_s: u64,
     /// Peer links arrive with the mesh; until then this host has none.
@@ -28,6 +29,7 @@ struct Cache {
 pub fn response(state: &State) -> Response<Body> {
     let (dirs, files) = state.index_summary();
     let status = Status {
+        node_id: state.node_id.to_string(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
         peers: [],

@@ -23,6 +23,9 @@ pub struct FileTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Status,
+    Metrics,
+    /// The human page, `/_pacmesh/`.
+    Page,
     File(FileTarget),
 }
 
@@ -61,6 +64,8 @@ pub fn parse_target(path: &str) -> Result<Target, TargetError> {
     let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
     match segs.as_slice() {
         ["_pacmesh", "status"] => Ok(Target::Status),
+        ["_pacmesh", "metrics"] => Ok(Target::Metrics),
+        ["_pacmesh"] | ["_pacmesh", ""] => Ok(Target::Page),
         ["_pacmesh", ..] => Err(TargetError::NotFound),
         [name] => file(None, None, name),
         [repo, "os", arch, name] => {
@@ -117,6 +122,9 @@ mod tests {
         use FileKind::*;
         check("/_pacmesh/status", Ok(Target::Status));
         check("/_pacmesh/nope", Err(TargetError::NotFound));
+        check("/_pacmesh/metrics", Ok(Target::Metrics));
+        check("/_pacmesh/", Ok(Target::Page));
+        check("/_pacmesh", Ok(Target::Page));
         check(
             "/core/os/x86_64/a-1-1-any.pkg.tar.zst",
             file_in("core", "x86_64", "a-1-1-any.pkg.tar.zst", Package),

@@ -1,0 +1,110 @@
+//! `/_pacmesh/metrics` in the Prometheus text exposition format (0.0.4).
+
+use std::fmt::Write;
+
+use http::{header, Response, StatusCode};
+
+use super::Body;
+use crate::stats::DURATION_BUCKETS;
+use crate::State;
+
+pub fn response(state: &State) -> Response<Body> {
+    let text = render(state);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .header(header::CONTENT_LENGTH, text.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::text(text))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+pub fn render(state: &State) -> String {
+    let mut out = String::with_capacity(2048);
+    let r = state.stats.requests();
+    family(
+        &mut out,
+        "pacmesh_requests_total",
+        "counter",
+        "Requests answered, by source.",
+    );
+    for (source, n) in [
+        ("local", r.local),
+        ("peer", r.peer),
+        ("mirror_redirect", r.mirror_redirect),
+        ("mirror_fetch", r.mirror_fetch),
+        ("not_found", r.not_found),
+        ("bad_request", r.bad_request),
+    ] {
+        let _ = writeln!(out, "pacmesh_requests_total{{source=\"{source}\"}} {n}");
+    }
+    let b = state.stats.bytes();
+    family(
+        &mut out,
+        "pacmesh_bytes_total",
+        "counter",
+        "Package bytes sent to pacman or peers, by source.",
+    );
+    for (source, n) in [
+        ("local", b.local),
+        ("peer", b.peer),
+        ("mirror_fetch", b.mirror_fetch),
+        ("to_peers", b.to_peers),
+    ] {
+        let _ = writeln!(out, "pacmesh_bytes_total{{source=\"{source}\"}} {n}");
+    }
+    family(
+        &mut out,
+        "pacmesh_saved_bytes_total",
+        "counter",
+        "Bytes this host did not download from the internet (served locally or by peers).",
+    );
+    let _ = writeln!(out, "pacmesh_saved_bytes_total {}", b.local + b.peer);
+    let (_, files) = state.index_summary();
+    family(
+        &mut out,
+        "pacmesh_cache_files",
+        "gauge",
+        "Package files in the shared cache dirs.",
+    );
+    let _ = writeln!(out, "pacmesh_cache_files {files}");
+    family(&mut out, "pacmesh_peers", "gauge", "Linked peers.");
+    let _ = writeln!(out, "pacmesh_peers 0");
+    family(
+        &mut out,
+        "pacmesh_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    let _ = writeln!(
+        out,
+        "pacmesh_uptime_seconds {}",
+        state.started.elapsed().as_secs()
+    );
+
+    let name = "pacmesh_transfer_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Duration of package responses, by source.",
+    );
+    let (buckets, sum, count) = state.stats.local_transfer.snapshot();
+    for (i, n) in buckets.iter().enumerate() {
+        let le = DURATION_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(out, "{name}_bucket{{source=\"local\",le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_sum{{source=\"local\"}} {sum}");
+    let _ = writeln!(out, "{name}_count{{source=\"local\"}} {count}");
+    out
+}
