@@ -17,7 +17,7 @@ pub mod setup;
 pub mod stats;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
@@ -31,7 +31,9 @@ use stats::Stats;
 pub struct State {
     pub node_id: identity::NodeId,
     pub index: SharedIndex,
-    pub mirrors: MirrorTable,
+    /// Replaced whole on reload (SIGHUP); requests read it under a brief
+    /// read lock.
+    pub mirrors: RwLock<Arc<MirrorTable>>,
     pub stats: Arc<Stats>,
     pub started: Instant,
 }
@@ -40,6 +42,14 @@ impl State {
     /// Where a complete local copy of `name` is, if any.
     pub fn locate(&self, name: &str) -> Option<PathBuf> {
         self.index.read().ok()?.locate(name)
+    }
+
+    /// The mirror table in force now.
+    pub fn mirrors(&self) -> Arc<MirrorTable> {
+        match self.mirrors.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// The cache dirs and how many files they hold, for status.
@@ -54,19 +64,29 @@ impl State {
     }
 }
 
+/// What the edge (signals, in `main`) asks of a running daemon.
+#[derive(Debug)]
+pub enum Control {
+    /// SIGHUP: the configuration and pacman.conf were read again.
+    Reload(Box<setup::Environment>),
+    /// SIGUSR1: write the peer table to the log.
+    LogPeers,
+}
+
 /// Runs the daemon on already-bound listeners until `shutdown` is
 /// cancelled: loads the cache index, then serves HTTP. Returns once
 /// in-flight responses are done or cut.
 pub async fn run(
     env: setup::Environment,
     listeners: Vec<TcpListener>,
+    control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let index = index::watch::start(env.cache_dirs, shutdown.clone()).await?;
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         index,
-        mirrors: env.mirrors,
+        mirrors: RwLock::new(Arc::new(env.mirrors)),
         stats: Arc::new(Stats::default()),
         started: Instant::now(),
     });
@@ -80,6 +100,40 @@ pub async fn run(
         stopping.cancelled().await;
         let _ = sd_notify::notify("STOPPING=1");
     });
+    tokio::spawn(apply_controls(state.clone(), control));
     http::serve(state, listeners, shutdown).await;
     Ok(())
+}
+
+async fn apply_controls(state: Arc<State>, mut control: tokio::sync::mpsc::Receiver<Control>) {
+    while let Some(message) = control.recv().await {
+        match message {
+            Control::Reload(env) => reload(&state, *env),
+            Control::LogPeers => {
+                let (_, files) = state.index_summary();
+                tracing::info!(target: "pacmesh::peers", peers = 0, files, "peer table: no peers linked");
+            }
+        }
+    }
+}
+
+/// Applies a reloaded environment without touching connections or
+/// downloads in flight: the mirror table is swapped; cache dirs and
+/// listening addresses only change at restart, and the log says so.
+fn reload(state: &State, env: setup::Environment) {
+    let repos = env.mirrors.repo_count();
+    match state.mirrors.write() {
+        Ok(mut mirrors) => *mirrors = Arc::new(env.mirrors),
+        Err(poisoned) => *poisoned.into_inner() = Arc::new(env.mirrors),
+    }
+    let (dirs, _) = state.index_summary();
+    let new_dirs: Vec<String> = env
+        .cache_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    if dirs != new_dirs {
+        tracing::warn!(?new_dirs, "cache dirs changed: they take effect at restart");
+    }
+    tracing::info!(repos, "reloaded configuration");
 }

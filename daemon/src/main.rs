@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use pacmeshd::config::{self, RawConfig};
-use pacmeshd::setup;
+use pacmeshd::{setup, Control};
 
 /// sysexits' EX_USAGE: the configuration is wrong, restarting won't help.
 const EXIT_CONFIG: u8 = 64;
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let print_config = flags.print_config;
-    let config = match config::load(flags) {
+    let config = match config::load(flags.clone()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("pacmeshd: {e}");
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, env)) {
+    match runtime.block_on(serve(flags, config, env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pacmeshd: {e:#}");
@@ -64,11 +65,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: config::Config, env: setup::Environment) -> anyhow::Result<()> {
+async fn serve(
+    flags: RawConfig,
+    config: config::Config,
+    env: setup::Environment,
+) -> anyhow::Result<()> {
     let listeners = bind_http(&config.http_listen, config.http_listen_is_default).await?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
-    pacmeshd::run(env, listeners, shutdown).await?;
+    let (control, control_rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(handle_signals(flags, control, shutdown.clone()));
+    pacmeshd::run(env, listeners, control_rx, shutdown).await?;
     info!("stopped");
     Ok(())
 }
@@ -93,18 +99,45 @@ async fn bind_http(addrs: &[SocketAddr], lenient: bool) -> anyhow::Result<Vec<Tc
     Ok(listeners)
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the configuration (a
+/// bad one is logged and the old one kept); SIGUSR1 logs the peer table.
+async fn handle_signals(flags: RawConfig, control: Sender<Control>, shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    );
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = signals else {
         warn!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!(signal = "SIGTERM", "shutting down");
+                break;
+            }
+            _ = int.recv() => {
+                info!(signal = "SIGINT", "shutting down");
+                break;
+            }
+            _ = hup.recv() => {
+                let reloaded = config::load(flags.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|config| setup::resolve(&config).map_err(|e| e.to_string()));
+                match reloaded {
+                    Ok(env) => {
+                        let _ = control.send(Control::Reload(Box::new(env))).await;
+                    }
+                    Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),
+                }
+            }
+            _ = usr1.recv() => {
+                let _ = control.send(Control::LogPeers).await;
+            }
+        }
     }
     shutdown.cancel();
 }

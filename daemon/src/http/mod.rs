@@ -185,7 +185,8 @@ fn serve_file(
     } else {
         None
     };
-    let remote = match plan(file, local, &state.mirrors) {
+    let mirrors = state.mirrors();
+    let remote = match plan(file, local, &mirrors) {
         Plan::Remote(remote) => remote,
         Plan::Local(path) => {
             let span = Span::current();
@@ -202,7 +203,7 @@ fn serve_file(
                 Err(e) => {
                     // Removed since the index saw it (paccache): next source.
                     warn!(path = %path.display(), error = %e, "indexed file unreadable");
-                    crate::plan::remote(file, &state.mirrors)
+                    crate::plan::remote(file, &mirrors)
                 }
             }
         }

@@ -36,7 +36,7 @@ pub fn response(state: &State) -> Response<Body> {
         requests: state.stats.requests(),
         bytes: state.stats.bytes(),
         cache: Cache { dirs, files },
-        repos: state.mirrors.repo_count(),
+        repos: state.mirrors().repo_count(),
     };
     let json = serde_json::to_vec_pretty(&status).unwrap_or_default();
     Response::builder()
