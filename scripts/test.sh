@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=(pacman pacman-conf makepkg repo-add bsdtar fakeroot nginx zstd ip nft tidy)
+tools=(pacman pacman-conf makepkg repo-add bsdtar fakeroot nginx zstd ip nft iptables tidy
+       systemd-analyze systemd-nspawn)
 missing=()
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
@@ -28,11 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         # not a declared dependency of Debian's pacman packages.
         apt-get install -y -qq --no-install-recommends \
             pacman-package-manager makepkg libarchive-tools fakeroot \
-            nginx-light zstd iproute2 nftables tidy python3 python3-prometheus-client \
+            nginx-light zstd iproute2 nftables iptables systemd systemd-container \
+            tidy python3 python3-prometheus-client \
             ca-certificates >/dev/null
     elif command -v pacman >/dev/null 2>&1; then
         pacman -Sy --needed --noconfirm base-devel libarchive nginx zstd iproute2 nftables \
-            tidy python python-prometheus_client
+            iptables systemd tidy python python-prometheus_client
     else
         echo "test.sh: neither apt-get nor pacman found; install: ${missing[*]}" >&2
         exit 1
