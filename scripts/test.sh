@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
         # bsdtar (libarchive-tools) is needed by makepkg and repo-add but is
         # not a declared dependency of Debian's pacman packages.
-        apt-get install -y -qq --no-install-recommends \
+        apt-get install -y -qq \
             pacman-package-manager makepkg libarchive-tools fakeroot \
             nginx-light zstd iproute2 nftables iptables systemd systemd-container \
             tidy python3 python3-prometheus-client \
