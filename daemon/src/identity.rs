@@ -1,6 +1,6 @@
 //! This host's identity in the mesh: an Ed25519 key made at first start and
 //! kept in the state dir (mode 0600), a self-signed certificate for TLS,
-//! and the node id derived from the public key. Peers pin a link to the
+//! and the node id derived from the public key (`NodeId::from_spki`). Peers pin a link to the
 //! node id they discovered, so the id must follow from the key alone.
 
 use std::fmt;
@@ -8,39 +8,11 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub use pacmesh_proto::NodeId;
 use rcgen::{CertificateParams, KeyPair, PublicKeyData, PKCS_ED25519};
-use sha2::{Digest, Sha256};
 
 /// The key file's name inside the state dir.
 pub const KEY_FILE: &str = "identity.key";
-
-/// 128 bits of SHA-256 over the key's SubjectPublicKeyInfo: short enough
-/// for an mDNS TXT record, far too long to forge a collision.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId([u8; 16]);
-
-impl NodeId {
-    /// The node id of whoever holds the key in this SubjectPublicKeyInfo
-    /// (DER), as found in a peer's certificate.
-    pub fn from_spki(spki_der: &[u8]) -> Self {
-        let hash = Sha256::digest(spki_der);
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&hash[..16]);
-        NodeId(id)
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-impl fmt::Debug for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({self})")
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -182,7 +154,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let again = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(first.node_id(), again.node_id());
-        assert_eq!(first.node_id().to_string().len(), 32);
+        assert_eq!(first.node_id().to_string().len(), 64);
         // Nothing but the key is left in the dir.
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()

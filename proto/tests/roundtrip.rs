@@ -1,0 +1,106 @@
+//! Round-trip properties: every message, the frame decoder under any chunk
+//! split, the compact set form, and the digest sync protocol end to end.
+
+mod common;
+
+use common::{arb_message, arb_set};
+use pacmesh_proto::{
+    decode, encode, encode_frame, DeltaOutcome, DigestSender, DigestState, FrameDecoder, Message,
+    NameHash, PackageSet, MAX_FRAME,
+};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn every_message_round_trips_within_its_size_bound(msg in arb_message()) {
+        let payload = encode(&msg);
+        prop_assert!(payload.len() <= msg.max_encoded_len(), "{} > bound", payload.len());
+        prop_assert!(msg.max_encoded_len() <= MAX_FRAME);
+        prop_assert_eq!(decode(&payload).expect("decodes"), msg.clone());
+
+        let frame = encode_frame(&msg, MAX_FRAME).expect("within limits");
+        prop_assert_eq!(&frame[4..], &payload[..]);
+        prop_assert_eq!(u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize, payload.len());
+    }
+
+    #[test]
+    fn frame_decoder_reassembles_any_chunk_split(
+        msgs in vec(arb_message(), 0..8),
+        cuts in vec(any::<prop::sample::Index>(), 0..20),
+    ) {
+        let stream: Vec<u8> = msgs
+            .iter()
+            .flat_map(|m| encode_frame(m, MAX_FRAME).expect("within limits"))
+            .collect();
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(stream.len());
+        cuts.sort_unstable();
+
+        let mut dec = FrameDecoder::control();
+        let mut got = Vec::new();
+        for pair in cuts.windows(2) {
+            dec.feed(&stream[pair[0]..pair[1]]).expect("valid prefixes");
+            while let Some(m) = dec.next_message().expect("valid frames") {
+                got.push(m);
+            }
+        }
+        prop_assert_eq!(got, msgs);
+        prop_assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn compact_set_round_trips(set in arb_set(2000)) {
+        let bytes = set.encode_compact();
+        prop_assert_eq!(PackageSet::decode_compact(&bytes), Ok(set));
+    }
+
+    /// Only canonical encodings decode, so a set has exactly one form.
+    #[test]
+    fn accepted_compact_bytes_are_canonical(bytes in vec(any::<u8>(), 0..200)) {
+        if let Ok(set) = PackageSet::decode_compact(&bytes) {
+            prop_assert_eq!(set.encode_compact(), bytes);
+        }
+    }
+
+    /// A sender's changes, with some deltas lost on the way: the receiver
+    /// either applies, or asks for a resync and then matches again.
+    #[test]
+    fn receiver_converges_despite_lost_deltas(
+        steps in vec((vec(arb_small_hash(), 0..6), vec(arb_small_hash(), 0..6), any::<bool>()), 0..40),
+    ) {
+        let mut sender = DigestSender::default();
+        let mut receiver = DigestState::new();
+        receiver.on_digest(sender.digest());
+        for (added, removed, lose) in steps {
+            for delta in sender.change(&added, &removed) {
+                if lose {
+                    continue;
+                }
+                // Through the codec, as on a real link.
+                let Message::Delta(delta) = decode(&encode(&Message::Delta(delta))).expect("ok")
+                else { unreachable!() };
+                match receiver.on_delta(&delta) {
+                    DeltaOutcome::Applied => prop_assert_eq!(receiver.packages(), sender.packages()),
+                    DeltaOutcome::NeedResync => receiver.on_digest(sender.digest()),
+                    DeltaOutcome::Stale => {}
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+        }
+        if receiver.seq() != Some(sender.seq()) {
+            // The last deltas were lost: the next change reveals the gap.
+            let next = sender.change(&[NameHash::from_u64(u64::MAX)], &[]);
+            prop_assert_eq!(receiver.on_delta(&next[0]), DeltaOutcome::NeedResync);
+            receiver.on_digest(sender.digest());
+        }
+        prop_assert_eq!(receiver.packages(), sender.packages());
+        prop_assert!(receiver.is_in_sync());
+    }
+}
+
+/// Hashes from a small range, so additions and removals collide often.
+fn arb_small_hash() -> impl Strategy<Value = NameHash> {
+    (0u64..20).prop_map(NameHash::from_u64)
+}
