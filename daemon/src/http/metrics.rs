@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use http::{header, Response, StatusCode};
+use http::Response;
 
 use super::Body;
 use crate::stats::DURATION_BUCKETS;
@@ -10,16 +10,7 @@ use crate::State;
 
 pub fn response(state: &State) -> Response<Body> {
     let text = render(state);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )
-        .header(header::CONTENT_LENGTH, text.len())
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::text(text))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    super::live_page("text/plain; version=0.0.4; charset=utf-8", text)
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

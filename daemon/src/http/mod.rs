@@ -222,6 +222,19 @@ fn serve_file(
     }
 }
 
+/// A 200 for one of pacmesh's own pages: always freshly computed, so never
+/// cached.
+fn live_page(content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<Body> {
+    let body = body.into();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::bytes(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
 fn text(builder: http::response::Builder, body: impl Into<String>) -> Response<Body> {
     let body = body.into();
     let response = builder

@@ -2,20 +2,14 @@
 
 use std::fmt::Write;
 
-use http::{header, Response, StatusCode};
+use http::Response;
 
 use super::Body;
 use crate::State;
 
 pub fn response(state: &State) -> Response<Body> {
     let html = render(state);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(header::CONTENT_LENGTH, html.len())
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::text(html))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    super::live_page("text/html; charset=utf-8", html)
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -1,6 +1,6 @@
 //! `/_pacmesh/status`: what this daemon knows and has done, as JSON.
 
-use http::{header, Response, StatusCode};
+use http::Response;
 use serde::Serialize;
 
 use super::Body;
@@ -39,11 +39,5 @@ pub fn response(state: &State) -> Response<Body> {
         repos: state.mirrors().repo_count(),
     };
     let json = serde_json::to_vec_pretty(&status).unwrap_or_default();
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CONTENT_LENGTH, json.len())
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::bytes(json))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+    super::live_page("application/json", json)
 }
