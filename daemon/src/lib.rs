@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod identity;
 pub mod index;
+pub mod mesh;
 pub mod mirrors;
 pub mod plan;
 pub mod sd_notify;
@@ -82,7 +83,10 @@ pub async fn run(
     control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let index = index::watch::start(env.cache_dirs, shutdown.clone()).await?;
+    let publisher = Arc::new(mesh::publish::Publisher::default());
+    let sink = publisher.clone();
+    let on_change: index::watch::ChangeSink = Arc::new(move |changes| sink.change(changes));
+    let index = index::watch::start(env.cache_dirs, on_change, shutdown.clone()).await?;
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         index,

@@ -6,7 +6,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use pacmeshd::index::watch::{start, SharedIndex};
+use pacmeshd::index::Change;
 use tokio_util::sync::CancellationToken;
 
 const PKG: &str = "foo-1.0-1-x86_64.pkg.tar.zst";
@@ -28,9 +31,13 @@ async fn eventually(index: &SharedIndex, name: &str, want: bool) {
 
 async fn watched(dir: &Path) -> (SharedIndex, CancellationToken) {
     let shutdown = CancellationToken::new();
-    let index = start(vec![dir.to_owned()], shutdown.clone())
-        .await
-        .expect("watch starts");
+    let index = start(
+        vec![dir.to_owned()],
+        Arc::new(|_: &[Change]| {}),
+        shutdown.clone(),
+    )
+    .await
+    .expect("watch starts");
     (index, shutdown)
 }
 
@@ -108,5 +115,41 @@ async fn rewriting_an_indexed_file_hides_it_until_closed() {
     eventually(&index, PKG, false).await;
     drop(file);
     eventually(&index, PKG, true).await;
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn every_change_reaches_the_sink_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(PKG), b"x").expect("write");
+    let seen: Arc<std::sync::Mutex<Vec<Change>>> = Arc::default();
+    let sink = seen.clone();
+    let shutdown = CancellationToken::new();
+    let index = start(
+        vec![dir.path().to_owned()],
+        Arc::new(move |changes: &[Change]| sink.lock().expect("lock").extend_from_slice(changes)),
+        shutdown.clone(),
+    )
+    .await
+    .expect("watch starts");
+    let other = "bar-2.0-1-any.pkg.tar.zst";
+    std::fs::write(dir.path().join(format!("{other}.part")), b"y").expect("write");
+    std::fs::rename(
+        dir.path().join(format!("{other}.part")),
+        dir.path().join(other),
+    )
+    .expect("rename");
+    eventually(&index, other, true).await;
+    std::fs::remove_file(dir.path().join(PKG)).expect("remove");
+    eventually(&index, PKG, false).await;
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![
+            Change::Added(PKG.into()),
+            Change::Added(other.into()),
+            Change::Removed(PKG.into()),
+        ]
+    );
     shutdown.cancel();
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{is_indexable, CacheIndex};
+use super::{is_indexable, CacheIndex, Change};
 
 /// The index shared between the watcher and request handlers. Lock holds
 /// are a hash lookup or insert, never IO.
@@ -65,8 +65,17 @@ pub fn effect_of(kind: &EventKind) -> Effect {
     }
 }
 
-/// Scans the dirs and keeps watching them until `shutdown`.
-pub async fn start(dirs: Vec<PathBuf>, shutdown: CancellationToken) -> anyhow::Result<SharedIndex> {
+/// Told of every change to the set of servable names (the mesh publishes
+/// them to peers as digest deltas).
+pub type ChangeSink = Arc<dyn Fn(&[Change]) + Send + Sync>;
+
+/// Scans the dirs and keeps watching them until `shutdown`; every change,
+/// the initial scan's included, goes to `on_change`.
+pub async fn start(
+    dirs: Vec<PathBuf>,
+    on_change: ChangeSink,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SharedIndex> {
     let index: SharedIndex = Arc::new(RwLock::new(CacheIndex::new(dirs.clone())));
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Watch before scanning, so nothing that happens during the scan is lost.
@@ -82,6 +91,7 @@ pub async fn start(dirs: Vec<PathBuf>, shutdown: CancellationToken) -> anyhow::R
         index: index.clone(),
         dirs,
         writing: HashSet::new(),
+        on_change,
     };
     let started = std::time::Instant::now();
     watch.rescan().await;
@@ -115,6 +125,7 @@ struct Watch {
     /// Files created or written to and not yet closed: a rescan (after the
     /// kernel's event queue overflowed) must not list them as complete.
     writing: HashSet<PathBuf>,
+    on_change: ChangeSink,
 }
 
 impl Watch {
@@ -134,11 +145,11 @@ impl Watch {
                 }
             };
             names.retain(|name| !self.writing.contains(&dir.join(name)));
-            if let Ok(mut ix) = self.index.write() {
-                for change in ix.replace_dir(i, &names) {
-                    debug!(target: "pacmesh::index", ?change, "index change");
-                }
-            }
+            let changes = match self.index.write() {
+                Ok(mut ix) => ix.replace_dir(i, &names),
+                Err(_) => continue,
+            };
+            self.publish(&changes);
         }
     }
 
@@ -183,11 +194,24 @@ impl Watch {
         }
         let present = effect == Effect::Check
             && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-        if let Ok(mut ix) = self.index.write() {
-            if let Some(change) = ix.set(dir, name, present) {
-                debug!(target: "pacmesh::index", ?change, "index change");
-            }
+        let change = match self.index.write() {
+            Ok(mut ix) => ix.set(dir, name, present),
+            Err(_) => None,
+        };
+        if let Some(change) = change {
+            self.publish(&[change]);
         }
+    }
+
+    /// Passes changes on, outside the index lock.
+    fn publish(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        for change in changes {
+            debug!(target: "pacmesh::index", ?change, "index change");
+        }
+        (self.on_change)(changes);
     }
 }
 

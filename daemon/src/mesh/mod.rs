@@ -1,0 +1,53 @@
+//! The mesh: finding the other pacmesh daemons on the network, keeping an
+//! authenticated QUIC link to each, and knowing which packages each one
+//! holds, so "who has file X?" is answered from memory.
+//!
+//! - `discovery`: mDNS (mdns-sd) announcing and browsing, behind the
+//!   [`discovery::Discovery`] trait (with an in-memory implementation for
+//!   tests), emitting [`DiscoveryEvent`]s.
+//! - `link`: the QUIC endpoint, TLS pinned to node ids, the mesh-key proof,
+//!   one link per peer with the control stream (Hello, Digest, Delta).
+//! - `peers`: the pure peer-table decisions (liveness, backoff, which of
+//!   two simultaneous links survives).
+//! - `publish`: this host's index as a digest and numbered deltas.
+
+pub mod publish;
+
+use std::net::SocketAddr;
+
+pub use pacmesh_proto::NodeId;
+
+/// The mDNS service type every pacmesh daemon announces.
+pub const SERVICE_TYPE: &str = "_pacmesh._udp.local.";
+
+/// What this host announces about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub node_id: NodeId,
+    /// UDP port of the QUIC endpoint.
+    pub quic_port: u16,
+    /// Package architectures this host caches (pacman.conf's, plus `any`).
+    pub archs: Vec<String>,
+    /// Names the mesh: derived from the mesh key (or `open` without one),
+    /// so hosts of other meshes are ignored before any connection.
+    pub mesh_tag: String,
+    pub protocol_version: u32,
+}
+
+/// A peer as discovery or static configuration reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAd {
+    /// `None` for a static peer, whose id is learnt from its certificate.
+    pub node_id: Option<NodeId>,
+    /// Where its QUIC endpoint listens, best first.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// What discovery tells the mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoveryEvent {
+    /// Found, or found again with new addresses: treat as an update.
+    Up(PeerAd),
+    /// Unregistered (a goodbye): drop it now.
+    Down(NodeId),
+}
