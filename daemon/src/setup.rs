@@ -18,6 +18,9 @@ use crate::mirrors::{MirrorTable, DEFAULT_MIRROR};
 #[derive(Debug)]
 pub struct Environment {
     pub identity: Identity,
+    /// Package architectures this host uses: pacman.conf's `Architecture`
+    /// (or this machine's) and `any`; announced to peers.
+    pub archs: Vec<String>,
     pub cache_dirs: Vec<PathBuf>,
     pub mirrors: MirrorTable,
     pub state_dir: PathBuf,
@@ -83,8 +86,16 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
     }
     let identity = Identity::load_or_create(&state_dir)?;
     info!(node_id = %identity.node_id(), "identity");
+    let mut archs: Vec<String> = match &pacman {
+        Some(conf) => conf.options.architectures.clone(),
+        None => vec![std::env::consts::ARCH.to_owned()],
+    };
+    if !archs.iter().any(|a| a == "any") {
+        archs.push("any".to_owned());
+    }
     Ok(Environment {
         identity,
+        archs,
         cache_dirs,
         mirrors,
         state_dir,
