@@ -1,4 +1,4 @@
-//! Harness for pacmesh whole-system tests: the real pacman, makepkg-built fixture repos, an nginx upstream mirror and the real `pacmeshd` binary, all on loopback and all cleaned up on drop.
+//! Harness for pacmesh whole-system tests: the real pacman, makepkg-built fixture repos, an nginx upstream mirror and the real `pacmeshd` binary, all on loopback (or, with [`lan`], on hosts in network namespaces) and all cleaned up on drop.
 //!
 //! A typical test:
 //!
@@ -19,6 +19,7 @@ pub mod daemon;
 mod eventually;
 pub mod fixtures;
 pub mod http;
+pub mod lan;
 pub mod net;
 pub mod pacman;
 pub mod prereq;

@@ -5,17 +5,29 @@
 //!   IP:15680; prints `PMH ready`, then serves until stdin closes.
 //! - `probe PROTO:IP:PORT…`: one request to each at once; prints
 //!   `PMH PROTO/PORT RESULT` (`open`, `timeout`, `refused`, …) for each.
+//! - `mcast-listen GROUP:PORT IP`: joins GROUP on the interface holding IP,
+//!   answers each datagram on GROUP:PORT with a unicast `pacmesh mcast-reply IP
+//!   PAYLOAD` to its sender; prints `PMH ready`, then serves until stdin closes.
+//! - `mcast-send GROUP:PORT IP N`: from IP (which picks the interface; no
+//!   route needed), sends `pacmesh mcast NONCE` to GROUP:PORT every 200 ms
+//!   until N listeners answered or 2 s passed; prints `PMH reply IP` for each
+//!   listener that answered (its own host's never does: loop is off).
+//! - `get http://IP:PORT/PATH`: one plain HTTP/1.1 GET (5 s timeouts); prints
+//!   the status line, the headers, a blank line and the (de-chunked) body. Exits
+//!   1 with a message on stderr if no response came.
 //!
 //! It exits by itself after two minutes, should the test that started it be
 //! killed.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const LIFETIME: Duration = Duration::from_secs(120);
+const MCAST_WAIT: Duration = Duration::from_secs(2);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     std::thread::spawn(|| {
@@ -54,7 +66,38 @@ fn main() -> ExitCode {
                 }
             }
         }
-        _ => return usage("expected `serve IP` or `probe PROTO:IP:PORT...`"),
+        Some((mode, [group, ip])) if mode == "mcast-listen" => {
+            let (Ok(group), Ok(ip)) = (group.parse(), ip.parse()) else {
+                return usage("mcast-listen GROUP:PORT IP");
+            };
+            mcast_listen(group, ip);
+        }
+        Some((mode, [group, ip, n])) if mode == "mcast-send" => {
+            let (Ok(group), Ok(ip), Ok(n)) = (group.parse(), ip.parse(), n.parse()) else {
+                return usage("mcast-send GROUP:PORT IP N");
+            };
+            for from in mcast_send(group, ip, n) {
+                println!("PMH reply {from}");
+            }
+        }
+        Some((mode, [url])) if mode == "get" => match http_get(url) {
+            Ok(response) => {
+                let mut out = std::io::stdout().lock();
+                if out.write_all(&response).and_then(|()| out.flush()).is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("pacmesh-netprobe: GET {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => {
+            return usage(
+                "expected `serve IP`, `probe PROTO:IP:PORT...`, `mcast-listen GROUP:PORT IP`, \
+                 `mcast-send GROUP:PORT IP N` or `get URL`",
+            )
+        }
     }
     ExitCode::SUCCESS
 }
@@ -131,5 +174,137 @@ fn probe_udp(addr: SocketAddr) -> String {
         Ok(n) if buf[..n] == *ping.as_bytes() => "open".into(),
         Ok(n) => format!("unexpected:{:?}", String::from_utf8_lossy(&buf[..n])),
         Err(e) => classify(&e),
+    }
+}
+
+fn mcast_listen(group: SocketAddrV4, ip: Ipv4Addr) {
+    let socket =
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, group.port())).expect("binding the group's port");
+    socket
+        .join_multicast_v4(group.ip(), &ip)
+        .expect("joining the group");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let mut reply = format!("pacmesh mcast-reply {ip} ").into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    println!("PMH ready");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// The listeners that answered, in the order they did.
+fn mcast_send(group: SocketAddrV4, ip: Ipv4Addr, want: usize) -> Vec<Ipv4Addr> {
+    // Bound to IP, a multicast goes out of IP's interface without IP_MULTICAST_IF or a route.
+    let socket = UdpSocket::bind((ip, 0)).expect("binding the sender");
+    socket
+        .set_multicast_loop_v4(false)
+        .and_then(|()| socket.set_multicast_ttl_v4(1))
+        .and_then(|()| socket.set_read_timeout(Some(Duration::from_millis(50))))
+        .expect("setting socket options");
+    let ping = format!("pacmesh mcast {} {ip}", std::process::id());
+    let prefix = "pacmesh mcast-reply ";
+    let deadline = Instant::now() + MCAST_WAIT;
+    let mut next_send = Instant::now();
+    let mut got: Vec<Ipv4Addr> = Vec::new();
+    let mut buf = [0u8; 512];
+    while got.len() < want && Instant::now() < deadline {
+        if Instant::now() >= next_send {
+            if let Err(e) = socket.send_to(ping.as_bytes(), group) {
+                eprintln!("pacmesh-netprobe: sending to {group}: {e}");
+            }
+            next_send += Duration::from_millis(200);
+        }
+        let Ok(n) = socket.recv(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let Some((from, payload)) = text
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(' '))
+        else {
+            continue;
+        };
+        if payload == ping {
+            if let Ok(from) = from.parse() {
+                if !got.contains(&from) {
+                    got.push(from);
+                }
+            }
+        }
+    }
+    got
+}
+
+/// `GET url` over a fresh connection; the response with any chunked body decoded.
+fn http_get(url: &str) -> Result<Vec<u8>, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http://IP:PORT/PATH URLs")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority
+        .parse()
+        .or_else(|_| format!("{authority}:80").parse())
+        .map_err(|_| format!("{authority}: expected IP:PORT"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(HTTP_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("reading the response: {e}"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers in {:?}", String::from_utf8_lossy(&raw)))?;
+    let (head, body) = (&raw[..end + 4], &raw[end + 4..]);
+    let chunked = String::from_utf8_lossy(head).lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let mut out = head.to_vec();
+    if chunked {
+        out.extend(dechunk(body)?);
+    } else {
+        out.extend_from_slice(body);
+    }
+    Ok(out)
+}
+
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunk size")?;
+        let size = String::from_utf8_lossy(&body[..eol]);
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let size =
+            usize::from_str_radix(size, 16).map_err(|_| format!("bad chunk size {size:?}"))?;
+        body = &body[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = body.get(..size).ok_or("truncated chunk")?;
+        out.extend_from_slice(chunk);
+        body = body.get(size + 2..).ok_or("truncated chunk end")?;
     }
 }
