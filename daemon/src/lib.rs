@@ -31,6 +31,7 @@ use stats::Stats;
 /// Everything a request handler reads.
 pub struct State {
     pub node_id: identity::NodeId,
+    pub mesh: mesh::link::Mesh,
     pub index: SharedIndex,
     /// Replaced whole on reload (SIGHUP); requests read it under a brief
     /// read lock.
@@ -80,6 +81,7 @@ pub enum Control {
 pub async fn run(
     env: setup::Environment,
     listeners: Vec<TcpListener>,
+    mesh_parts: mesh::service::MeshParts,
     control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -87,8 +89,17 @@ pub async fn run(
     let sink = publisher.clone();
     let on_change: index::watch::ChangeSink = Arc::new(move |changes| sink.change(changes));
     let index = index::watch::start(env.cache_dirs, on_change, shutdown.clone()).await?;
+    let service = mesh::service::MeshService::start(
+        mesh_parts,
+        env.identity.clone(),
+        env.mesh_key,
+        env.archs,
+        publisher,
+        shutdown.clone(),
+    )?;
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
+        mesh: service.mesh.clone(),
         index,
         mirrors: RwLock::new(Arc::new(env.mirrors)),
         stats: Arc::new(Stats::default()),
@@ -106,6 +117,7 @@ pub async fn run(
     });
     tokio::spawn(apply_controls(state.clone(), control));
     http::serve(state, listeners, shutdown).await;
+    service.stopped().await;
     Ok(())
 }
 
@@ -113,11 +125,26 @@ async fn apply_controls(state: Arc<State>, mut control: tokio::sync::mpsc::Recei
     while let Some(message) = control.recv().await {
         match message {
             Control::Reload(env) => reload(&state, *env),
-            Control::LogPeers => {
-                let (_, files) = state.index_summary();
-                tracing::info!(target: "pacmesh::peers", peers = 0, files, "peer table: no peers linked");
-            }
+            Control::LogPeers => log_peers(&state),
         }
+    }
+}
+
+/// SIGUSR1: the peer table, one line per peer.
+fn log_peers(state: &State) {
+    let peers = state.mesh.peers();
+    tracing::info!(target: "pacmesh::peers", peers = peers.len(), "peer table");
+    for p in peers {
+        tracing::info!(
+            target: "pacmesh::peers",
+            peer = %p.node_id,
+            addr = %p.addr,
+            rtt_ms = p.rtt_ms,
+            packages = p.packages,
+            bytes_received = p.bytes_received,
+            bytes_sent = p.bytes_sent,
+            "peer table entry"
+        );
     }
 }
 

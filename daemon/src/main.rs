@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use pacmeshd::config::{self, RawConfig};
+use pacmeshd::mesh::discovery::{mdns::MdnsDiscovery, Discovery};
+use pacmeshd::mesh::service::MeshParts;
 use pacmeshd::{setup, Control};
 
 /// sysexits' EX_USAGE: the configuration is wrong, restarting won't help.
@@ -71,10 +73,11 @@ async fn serve(
     env: setup::Environment,
 ) -> anyhow::Result<()> {
     let listeners = bind_http(&config.http_listen, config.http_listen_is_default).await?;
+    let mesh_parts = mesh_parts(&config)?;
     let shutdown = CancellationToken::new();
     let (control, control_rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(handle_signals(flags, control, shutdown.clone()));
-    pacmeshd::run(env, listeners, control_rx, shutdown).await?;
+    pacmeshd::run(env, listeners, mesh_parts, control_rx, shutdown).await?;
     info!("stopped");
     Ok(())
 }
@@ -97,6 +100,32 @@ async fn bind_http(addrs: &[SocketAddr], lenient: bool) -> anyhow::Result<Vec<Tc
     }
     anyhow::ensure!(!listeners.is_empty(), "no HTTP address could be bound");
     Ok(listeners)
+}
+
+/// The mesh's sockets and sources: the QUIC socket bound, mDNS unless
+/// `--no-mdns`, and each static peer's addresses (a name that does not
+/// resolve now is skipped with a warning).
+fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
+    let socket = std::net::UdpSocket::bind(config.quic_listen)
+        .with_context(|| format!("quic_listen {}", config.quic_listen))?;
+    info!(addr = %socket.local_addr().unwrap_or(config.quic_listen), "quic listening");
+    let discovery: Option<Box<dyn Discovery>> = if config.mdns {
+        Some(Box::new(MdnsDiscovery::new()))
+    } else {
+        None
+    };
+    let mut static_peers = Vec::new();
+    for peer in &config.peers {
+        match std::net::ToSocketAddrs::to_socket_addrs(peer.as_str()) {
+            Ok(addrs) => static_peers.push(addrs.collect()),
+            Err(e) => warn!(peer = %peer, error = %e, "static peer does not resolve; skipped"),
+        }
+    }
+    Ok(MeshParts {
+        socket,
+        discovery,
+        static_peers,
+    })
 }
 
 /// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the configuration (a

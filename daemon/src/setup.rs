@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use pacmesh_conf::{OwnServers, PacmanConf};
@@ -12,12 +13,15 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::index::MAX_CACHE_DIRS;
+use crate::mesh::link::MeshKey;
 use crate::mirrors::{MirrorTable, DEFAULT_MIRROR};
 
 /// The resolved environment `run` works in.
 #[derive(Debug)]
 pub struct Environment {
-    pub identity: Identity,
+    pub identity: Arc<Identity>,
+    /// `None`: an open mesh.
+    pub mesh_key: Option<MeshKey>,
     /// Package architectures this host uses: pacman.conf's `Architecture`
     /// (or this machine's) and `any`; announced to peers.
     pub archs: Vec<String>,
@@ -84,17 +88,18 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         );
         cache_dirs.truncate(MAX_CACHE_DIRS);
     }
-    let identity = Identity::load_or_create(&state_dir)?;
+    let identity = Arc::new(Identity::load_or_create(&state_dir)?);
     info!(node_id = %identity.node_id(), "identity");
-    let mut archs: Vec<String> = match &pacman {
-        Some(conf) => conf.options.architectures.clone(),
-        None => vec![std::env::consts::ARCH.to_owned()],
+    let archs = announced_archs(pacman.as_ref().map(|c| c.options.architectures.as_slice()));
+    let mesh_key = match &config.mesh_key {
+        Some(path) => {
+            Some(MeshKey::load(path).with_context(|| format!("mesh_key {}", path.display()))?)
+        }
+        None => None,
     };
-    if !archs.iter().any(|a| a == "any") {
-        archs.push("any".to_owned());
-    }
     Ok(Environment {
         identity,
+        mesh_key,
         archs,
         cache_dirs,
         mirrors,
@@ -139,7 +144,50 @@ fn writable_dir(dir: &Path, is_default: bool, key: &str) -> anyhow::Result<PathB
     }
 }
 
-fn dedup_in_order(dirs: &mut Vec<PathBuf>) {
+/// The architectures announced to peers: pacman.conf's (or this
+/// machine's) and `any`, keeping only names the wire protocol carries
+/// (`[A-Za-z0-9_]{1,32}`, at most 16).
+fn announced_archs(configured: Option<&[String]>) -> Vec<String> {
+    let machine = [std::env::consts::ARCH.to_owned()];
+    let mut archs: Vec<String> = configured.unwrap_or(&machine).to_vec();
+    archs.push("any".to_owned());
+    let valid = |a: &String| {
+        (1..=pacmesh_proto::MAX_ARCH_LEN).contains(&a.len())
+            && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    archs.retain(|a| {
+        let ok = valid(a);
+        if !ok {
+            warn!(arch = %a, "architecture name not announced to peers");
+        }
+        ok
+    });
+    dedup_in_order(&mut archs);
+    archs.truncate(pacmesh_proto::MAX_ARCHS);
+    archs
+}
+
+fn dedup_in_order<T: Clone + Eq + std::hash::Hash>(dirs: &mut Vec<T>) {
     let mut seen = std::collections::HashSet::new();
     dirs.retain(|d| seen.insert(d.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announced_archs_are_valid_unique_and_include_any() {
+        let table: &[(&[&str], &[&str])] = &[
+            (&["x86_64"], &["x86_64", "any"]),
+            (&["x86_64", "any"], &["x86_64", "any"]),
+            (&["x86_64", "i686", "x86_64"], &["x86_64", "i686", "any"]),
+            (&["bad arch", "arm/v7", ""], &["any"]),
+        ];
+        for (configured, want) in table {
+            let configured: Vec<String> = configured.iter().map(|s| s.to_string()).collect();
+            assert_eq!(announced_archs(Some(&configured)), *want, "{configured:?}");
+        }
+        assert_eq!(announced_archs(None), vec![std::env::consts::ARCH, "any"]);
+    }
 }

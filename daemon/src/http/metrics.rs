@@ -68,7 +68,35 @@ pub fn render(state: &State) -> String {
     );
     let _ = writeln!(out, "pacmesh_cache_files {files}");
     family(&mut out, "pacmesh_peers", "gauge", "Linked peers.");
-    let _ = writeln!(out, "pacmesh_peers 0");
+    let peers = state.mesh.peers();
+    let _ = writeln!(out, "pacmesh_peers {}", peers.len());
+    family(
+        &mut out,
+        "pacmesh_peer_packages",
+        "gauge",
+        "Packages in each linked peer's digest.",
+    );
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "pacmesh_peer_packages{{peer=\"{}\"}} {}",
+            p.node_id, p.packages
+        );
+    }
+    family(
+        &mut out,
+        "pacmesh_peer_rtt_seconds",
+        "gauge",
+        "Round-trip time to each linked peer.",
+    );
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "pacmesh_peer_rtt_seconds{{peer=\"{}\"}} {}",
+            p.node_id,
+            p.rtt_ms / 1000.0
+        );
+    }
     family(
         &mut out,
         "pacmesh_uptime_seconds",

@@ -88,7 +88,23 @@ pub fn render(state: &State) -> String {
         r.not_found, r.bad_request
     );
     h.push_str("<h2>Peers</h2>\n<table id=\"peers\"><tr><th>node</th><th>address</th><th>RTT</th><th>packages</th><th>received</th><th>sent</th></tr>\n");
-    h.push_str("<tr><td colspan=\"6\">no peers linked</td></tr>\n</table>\n");
+    let peers = state.mesh.peers();
+    if peers.is_empty() {
+        h.push_str("<tr><td colspan=\"6\">no peers linked</td></tr>\n");
+    }
+    for p in &peers {
+        let _ = writeln!(
+            h,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&p.node_id.to_string()),
+            esc(&p.addr.to_string()),
+            p.rtt_ms,
+            p.packages,
+            esc(&human_bytes(p.bytes_received)),
+            esc(&human_bytes(p.bytes_sent)),
+        );
+    }
+    h.push_str("</table>\n");
     let _ = writeln!(h, "<h2>Cache</h2>\n<p>{files} package files in</p>\n<ul>");
     for dir in dirs {
         let _ = writeln!(h, "<li><code>{}</code></li>", esc(&dir));

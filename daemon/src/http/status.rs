@@ -4,6 +4,7 @@ use http::Response;
 use serde::Serialize;
 
 use super::Body;
+use crate::mesh::link::PeerStatus;
 use crate::stats::{ByteCounts, RequestCounts};
 use crate::State;
 
@@ -12,8 +13,7 @@ struct Status<'a> {
     node_id: String,
     version: &'a str,
     uptime_s: u64,
-    /// Peer links arrive with the mesh; until then this host has none.
-    peers: [(); 0],
+    peers: Vec<PeerStatus>,
     requests: RequestCounts,
     bytes: ByteCounts,
     cache: Cache,
@@ -32,7 +32,7 @@ pub fn response(state: &State) -> Response<Body> {
         node_id: state.node_id.to_string(),
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
-        peers: [],
+        peers: state.mesh.peers(),
         requests: state.stats.requests(),
         bytes: state.stats.bytes(),
         cache: Cache { dirs, files },

@@ -10,8 +10,13 @@
 //! - `peers`: the pure peer-table decisions (liveness, backoff, which of
 //!   two simultaneous links survives).
 //! - `publish`: this host's index as a digest and numbered deltas.
+//! - `service`: how the daemon starts and stops all of the above.
 
+pub mod discovery;
+pub mod link;
+pub mod peers;
 pub mod publish;
+pub mod service;
 
 use std::net::SocketAddr;
 

@@ -16,8 +16,14 @@
 //!   the status line, the headers, a blank line and the (de-chunked) body. Exits
 //!   1 with a message on stderr if no response came.
 //!
+//! - `quic-garbage IP:PORT`: completes TLS on pacmesh's ALPN as a stranger,
+//!   sends garbage, prints `PMH closed REASON` when the daemon closes the
+//!   link (`PMH open` if it did not within 5 s).
+//!
 //! It exits by itself after two minutes, should the test that started it be
 //! killed.
+
+mod quic;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -92,10 +98,22 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Some((mode, [addr])) if mode == "quic-garbage" => {
+            let Ok(addr) = addr.parse() else {
+                return usage("quic-garbage IP:PORT");
+            };
+            match quic::garbage(addr) {
+                Ok(said) => println!("{said}"),
+                Err(e) => {
+                    eprintln!("pacmesh-netprobe: quic-garbage {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         _ => {
             return usage(
                 "expected `serve IP`, `probe PROTO:IP:PORT...`, `mcast-listen GROUP:PORT IP`, \
-                 `mcast-send GROUP:PORT IP N` or `get URL`",
+                 `mcast-send GROUP:PORT IP N`, `get URL` or `quic-garbage IP:PORT`",
             )
         }
     }

@@ -1,0 +1,311 @@
+//! Dial targets and the accept loop. A target is a discovered node (dialed
+//! while announced) or a static address (dialed for as long as the daemon
+//! runs); each has one task that asks `peers::dial_decision` what to do,
+//! dials, runs the link while it lasts, and backs off after failures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pacmesh_proto::NodeId;
+use tokio_util::sync::CancellationToken;
+
+use super::control::{run_connection, Outcome};
+use super::key::Role;
+use super::tls::{self, SeenId};
+use super::Inner;
+use crate::mesh::peers::{self, Backoff, DialDecision};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    Node(NodeId),
+    Static(SocketAddr),
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Tells a task its target was replaced (withdrawn, then announced).
+    generation: u64,
+    addrs: Vec<SocketAddr>,
+    next_addr: usize,
+    /// Discovered: the announced id. Static: learnt from the certificate.
+    node: Option<NodeId>,
+    backoff: Backoff,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    entries: HashMap<Target, Entry>,
+    generations: u64,
+}
+
+impl Targets {
+    fn insert(
+        &mut self,
+        target: Target,
+        addrs: Vec<SocketAddr>,
+        node: Option<NodeId>,
+    ) -> (u64, CancellationToken) {
+        self.generations += 1;
+        let cancel = CancellationToken::new();
+        let entry = Entry {
+            generation: self.generations,
+            addrs,
+            next_addr: 0,
+            node,
+            backoff: Backoff::default(),
+            cancel: cancel.clone(),
+        };
+        if let Some(old) = self.entries.insert(target, entry) {
+            old.cancel.cancel();
+        }
+        (self.generations, cancel)
+    }
+}
+
+fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, Targets> {
+    inner.targets.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn wake(inner: &Inner) {
+    inner.changed.send_modify(|n| *n += 1);
+}
+
+/// Discovery found `id` (again): dial it unless linked; new addresses are
+/// tried at once.
+pub(crate) fn announce(inner: &Arc<Inner>, id: NodeId, addrs: Vec<SocketAddr>) {
+    if inner.shutdown.is_cancelled() {
+        return;
+    }
+    let target = Target::Node(id);
+    let mut targets = lock(inner);
+    if let Some(entry) = targets.entries.get_mut(&target) {
+        if !addrs.is_empty() && entry.addrs != addrs {
+            entry.addrs = addrs;
+            entry.next_addr = 0;
+            entry.backoff = Backoff::default();
+            drop(targets);
+            wake(inner);
+        }
+        return;
+    }
+    let (generation, cancel) = targets.insert(target, addrs, Some(id));
+    drop(targets);
+    inner
+        .tasks
+        .spawn(dial_loop(inner.clone(), target, generation, cancel));
+}
+
+/// Discovery lost `id`: stop dialing it.
+pub(crate) fn withdraw(inner: &Inner, id: NodeId) {
+    if let Some(entry) = lock(inner).entries.remove(&Target::Node(id)) {
+        entry.cancel.cancel();
+    }
+}
+
+pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr) {
+    if inner.shutdown.is_cancelled() {
+        return;
+    }
+    let target = Target::Static(addr);
+    let mut targets = lock(inner);
+    if targets.entries.contains_key(&target) {
+        return;
+    }
+    let (generation, cancel) = targets.insert(target, vec![addr], None);
+    drop(targets);
+    inner
+        .tasks
+        .spawn(dial_loop(inner.clone(), target, generation, cancel));
+}
+
+enum Step {
+    Wait(Option<Instant>),
+    Dial(SocketAddr, Option<NodeId>),
+}
+
+async fn dial_loop(inner: Arc<Inner>, target: Target, generation: u64, cancel: CancellationToken) {
+    loop {
+        // Subscribed before deciding, so no change in between is missed.
+        let mut changed = inner.changed.subscribe();
+        let step = {
+            let mut targets = lock(&inner);
+            let Some(entry) = targets.entries.get_mut(&target) else {
+                return;
+            };
+            if entry.generation != generation {
+                return;
+            }
+            let linked = entry.node.is_some_and(|id| inner.is_linked(&id));
+            let wanted = !cancel.is_cancelled();
+            match peers::dial_decision(wanted, linked, &entry.backoff, Instant::now()) {
+                DialDecision::Forget => {
+                    targets.entries.remove(&target);
+                    return;
+                }
+                DialDecision::Linked => Step::Wait(None),
+                DialDecision::WaitUntil(at) => Step::Wait(Some(at)),
+                DialDecision::Dial if entry.addrs.is_empty() => Step::Wait(None),
+                DialDecision::Dial => {
+                    let addr = entry.addrs[entry.next_addr % entry.addrs.len()];
+                    let expected = match target {
+                        Target::Node(id) => Some(id),
+                        Target::Static(_) => None,
+                    };
+                    Step::Dial(addr, expected)
+                }
+            }
+        };
+        match step {
+            Step::Wait(until) => {
+                let sleep = async {
+                    match until {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    () = sleep => {}
+                    () = cancel.cancelled() => return,
+                    () = inner.shutdown.cancelled() => return,
+                }
+            }
+            Step::Dial(addr, expected) => {
+                let seen = Arc::new(SeenId::default());
+                let started = Instant::now();
+                let outcome = dial_once(&inner, addr, expected, seen.clone(), &cancel).await;
+                if !record(&inner, target, generation, outcome, seen.get(), started) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Updates the target after an attempt; false when the task should stop.
+fn record(
+    inner: &Inner,
+    target: Target,
+    generation: u64,
+    outcome: Outcome,
+    seen: Option<NodeId>,
+    started: Instant,
+) -> bool {
+    let mut targets = lock(inner);
+    let Some(entry) = targets.entries.get_mut(&target) else {
+        return false;
+    };
+    if entry.generation != generation {
+        return false;
+    }
+    if entry.node.is_none() {
+        entry.node = seen;
+    }
+    let now = Instant::now();
+    match outcome {
+        Outcome::WasLinked(_) => {
+            entry.backoff.on_link_end(now - started, now, &inner.policy);
+        }
+        Outcome::Duplicate(_) => {
+            entry.backoff.on_failure(now, &inner.policy);
+        }
+        Outcome::Failed if seen == Some(inner.local) => {
+            tracing::warn!(to = %target_addr(&target), "static peer is this host; not dialing it");
+            targets.entries.remove(&target);
+            return false;
+        }
+        Outcome::Failed => {
+            let at = entry.backoff.on_failure(now, &inner.policy);
+            entry.next_addr = entry.next_addr.wrapping_add(1);
+            tracing::debug!(
+                to = %target_addr(&target),
+                failures = entry.backoff.failures(),
+                retry_in_ms = at.saturating_duration_since(now).as_millis() as u64,
+                "dial failed; backing off"
+            );
+        }
+    }
+    true
+}
+
+fn target_addr(target: &Target) -> String {
+    match target {
+        Target::Node(id) => id.to_string(),
+        Target::Static(addr) => addr.to_string(),
+    }
+}
+
+async fn dial_once(
+    inner: &Arc<Inner>,
+    addr: SocketAddr,
+    expected: Option<NodeId>,
+    seen: Arc<SeenId>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let crypto = match tls::client_crypto(&inner.identity, expected, seen) {
+        Ok(crypto) => crypto,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "TLS client configuration");
+            return Outcome::Failed;
+        }
+    };
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(inner.transport.clone());
+    let connecting = match inner.endpoint.connect_with(config, addr, tls::SERVER_NAME) {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "cannot dial");
+            return Outcome::Failed;
+        }
+    };
+    let conn = tokio::select! {
+        r = connecting => r,
+        () = cancel.cancelled() => return Outcome::Failed,
+        () = inner.shutdown.cancelled() => return Outcome::Failed,
+    };
+    match conn {
+        Ok(conn) => run_connection(inner.clone(), conn, Role::Dialer).await,
+        Err(e) => {
+            tracing::debug!(%addr, peer = ?expected, error = %e, "dial failed");
+            Outcome::Failed
+        }
+    }
+}
+
+/// Accepts connections until shutdown; each runs as its own task.
+pub(crate) async fn accept_loop(inner: Arc<Inner>) {
+    loop {
+        let incoming = tokio::select! {
+            i = inner.endpoint.accept() => i,
+            () = inner.shutdown.cancelled() => return,
+        };
+        let Some(incoming) = incoming else {
+            return;
+        };
+        let inner2 = inner.clone();
+        inner.tasks.spawn(async move {
+            let addr = incoming.remote_address();
+            let connecting = match incoming.accept() {
+                Ok(connecting) => connecting,
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "incoming connection failed");
+                    return;
+                }
+            };
+            let conn = tokio::select! {
+                r = connecting => r,
+                () = inner2.shutdown.cancelled() => return,
+            };
+            match conn {
+                Ok(conn) => {
+                    run_connection(inner2, conn, Role::Acceptor).await;
+                }
+                // A refused certificate lands here (and on the dialer).
+                Err(e) => tracing::debug!(%addr, error = %e, "incoming handshake failed"),
+            }
+        });
+    }
+}

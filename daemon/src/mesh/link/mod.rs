@@ -1,0 +1,431 @@
+//! Peer links: the QUIC endpoint, TLS pinned to node ids, the mesh-key
+//! proof, one link per peer with its control stream, and the in-memory
+//! answer to "who has this file?".
+//!
+//! - `tls`: certificate verifiers (node id pinning, handshake signatures).
+//! - `key`: the mesh key, its tag and proof.
+//! - `hello`: the first exchange on a link and its checks (pure).
+//! - `control`: a link's life: register, digest out, deltas both ways.
+//! - `dial`: dial targets (discovered and static) with backoff; accepting.
+//! - `close`: application close codes.
+//! - `frames`, `socket`: framing on streams, UDP buffer sizes.
+//!
+//! The decisions (backoff, duplicates, liveness) are in `mesh::peers`.
+
+mod close;
+mod control;
+mod dial;
+mod frames;
+mod hello;
+mod key;
+mod socket;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use pacmesh_proto::{name_hash, DigestState, NodeId};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use close::CloseCode;
+pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
+pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
+
+use super::peers::{self, BackoffPolicy, LinkFacts, LinkRank};
+use super::publish::Publisher;
+use super::DiscoveryEvent;
+use crate::identity::Identity;
+
+/// Log target of link up/down events.
+const TARGET: &str = "pacmesh::peers";
+
+/// The longest `closed()` takes after shutdown.
+const CLOSE_BUDGET: Duration = Duration::from_secs(2);
+
+/// What the mesh needs to run.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    pub identity: Arc<Identity>,
+    /// `None`: an open mesh (tag [`OPEN_TAG`]).
+    pub mesh_key: Option<MeshKey>,
+    /// Sent in `Hello`.
+    pub archs: Vec<String>,
+    /// QUIC keep-alive interval (2 s).
+    pub keep_alive: Duration,
+    /// A peer silent this long is dropped (10 s).
+    pub idle_timeout: Duration,
+}
+
+impl MeshOptions {
+    /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s.
+    pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
+        MeshOptions {
+            identity,
+            mesh_key: None,
+            archs,
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One linked peer, for status and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerStatus {
+    #[serde(serialize_with = "as_display")]
+    pub node_id: NodeId,
+    pub addr: SocketAddr,
+    pub rtt_ms: f64,
+    /// Packages in the peer's digest as kept in step.
+    pub packages: usize,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    /// From the peer's `Hello`.
+    pub archs: Vec<String>,
+}
+
+fn as_display<S: serde::Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
+/// The running mesh: cheap to clone, one per daemon.
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("node_id", &self.inner.local)
+            .field("addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A registered link: the one connection to a peer.
+pub(crate) struct Link {
+    peer: NodeId,
+    conn: quinn::Connection,
+    addr: SocketAddr,
+    rank: LinkRank,
+    archs: Vec<String>,
+    digest: RwLock<DigestState>,
+    /// (UDP datagrams received when last looked, when they last grew).
+    heard: Mutex<(u64, Instant)>,
+    /// Set by whoever closes the link on purpose.
+    closed_with: OnceLock<CloseCode>,
+}
+
+impl Link {
+    fn new(peer: NodeId, conn: quinn::Connection, rank: LinkRank, archs: Vec<String>) -> Self {
+        Link {
+            peer,
+            addr: conn.remote_address(),
+            heard: Mutex::new((conn.stats().udp_rx.datagrams, Instant::now())),
+            conn,
+            rank,
+            archs,
+            digest: RwLock::new(DigestState::new()),
+            closed_with: OnceLock::new(),
+        }
+    }
+
+    /// Closes the connection, remembering why.
+    fn close(&self, code: CloseCode) {
+        let _ = self.closed_with.set(code);
+        code.close(&self.conn);
+    }
+
+    fn closed_with(&self) -> Option<CloseCode> {
+        self.closed_with.get().copied()
+    }
+
+    /// When the peer was last heard from: any packet since the previous
+    /// look counts as heard `now`.
+    fn heard(&self, now: Instant) -> Instant {
+        let rx = self.conn.stats().udp_rx.datagrams;
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        if rx != heard.0 {
+            *heard = (rx, now);
+        }
+        heard.1
+    }
+
+    /// `heard` as last looked at, without looking again.
+    fn last_heard(&self) -> Instant {
+        self.heard.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
+    fn read_digest(&self) -> RwLockReadGuard<'_, DigestState> {
+        self.digest.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_digest(&self) -> RwLockWriteGuard<'_, DigestState> {
+        self.digest.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn status(&self) -> PeerStatus {
+        let stats = self.conn.stats();
+        PeerStatus {
+            node_id: self.peer,
+            addr: self.addr,
+            rtt_ms: self.conn.rtt().as_secs_f64() * 1000.0,
+            packages: self.read_digest().packages().len(),
+            bytes_received: stats.udp_rx.bytes,
+            bytes_sent: stats.udp_tx.bytes,
+            archs: self.archs.clone(),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    local: NodeId,
+    local_addr: SocketAddr,
+    identity: Arc<Identity>,
+    mesh_key: Option<MeshKey>,
+    archs: Vec<String>,
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    transport: Arc<quinn::TransportConfig>,
+    endpoint: quinn::Endpoint,
+    publisher: Arc<Publisher>,
+    shutdown: CancellationToken,
+    /// Cancelled once everything is closed.
+    done: CancellationToken,
+    tasks: TaskTracker,
+    policy: BackoffPolicy,
+    /// The registered link per peer; read by `who_has`.
+    links: RwLock<HashMap<NodeId, Arc<Link>>>,
+    targets: Mutex<dial::Targets>,
+    /// Bumped whenever a link comes or goes, to wake waiting dialers.
+    changed: watch::Sender<u64>,
+}
+
+impl Inner {
+    fn links(&self) -> RwLockReadGuard<'_, HashMap<NodeId, Arc<Link>>> {
+        self.links.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn links_mut(&self) -> RwLockWriteGuard<'_, HashMap<NodeId, Arc<Link>>> {
+        self.links.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_linked(&self, peer: &NodeId) -> bool {
+        self.links().contains_key(peer)
+    }
+
+    /// Makes `link` the link to its peer unless an existing one wins
+    /// (`peers::resolve_duplicate`); false when `link` lost.
+    fn register(&self, link: &Arc<Link>) -> bool {
+        if self.shutdown.is_cancelled() {
+            return false;
+        }
+        let mut links = self.links_mut();
+        if let Some(existing) = links.get(&link.peer) {
+            match peers::resolve_duplicate(&existing.rank, &link.rank) {
+                peers::Keep::Existing => return false,
+                peers::Keep::New => existing.close(CloseCode::Duplicate),
+            }
+        }
+        links.insert(link.peer, link.clone());
+        drop(links);
+        self.changed.send_modify(|n| *n += 1);
+        true
+    }
+
+    /// Forgets `link` if it is still the registered one.
+    fn unregister(&self, link: &Arc<Link>) {
+        let mut links = self.links_mut();
+        if links.get(&link.peer).is_some_and(|l| Arc::ptr_eq(l, link)) {
+            links.remove(&link.peer);
+            drop(links);
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Closes and forgets the link to `peer` at once.
+    fn drop_peer(&self, peer: &NodeId, code: CloseCode) {
+        let removed = self.links_mut().remove(peer);
+        if let Some(link) = removed {
+            link.close(code);
+            tracing::info!(target: TARGET, peer = %peer, reason = code.reason(), "link down");
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+impl Mesh {
+    /// Starts the endpoint on a bound UDP socket (tests bind port 0) and
+    /// begins accepting. Must run inside a tokio runtime. Sets the socket's
+    /// buffers to 4 MiB (forced past `rmem_max` when allowed).
+    pub fn start(
+        socket: std::net::UdpSocket,
+        opts: MeshOptions,
+        publisher: Arc<Publisher>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Mesh> {
+        socket::size_buffers(&socket, socket::BUFFER_BYTES);
+        socket
+            .set_nonblocking(true)
+            .context("making the QUIC socket non-blocking")?;
+        let local_addr = socket
+            .local_addr()
+            .context("reading the QUIC socket's address")?;
+
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .keep_alive_interval(Some(opts.keep_alive))
+            .max_idle_timeout(Some(
+                quinn::IdleTimeout::try_from(opts.idle_timeout).context("idle timeout")?,
+            ))
+            .max_concurrent_uni_streams(0u8.into());
+        let transport = Arc::new(transport);
+        let crypto = tls::server_crypto(&opts.identity).context("TLS server configuration")?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(transport.clone());
+        let runtime = quinn::default_runtime().context("Mesh::start needs a tokio runtime")?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .context("starting the QUIC endpoint")?;
+
+        let inner = Arc::new(Inner {
+            local: opts.identity.node_id(),
+            local_addr,
+            identity: opts.identity,
+            mesh_key: opts.mesh_key,
+            archs: opts.archs,
+            keep_alive: opts.keep_alive,
+            idle_timeout: opts.idle_timeout,
+            transport,
+            endpoint,
+            publisher,
+            shutdown,
+            done: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            policy: BackoffPolicy::default(),
+            links: RwLock::new(HashMap::new()),
+            targets: Mutex::new(dial::Targets::default()),
+            changed: watch::Sender::new(0),
+        });
+        tracing::info!(node_id = %inner.local, addr = %local_addr, tag = %mesh_tag(inner.mesh_key.as_ref()), "mesh endpoint up");
+        inner.tasks.spawn(dial::accept_loop(inner.clone()));
+        tokio::spawn(close_when_stopped(inner.clone()));
+        Ok(Mesh { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.local
+    }
+
+    /// `Up`: link to the peer (dialing unless a link is up), and keep
+    /// redialing with backoff while it stays announced. `Down`: drop it.
+    pub fn on_discovery(&self, event: DiscoveryEvent) {
+        match event {
+            DiscoveryEvent::Up(ad) => match ad.node_id {
+                Some(id) if id == self.inner.local => {}
+                Some(id) => dial::announce(&self.inner, id, ad.addrs),
+                None => self.add_static(ad.addrs),
+            },
+            DiscoveryEvent::Down(id) => {
+                dial::withdraw(&self.inner, id);
+                self.inner.drop_peer(&id, CloseCode::Gone);
+            }
+        }
+    }
+
+    /// Peers configured by address: dialed with backoff for as long as the
+    /// daemon runs; their node id is learnt from their certificate.
+    pub fn add_static(&self, addrs: Vec<SocketAddr>) {
+        for addr in addrs {
+            dial::add_static(&self.inner, addr);
+        }
+    }
+
+    /// Linked peers (digest received, heard from within the idle timeout),
+    /// by node id.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        let now = Instant::now();
+        let mut out: Vec<PeerStatus> = self
+            .inner
+            .links()
+            .values()
+            .filter(|link| {
+                let facts = LinkFacts {
+                    has_digest: link.read_digest().seq().is_some(),
+                    last_heard: link.heard(now),
+                };
+                peers::counts_as_linked(&facts, now, self.inner.idle_timeout)
+            })
+            .map(|link| link.status())
+            .collect();
+        out.sort_by_key(|p| p.node_id);
+        out
+    }
+
+    /// The linked peers whose digest (probably) holds `file_name`, from
+    /// memory: one hash, then one lookup per peer. A link counts as in
+    /// [`Mesh::peers`] (liveness from when the link last looked).
+    pub fn who_has(&self, file_name: &str) -> Vec<NodeId> {
+        let hash = name_hash(file_name);
+        let now = Instant::now();
+        let idle = self.inner.idle_timeout;
+        self.inner
+            .links()
+            .values()
+            .filter(|link| {
+                peers::is_alive(link.last_heard(), now, idle) && link.read_digest().contains(hash)
+            })
+            .map(|link| link.peer)
+            .collect()
+    }
+
+    /// QUIC connections open now, links or not (one per peer once settled).
+    pub fn open_connections(&self) -> usize {
+        self.inner.endpoint.open_connections()
+    }
+
+    /// Completes once shutdown was asked and the mesh is closed: every
+    /// peer was sent `Goodbye`, connections are closed and the endpoint is
+    /// idle, or 2 s passed.
+    pub async fn closed(&self) {
+        self.inner.done.cancelled().await;
+    }
+}
+
+/// After shutdown: let links say goodbye, then close the endpoint, within
+/// [`CLOSE_BUDGET`].
+async fn close_when_stopped(inner: Arc<Inner>) {
+    inner.shutdown.cancelled().await;
+    let deadline = tokio::time::Instant::now() + CLOSE_BUDGET;
+    inner.tasks.close();
+    let links_deadline = deadline - CLOSE_BUDGET / 4;
+    if tokio::time::timeout_at(links_deadline, inner.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::debug!("links still closing at the deadline; closing the endpoint");
+    }
+    inner.endpoint.close(
+        CloseCode::Goodbye.varint(),
+        CloseCode::Goodbye.reason().as_bytes(),
+    );
+    let _ = tokio::time::timeout_at(deadline, inner.endpoint.wait_idle()).await;
+    inner.links_mut().clear();
+    tracing::info!("mesh closed");
+    inner.done.cancel();
+}

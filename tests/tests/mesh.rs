@@ -1,0 +1,295 @@
+//! The mesh across real hosts: one `pacmeshd` per network namespace on a
+//! bridge, real mDNS and QUIC between them. Hosts find each other with no
+//! configuration, know each other's packages, notice departures, keep
+//! strangers out, link through static peers without mDNS, and shrug off a
+//! peer that speaks garbage.
+
+use std::time::{Duration, Instant};
+
+use pacmesh_tests::assert_eventually;
+use pacmesh_tests::daemon::DaemonArgs;
+use pacmesh_tests::lan::{Lan, NsDaemon, PORT};
+use pacmesh_tests::prereq;
+
+/// The node ids in a daemon's `peers` list.
+fn peer_ids(daemon: &NsDaemon) -> Vec<String> {
+    daemon.status()["peers"]
+        .as_array()
+        .map(|peers| {
+            peers
+                .iter()
+                .filter_map(|p| p["node_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn node_id(daemon: &NsDaemon) -> String {
+    daemon.status()["node_id"]
+        .as_str()
+        .expect("status has a node_id")
+        .to_owned()
+}
+
+/// How many packages `viewer` believes `of` holds, if linked.
+fn packages_seen(viewer: &NsDaemon, of: &str) -> Option<u64> {
+    viewer.status()["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["node_id"].as_str() == Some(of))
+        .and_then(|p| p["packages"].as_u64())
+}
+
+fn linked(a: &NsDaemon, b: &NsDaemon) -> bool {
+    peer_ids(a).contains(&node_id(b)) && peer_ids(b).contains(&node_id(a))
+}
+
+fn put_package(daemon: &NsDaemon, name: &str) {
+    let tmp = daemon.cache_dir().join(format!("{name}.part"));
+    std::fs::write(&tmp, vec![7u8; 4096]).expect("writing a package");
+    std::fs::rename(&tmp, daemon.cache_dir().join(name)).expect("renaming into place");
+}
+
+fn mesh_key(dir: &std::path::Path, name: &str, secret: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, secret).expect("writing a mesh key");
+    path
+}
+
+#[test]
+fn three_hosts_find_each_other_within_3_s() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(3);
+    let daemons: Vec<_> = lan
+        .hosts()
+        .iter()
+        .map(|h| h.start_daemon(DaemonArgs::default()))
+        .collect();
+    let started = Instant::now();
+    let ids: Vec<String> = daemons.iter().map(node_id).collect();
+    assert_eventually!(
+        daemons.iter().zip(&ids).all(|(d, me)| {
+            let mut seen = peer_ids(d);
+            seen.sort();
+            let mut want: Vec<String> = ids.iter().filter(|id| *id != me).cloned().collect();
+            want.sort();
+            seen == want
+        }),
+        Duration::from_secs(3),
+        "not every host lists the other two within 3 s"
+    );
+    eprintln!(
+        "all linked {} ms after the last start",
+        started.elapsed().as_millis()
+    );
+    for d in &daemons {
+        for p in d.status()["peers"].as_array().expect("peers") {
+            let addr = p["addr"].as_str().expect("addr");
+            assert!(addr.ends_with(&format!(":{PORT}")), "{p}");
+            assert!(p["rtt_ms"].as_f64().is_some(), "{p}");
+        }
+    }
+}
+
+#[test]
+fn a_package_added_or_removed_reaches_the_peer_within_2_s() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(2);
+    let a = lan.host(0).start_daemon(DaemonArgs::default());
+    let b = lan.host(1).start_daemon(DaemonArgs::default());
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "a and b never linked"
+    );
+    let a_id = node_id(&a);
+    assert_eq!(packages_seen(&b, &a_id), Some(0));
+
+    let pkg = "meshy-1.0-1-x86_64.pkg.tar.zst";
+    put_package(&a, pkg);
+    assert_eventually!(
+        packages_seen(&b, &a_id) == Some(1),
+        Duration::from_secs(2),
+        "b did not see a's new package within 2 s"
+    );
+    std::fs::remove_file(a.cache_dir().join(pkg)).expect("removing");
+    assert_eventually!(
+        packages_seen(&b, &a_id) == Some(0),
+        Duration::from_secs(2),
+        "b still lists a's removed package after 2 s"
+    );
+}
+
+#[test]
+fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(2);
+    let mut a = lan.host(0).start_daemon(DaemonArgs::default());
+    let b = lan.host(1).start_daemon(DaemonArgs::default());
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "a and b never linked"
+    );
+    let a_id = node_id(&a);
+
+    assert!(a.stop().success(), "a did not stop cleanly");
+    assert_eventually!(
+        !peer_ids(&b).contains(&a_id),
+        Duration::from_secs(2),
+        "b still lists a 2 s after a clean stop"
+    );
+
+    a.restart();
+    assert_eq!(node_id(&a), a_id, "a restarted with another node id");
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "a did not come back"
+    );
+    // Let b's mDNS see the restarted a too, so the kill below is measured
+    // against a settled link, not one still being replaced.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(linked(&a, &b), "the restarted link did not last");
+
+    a.kill();
+    let killed = Instant::now();
+    assert_eventually!(
+        !peer_ids(&b).contains(&a_id),
+        Duration::from_secs(15),
+        "b still lists a 15 s after SIGKILL"
+    );
+    eprintln!(
+        "killed peer dropped after {} ms",
+        killed.elapsed().as_millis()
+    );
+}
+
+#[test]
+fn hosts_of_another_mesh_or_without_the_key_get_no_link() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(4);
+    let keys = tempfile::tempdir().expect("tempdir");
+    let ours = mesh_key(keys.path(), "ours.key", "correct horse battery staple\n");
+    let theirs = mesh_key(keys.path(), "theirs.key", "another mesh entirely, thanks\n");
+    let a = lan
+        .host(0)
+        .start_daemon(DaemonArgs::default().arg("--mesh-key").arg(&ours));
+    let b = lan
+        .host(1)
+        .start_daemon(DaemonArgs::default().arg("--mesh-key").arg(&ours));
+    let other = lan
+        .host(2)
+        .start_daemon(DaemonArgs::default().arg("--mesh-key").arg(&theirs));
+    // Keyless, and dialing `a` directly, so the key proof (not only the
+    // mDNS tag) is what keeps it out.
+    let keyless = lan.host(3).start_daemon(
+        DaemonArgs::default()
+            .arg("--peer")
+            .arg(format!("{}:{PORT}", lan.host(0).ip())),
+    );
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "the keyed hosts never linked"
+    );
+    // Give the strangers every chance to link.
+    std::thread::sleep(Duration::from_secs(2));
+    let (a_id, b_id) = (node_id(&a), node_id(&b));
+    for (d, who) in [(&other, "other mesh"), (&keyless, "keyless")] {
+        let id = node_id(d);
+        assert!(peer_ids(d).is_empty(), "{who} has peers: {:?}", peer_ids(d));
+        assert!(
+            !peer_ids(&a).contains(&id) && !peer_ids(&b).contains(&id),
+            "{who} linked"
+        );
+        assert!(!peer_ids(d).contains(&a_id) && !peer_ids(d).contains(&b_id));
+    }
+    assert_eq!(peer_ids(&a), vec![b_id.clone()]);
+    assert_eq!(peer_ids(&b), vec![a_id]);
+    // The logs say why.
+    assert!(
+        other.log().contains("other mesh"),
+        "other mesh's log:\n{}",
+        other.log()
+    );
+    let keyless_log = keyless.log();
+    assert!(
+        keyless_log.contains("mesh key"),
+        "the keyless host's log does not say why:\n{keyless_log}"
+    );
+}
+
+#[test]
+fn static_peers_without_mdns_form_the_same_links() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(3);
+    let daemons: Vec<_> = lan
+        .hosts()
+        .iter()
+        .map(|h| {
+            let mut args = DaemonArgs::default().arg("--no-mdns");
+            for other in lan.hosts().iter().filter(|o| o.index() != h.index()) {
+                args = args.arg("--peer").arg(format!("{}:{PORT}", other.ip()));
+            }
+            h.start_daemon(args)
+        })
+        .collect();
+    assert_eventually!(
+        linked(&daemons[0], &daemons[1])
+            && linked(&daemons[1], &daemons[2])
+            && linked(&daemons[0], &daemons[2]),
+        Duration::from_secs(5),
+        "static peers did not all link"
+    );
+    for d in &daemons {
+        assert_eq!(peer_ids(d).len(), 2, "one link per pair: {:?}", peer_ids(d));
+    }
+}
+
+#[test]
+fn a_peer_speaking_garbage_loses_its_link_and_nothing_else() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(3);
+    let a = lan.host(0).start_daemon(DaemonArgs::default());
+    let b = lan.host(1).start_daemon(DaemonArgs::default());
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "a and b never linked"
+    );
+
+    // A stranger completes TLS on the pacmesh ALPN, then sends garbage.
+    let out = lan
+        .host(2)
+        .netprobe()
+        .args(["quic-garbage", &format!("{}:{PORT}", lan.host(0).ip())])
+        .output()
+        .expect("running netprobe quic-garbage");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("PMH closed"),
+        "the garbage link was not closed: {said}"
+    );
+
+    assert!(a.get("/_pacmesh/status").status == 200, "a stopped serving");
+    assert!(linked(&a, &b), "a lost its good link");
+    assert_eq!(peer_ids(&a).len(), 1, "{:?}", peer_ids(&a));
+    assert!(
+        a.log().contains(&lan.host(2).ip().to_string()),
+        "a's log does not name the garbage peer:\n{}",
+        a.log()
+    );
+}
