@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 mod defaults;
 mod error;
 mod insert;
@@ -19,6 +20,7 @@ mod model;
 mod own;
 mod parse;
 
+pub use cli::Cli;
 pub use defaults::{include_file_contents, DEFAULT_HTTP_PORT, DEFAULT_INCLUDE_PATH};
 pub use error::{ConfError, MAX_INCLUDE_DEPTH};
 pub use insert::{insert_include, remove_include};

@@ -11,29 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use pacmesh_conf::{
-    decode_text, insert_include, remove_include, DEFAULT_INCLUDE_PATH, DEFAULT_PACMAN_CONF,
-};
+use pacmesh_conf::{decode_text, insert_include, remove_include, Cli};
 
 /// Exit status for bad command lines (sysexits' EX_USAGE).
 const EXIT_USAGE: u8 = 64;
-
-/// Print a pacman.conf with pacmesh's Include first in every repository.
-#[derive(Debug, Parser)]
-#[command(name = "pacman.conf-insert", version)]
-struct Cli {
-    /// The include file to reference.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INCLUDE_PATH)]
-    include: String,
-
-    /// Remove the Include lines instead of inserting them.
-    #[arg(long)]
-    remove: bool,
-
-    /// The pacman.conf to read; `-` reads standard input.
-    #[arg(value_name = "FILE", default_value = DEFAULT_PACMAN_CONF)]
-    file: PathBuf,
-}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
