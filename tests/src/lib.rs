@@ -24,5 +24,6 @@ pub mod net;
 pub mod pacman;
 pub mod prereq;
 pub mod process;
+pub mod prometheus;
 pub mod upstream;
 pub mod workspace;

@@ -10,6 +10,7 @@ use pacmesh_tests::assert_eventually;
 use pacmesh_tests::daemon::DaemonArgs;
 use pacmesh_tests::lan::{Lan, NsDaemon, PORT};
 use pacmesh_tests::prereq;
+use pacmesh_tests::prometheus::parse_with_prometheus;
 
 /// The node ids in a daemon's `peers` list.
 fn peer_ids(daemon: &NsDaemon) -> Vec<String> {
@@ -291,5 +292,72 @@ fn a_peer_speaking_garbage_loses_its_link_and_nothing_else() {
         a.log().contains(&lan.host(2).ip().to_string()),
         "a's log does not name the garbage peer:\n{}",
         a.log()
+    );
+}
+
+#[test]
+fn page_metrics_and_sigusr1_show_the_linked_peer() {
+    if !prereq::require(Lan::TOOLS)
+        || !prereq::require_tools(&["tidy", pacmesh_tests::prometheus::PYTHON])
+    {
+        return;
+    }
+    let lan = Lan::new(2);
+    let a = lan.host(0).start_daemon(DaemonArgs::default());
+    let b = lan.host(1).start_daemon(DaemonArgs::default());
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "a and b never linked"
+    );
+    put_package(&a, "shown-1.0-1-any.pkg.tar.zst");
+    let a_id = node_id(&a);
+    assert_eventually!(
+        packages_seen(&b, &a_id) == Some(1),
+        Duration::from_secs(2),
+        "no digest"
+    );
+
+    let page = b.get("/_pacmesh/").text();
+    let row = format!(
+        "<tr><td><code>{a_id}</code></td><td>{}:{PORT}</td>",
+        lan.host(0).ip()
+    );
+    assert!(page.contains(&row), "no row for a in b's page:\n{page}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let html = dir.path().join("page.html");
+    std::fs::write(&html, &page).expect("write");
+    let tidy = std::process::Command::new("tidy")
+        .args(["-errors", "-quiet"])
+        .arg(&html)
+        .output()
+        .expect("tidy");
+    assert!(
+        tidy.status.code().is_some_and(|c| c < 2),
+        "tidy: {}",
+        String::from_utf8_lossy(&tidy.stderr)
+    );
+
+    let metrics = parse_with_prometheus(&b.get("/_pacmesh/metrics").text());
+    assert!(
+        metrics.contains(&"pacmesh_peers{} 1.0".to_string()),
+        "{metrics:#?}"
+    );
+    let row = format!("pacmesh_peer_packages{{peer={a_id}}} 1.0");
+    assert!(metrics.contains(&row), "{metrics:#?}");
+
+    let pid = b.pid().expect("b runs").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-USR1", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    assert_eventually!(
+        b.log().lines().any(|l| l.contains("peer table entry")
+            && l.contains(&a_id)
+            && l.contains("packages=1")),
+        Duration::from_secs(3),
+        "SIGUSR1 did not log a's row:\n{}",
+        b.log()
     );
 }
