@@ -16,6 +16,7 @@ pub mod plan;
 pub mod sd_notify;
 pub mod setup;
 pub mod stats;
+pub mod syncdb;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

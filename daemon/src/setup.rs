@@ -25,6 +25,9 @@ pub struct Environment {
     /// Package architectures this host uses: pacman.conf's `Architecture`
     /// (or this machine's) and `any`; announced to peers.
     pub archs: Vec<String>,
+    /// pacman's sync databases (`DBPath/sync`), against which every byte
+    /// from a peer is verified; `None` without a pacman.conf.
+    pub sync_dir: Option<PathBuf>,
     pub cache_dirs: Vec<PathBuf>,
     pub mirrors: MirrorTable,
     pub state_dir: PathBuf,
@@ -101,6 +104,7 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         identity,
         mesh_key,
         archs,
+        sync_dir: pacman.as_ref().map(|c| c.options.sync_dir()),
         cache_dirs,
         mirrors,
         state_dir,

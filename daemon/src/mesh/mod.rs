@@ -9,9 +9,12 @@
 //!   one link per peer with the control stream (Hello, Digest, Delta).
 //! - `peers`: the pure peer-table decisions (liveness, backoff, which of
 //!   two simultaneous links survives).
+//! - `choice`: the pure choice of which holder to download from (measured
+//!   throughput, RTT, failures, penalties).
 //! - `publish`: this host's index as a digest and numbered deltas.
 //! - `service`: how the daemon starts and stops all of the above.
 
+pub mod choice;
 pub mod discovery;
 pub mod link;
 pub mod peers;

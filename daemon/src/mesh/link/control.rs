@@ -182,7 +182,8 @@ fn log_end(link: &Link, end: &End, displaced: bool) {
     }
 }
 
-/// The control stream after the first exchange.
+/// The control stream after the first exchange, and the peer's transfer
+/// streams.
 async fn exchange(
     inner: &Arc<Inner>,
     link: &Arc<Link>,
@@ -193,6 +194,8 @@ async fn exchange(
     tokio::select! {
         end = read_loop(inner, link, reader, cmd_tx) => end,
         end = write_loop(inner, writer, cmd_rx) => end,
+        // Every later stream the peer opens is a transfer (`serve`).
+        e = super::serve::accept_transfers(inner.clone(), link.clone()) => End::Closed(e),
         e = link.conn.closed() => End::Closed(e),
         // The writer sends Goodbye when idle; a peer that stopped reading
         // must not hold the shutdown up.

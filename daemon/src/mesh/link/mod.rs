@@ -9,38 +9,51 @@
 //! - `dial`: dial targets (discovered and static) with backoff; accepting.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
+//! - `serve`, `file_read`: the serving end of transfer streams (uploads).
+//! - `transfer`: the asking end, [`Mesh::fetch`] and [`PeerDownload`].
 //!
-//! The decisions (backoff, duplicates, liveness) are in `mesh::peers`.
+//! The decisions (backoff, duplicates, liveness) are in `mesh::peers`;
+//! which holder to fetch from is in `mesh::choice`.
 
 mod close;
 mod control;
 mod dial;
+mod file_read;
 mod frames;
 mod hello;
 mod key;
+mod serve;
 mod socket;
 pub mod tls;
+mod transfer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use pacmesh_proto::{name_hash, DigestState, NodeId};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use close::CloseCode;
 pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
 pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
+pub use serve::UPLOAD_PRIORITY;
+pub use socket::{size_buffers, BUFFER_BYTES};
+pub use transfer::{FetchError, PeerDownload};
 
+use super::choice::{Choice, ChoicePolicy};
 use super::peers::{self, BackoffPolicy, LinkFacts, LinkRank};
 use super::publish::Publisher;
 use super::DiscoveryEvent;
 use crate::identity::Identity;
+use crate::index::watch::SharedIndex;
+use crate::index::CacheIndex;
 
 /// Log target of link up/down events.
 const TARGET: &str = "pacmesh::peers";
@@ -60,10 +73,25 @@ pub struct MeshOptions {
     pub keep_alive: Duration,
     /// A peer silent this long is dropped (10 s).
     pub idle_timeout: Duration,
+    /// The local cache index that uploads are served from (the daemon's
+    /// `State::index`). Default: an empty index, so nothing is served.
+    pub index: SharedIndex,
+    /// Uploads at once, to all peers together; more are answered `Busy`
+    /// (4).
+    pub max_uploads: usize,
+    /// A peer download with no bytes for this long fails `Stalled` (3 s).
+    pub stall_timeout: Duration,
+    /// Penalty length and measurement knobs of the peer choice.
+    pub choice: ChoicePolicy,
+    /// Test only: every upload sends this many body bytes, then nothing
+    /// more while holding its stream open, as a stalled peer would.
+    /// Always `None` in the daemon.
+    pub test_stall_after: Option<u64>,
 }
 
 impl MeshOptions {
-    /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s.
+    /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
+    /// nothing to serve, 4 uploads, stall timeout 3 s, penalties 10 min.
     pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
         MeshOptions {
             identity,
@@ -71,6 +99,11 @@ impl MeshOptions {
             archs,
             keep_alive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
+            index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
+            max_uploads: 4,
+            stall_timeout: Duration::from_secs(3),
+            choice: ChoicePolicy::default(),
+            test_stall_after: None,
         }
     }
 }
@@ -84,10 +117,27 @@ pub struct PeerStatus {
     pub rtt_ms: f64,
     /// Packages in the peer's digest as kept in step.
     pub packages: usize,
+    /// Everything on the link (UDP bytes, transfers included).
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// File bytes downloaded from / uploaded to this peer since the daemon
+    /// started (across links).
+    pub file_bytes_received: u64,
+    pub file_bytes_sent: u64,
     /// From the peer's `Hello`.
     pub archs: Vec<String>,
+    /// Until when the peer is not chosen for downloads, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalised_until_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalty_reason: Option<String>,
+}
+
+/// File bytes moved to and from one peer, kept across its links.
+#[derive(Debug, Default)]
+pub(crate) struct PeerBytes {
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
 }
 
 fn as_display<S: serde::Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
@@ -180,7 +230,11 @@ impl Link {
             packages: self.read_digest().packages().len(),
             bytes_received: stats.udp_rx.bytes,
             bytes_sent: stats.udp_tx.bytes,
+            file_bytes_received: 0,
+            file_bytes_sent: 0,
             archs: self.archs.clone(),
+            penalised_until_s: None,
+            penalty_reason: None,
         }
     }
 }
@@ -206,6 +260,15 @@ pub(crate) struct Inner {
     targets: Mutex<dial::Targets>,
     /// Bumped whenever a link comes or goes, to wake waiting dialers.
     changed: watch::Sender<u64>,
+    /// What uploads are served from.
+    index: SharedIndex,
+    /// One permit per upload in progress.
+    uploads: Arc<Semaphore>,
+    stall_timeout: Duration,
+    test_stall_after: Option<u64>,
+    choice: Mutex<Choice>,
+    peer_bytes: Mutex<HashMap<NodeId, Arc<PeerBytes>>>,
+    bytes_to_peers: AtomicU64,
 }
 
 impl Inner {
@@ -215,6 +278,16 @@ impl Inner {
 
     fn links_mut(&self) -> RwLockWriteGuard<'_, HashMap<NodeId, Arc<Link>>> {
         self.links.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn choice(&self) -> MutexGuard<'_, Choice> {
+        self.choice.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The peer's byte counters, made at first use.
+    fn peer_bytes(&self, peer: NodeId) -> Arc<PeerBytes> {
+        let mut all = self.peer_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(peer).or_default().clone()
     }
 
     fn is_linked(&self, peer: &NodeId) -> bool {
@@ -317,6 +390,13 @@ impl Mesh {
             links: RwLock::new(HashMap::new()),
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
+            index: opts.index,
+            uploads: Arc::new(Semaphore::new(opts.max_uploads)),
+            stall_timeout: opts.stall_timeout,
+            test_stall_after: opts.test_stall_after,
+            choice: Mutex::new(Choice::new(opts.choice)),
+            peer_bytes: Mutex::new(HashMap::new()),
+            bytes_to_peers: AtomicU64::new(0),
         });
         tracing::info!(node_id = %inner.local, addr = %local_addr, tag = %mesh_tag(inner.mesh_key.as_ref()), "mesh endpoint up");
         inner.tasks.spawn(dial::accept_loop(inner.clone()));
@@ -374,7 +454,67 @@ impl Mesh {
             .map(|link| link.status())
             .collect();
         out.sort_by_key(|p| p.node_id);
+        let wall = SystemTime::now();
+        let choice = self.inner.choice();
+        for status in &mut out {
+            if let Some(penalty) = choice.penalty(&status.node_id, now) {
+                let left = penalty.until.saturating_duration_since(now);
+                status.penalised_until_s = (wall + left)
+                    .duration_since(UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64());
+                status.penalty_reason = Some(penalty.reason.clone());
+            }
+        }
+        drop(choice);
+        for status in &mut out {
+            let bytes = self.inner.peer_bytes(status.node_id);
+            status.file_bytes_received = bytes.received.load(Relaxed);
+            status.file_bytes_sent = bytes.sent.load(Relaxed);
+        }
         out
+    }
+
+    /// The peers holding `file_name` (as [`Mesh::who_has`]), best first
+    /// for a download: penalised peers left out, then ranked by recent
+    /// failures, throughput, RTT and downloads in flight (`mesh::choice`).
+    pub fn candidates(&self, file_name: &str) -> Vec<NodeId> {
+        let holders = self.who_has(file_name);
+        let rtts: Vec<(NodeId, Duration)> = {
+            let links = self.inner.links();
+            holders
+                .iter()
+                .filter_map(|id| links.get(id).map(|l| (*id, l.conn.rtt())))
+                .collect()
+        };
+        let mut choice = self.inner.choice();
+        for (id, rtt) in rtts {
+            choice.observe_rtt(id, rtt);
+        }
+        choice.rank(&holders, Instant::now())
+    }
+
+    /// Not chosen by [`Mesh::candidates`] for the penalty duration (10 min
+    /// by default); `reason` shows in [`PeerStatus`].
+    pub fn penalise(&self, peer: NodeId, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::info!(target: TARGET, peer = %peer, %reason, "peer penalised");
+        self.inner.choice().penalise(peer, reason, Instant::now());
+    }
+
+    /// Records a transfer the mesh did not see end by itself. Downloads
+    /// made with [`Mesh::fetch`] record their own throughput and failures;
+    /// call this for what only the caller knows (the bytes did not match
+    /// the sync database: `ok = false`, and usually [`Mesh::penalise`]).
+    pub fn record_transfer(&self, peer: NodeId, bytes: u64, duration: Duration, ok: bool) {
+        self.inner
+            .choice()
+            .record_transfer(peer, bytes, duration, ok, Instant::now());
+    }
+
+    /// File bytes uploaded to peers since start, all peers together.
+    pub fn bytes_to_peers(&self) -> u64 {
+        self.inner.bytes_to_peers.load(Relaxed)
     }
 
     /// The linked peers whose digest (probably) holds `file_name`, from

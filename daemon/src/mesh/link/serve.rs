@@ -1,0 +1,227 @@
+//! The serving end of transfer streams: every bi stream a linked peer opens
+//! after the control stream carries one `FetchRequest`; the answer is a
+//! `FetchHeader`, then (when `Ok`) the file's raw bytes from the offset to
+//! the end.
+//!
+//! Uploads never starve this host's own pacman. What that means here:
+//! - at most `max_uploads` run at once (for all peers together); a request
+//!   beyond that is answered `Busy` at once, so the asker goes to another
+//!   holder or the mirror instead of waiting on us;
+//! - an upload's stream has a lower quinn priority than the control
+//!   stream, so digests, deltas and goodbyes are never queued behind file
+//!   bytes on a busy link;
+//! - file reads go to the blocking pool whenever they would wait on the
+//!   disk, and an upload yields to the runtime after every [`YIELD_EVERY`]
+//!   bytes, so the tasks serving the local pacman get a worker thread
+//!   between chunks however fast the link drains;
+//! - uploads stop at shutdown (their streams are reset).
+//!
+//! There is no bandwidth cap: on a LAN the upload direction is not what
+//! the host's own downloads use, and the bounded count keeps CPU use (QUIC
+//! is CPU-bound here, FIELD-NOTES) to at most `max_uploads` streams.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use pacmesh_proto::{
+    classify, encode_frame, DecodeError, FetchHeader, FetchRequest, FetchStatus, FrameDecoder,
+    Message, MAX_TRANSFER_FRAME,
+};
+use quinn::{RecvStream, SendStream, VarInt};
+use tracing::Instrument as _;
+
+use super::close::CloseCode;
+use super::file_read::{open_regular, FileChunks};
+use super::{Inner, Link, TARGET};
+
+/// Send priority of upload streams; the control stream keeps quinn's 0.
+pub const UPLOAD_PRIORITY: i32 = -1;
+
+/// An upload lets other tasks run after this many bytes.
+pub const YIELD_EVERY: u64 = 1 << 20;
+
+/// Reset codes of a transfer stream, for the asker's log.
+pub const RESET_SHUTDOWN: VarInt = VarInt::from_u32(1);
+pub const RESET_FILE_ERROR: VarInt = VarInt::from_u32(2);
+pub const RESET_NO_REQUEST: VarInt = VarInt::from_u32(3);
+
+/// Accepts the peer's transfer streams for as long as the link lasts; each
+/// is served by its own task. Returns the connection's end.
+pub(super) async fn accept_transfers(inner: Arc<Inner>, link: Arc<Link>) -> quinn::ConnectionError {
+    loop {
+        let (send, recv) = match link.conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => return e,
+        };
+        let span = tracing::debug_span!("upload", peer = %link.peer);
+        inner
+            .tasks
+            .spawn(serve_stream(inner.clone(), link.clone(), send, recv).instrument(span));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("expected FetchRequest, got another message")]
+    NotRequest,
+    #[error("stream ended before the request")]
+    Finished,
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+}
+
+async fn read_request(recv: &mut RecvStream) -> Result<FetchRequest, RequestError> {
+    let mut decoder = FrameDecoder::transfer();
+    let mut buf = [0u8; 512];
+    loop {
+        match decoder.next_message()? {
+            Some(Message::FetchRequest(request)) => return Ok(request),
+            Some(_) => return Err(RequestError::NotRequest),
+            None => {}
+        }
+        match recv.read(&mut buf).await? {
+            Some(n) => decoder.feed(&buf[..n])?,
+            None => return Err(RequestError::Finished),
+        }
+    }
+}
+
+async fn serve_stream(
+    inner: Arc<Inner>,
+    link: Arc<Link>,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let request = match tokio::time::timeout(inner.idle_timeout, read_request(&mut recv)).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(e @ (RequestError::Decode(_) | RequestError::NotRequest))) => {
+            // A malformed frame closes that link, never anything else.
+            tracing::warn!(target: TARGET, peer = %link.peer, reason = %e, "link closed: bad frame from peer");
+            link.close(CloseCode::Protocol);
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(reason = %e, "transfer stream without a request");
+            let _ = send.reset(RESET_NO_REQUEST);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("no request in time on a transfer stream");
+            let _ = send.reset(RESET_NO_REQUEST);
+            return;
+        }
+    };
+    // Nothing more is read from the asker.
+    drop(recv);
+    let (file, offset) = (request.file_name.clone(), request.offset);
+    tokio::select! {
+        () = upload(&inner, &link, &mut send, request) => {}
+        () = inner.shutdown.cancelled() => {
+            tracing::debug!(%file, "upload cut: shutting down");
+            let _ = send.reset(RESET_SHUTDOWN);
+        }
+    }
+    tracing::trace!(%file, offset, "upload task done");
+}
+
+/// Answers one request: a refusal, or the header and the bytes.
+async fn upload(inner: &Inner, link: &Link, send: &mut SendStream, request: FetchRequest) {
+    let _ = send.set_priority(UPLOAD_PRIORITY);
+    let FetchRequest { file_name, offset } = request;
+    let path = if classify(&file_name).is_cacheable() {
+        inner
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .locate(&file_name)
+    } else {
+        None
+    };
+    let Some(path) = path else {
+        return refuse(send, &file_name, FetchStatus::NotFound).await;
+    };
+    let Ok(permit) = inner.uploads.clone().try_acquire_owned() else {
+        return refuse(send, &file_name, FetchStatus::Busy).await;
+    };
+    let opened = match tokio::task::spawn_blocking(move || open_regular(&path)).await {
+        Ok(Ok(opened)) => opened,
+        // Gone since the index saw it.
+        Ok(Err(_)) | Err(_) => return refuse(send, &file_name, FetchStatus::NotFound).await,
+    };
+    if offset > opened.size {
+        return refuse(send, &file_name, FetchStatus::BadOffset).await;
+    }
+    let header = Message::FetchHeader(FetchHeader::ok(opened.size, opened.mtime));
+    if !write_header(send, &header).await {
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let counters = inner.peer_bytes(link.peer);
+    let mut chunks = FileChunks::new(opened.file, offset, opened.size);
+    let mut sent = 0u64;
+    let result: Result<(), String> = async {
+        loop {
+            let chunk = match chunks.next().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let _ = send.reset(RESET_FILE_ERROR);
+                    return Err(format!("reading the file: {e}"));
+                }
+            };
+            let chunk = match inner.test_stall_after {
+                Some(limit) if sent + chunk.len() as u64 >= limit => {
+                    let _ = send
+                        .write_chunk(chunk.slice(..(limit - sent) as usize))
+                        .await;
+                    // Test only: hold the stream open and send nothing
+                    // more, until the asker gives up.
+                    let _ = send.stopped().await;
+                    return Err("test stall".into());
+                }
+                _ => chunk,
+            };
+            let len = chunk.len() as u64;
+            send.write_chunk(chunk).await.map_err(|e| e.to_string())?;
+            counters.sent.fetch_add(len, Relaxed);
+            inner.bytes_to_peers.fetch_add(len, Relaxed);
+            if (sent + len) / YIELD_EVERY != sent / YIELD_EVERY {
+                tokio::task::yield_now().await;
+            }
+            sent += len;
+        }
+    }
+    .await;
+    drop(permit);
+    let ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(()) => {
+            let _ = send.finish();
+            tracing::debug!(file = %file_name, offset, bytes = sent, ms, "upload done");
+        }
+        Err(reason) => {
+            tracing::debug!(file = %file_name, offset, bytes = sent, ms, %reason, "upload cut")
+        }
+    }
+}
+
+async fn write_header(send: &mut SendStream, header: &Message) -> bool {
+    match encode_frame(header, MAX_TRANSFER_FRAME) {
+        Ok(frame) => send.write_all(&frame).await.is_ok(),
+        Err(e) => {
+            // A header always fits; this would be a bug here.
+            tracing::error!(error = %e, "cannot encode a fetch header");
+            let _ = send.reset(RESET_FILE_ERROR);
+            false
+        }
+    }
+}
+
+async fn refuse(send: &mut SendStream, file_name: &str, status: FetchStatus) {
+    tracing::debug!(file = %file_name, ?status, "fetch refused");
+    if write_header(send, &Message::FetchHeader(FetchHeader::refused(status))).await {
+        let _ = send.finish();
+    }
+}

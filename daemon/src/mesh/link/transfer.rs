@@ -1,0 +1,325 @@
+//! The asking end of a transfer: [`Mesh::fetch`] opens a stream on the
+//! peer's link, sends a `FetchRequest`, reads the `FetchHeader`, and hands
+//! back a [`PeerDownload`] yielding the bytes as they arrive, with a stall
+//! timeout. Each download keeps the peer's record in `mesh::choice` up to
+//! date by itself: in flight while it lives, then its throughput and, when
+//! the peer failed it, a failure.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pacmesh_proto::{
+    encode_frame, FetchHeader, FetchRequest, FetchStatus, FrameDecoder, Message, NodeId,
+    MAX_TRANSFER_FRAME,
+};
+use quinn::{RecvStream, VarInt};
+
+use super::close::{describe, CloseCode};
+use super::{Inner, Link, Mesh, PeerBytes};
+
+/// Largest chunk handed out by [`PeerDownload::next_chunk`].
+const MAX_CHUNK: usize = 256 * 1024;
+
+/// Stop code sent when the asker gives up on a stream.
+const STOP_GAVE_UP: VarInt = VarInt::from_u32(1);
+
+/// Why a fetch from a peer failed, by where it failed. Every variant means
+/// "continue from the bytes received so far at another source".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No link to that peer (it went away since `candidates`).
+    #[error("no link to the peer")]
+    NoLink,
+    /// The peer answered with a refusal.
+    #[error("peer refused the fetch: {0:?}")]
+    Refused(FetchStatus),
+    /// Nothing arrived from the peer for the stall timeout.
+    #[error("peer sent nothing for the stall timeout")]
+    Stalled,
+    /// The link or the stream broke (connection lost, stream reset).
+    #[error("transfer broke: {0}")]
+    Link(String),
+    /// The peer broke the protocol (bad header, wrong byte count); a bad
+    /// frame also closes the link.
+    #[error("peer broke the transfer protocol: {0}")]
+    Protocol(String),
+}
+
+impl From<quinn::ConnectionError> for FetchError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        FetchError::Link(describe(&e))
+    }
+}
+
+impl From<quinn::ReadError> for FetchError {
+    fn from(e: quinn::ReadError) -> Self {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => c.into(),
+            quinn::ReadError::Reset(code) => {
+                FetchError::Link(format!("peer reset the transfer stream (code {code})"))
+            }
+            other => FetchError::Link(other.to_string()),
+        }
+    }
+}
+
+impl From<quinn::WriteError> for FetchError {
+    fn from(e: quinn::WriteError) -> Self {
+        match e {
+            quinn::WriteError::ConnectionLost(c) => c.into(),
+            other => FetchError::Link(other.to_string()),
+        }
+    }
+}
+
+/// Keeps the peer's choice record: in flight while alive, then the outcome.
+struct Outcome {
+    inner: Arc<Inner>,
+    peer: NodeId,
+    started: Instant,
+    bytes: u64,
+    /// `Some(ok)` once the transfer ended on its own; `None` at drop means
+    /// the asker abandoned it, which says nothing about the peer's health.
+    ended: Option<bool>,
+}
+
+impl Outcome {
+    fn start(inner: &Arc<Inner>, peer: NodeId) -> Self {
+        inner.choice().started(peer);
+        Outcome {
+            inner: inner.clone(),
+            peer,
+            started: Instant::now(),
+            bytes: 0,
+            ended: None,
+        }
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let took = now.saturating_duration_since(self.started);
+        let mut choice = self.inner.choice();
+        choice.ended(self.peer);
+        match self.ended {
+            Some(ok) => choice.record_transfer(self.peer, self.bytes, took, ok, now),
+            None => choice.record_sample(self.peer, self.bytes, took),
+        }
+    }
+}
+
+/// A file arriving from a peer: the header's facts, then the bytes from
+/// the requested offset to `size`, through [`PeerDownload::next_chunk`].
+pub struct PeerDownload {
+    /// The whole file's size.
+    pub size: u64,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    offset: u64,
+    received: u64,
+    first: Option<Bytes>,
+    recv: RecvStream,
+    stall: Duration,
+    counters: Arc<PeerBytes>,
+    outcome: Outcome,
+    failed: Option<FetchError>,
+}
+
+impl std::fmt::Debug for PeerDownload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerDownload")
+            .field("peer", &self.outcome.peer)
+            .field("size", &self.size)
+            .field("offset", &self.offset)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerDownload {
+    pub fn peer(&self) -> NodeId {
+        self.outcome.peer
+    }
+
+    /// The offset asked for: the first byte's position in the file.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes handed out so far; the next one is at `offset + received`.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.size - self.offset - self.received
+    }
+
+    /// The next bytes, in order; `Ok(None)` once all `size - offset` bytes
+    /// came. Waits at most the stall timeout for each chunk. After an
+    /// error every call returns that error again. Cancel-safe.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
+            return self.take(first);
+        }
+        if self.remaining() == 0 {
+            self.outcome.ended = Some(true);
+            return Ok(None);
+        }
+        let read = tokio::time::timeout(self.stall, self.recv.read_chunk(MAX_CHUNK, true)).await;
+        let err = match read {
+            Ok(Ok(Some(chunk))) => return self.take(chunk.bytes),
+            Ok(Ok(None)) => FetchError::Protocol(format!(
+                "stream ended after {} of {} bytes",
+                self.received,
+                self.size - self.offset
+            )),
+            Ok(Err(e)) => e.into(),
+            Err(_) => FetchError::Stalled,
+        };
+        Err(self.fail(err))
+    }
+
+    fn take(&mut self, bytes: Bytes) -> Result<Option<Bytes>, FetchError> {
+        let len = bytes.len() as u64;
+        if len > self.remaining() {
+            return Err(self.fail(FetchError::Protocol(format!(
+                "more bytes than the {} announced",
+                self.size
+            ))));
+        }
+        self.received += len;
+        self.outcome.bytes += len;
+        self.counters.received.fetch_add(len, Relaxed);
+        if self.remaining() == 0 {
+            self.outcome.ended = Some(true);
+        }
+        Ok(Some(bytes))
+    }
+
+    fn fail(&mut self, err: FetchError) -> FetchError {
+        tracing::debug!(peer = %self.outcome.peer, received = self.received, error = %err, "peer download failed");
+        let _ = self.recv.stop(STOP_GAVE_UP);
+        self.outcome.ended = Some(false);
+        self.failed = Some(err.clone());
+        err
+    }
+}
+
+impl Mesh {
+    /// Asks `peer` for `file_name` from byte `offset` on. Waits at most the
+    /// stall timeout for the header. Refusals, stalls and broken links are
+    /// recorded against the peer (see `mesh::choice`); [`FetchError::NoLink`]
+    /// is not.
+    pub async fn fetch(
+        &self,
+        peer: NodeId,
+        file_name: &str,
+        offset: u64,
+    ) -> Result<PeerDownload, FetchError> {
+        let link = self
+            .inner
+            .links()
+            .get(&peer)
+            .cloned()
+            .ok_or(FetchError::NoLink)?;
+        let request = Message::FetchRequest(FetchRequest {
+            file_name: file_name.to_owned(),
+            offset,
+        });
+        // Only a name no peer could hold (validate_name) fails here.
+        let request = encode_frame(&request, MAX_TRANSFER_FRAME)
+            .map_err(|e| FetchError::Protocol(format!("cannot ask for {file_name:?}: {e}")))?;
+        let mut outcome = Outcome::start(&self.inner, peer);
+        let stall = self.inner.stall_timeout;
+        let asked = tokio::time::timeout(stall, ask(&link, &request)).await;
+        let (recv, header, first) = match asked {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                outcome.ended = Some(false);
+                return Err(e);
+            }
+            Err(_) => {
+                outcome.ended = Some(false);
+                return Err(FetchError::Stalled);
+            }
+        };
+        let err = match header.status {
+            FetchStatus::Ok if offset <= header.size => None,
+            FetchStatus::Ok => Some(FetchError::Protocol(format!(
+                "Ok for offset {offset} of a {}-byte file",
+                header.size
+            ))),
+            refused => Some(FetchError::Refused(refused)),
+        };
+        if let Some(err) = err {
+            tracing::debug!(peer = %peer, file = %file_name, error = %err, "fetch refused");
+            outcome.ended = Some(false);
+            return Err(err);
+        }
+        tracing::debug!(peer = %peer, file = %file_name, offset, size = header.size, "fetch started");
+        Ok(PeerDownload {
+            size: header.size,
+            mtime: header.mtime,
+            offset,
+            received: 0,
+            first: Some(first),
+            recv,
+            stall,
+            counters: self.inner.peer_bytes(peer),
+            outcome,
+            failed: None,
+        })
+    }
+}
+
+/// Opens the stream, sends the request, reads the header; returns the
+/// stream and any body bytes that came with the header.
+async fn ask(link: &Link, request: &[u8]) -> Result<(RecvStream, FetchHeader, Bytes), FetchError> {
+    let (mut send, mut recv) = link.conn.open_bi().await?;
+    send.write_all(request).await?;
+    let _ = send.finish();
+    let mut decoder = FrameDecoder::transfer();
+    // Small reads: what follows the header is the body, better left to
+    // zero-copy reads.
+    let mut buf = [0u8; 64];
+    loop {
+        let message = match decoder.next_message() {
+            Ok(message) => message,
+            Err(e) => return Err(bad_frame(link, e.to_string())),
+        };
+        match message {
+            Some(Message::FetchHeader(header)) => {
+                return Ok((recv, header, Bytes::from(decoder.take_remaining())))
+            }
+            Some(_) => return Err(bad_frame(link, "expected FetchHeader".into())),
+            None => {}
+        }
+        match recv.read(&mut buf).await? {
+            Some(n) => {
+                if let Err(e) = decoder.feed(&buf[..n]) {
+                    return Err(bad_frame(link, e.to_string()));
+                }
+            }
+            None => {
+                return Err(FetchError::Protocol(
+                    "stream ended before the header".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// A malformed frame closes the link it came on.
+fn bad_frame(link: &Link, reason: String) -> FetchError {
+    tracing::warn!(target: super::TARGET, peer = %link.peer, %reason, "link closed: bad frame from peer");
+    link.close(CloseCode::Protocol);
+    FetchError::Protocol(reason)
+}
