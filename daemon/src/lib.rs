@@ -33,6 +33,13 @@ use stats::Stats;
 pub struct State {
     pub node_id: identity::NodeId,
     pub mesh: mesh::link::Mesh,
+    /// This host's sync databases, against which peers' bytes are checked;
+    /// `None` without a pacman.conf (then nothing verifies).
+    pub syncdb: Option<Arc<syncdb::SyncDbs>>,
+    /// Where peer downloads are written before they verify; no cache dir.
+    pub incoming: PathBuf,
+    /// Whether files the sync databases cannot verify may come from peers.
+    pub unverified_from_peers: bool,
     pub index: SharedIndex,
     /// Replaced whole on reload (SIGHUP); requests read it under a brief
     /// read lock.
@@ -45,6 +52,17 @@ impl State {
     /// Where a complete local copy of `name` is, if any.
     pub fn locate(&self, name: &str) -> Option<PathBuf> {
         self.index.read().ok()?.locate(name)
+    }
+
+    /// What this host's sync databases say `file` must be.
+    pub fn expected(&self, file: &http::target::FileTarget) -> Option<syncdb::Expected> {
+        let db = self.syncdb.as_ref()?;
+        match &file.repo {
+            Some(repo) => db
+                .lookup_in(repo, &file.name)
+                .or_else(|| db.lookup(&file.name)),
+            None => db.lookup(&file.name),
+        }
     }
 
     /// The mirror table in force now.
@@ -96,11 +114,21 @@ pub async fn run(
         env.mesh_key,
         env.archs,
         publisher,
+        index.clone(),
         shutdown.clone(),
     )?;
+    let syncdb = match env.sync_dir {
+        Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
+        None => None,
+    };
+    let incoming = env.store_dir.join("incoming");
+    http::peer::clean_incoming(&incoming)?;
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
+        syncdb,
+        incoming,
+        unverified_from_peers: env.unverified_from_peers,
         index,
         mirrors: RwLock::new(Arc::new(env.mirrors)),
         stats: Arc::new(Stats::default()),

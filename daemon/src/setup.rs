@@ -28,6 +28,8 @@ pub struct Environment {
     /// pacman's sync databases (`DBPath/sync`), against which every byte
     /// from a peer is verified; `None` without a pacman.conf.
     pub sync_dir: Option<PathBuf>,
+    /// From the config: `!verified_only`.
+    pub unverified_from_peers: bool,
     pub cache_dirs: Vec<PathBuf>,
     pub mirrors: MirrorTable,
     pub state_dir: PathBuf,
@@ -105,6 +107,7 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         mesh_key,
         archs,
         sync_dir: pacman.as_ref().map(|c| c.options.sync_dir()),
+        unverified_from_peers: !config.verified_only,
         cache_dirs,
         mirrors,
         state_dir,

@@ -8,6 +8,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Local,
+    /// Fetched from peers, verified against the sync databases.
+    Peer,
+    /// Fetched from peers; the sync databases had no checksum for it.
+    PeerUnverified,
     MirrorRedirect,
     NotFound,
     BadRequest,
@@ -18,6 +22,8 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Local => "local",
+            Source::Peer => "peer",
+            Source::PeerUnverified => "peer_unverified",
             Source::MirrorRedirect => "mirror_redirect",
             Source::NotFound => "not_found",
             Source::BadRequest => "bad_request",
@@ -73,8 +79,11 @@ impl Histogram {
 pub struct Stats {
     /// How long local file responses took, first byte to last.
     pub local_transfer: Histogram,
+    /// How long responses served from peers took, fetch included.
+    pub peer_transfer: Histogram,
     local: AtomicU64,
     peer: AtomicU64,
+    peer_unverified: AtomicU64,
     mirror_redirect: AtomicU64,
     mirror_fetch: AtomicU64,
     not_found: AtomicU64,
@@ -82,7 +91,6 @@ pub struct Stats {
     bytes_local: AtomicU64,
     bytes_peer: AtomicU64,
     bytes_mirror_fetch: AtomicU64,
-    bytes_to_peers: AtomicU64,
 }
 
 /// `requests` in the status JSON (DESIGN.md, "Observability").
@@ -90,6 +98,8 @@ pub struct Stats {
 pub struct RequestCounts {
     pub local: u64,
     pub peer: u64,
+    /// Of `peer`: files the sync databases had no checksum for.
+    pub peer_unverified: u64,
     pub mirror_redirect: u64,
     pub mirror_fetch: u64,
     pub not_found: u64,
@@ -109,6 +119,12 @@ impl Stats {
     pub fn count(&self, source: Source) {
         let counter = match source {
             Source::Local => &self.local,
+            Source::Peer => &self.peer,
+            Source::PeerUnverified => {
+                // Counted as a peer request too, and separately.
+                self.peer.fetch_add(1, Relaxed);
+                &self.peer_unverified
+            }
             Source::MirrorRedirect => &self.mirror_redirect,
             Source::NotFound => &self.not_found,
             Source::BadRequest => &self.bad_request,
@@ -121,10 +137,15 @@ impl Stats {
         self.bytes_local.fetch_add(n, Relaxed);
     }
 
+    pub fn add_peer_bytes(&self, n: u64) {
+        self.bytes_peer.fetch_add(n, Relaxed);
+    }
+
     pub fn requests(&self) -> RequestCounts {
         RequestCounts {
             local: self.local.load(Relaxed),
             peer: self.peer.load(Relaxed),
+            peer_unverified: self.peer_unverified.load(Relaxed),
             mirror_redirect: self.mirror_redirect.load(Relaxed),
             mirror_fetch: self.mirror_fetch.load(Relaxed),
             not_found: self.not_found.load(Relaxed),
@@ -132,12 +153,13 @@ impl Stats {
         }
     }
 
-    pub fn bytes(&self) -> ByteCounts {
+    /// Byte counts; `to_peers` is the mesh's to fill in (it counts uploads).
+    pub fn bytes(&self, to_peers: u64) -> ByteCounts {
         ByteCounts {
             local: self.bytes_local.load(Relaxed),
             peer: self.bytes_peer.load(Relaxed),
             mirror_fetch: self.bytes_mirror_fetch.load(Relaxed),
-            to_peers: self.bytes_to_peers.load(Relaxed),
+            to_peers,
         }
     }
 }

@@ -17,7 +17,10 @@ const ROUNDS: usize = 5;
 const IDLE: Duration = Duration::from_secs(60);
 
 fn node_id(d: &NsDaemon) -> String {
-    d.status()["node_id"].as_str().unwrap_or_default().to_owned()
+    d.status()["node_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn peer_count(d: &NsDaemon) -> usize {
@@ -32,9 +35,17 @@ fn counters(host: &Host) -> [u64; 4] {
             .arg(format!("/sys/class/net/eth0/statistics/{name}"))
             .output()
             .expect("reading interface counters");
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
-    [read("tx_bytes"), read("rx_bytes"), read("tx_packets"), read("rx_packets")]
+    [
+        read("tx_bytes"),
+        read("rx_bytes"),
+        read("tx_packets"),
+        read("rx_packets"),
+    ]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -47,22 +58,40 @@ fn main() {
     for round in 0..ROUNDS {
         let lan = Lan::new(3);
         let started = Instant::now();
-        let daemons: Vec<_> = lan.hosts().iter().map(|h| h.start_daemon(DaemonArgs::default())).collect();
+        let daemons: Vec<_> = lan
+            .hosts()
+            .iter()
+            .map(|h| h.start_daemon(DaemonArgs::default()))
+            .collect();
         let up = started.elapsed();
         while daemons.iter().any(|d| peer_count(d) < 2) {
-            assert!(started.elapsed() < Duration::from_secs(30), "round {round}: never linked");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: never linked"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let ms = started.elapsed().as_secs_f64() * 1000.0;
-        println!("round {round}: all 3 started in {} ms, all linked {ms:.0} ms after the first start", up.as_millis());
+        println!(
+            "round {round}: all 3 started in {} ms, all linked {ms:.0} ms after the first start",
+            up.as_millis()
+        );
         linked_ms.push(ms);
         let ids: Vec<_> = daemons.iter().map(node_id).collect();
         assert_eq!(ids.len(), 3);
     }
-    println!("start → all linked (3 hosts): median {:.0} ms, max {:.0} ms (target ≤ 2000 ms)", median(linked_ms.clone()), linked_ms.iter().cloned().fold(0.0, f64::max));
+    println!(
+        "start → all linked (3 hosts): median {:.0} ms, max {:.0} ms (target ≤ 2000 ms)",
+        median(linked_ms.clone()),
+        linked_ms.iter().cloned().fold(0.0, f64::max)
+    );
 
     let lan = Lan::new(3);
-    let daemons: Vec<_> = lan.hosts().iter().map(|h| h.start_daemon(DaemonArgs::default())).collect();
+    let daemons: Vec<_> = lan
+        .hosts()
+        .iter()
+        .map(|h| h.start_daemon(DaemonArgs::default()))
+        .collect();
     while daemons.iter().any(|d| peer_count(d) < 2) {
         std::thread::sleep(Duration::from_millis(10));
     }

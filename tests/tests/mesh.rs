@@ -361,3 +361,53 @@ fn page_metrics_and_sigusr1_show_the_linked_peer() {
         b.log()
     );
 }
+
+#[test]
+fn a_package_only_a_peer_holds_is_served_and_counted_as_unverified_without_a_sync_db() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(3);
+    let a = lan.host(0).start_daemon(DaemonArgs::default());
+    let b = lan.host(1).start_daemon(DaemonArgs::default());
+    let strict = lan
+        .host(2)
+        .start_daemon(DaemonArgs::default().arg("--verified-only"));
+    let pkg = "peerly-2.0-1-x86_64.pkg.tar.zst";
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(a.cache_dir().join(pkg), &bytes).expect("writing a's package");
+    let a_id = node_id(&a);
+    assert_eventually!(
+        packages_seen(&b, &a_id) == Some(1) && packages_seen(&strict, &a_id) == Some(1),
+        Duration::from_secs(5),
+        "the others never saw a's package"
+    );
+
+    let got = b.get(&format!("/{pkg}"));
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert!(got.body == bytes, "b served other bytes than a holds");
+    let status = b.status();
+    assert_eq!(status["requests"]["peer"], 1, "{status}");
+    assert_eq!(status["requests"]["peer_unverified"], 1, "{status}");
+    assert_eq!(status["bytes"]["peer"], bytes.len() as u64, "{status}");
+    assert_eventually!(
+        a.status()["bytes"]["to_peers"].as_u64() >= Some(bytes.len() as u64),
+        Duration::from_secs(2),
+        "a did not count its upload"
+    );
+    // Nothing is left behind in b's store: the download was unlinked.
+    let leftovers: Vec<_> = std::fs::read_dir(b.store_dir().join("incoming"))
+        .expect("b's incoming dir")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A host that takes only verifiable files from peers does not take it.
+    let refused = strict.get(&format!("/{pkg}"));
+    assert_eq!(
+        refused.status,
+        404,
+        "flat path, no repo to redirect to: {}",
+        refused.text()
+    );
+    assert_eq!(strict.status()["requests"]["peer"], 0);
+}

@@ -73,6 +73,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub serve_lan: bool,
 
+    /// Take from peers only files this host's sync databases can verify
+    /// (older versions, for downgrades, are otherwise fetched unverified;
+    /// pacman still checks their signatures)
+    #[arg(long)]
+    #[serde(default)]
+    pub verified_only: bool,
+
     /// `local`, or `mirror` for caching-mirror mode
     #[arg(long, value_name = "local|mirror")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +137,7 @@ impl RawConfig {
             mesh_key: one(path(self.mesh_key), path(file.mesh_key)),
             no_mdns: self.no_mdns || file.no_mdns,
             serve_lan: self.serve_lan || file.serve_lan,
+            verified_only: self.verified_only || file.verified_only,
             mode: one(self.mode, file.mode),
         }
     }
@@ -148,5 +156,6 @@ pub struct Merged {
     pub mesh_key: Option<Sourced>,
     pub no_mdns: bool,
     pub serve_lan: bool,
+    pub verified_only: bool,
     pub mode: Option<Sourced>,
 }

@@ -87,6 +87,7 @@ pub struct Config {
     pub mesh_key: Option<PathBuf>,
     pub mdns: bool,
     pub serve_lan: bool,
+    pub verified_only: bool,
     pub mode: Mode,
 }
 
@@ -168,6 +169,7 @@ impl Merged {
             mesh_key,
             mdns: !self.no_mdns,
             serve_lan: self.serve_lan,
+            verified_only: self.verified_only,
             mode,
         })
     }
@@ -236,6 +238,7 @@ impl Config {
             mesh_key: self.mesh_key.clone(),
             no_mdns: !self.mdns,
             serve_lan: self.serve_lan,
+            verified_only: self.verified_only,
             mode: Some(match self.mode {
                 Mode::Local => "local".into(),
                 Mode::Mirror => "mirror".into(),

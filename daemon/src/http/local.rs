@@ -45,6 +45,18 @@ pub fn serve(
     on_done: OnDone,
 ) -> io::Result<Response<Body>> {
     let (file, meta) = open_regular(path)?;
+    serve_open(file, &meta, method, headers, on_done)
+}
+
+/// Builds the response for a file already open (a cache file, or a verified
+/// download from a peer whose name is already unlinked).
+pub fn serve_open(
+    file: File,
+    meta: &std::fs::Metadata,
+    method: &Method,
+    headers: &HeaderMap,
+    on_done: OnDone,
+) -> io::Result<Response<Body>> {
     let size = meta.len();
     let mtime = meta.modified()?;
     let last_modified = httpdate::fmt_http_date(mtime);

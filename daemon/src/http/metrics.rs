@@ -30,6 +30,7 @@ pub fn render(state: &State) -> String {
     for (source, n) in [
         ("local", r.local),
         ("peer", r.peer),
+        ("peer_unverified", r.peer_unverified),
         ("mirror_redirect", r.mirror_redirect),
         ("mirror_fetch", r.mirror_fetch),
         ("not_found", r.not_found),
@@ -37,7 +38,7 @@ pub fn render(state: &State) -> String {
     ] {
         let _ = writeln!(out, "pacmesh_requests_total{{source=\"{source}\"}} {n}");
     }
-    let b = state.stats.bytes();
+    let b = state.stats.bytes(state.mesh.bytes_to_peers());
     family(
         &mut out,
         "pacmesh_bytes_total",
@@ -116,14 +117,19 @@ pub fn render(state: &State) -> String {
         "histogram",
         "Duration of package responses, by source.",
     );
-    let (buckets, sum, count) = state.stats.local_transfer.snapshot();
-    for (i, n) in buckets.iter().enumerate() {
-        let le = DURATION_BUCKETS
-            .get(i)
-            .map_or("+Inf".to_string(), |b| b.to_string());
-        let _ = writeln!(out, "{name}_bucket{{source=\"local\",le=\"{le}\"}} {n}");
+    for (source, histogram) in [
+        ("local", &state.stats.local_transfer),
+        ("peer", &state.stats.peer_transfer),
+    ] {
+        let (buckets, sum, count) = histogram.snapshot();
+        for (i, n) in buckets.iter().enumerate() {
+            let le = DURATION_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(out, "{name}_bucket{{source=\"{source}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_sum{{source=\"{source}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{source=\"{source}\"}} {count}");
     }
-    let _ = writeln!(out, "{name}_sum{{source=\"local\"}} {sum}");
-    let _ = writeln!(out, "{name}_count{{source=\"local\"}} {count}");
     out
 }

@@ -6,6 +6,7 @@ pub mod file_body;
 mod local;
 mod metrics;
 mod page;
+pub mod peer;
 pub mod range;
 mod status;
 pub mod target;
@@ -123,10 +124,13 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         client = %peer,
     );
     async move {
-        let (response, source) = respond(state, &req, started);
+        let (response, source) = respond(state, &req, started).await;
         state.stats.count(source);
-        // Local files log themselves when their body ends (see `local`).
-        if source != Source::Local {
+        // Files log themselves when their body ends (see `local`).
+        if !matches!(
+            source,
+            Source::Local | Source::Peer | Source::PeerUnverified
+        ) {
             log_done(source, response.status(), 0, true, started);
         }
         response
@@ -145,7 +149,11 @@ fn log_done(source: Source, status: StatusCode, bytes: u64, complete: bool, star
     }
 }
 
-fn respond(state: &State, req: &Request<Incoming>, started: Instant) -> (Response<Body>, Source) {
+async fn respond(
+    state: &State,
+    req: &Request<Incoming>,
+    started: Instant,
+) -> (Response<Body>, Source) {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let response = Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
@@ -159,7 +167,7 @@ fn respond(state: &State, req: &Request<Incoming>, started: Instant) -> (Respons
         Ok(Target::Status) => (status::response(state), Source::Status),
         Ok(Target::Metrics) => (metrics::response(state), Source::Status),
         Ok(Target::Page) => (page::response(state), Source::Status),
-        Ok(Target::File(file)) => serve_file(state, req, &file, started),
+        Ok(Target::File(file)) => serve_file(state, req, &file, started).await,
         Err(e) => {
             let (code, source) = match e {
                 TargetError::NotFound => (StatusCode::NOT_FOUND, Source::NotFound),
@@ -174,7 +182,7 @@ fn respond(state: &State, req: &Request<Incoming>, started: Instant) -> (Respons
     }
 }
 
-fn serve_file(
+async fn serve_file(
     state: &State,
     req: &Request<Incoming>,
     file: &FileTarget,
@@ -189,15 +197,7 @@ fn serve_file(
     let remote = match plan(file, local, &mirrors) {
         Plan::Remote(remote) => remote,
         Plan::Local(path) => {
-            let span = Span::current();
-            let stats = state.stats.clone();
-            let on_done = Box::new(move |status, bytes, complete| {
-                stats.add_local_bytes(bytes);
-                stats
-                    .local_transfer
-                    .observe(started.elapsed().as_secs_f64());
-                span.in_scope(|| log_done(Source::Local, status, bytes, complete, started));
-            });
+            let on_done = on_file_done(state, Source::Local, started);
             match local::serve(&path, req.method(), req.headers(), on_done) {
                 Ok(response) => return (response, Source::Local),
                 Err(e) => {
@@ -208,6 +208,26 @@ fn serve_file(
             }
         }
     };
+    if file.kind.is_cacheable() && req.method() == Method::GET {
+        if let Some(fetched) = peer::fetch(state, file).await {
+            let source = if fetched.verified {
+                Source::Peer
+            } else {
+                Source::PeerUnverified
+            };
+            let on_done = on_file_done(state, source, started);
+            match local::serve_open(
+                fetched.file,
+                &fetched.meta,
+                req.method(),
+                req.headers(),
+                on_done,
+            ) {
+                Ok(response) => return (response, source),
+                Err(e) => warn!(error = %e, "cannot serve a peer download; redirecting"),
+            }
+        }
+    }
     match remote {
         Remote::Redirect(location) => {
             let response = Response::builder()
@@ -233,6 +253,27 @@ fn live_page(content_type: &'static str, body: impl Into<bytes::Bytes>) -> Respo
         .header(header::CACHE_CONTROL, "no-store")
         .body(Body::bytes(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Counts and logs a file response when its body ends.
+fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDone {
+    let span = Span::current();
+    let stats = state.stats.clone();
+    Box::new(move |status, bytes, complete| {
+        match source {
+            Source::Local => {
+                stats.add_local_bytes(bytes);
+                stats
+                    .local_transfer
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            _ => {
+                stats.add_peer_bytes(bytes);
+                stats.peer_transfer.observe(started.elapsed().as_secs_f64());
+            }
+        }
+        span.in_scope(|| log_done(source, status, bytes, complete, started));
+    })
 }
 
 fn text(builder: http::response::Builder, body: impl Into<String>) -> Response<Body> {

@@ -39,7 +39,7 @@ pub fn human_bytes(n: u64) -> String {
 
 pub fn render(state: &State) -> String {
     let r = state.stats.requests();
-    let b = state.stats.bytes();
+    let b = state.stats.bytes(state.mesh.bytes_to_peers());
     let (dirs, files) = state.index_summary();
     let packages = r.local + r.peer + r.mirror_redirect + r.mirror_fetch;
     let ratio = |n: u64| {

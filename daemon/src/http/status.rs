@@ -34,7 +34,7 @@ pub fn response(state: &State) -> Response<Body> {
         uptime_s: state.started.elapsed().as_secs(),
         peers: state.mesh.peers(),
         requests: state.stats.requests(),
-        bytes: state.stats.bytes(),
+        bytes: state.stats.bytes(state.mesh.bytes_to_peers()),
         cache: Cache { dirs, files },
         repos: state.mirrors().repo_count(),
     };

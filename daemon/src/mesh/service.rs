@@ -16,6 +16,7 @@ use super::link::{mesh_tag, Mesh, MeshKey, MeshOptions};
 use super::publish::Publisher;
 use super::Announce;
 use crate::identity::Identity;
+use crate::index::watch::SharedIndex;
 
 /// The mesh's IO, made ready by `main`: a bound UDP socket, the discovery
 /// source (none with `--no-mdns`), and each static peer's addresses.
@@ -49,6 +50,7 @@ impl MeshService {
         mesh_key: Option<MeshKey>,
         archs: Vec<String>,
         publisher: Arc<Publisher>,
+        index: SharedIndex,
         shutdown: CancellationToken,
     ) -> anyhow::Result<MeshService> {
         let quic_port = parts.socket.local_addr()?.port();
@@ -61,6 +63,8 @@ impl MeshService {
         };
         let mut options = MeshOptions::new(identity, archs);
         options.mesh_key = mesh_key;
+        // Peers are served from the same index pacman is.
+        options.index = index;
         let mesh = Mesh::start(parts.socket, options, publisher, shutdown.clone())?;
         for addrs in parts.static_peers {
             mesh.add_static(addrs);
