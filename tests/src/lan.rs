@@ -40,10 +40,14 @@ use tempfile::TempDir;
 
 use crate::daemon::{Daemon, DaemonArgs};
 use crate::http::Response;
+use crate::pacman::PacmanRoot;
 use crate::process::{describe, run_ok, show_command};
 
 /// The port pacmeshd uses for HTTP (on each host's loopback) and QUIC (on its LAN address).
 pub const PORT: u16 = 15680;
+/// The pacman `Server` value naming the host's own daemon: every host has its own loopback,
+/// so one pacman.conf line fits all hosts.
+pub const DAEMON_SERVER_URL: &str = "http://127.0.0.1:15680/$repo/os/$arch";
 /// The multicast group mDNS uses.
 pub const MDNS_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 
@@ -472,10 +476,65 @@ impl Host {
         parse_response(&out.stdout)
     }
 
+    /// `pacman` with `root`'s config and `args` ([`PacmanRoot::pacman_args`]) in this host, not
+    /// yet run: `127.0.0.1` in its `Server` lines is this host's daemon.
+    pub fn pacman_command(&self, root: &PacmanRoot, args: &[&str]) -> Command {
+        let mut cmd = self.exec("pacman");
+        cmd.args(root.pacman_args(args)).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs [`Host::pacman_command`], whatever its exit status.
+    pub fn pacman(&self, root: &PacmanRoot, args: &[&str]) -> std::process::Output {
+        crate::process::run(&mut self.pacman_command(root, args))
+    }
+
+    /// Runs [`Host::pacman_command`]; panics with its output, `root`'s pacman.conf and
+    /// pacman.log unless it exits 0.
+    pub fn pacman_ok(&self, root: &PacmanRoot, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.pacman_command(root, args);
+        let out = crate::process::run(&mut cmd);
+        if !out.status.success() {
+            panic!(
+                "{}",
+                root.report(&out, &format!("{} (in {})", show_command(&cmd), self.name))
+            );
+        }
+        out
+    }
+
+    /// Caps what this host sends on `eth0` at `rate` (tc's syntax, e.g. `100mbit`) with a
+    /// token bucket (`tc qdisc replace … tbf`), so a transfer from it lasts long enough to
+    /// interrupt. Needs `tc`; the qdisc goes with the namespace.
+    pub fn limit_egress(&self, rate: &str) {
+        run_ok(self.exec("tc").args([
+            "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "64kb",
+            "latency", "400ms",
+        ]));
+    }
+
+    /// Removes a [`Host::limit_egress`] cap.
+    pub fn unlimit_egress(&self) {
+        run_ok(
+            self.exec("tc")
+                .args(["qdisc", "del", "dev", "eth0", "root"]),
+        );
+    }
+
     /// Starts the real `pacmeshd` in this host; see [`NsDaemon`].
     pub fn start_daemon(&self, args: DaemonArgs) -> NsDaemon<'_> {
         NsDaemon::start(self, args)
     }
+}
+
+/// The first `CacheDir` of a pacman.conf (pacman's own default when there is none is not
+/// guessed: `None`).
+fn conf_cache_dir(conf: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(conf).ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "CacheDir").then(|| PathBuf::from(value.trim()))
+    })
 }
 
 fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
@@ -545,7 +604,8 @@ impl Drop for NsProcess<'_> {
 
 /// The real `pacmeshd` running in a [`Host`]: `--http-listen 127.0.0.1:15680` (the host's own
 /// loopback), `--quic-listen <host ip>:15680`, its own state, store and cache dirs and a
-/// `pacman.conf` (`[options]` + `CacheDir = <cache dir>` unless `args.pacman_conf` is set), all
+/// `pacman.conf` (`[options]` + `CacheDir = <cache dir>` unless `args.pacman_conf` is set —
+/// then that file is passed with `--pacman-conf` and its first `CacheDir` is the cache dir), all
 /// under one temp dir kept across [`NsDaemon::restart`] (so the identity stays). `args`'
 /// `state_dir`/`store_dir`/`cache_dirs`/`extra_args`/`env`/`binary` apply as for
 /// [`crate::daemon::Daemon`]; a `--quic-listen` in `extra_args` replaces the harness's. mDNS is
@@ -587,6 +647,11 @@ impl<'a> NsDaemon<'a> {
         for d in [&state_dir, &store_dir, &cache_dir] {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
         }
+        let cache_dir = args
+            .pacman_conf
+            .as_deref()
+            .and_then(conf_cache_dir)
+            .unwrap_or(cache_dir);
         let pacman_conf = args.pacman_conf.clone().unwrap_or_else(|| {
             let conf = dir.path().join("pacman.conf");
             std::fs::write(
@@ -708,11 +773,27 @@ impl<'a> NsDaemon<'a> {
         serde_json::from_slice(&resp.body)
             .unwrap_or_else(|e| panic!("status page is not JSON ({e}): {}", resp.text()))
     }
+    /// Its `node_id` from the status page.
+    pub fn node_id(&self) -> String {
+        self.status()["node_id"]
+            .as_str()
+            .expect("status has a node_id")
+            .to_owned()
+    }
+    /// Its `peers[]` entry for `node_id`, if linked.
+    pub fn peer(&self, node_id: &str) -> Option<serde_json::Value> {
+        self.status()["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["node_id"].as_str() == Some(node_id))
+            .cloned()
+    }
     /// Everything the daemon printed so far (all runs, restarts included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
-    /// The cache dir named in the harness's pacman.conf.
+    /// The cache dir named in its pacman.conf (the harness's, or the first `CacheDir` of
+    /// `args.pacman_conf`): what it shares.
     pub fn cache_dir(&self) -> &Path {
         &self.cache_dir
     }
@@ -760,6 +841,19 @@ impl<'a> NsDaemon<'a> {
         let mut child = self.child.take().expect("pacmeshd already stopped");
         let _ = child.kill();
         child.wait().expect("waiting for killed pacmeshd")
+    }
+
+    /// SIGSTOP: it stays linked as far as the kernel is concerned but sends nothing more — a
+    /// peer that stalls. [`NsDaemon::resume`] undoes it; drop (SIGKILL) works either way.
+    pub fn pause(&self) {
+        let child = self.child.as_ref().expect("pacmeshd is not running");
+        signal(child.id(), rustix::process::Signal::STOP);
+    }
+
+    /// SIGCONT after [`NsDaemon::pause`].
+    pub fn resume(&self) {
+        let child = self.child.as_ref().expect("pacmeshd is not running");
+        signal(child.id(), rustix::process::Signal::CONT);
     }
 
     /// Stops it (SIGTERM) if it runs and starts it again with the same flags and dirs, so

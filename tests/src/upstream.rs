@@ -1,13 +1,20 @@
-//! The upstream mirror: a real nginx on 127.0.0.1 serving a directory, logging every request.
+//! The upstream mirror: a real nginx serving a directory, logging every request — on
+//! 127.0.0.1 in the test's own namespace ([`Upstream::start`]), or on a [`Host`]'s LAN address
+//! inside its namespace ([`Upstream::start_in`]).
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::lan::Host;
 use crate::net::{free_tcp_port, loopback, port_answers};
+
+/// The port [`Upstream::start_in`] listens on (the host namespace is the test's own).
+pub const LAN_PORT: u16 = 80;
 
 /// One line of the access log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +43,7 @@ impl LoggedRequest {
 pub struct Upstream {
     child: Child,
     prefix: TempDir,
+    ip: Ipv4Addr,
     port: u16,
     root: PathBuf,
 }
@@ -58,34 +66,44 @@ impl Upstream {
         panic!("nginx did not start:\n{last_error}");
     }
 
+    /// Serves `root` from inside `host`'s namespace on `<host ip>:80` ([`LAN_PORT`]), so the
+    /// other hosts of the [`crate::lan::Lan`] reach it over the bridge (the test process,
+    /// in the root namespace, does not: read [`Upstream::requests`] instead). Returns once
+    /// nginx has bound its socket (it writes its pid file after that); killed on drop, and
+    /// by the `Lan`'s drop at the latest.
+    pub fn start_in(host: &Host, root: &Path) -> Upstream {
+        let root = root
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("upstream root {}: {e}", root.display()));
+        let mut upstream = Self::spawn(&root, host.ip(), LAN_PORT, |program| host.exec(program))
+            .unwrap_or_else(|e| panic!("nginx did not start in {}: {e}", host.name()));
+        let pid_file = upstream.prefix.path().join("nginx.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if pid_file.is_file() {
+                return upstream;
+            }
+            if let Ok(Some(status)) = upstream.child.try_wait() {
+                panic!(
+                    "nginx in {} exited {status}:\n{}",
+                    host.name(),
+                    upstream.error_log()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "nginx in {} wrote no pid file in 10 s:\n{}",
+                    host.name(),
+                    upstream.error_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn try_start(root: &Path) -> Result<Upstream, String> {
-        let prefix = tempfile::Builder::new()
-            .prefix("pacmesh-nginx-")
-            .tempdir()
-            .expect("creating nginx's prefix dir");
         let port = free_tcp_port();
-        let conf = prefix.path().join("nginx.conf");
-        std::fs::write(&conf, config(prefix.path(), root, port)).expect("writing nginx.conf");
-        let stderr = std::fs::File::create(prefix.path().join("stderr.log"))
-            .expect("creating nginx's stderr log");
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(prefix.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(prefix.path().join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("could not run nginx: {e}"))?;
-        let mut upstream = Upstream {
-            child,
-            prefix,
-            port,
-            root: root.to_path_buf(),
-        };
+        let mut upstream = Self::spawn(root, Ipv4Addr::LOCALHOST, port, |p| Command::new(p))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if port_answers(loopback(port)) {
@@ -102,14 +120,55 @@ impl Upstream {
         ))
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// Writes the config and spawns nginx through `command` (plain, or `ip netns exec`).
+    fn spawn(
+        root: &Path,
+        ip: Ipv4Addr,
+        port: u16,
+        command: impl FnOnce(&str) -> Command,
+    ) -> Result<Upstream, String> {
+        let prefix = tempfile::Builder::new()
+            .prefix("pacmesh-nginx-")
+            .tempdir()
+            .expect("creating nginx's prefix dir");
+        let conf = prefix.path().join("nginx.conf");
+        std::fs::write(&conf, config(prefix.path(), root, ip, port)).expect("writing nginx.conf");
+        let stderr = std::fs::File::create(prefix.path().join("stderr.log"))
+            .expect("creating nginx's stderr log");
+        let child = command("nginx")
+            .arg("-p")
+            .arg(prefix.path())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(prefix.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("could not run nginx: {e}"))?;
+        Ok(Upstream {
+            child,
+            prefix,
+            ip,
+            port,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `http://IP:PORT` (no trailing slash): `127.0.0.1` for [`Upstream::start`], the
+    /// host's LAN address for [`Upstream::start_in`].
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.ip, self.port)
+    }
+    /// The address it listens on.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
     }
     pub fn port(&self) -> u16 {
         self.port
     }
-    /// The pacman `Server` value for this mirror: `http://127.0.0.1:PORT/$repo/os/$arch`.
+    /// The pacman `Server` value for this mirror: `http://IP:PORT/$repo/os/$arch`.
     pub fn server_url(&self) -> String {
         format!("{}/$repo/os/$arch", self.url())
     }
@@ -128,6 +187,14 @@ impl Upstream {
         let path = self.prefix.path().join("access.log");
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         text.lines().filter_map(parse_line).collect()
+    }
+
+    /// `GET`s whose last path segment is `file_name` (what a download of it costs the mirror).
+    pub fn gets_for(&self, file_name: &str) -> Vec<LoggedRequest> {
+        self.requests_for(file_name)
+            .into_iter()
+            .filter(|r| r.method == "GET")
+            .collect()
     }
 
     /// Requests whose last path segment is `file_name`.
@@ -165,7 +232,7 @@ impl Drop for Upstream {
     }
 }
 
-fn config(prefix: &Path, root: &Path, port: u16) -> String {
+fn config(prefix: &Path, root: &Path, ip: Ipv4Addr, port: u16) -> String {
     let p = prefix.display();
     let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
         .iter()
@@ -186,7 +253,7 @@ http {{
     log_format pacmesh "$request_method\t$request_uri\t$status\t$body_bytes_sent\t$http_range\t$http_user_agent";
     access_log {p}/access.log pacmesh;
     server {{
-        listen 127.0.0.1:{port};
+        listen {ip}:{port};
         server_name localhost;
         root {root};
         location / {{ autoindex on; }}

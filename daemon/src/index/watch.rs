@@ -79,7 +79,15 @@ pub async fn start(
     let index: SharedIndex = Arc::new(RwLock::new(CacheIndex::new(dirs.clone())));
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Watch before scanning, so nothing that happens during the scan is lost.
-    let mut watcher = notify::recommended_watcher(move |event| {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        // Every file served opens it, and notify always reports opens: drop
+        // those here, on notify's thread, rather than wake the watcher task
+        // once per request.
+        if let Ok(e) = &event {
+            if effect_of(&e.kind) == Effect::Ignore && !e.need_rescan() {
+                return;
+            }
+        }
         let _ = tx.send(event);
     })?;
     for dir in &dirs {
@@ -158,11 +166,9 @@ impl Watch {
             self.rescan().await;
             return;
         }
-        // Checked first: every file served opens it, and inotify reports that.
+        // Ignored kinds (opens, reads, metadata) were dropped in notify's
+        // callback already.
         let effect = effect_of(&event.kind);
-        if effect == Effect::Ignore {
-            return;
-        }
         for path in &event.paths {
             if self.dirs.contains(path) {
                 // The cache dir itself was removed or moved.
