@@ -320,3 +320,37 @@ async fn reloads_replaced_databases_and_keeps_the_old_one_when_corrupt() {
     assert!(dbs.lookup(&new[0].name).is_some());
     shutdown.cancel();
 }
+
+/// Regression: a host whose pacman had never synced had no sync dir when
+/// the daemon started, and the first `pacman -Sy` was never picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_dir_created_after_start_is_loaded_and_watched() {
+    let root = tempfile::tempdir().unwrap();
+    let sync = root.path().join("sync");
+    let shutdown = CancellationToken::new();
+    let dbs = syncdb::watch::start(sync.clone(), shutdown.clone()).await;
+    let first = pkg("first");
+    assert_eq!(dbs.lookup(&first.name), None);
+    std::fs::create_dir(&sync).unwrap();
+    replace(
+        &sync.join("core.db"),
+        &db(Compression::Gzip, std::slice::from_ref(&first)),
+    );
+    eventually(
+        Duration::from_secs(8),
+        "db in a late sync dir loaded",
+        || dbs.lookup(&first.name).is_some(),
+    )
+    .await;
+    // And it is watched from then on.
+    let second = pkg("second");
+    replace(
+        &sync.join("core.db"),
+        &db(Compression::Gzip, std::slice::from_ref(&second)),
+    );
+    eventually(Duration::from_secs(2), "the next refresh loaded", || {
+        dbs.lookup(&second.name).is_some()
+    })
+    .await;
+    shutdown.cancel();
+}

@@ -13,7 +13,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::load::SyncDbs;
 use super::table::repo_of_db_file;
@@ -46,20 +46,17 @@ pub fn action_of(kind: &EventKind) -> Action {
     }
 }
 
+/// How often a sync dir missing at start is looked for again (a host whose
+/// pacman has never synced yet).
+const MISSING_DIR_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Loads the databases in `sync_dir` and keeps them current until
-/// `shutdown`. Never fails: a sync dir that cannot be watched (missing on
-/// a machine without pacman) is logged, and the table stays as loaded.
+/// `shutdown`. Never fails: a sync dir missing at start (pacman never
+/// synced, or a machine without pacman) is looked for again every few
+/// seconds and watched from when it appears.
 pub async fn start(sync_dir: PathBuf, shutdown: CancellationToken) -> Arc<SyncDbs> {
-    let (tx, rx) = mpsc::unbounded_channel();
     // Watch before loading, so a refresh during the load is not lost.
-    let watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    })
-    .and_then(|mut w| w.watch(&sync_dir, RecursiveMode::NonRecursive).map(|()| w));
-    if let Err(e) = &watcher {
-        warn!(target: "pacmesh::syncdb", dir = %sync_dir.display(), error = %e,
-            "cannot watch the sync dir; databases are read at startup only");
-    }
+    let watched = watch(&sync_dir);
     let dir = sync_dir.clone();
     let dbs = match tokio::task::spawn_blocking(move || SyncDbs::load(&dir)).await {
         Ok(dbs) => Arc::new(dbs),
@@ -68,15 +65,49 @@ pub async fn start(sync_dir: PathBuf, shutdown: CancellationToken) -> Arc<SyncDb
             Arc::new(SyncDbs::empty(&sync_dir))
         }
     };
-    if let Ok(watcher) = watcher {
-        tokio::spawn(run(watcher, rx, dbs.clone(), shutdown));
+    match watched {
+        Ok((watcher, rx)) => {
+            tokio::spawn(run(watcher, rx, dbs.clone(), shutdown));
+        }
+        Err(e) => {
+            warn!(target: "pacmesh::syncdb", dir = %sync_dir.display(), error = %e,
+                "cannot watch the sync dir yet; looking again every few seconds");
+            tokio::spawn(wait_for_dir(dbs.clone(), shutdown));
+        }
     }
     dbs
 }
 
+type Events = mpsc::UnboundedReceiver<notify::Result<Event>>;
+
+fn watch(dir: &std::path::Path) -> notify::Result<(notify::RecommendedWatcher, Events)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok((watcher, rx))
+}
+
+/// Waits for a missing sync dir, then loads it and watches it.
+async fn wait_for_dir(dbs: Arc<SyncDbs>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(MISSING_DIR_RETRY) => {}
+        }
+        if let Ok((watcher, rx)) = watch(dbs.dir()) {
+            info!(target: "pacmesh::syncdb", dir = %dbs.dir().display(), "sync dir appeared; watching it");
+            blocking(&dbs, |dbs| dbs.reload_all()).await;
+            run(watcher, rx, dbs, shutdown).await;
+            return;
+        }
+    }
+}
+
 async fn run(
     watcher: notify::RecommendedWatcher,
-    mut rx: mpsc::UnboundedReceiver<notify::Result<Event>>,
+    mut rx: Events,
     dbs: Arc<SyncDbs>,
     shutdown: CancellationToken,
 ) {
