@@ -28,7 +28,9 @@ impl PacmanRoot {
             .prefix("pacmesh-pacman-")
             .tempdir()
             .expect("creating a pacman temp root");
-        for sub in ["root", "db", "cache", "gnupg", "hooks"] {
+        // `db/sync` exists from the start, as `/var/lib/pacman/sync` does on an installed
+        // host: pacmeshd watches it for `-Sy` and cannot watch a dir that is not there yet.
+        for sub in ["root", "db", "db/sync", "cache", "gnupg", "hooks"] {
             std::fs::create_dir(dir.path().join(sub)).expect("creating a pacman root subdir");
         }
         let cache_dir = dir.path().join("cache");

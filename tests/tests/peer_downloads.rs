@@ -1,0 +1,483 @@
+//! Packages from peers, with the real pacman on real hosts: host 0 of a [`Lan`] is the mirror
+//! (nginx), every other host runs `pacmeshd` and a pacman whose repo lists its own daemon
+//! (`127.0.0.1:15680`) first and the mirror second; the daemon reads that pacman.conf, so it
+//! shares pacman's CacheDir and verifies peers' bytes against the sync database `-Sy` wrote.
+//! Proves: a package only a peer holds comes from the peer and never from the mirror; a peer
+//! with a corrupt copy is penalised and pacman still gets the right file (from the mirror) with
+//! nothing corrupt kept; a holder killed or stalled mid-transfer costs pacman nothing; two
+//! hosts pulling the same file from one peer at once both get it right.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use pacmesh_tests::assert_eventually;
+use pacmesh_tests::daemon::DaemonArgs;
+use pacmesh_tests::fixtures::{FixturePackage, FixtureRepo, PkgSpec};
+use pacmesh_tests::lan::{Host, Lan, NsDaemon, DAEMON_SERVER_URL};
+use pacmesh_tests::pacman::PacmanRoot;
+use pacmesh_tests::prereq::{self, WHOLE_SYSTEM_TOOLS};
+use pacmesh_tests::upstream::Upstream;
+
+const REPO: &str = "pmpeer";
+/// Links, digests, a sync-database reload: each well under this.
+const SOON: Duration = Duration::from_secs(8);
+/// A holder's egress while a test interrupts it: 40 MB take ~3.4 s.
+const SLOW: &str = "100mbit";
+
+fn fixture() -> FixtureRepo {
+    FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("xray", "1.0-1", 512 * 1024),
+            PkgSpec::new("yankee", "1.0-1", 1024 * 1024),
+            PkgSpec::new("papa", "1.0-1", 8 * 1024 * 1024),
+            PkgSpec::new("zulu", "1.0-1", 40 * 1024 * 1024),
+        ],
+    )
+}
+
+fn tools_present(extra: &[&str]) -> bool {
+    prereq::require(WHOLE_SYSTEM_TOOLS) && prereq::require(Lan::TOOLS) && prereq::require(extra)
+}
+
+/// One daemon host: its pacman root and the `pacmeshd` reading that root's pacman.conf.
+struct Node<'a> {
+    /// First, so it stops before the pacman root it shares is removed.
+    daemon: NsDaemon<'a>,
+    pacman: PacmanRoot,
+}
+
+impl Node<'_> {
+    fn host(&self) -> &Host {
+        self.daemon.host()
+    }
+    fn name(&self) -> &str {
+        self.host().name()
+    }
+
+    /// `pacman -Sy` through the daemon, then waits for the daemon to load the new database
+    /// (its log says so; the status page does not), so the next `-S` is verified against it.
+    fn sync(&self) {
+        let loaded = || count_lines(&self.daemon.log(), &["sync database loaded", REPO]);
+        let before = loaded();
+        let out = self.host().pacman_ok(&self.pacman, &["-Sy"]);
+        assert_no_error(&out, "-Sy");
+        assert_eventually!(
+            loaded() > before,
+            SOON,
+            "{}'s daemon did not reload {REPO}.db after -Sy:\n{}",
+            self.name(),
+            self.daemon.log()
+        );
+    }
+
+    /// `pacman -S name`, checked: exit 0, no `error:` line, installed, and the cached copy is
+    /// the package's exact bytes.
+    fn install(&self, pkg: &FixturePackage) {
+        let out = self.host().pacman_ok(&self.pacman, &["-S", pkg.name()]);
+        self.check_installed(pkg, &out);
+    }
+
+    fn check_installed(&self, pkg: &FixturePackage, out: &Output) {
+        assert!(
+            out.status.success(),
+            "{}",
+            self.pacman
+                .report(out, &format!("pacman -S {} in {}", pkg.name(), self.name()))
+        );
+        assert_no_error(out, &format!("-S {} in {}", pkg.name(), self.name()));
+        let listed = self.host().pacman(&self.pacman, &["-Q", pkg.name()]);
+        assert!(
+            String::from_utf8_lossy(&listed.stdout).contains(pkg.version()),
+            "{} not installed in {}",
+            pkg.name(),
+            self.name()
+        );
+        let cached = self.pacman.cache_dir().join(pkg.file_name());
+        assert_eq!(
+            sha256_file(&cached),
+            pkg.sha256(),
+            "{}'s cached {} is not the package",
+            self.name(),
+            pkg.file_name()
+        );
+    }
+
+    fn counter(&self, pointer: &str) -> u64 {
+        counter(&self.daemon, pointer)
+    }
+}
+
+/// Host 0 serves the fixture with nginx; hosts 1..=n each get a [`Node`]. `seed(i, cache)`
+/// fills node i's pacman cache dir before its daemon starts. Returns once every node lists
+/// every other as a peer with the digest `seed` implies.
+fn start<'a>(
+    lan: &'a Lan,
+    repo: &FixtureRepo,
+    n: usize,
+    seed: impl Fn(usize, &Path),
+) -> (Upstream, Vec<Node<'a>>) {
+    let mirror = Upstream::start_in(lan.host(0), repo.root());
+    let nodes: Vec<Node<'a>> = (0..n)
+        .map(|i| {
+            let pacman =
+                PacmanRoot::new(REPO, &[DAEMON_SERVER_URL.to_string(), mirror.server_url()]);
+            seed(i, pacman.cache_dir());
+            let daemon = lan
+                .host(i + 1)
+                .start_daemon(DaemonArgs::new(&pacman.conf_path()));
+            assert_eq!(daemon.cache_dir(), pacman.cache_dir().to_path_buf());
+            Node { daemon, pacman }
+        })
+        .collect();
+    let ids: Vec<String> = nodes.iter().map(|n| n.daemon.node_id()).collect();
+    let held: Vec<u64> = nodes
+        .iter()
+        .map(|n| package_files(n.pacman.cache_dir()))
+        .collect();
+    assert_eventually!(
+        nodes.iter().enumerate().all(|(i, viewer)| {
+            let status = viewer.daemon.status();
+            (0..n).filter(|&j| j != i).all(|j| {
+                status["peers"].as_array().is_some_and(|peers| {
+                    peers.iter().any(|p| {
+                        p["node_id"].as_str() == Some(ids[j].as_str())
+                            && p["packages"].as_u64() == Some(held[j])
+                    })
+                })
+            })
+        }),
+        SOON,
+        "the nodes did not all link and exchange digests (holding {held:?})"
+    );
+    (mirror, nodes)
+}
+
+fn package_files(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().contains(".pkg.tar"))
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+fn counter(daemon: &NsDaemon, pointer: &str) -> u64 {
+    daemon
+        .status()
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("status has no {pointer}: {}", daemon.status()))
+}
+
+fn count_lines(text: &str, needles: &[&str]) -> usize {
+    text.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+fn assert_no_error(out: &Output, what: &str) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("error:")),
+        "pacman {what} printed an error:\n{text}"
+    );
+}
+
+fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// nginx logs a request just after its last byte: give a request that should not exist the
+/// time to show up before asserting it did not.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn a_package_only_a_peer_holds_comes_from_it_and_not_the_mirror() {
+    if !tools_present(&[]) {
+        return;
+    }
+    let repo = fixture();
+    let x = repo.package("xray");
+    let lan = Lan::new(3);
+    // Node 0 = A holds xray; node 1 = B wants it.
+    let (mirror, nodes) = start(&lan, &repo, 2, |i, cache| {
+        if i == 0 {
+            x.copy_into(cache);
+        }
+    });
+    let (a, b) = (&nodes[0], &nodes[1]);
+    b.sync();
+    b.install(x);
+    settle();
+    assert_eq!(
+        mirror.requests_for(x.file_name()),
+        vec![],
+        "the mirror was asked for {}",
+        x.file_name()
+    );
+    assert!(b.counter("/requests/peer") >= 1, "{}", b.daemon.status());
+    assert!(
+        b.counter("/bytes/peer") >= x.size(),
+        "{}",
+        b.daemon.status()
+    );
+    assert!(
+        a.counter("/bytes/to_peers") >= x.size(),
+        "{}",
+        a.daemon.status()
+    );
+}
+
+#[test]
+fn a_peer_with_a_corrupt_copy_is_penalised_and_pacman_gets_the_mirror_s() {
+    if !tools_present(&[]) {
+        return;
+    }
+    let repo = fixture();
+    let y = repo.package("yankee");
+    let lan = Lan::new(3);
+    // Node 0 = B wants yankee; node 1 = C holds a copy of the right name and size, wrong bytes.
+    let (mirror, nodes) = start(&lan, &repo, 2, |i, cache| {
+        if i == 1 {
+            let mut bytes = std::fs::read(y.path()).expect("reading the package");
+            let mid = bytes.len() / 2;
+            for b in &mut bytes[mid..mid + 4096] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(cache.join(y.file_name()), bytes).expect("writing the corrupt copy");
+        }
+    });
+    let (b, c) = (&nodes[0], &nodes[1]);
+    let c_id = c.daemon.node_id();
+    b.sync();
+    b.install(y);
+    assert_eventually!(
+        mirror
+            .gets_for(y.file_name())
+            .iter()
+            .any(|r| r.status == 200 && r.bytes == y.size()),
+        SOON,
+        "the mirror never served {} whole: {:?}",
+        y.file_name(),
+        mirror.requests()
+    );
+    assert_eq!(b.counter("/requests/peer"), 0, "{}", b.daemon.status());
+    // Nothing corrupt kept: pacman's cache holds the package only (checked by install), and
+    // no leftovers; the daemon's incoming dir is empty and its store holds no copy.
+    let cache: Vec<PathBuf> = files_under(b.pacman.cache_dir());
+    assert_eq!(
+        cache,
+        vec![b.pacman.cache_dir().join(y.file_name())],
+        "stray files in B's pacman cache"
+    );
+    let incoming = b.daemon.store_dir().join("incoming");
+    assert!(incoming.is_dir(), "{} missing", incoming.display());
+    assert_eq!(files_under(&incoming), Vec::<PathBuf>::new());
+    let strays: Vec<PathBuf> = files_under(b.daemon.store_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(y.name()))
+        .collect();
+    assert_eq!(strays, Vec::<PathBuf>::new(), "copies in B's store dir");
+    let seen = b
+        .daemon
+        .peer(&c_id)
+        .unwrap_or_else(|| panic!("B lost its link to C: {}", b.daemon.status()));
+    assert!(
+        seen["penalty_reason"].is_string() && seen["penalised_until_s"].is_number(),
+        "C is not penalised in B's status: {seen}"
+    );
+}
+
+/// How a holder is interrupted mid-transfer.
+#[derive(Clone, Copy, Debug)]
+enum Interrupt {
+    /// SIGKILL.
+    Crash,
+    /// SIGSTOP: linked, silent.
+    Stall,
+}
+
+/// Nodes A and C hold the 40 MB zulu, both throttled; B installs it. Whichever holder B pulls
+/// from is interrupted once it has sent a few MB; the other is unthrottled. pacman must finish
+/// cleanly with the right bytes — continued from the other holder or, failing that, the mirror.
+fn interrupted_holder(how: Interrupt) {
+    if !tools_present(&["tc"]) {
+        return;
+    }
+    let repo = fixture();
+    let z = repo.package("zulu");
+    let lan = Lan::new(4);
+    // Nodes 0 and 2 (A, C) hold zulu; node 1 (B) wants it.
+    let (mirror, mut nodes) = start(&lan, &repo, 3, |i, cache| {
+        if i != 1 {
+            z.copy_into(cache);
+        }
+    });
+    for i in [0, 2] {
+        nodes[i].host().limit_egress(SLOW);
+    }
+    nodes[1].sync();
+    let started = Instant::now();
+    let mut pacman = nodes[1]
+        .host()
+        .pacman_command(&nodes[1].pacman, &["-S", z.name()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning pacman");
+    // The holder B pulls from: the first whose upload counter moves past 2 MB.
+    let deadline = Instant::now() + SOON;
+    let (source, sent) = loop {
+        if let Some(found) = [0, 2].into_iter().find_map(|i| {
+            let sent = nodes[i].counter("/bytes/to_peers");
+            (sent >= 2 << 20).then_some((i, sent))
+        }) {
+            break found;
+        }
+        if Instant::now() >= deadline || pacman.try_wait().is_ok_and(|s| s.is_some()) {
+            let _ = pacman.kill();
+            let out = pacman.wait_with_output().expect("pacman output");
+            panic!(
+                "no holder uploaded 2 MB of {} within {SOON:?}{}\nB's log:\n{}",
+                z.file_name(),
+                nodes[1].pacman.report(&out, "pacman -S"),
+                nodes[1].daemon.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        sent < z.size(),
+        "the transfer finished before it could be interrupted"
+    );
+    let other = 2 - source;
+    let source_id = nodes[source].daemon.node_id();
+    match how {
+        Interrupt::Crash => {
+            nodes[source].daemon.kill();
+        }
+        Interrupt::Stall => nodes[source].daemon.pause(),
+    }
+    nodes[other].host().unlimit_egress();
+    eprintln!(
+        "{how:?}: {} (node {source}) interrupted after {sent} bytes, {} ms in",
+        nodes[source].name(),
+        started.elapsed().as_millis()
+    );
+    let out = pacman.wait_with_output().expect("waiting for pacman");
+    let took = started.elapsed();
+    if matches!(how, Interrupt::Stall) {
+        nodes[source].daemon.resume();
+    }
+    let b = &nodes[1];
+    b.check_installed(z, &out);
+    let from_other = counter(&nodes[other].daemon, "/bytes/to_peers");
+    settle();
+    let mirror_gets = mirror.gets_for(z.file_name());
+    eprintln!(
+        "{how:?}: pacman done in {} ms; B requests.peer={} bytes.peer={}; the other holder sent \
+         {from_other}; mirror GETs {mirror_gets:?}\nB's log on {source_id}:\n{}",
+        took.as_millis(),
+        b.counter("/requests/peer"),
+        b.counter("/bytes/peer"),
+        b.daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains(z.name()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        from_other > 0 || !mirror_gets.is_empty(),
+        "the rest of {} came from neither the other holder nor the mirror",
+        z.file_name()
+    );
+    // A continuation from the byte reached, not a fresh start.
+    assert!(
+        from_other < z.size(),
+        "the other holder sent {from_other} bytes: the whole file again"
+    );
+}
+
+#[test]
+fn a_holder_killed_mid_transfer_costs_pacman_nothing() {
+    interrupted_holder(Interrupt::Crash);
+}
+
+#[test]
+fn a_holder_stalling_mid_transfer_costs_pacman_nothing() {
+    interrupted_holder(Interrupt::Stall);
+}
+
+#[test]
+fn two_hosts_pull_the_same_package_from_one_peer_at_once() {
+    if !tools_present(&[]) {
+        return;
+    }
+    let repo = fixture();
+    let p = repo.package("papa");
+    let lan = Lan::new(4);
+    // Node 0 = A holds papa; nodes 1 and 2 (B, C) install it at the same moment.
+    let (mirror, nodes) = start(&lan, &repo, 3, |i, cache| {
+        if i == 0 {
+            p.copy_into(cache);
+        }
+    });
+    nodes[1].sync();
+    nodes[2].sync();
+    std::thread::scope(|s| {
+        let runs: Vec<_> = [&nodes[1], &nodes[2]]
+            .map(|n| s.spawn(move || (n, n.host().pacman(&n.pacman, &["-S", p.name()]))))
+            .into_iter()
+            .collect();
+        for run in runs {
+            let (node, out) = run.join().expect("a pacman thread panicked");
+            node.check_installed(p, &out);
+        }
+    });
+    settle();
+    assert_eq!(mirror.requests_for(p.file_name()), vec![]);
+    for n in &nodes[1..] {
+        assert!(n.counter("/requests/peer") >= 1, "{}", n.daemon.status());
+        assert!(
+            n.counter("/bytes/peer") >= p.size(),
+            "{}",
+            n.daemon.status()
+        );
+    }
+    assert!(
+        nodes[0].counter("/bytes/to_peers") >= 2 * p.size(),
+        "{}",
+        nodes[0].daemon.status()
+    );
+}
