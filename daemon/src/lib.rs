@@ -6,6 +6,7 @@
 //! `index::watch`) that is handed bound sockets by `main`, so tests run
 //! whole daemons in-process on port 0.
 
+pub mod cachefile;
 pub mod config;
 pub mod http;
 pub mod identity;

@@ -1,8 +1,7 @@
 //! Serving a file from a local cache dir: 200, 206, 304, 416 and HEAD.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -10,22 +9,6 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use super::file_body::FileBody;
 use super::range::{if_range_matches, not_modified, parse_range, RangeSpec};
 use super::Body;
-
-/// Opens a cache file without following a symlink planted in its place.
-fn open_regular(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "not a regular file",
-        ));
-    }
-    Ok((file, meta))
-}
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -44,7 +27,7 @@ pub fn serve(
     headers: &HeaderMap,
     on_done: OnDone,
 ) -> io::Result<Response<Body>> {
-    let (file, meta) = open_regular(path)?;
+    let (file, meta) = crate::cachefile::open_regular(path)?;
     serve_open(file, &meta, method, headers, on_done)
 }
 

@@ -41,7 +41,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// hyper's write buffer cap per connection: about two body chunks, so 64
 /// concurrent downloads stay within a few MiB.
-const MAX_BUF: usize = 2 * file_body::CHUNK;
+const MAX_BUF: usize = 2 * crate::cachefile::CHUNK;
 
 /// Serves HTTP on `listeners` until `shutdown`, then lets in-flight
 /// responses finish for up to [`SHUTDOWN_GRACE`].

@@ -9,7 +9,8 @@
 //! - `dial`: dial targets (discovered and static) with backoff; accepting.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
-//! - `serve`, `file_read`: the serving end of transfer streams (uploads).
+//! - `serve`: the serving end of transfer streams (uploads), reading files
+//!   with `crate::cachefile`.
 //! - `transfer`: the asking end, [`Mesh::fetch`] and [`PeerDownload`].
 //!
 //! The decisions (backoff, duplicates, liveness) are in `mesh::peers`;
@@ -18,7 +19,6 @@
 mod close;
 mod control;
 mod dial;
-mod file_read;
 mod frames;
 mod hello;
 mod key;

@@ -31,8 +31,8 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tracing::Instrument as _;
 
 use super::close::CloseCode;
-use super::file_read::{open_regular, FileChunks};
 use super::{Inner, Link, TARGET};
+use crate::cachefile::{open_regular, ChunkReader};
 
 /// Send priority of upload streams; the control stream keeps quinn's 0.
 pub const UPLOAD_PRIORITY: i32 = -1;
@@ -145,21 +145,22 @@ async fn upload(inner: &Inner, link: &Link, send: &mut SendStream, request: Fetc
     let Ok(permit) = inner.uploads.clone().try_acquire_owned() else {
         return refuse(send, &file_name, FetchStatus::Busy).await;
     };
-    let opened = match tokio::task::spawn_blocking(move || open_regular(&path)).await {
+    let (file, meta) = match tokio::task::spawn_blocking(move || open_regular(&path)).await {
         Ok(Ok(opened)) => opened,
         // Gone since the index saw it.
         Ok(Err(_)) | Err(_) => return refuse(send, &file_name, FetchStatus::NotFound).await,
     };
-    if offset > opened.size {
+    let size = meta.len();
+    if offset > size {
         return refuse(send, &file_name, FetchStatus::BadOffset).await;
     }
-    let header = Message::FetchHeader(FetchHeader::ok(opened.size, opened.mtime));
+    let header = Message::FetchHeader(FetchHeader::ok(size, unix_secs(&meta)));
     if !write_header(send, &header).await {
         return;
     }
     let started = tokio::time::Instant::now();
     let counters = inner.peer_bytes(link.peer);
-    let mut chunks = FileChunks::new(opened.file, offset, opened.size);
+    let mut chunks = ChunkReader::new(file, offset, size);
     let mut sent = 0u64;
     let result: Result<(), String> = async {
         loop {
@@ -223,5 +224,17 @@ async fn refuse(send: &mut SendStream, file_name: &str, status: FetchStatus) {
     tracing::debug!(file = %file_name, ?status, "fetch refused");
     if write_header(send, &Message::FetchHeader(FetchHeader::refused(status))).await {
         let _ = send.finish();
+    }
+}
+
+/// A file's modification time in Unix seconds (negative before 1970).
+fn unix_secs(meta: &std::fs::Metadata) -> i64 {
+    match meta
+        .modified()
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH))
+    {
+        Ok(Ok(after)) => after.as_secs() as i64,
+        Ok(Err(before)) => -(before.duration().as_secs() as i64),
+        Err(_) => 0,
     }
 }
