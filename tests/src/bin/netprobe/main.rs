@@ -23,6 +23,7 @@
 //! It exits by itself after two minutes, should the test that started it be
 //! killed.
 
+mod bench;
 mod quic;
 
 use std::io::{Read, Write};
@@ -109,6 +110,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+        }
+        Some((mode, rest)) if bench::MODES.contains(&mode.as_str()) => {
+            return bench::run(mode, rest)
         }
         _ => {
             return usage(
