@@ -316,6 +316,12 @@ fn a_peer_with_a_corrupt_copy_is_penalised_and_pacman_gets_the_mirror_s() {
         seen["penalty_reason"].is_string() && seen["penalised_until_s"].is_number(),
         "C is not penalised in B's status: {seen}"
     );
+    let metrics = b.daemon.get("/_pacmesh/metrics").text();
+    let gauge = format!("pacmesh_peer_penalised{{peer=\"{c_id}\"}} 1");
+    assert!(
+        metrics.lines().any(|l| l == gauge),
+        "no {gauge} in B's metrics:\n{metrics}"
+    );
 }
 
 /// How a holder is interrupted mid-transfer.

@@ -100,6 +100,16 @@ pub fn render(state: &State) -> String {
     }
     family(
         &mut out,
+        "pacmesh_peer_penalised",
+        "gauge",
+        "1 while a peer is penalised (it sent a file that did not verify).",
+    );
+    for p in &peers {
+        let on = u8::from(p.penalised_until_s.is_some());
+        let _ = writeln!(out, "pacmesh_peer_penalised{{peer=\"{}\"}} {on}", p.node_id);
+    }
+    family(
+        &mut out,
         "pacmesh_uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",
