@@ -16,13 +16,6 @@ use pacmesh_tests::lan::{Host, Lan, NsDaemon};
 const ROUNDS: usize = 5;
 const IDLE: Duration = Duration::from_secs(60);
 
-fn node_id(d: &NsDaemon) -> String {
-    d.status()["node_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn peer_count(d: &NsDaemon) -> usize {
     d.status()["peers"].as_array().map_or(0, Vec::len)
 }
@@ -77,7 +70,7 @@ fn main() {
             up.as_millis()
         );
         linked_ms.push(ms);
-        let ids: Vec<_> = daemons.iter().map(node_id).collect();
+        let ids: Vec<_> = daemons.iter().map(NsDaemon::node_id).collect();
         assert_eq!(ids.len(), 3);
     }
     println!(

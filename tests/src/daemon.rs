@@ -194,16 +194,7 @@ impl Daemon {
 
     /// `GET /_pacmesh/status` as JSON; panics unless it is a 200 with valid JSON.
     pub fn status(&self) -> serde_json::Value {
-        let resp = crate::http::get(&format!("{}/_pacmesh/status", self.url()), &[]);
-        assert_eq!(
-            resp.status,
-            200,
-            "status page answered {}: {}",
-            resp.status,
-            resp.text()
-        );
-        serde_json::from_slice(&resp.body)
-            .unwrap_or_else(|e| panic!("status page is not JSON ({e}): {}", resp.text()))
+        crate::http::get(&format!("{}/_pacmesh/status", self.url()), &[]).status_json()
     }
 
     /// Everything the daemon printed so far.

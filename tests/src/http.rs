@@ -27,6 +27,20 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// The body of a pacmesh status page as JSON; panics unless this is a
+    /// 200 with valid JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        assert_eq!(
+            self.status,
+            200,
+            "status page answered {}: {}",
+            self.status,
+            self.text()
+        );
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("status page is not JSON ({e}): {}", self.text()))
+    }
 }
 
 fn agent() -> &'static ureq::Agent {

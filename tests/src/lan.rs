@@ -762,16 +762,7 @@ impl<'a> NsDaemon<'a> {
     }
     /// `GET /_pacmesh/status` as JSON; panics unless it is a 200 with valid JSON.
     pub fn status(&self) -> serde_json::Value {
-        let resp = self.get("/_pacmesh/status");
-        assert_eq!(
-            resp.status,
-            200,
-            "status page answered {}: {}",
-            resp.status,
-            resp.text()
-        );
-        serde_json::from_slice(&resp.body)
-            .unwrap_or_else(|e| panic!("status page is not JSON ({e}): {}", resp.text()))
+        self.get("/_pacmesh/status").status_json()
     }
     /// Its `node_id` from the status page.
     pub fn node_id(&self) -> String {

@@ -25,24 +25,13 @@ fn peer_ids(daemon: &NsDaemon) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn node_id(daemon: &NsDaemon) -> String {
-    daemon.status()["node_id"]
-        .as_str()
-        .expect("status has a node_id")
-        .to_owned()
-}
-
 /// How many packages `viewer` believes `of` holds, if linked.
 fn packages_seen(viewer: &NsDaemon, of: &str) -> Option<u64> {
-    viewer.status()["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["node_id"].as_str() == Some(of))
-        .and_then(|p| p["packages"].as_u64())
+    viewer.peer(of)?["packages"].as_u64()
 }
 
 fn linked(a: &NsDaemon, b: &NsDaemon) -> bool {
-    peer_ids(a).contains(&node_id(b)) && peer_ids(b).contains(&node_id(a))
+    peer_ids(a).contains(&b.node_id()) && peer_ids(b).contains(&a.node_id())
 }
 
 fn put_package(daemon: &NsDaemon, name: &str) {
@@ -69,7 +58,7 @@ fn three_hosts_find_each_other_within_3_s() {
         .map(|h| h.start_daemon(DaemonArgs::default()))
         .collect();
     let started = Instant::now();
-    let ids: Vec<String> = daemons.iter().map(node_id).collect();
+    let ids: Vec<String> = daemons.iter().map(NsDaemon::node_id).collect();
     assert_eventually!(
         daemons.iter().zip(&ids).all(|(d, me)| {
             let mut seen = peer_ids(d);
@@ -107,7 +96,7 @@ fn a_package_added_or_removed_reaches_the_peer_within_2_s() {
         Duration::from_secs(3),
         "a and b never linked"
     );
-    let a_id = node_id(&a);
+    let a_id = a.node_id();
     assert_eq!(packages_seen(&b, &a_id), Some(0));
 
     let pkg = "meshy-1.0-1-x86_64.pkg.tar.zst";
@@ -138,7 +127,7 @@ fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
         Duration::from_secs(3),
         "a and b never linked"
     );
-    let a_id = node_id(&a);
+    let a_id = a.node_id();
 
     assert!(a.stop().success(), "a did not stop cleanly");
     assert_eventually!(
@@ -148,7 +137,7 @@ fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
     );
 
     a.restart();
-    assert_eq!(node_id(&a), a_id, "a restarted with another node id");
+    assert_eq!(a.node_id(), a_id, "a restarted with another node id");
     assert_eventually!(
         linked(&a, &b),
         Duration::from_secs(3),
@@ -204,9 +193,9 @@ fn hosts_of_another_mesh_or_without_the_key_get_no_link() {
     );
     // Give the strangers every chance to link.
     std::thread::sleep(Duration::from_secs(2));
-    let (a_id, b_id) = (node_id(&a), node_id(&b));
+    let (a_id, b_id) = (a.node_id(), b.node_id());
     for (d, who) in [(&other, "other mesh"), (&keyless, "keyless")] {
-        let id = node_id(d);
+        let id = d.node_id();
         assert!(peer_ids(d).is_empty(), "{who} has peers: {:?}", peer_ids(d));
         assert!(
             !peer_ids(&a).contains(&id) && !peer_ids(&b).contains(&id),
@@ -311,7 +300,7 @@ fn page_metrics_and_sigusr1_show_the_linked_peer() {
         "a and b never linked"
     );
     put_package(&a, "shown-1.0-1-any.pkg.tar.zst");
-    let a_id = node_id(&a);
+    let a_id = a.node_id();
     assert_eventually!(
         packages_seen(&b, &a_id) == Some(1),
         Duration::from_secs(2),
@@ -376,7 +365,7 @@ fn a_package_only_a_peer_holds_is_served_and_counted_as_unverified_without_a_syn
     let pkg = "peerly-2.0-1-x86_64.pkg.tar.zst";
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(a.cache_dir().join(pkg), &bytes).expect("writing a's package");
-    let a_id = node_id(&a);
+    let a_id = a.node_id();
     assert_eventually!(
         packages_seen(&b, &a_id) == Some(1) && packages_seen(&strict, &a_id) == Some(1),
         Duration::from_secs(5),

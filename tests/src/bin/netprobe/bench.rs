@@ -229,21 +229,6 @@ fn own_cpu_ticks() -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// `http://IP:PORT/PATH` → (address, authority, path).
-fn split_url(url: &str) -> Result<(SocketAddr, String, String), Error> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http://IP:PORT/PATH URLs")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
-    };
-    let addr = authority
-        .parse()
-        .map_err(|_| format!("{authority}: expected IP:PORT"))?;
-    Ok((addr, authority.to_owned(), path.to_owned()))
-}
-
 fn connect(addr: SocketAddr) -> Result<TcpStream, Error> {
     let stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
     stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
@@ -282,7 +267,7 @@ fn read_head(reader: &mut impl std::io::BufRead) -> Result<(u16, Option<u64>), E
 }
 
 fn fetch(url: &str) -> Result<(), Error> {
-    let (addr, authority, path) = split_url(url)?;
+    let (addr, authority, path) = crate::split_url(url)?;
     let started = Instant::now();
     let mut stream = connect(addr)?;
     stream.write_all(
@@ -314,7 +299,7 @@ fn fetch(url: &str) -> Result<(), Error> {
 }
 
 fn latency(url: &str, n: usize) -> Result<(), Error> {
-    let (addr, authority, path) = split_url(url)?;
+    let (addr, authority, path) = crate::split_url(url)?;
     let stream = connect(addr)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);

@@ -261,8 +261,8 @@ fn mcast_send(group: SocketAddrV4, ip: Ipv4Addr, want: usize) -> Vec<Ipv4Addr> {
     got
 }
 
-/// `GET url` over a fresh connection; the response with any chunked body decoded.
-fn http_get(url: &str) -> Result<Vec<u8>, String> {
+/// `http://IP[:PORT]/PATH` → (address, authority, path); port 80 if none.
+fn split_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or("only http://IP:PORT/PATH URLs")?;
@@ -270,10 +270,16 @@ fn http_get(url: &str) -> Result<Vec<u8>, String> {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let addr: SocketAddr = authority
+    let addr = authority
         .parse()
         .or_else(|_| format!("{authority}:80").parse())
         .map_err(|_| format!("{authority}: expected IP:PORT"))?;
+    Ok((addr, authority.to_owned(), path.to_owned()))
+}
+
+/// `GET url` over a fresh connection; the response with any chunked body decoded.
+fn http_get(url: &str) -> Result<Vec<u8>, String> {
+    let (addr, authority, path) = split_url(url)?;
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(HTTP_TIMEOUT))
