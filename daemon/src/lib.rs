@@ -37,8 +37,9 @@ pub struct State {
     /// This host's sync databases, against which peers' bytes are checked;
     /// `None` without a pacman.conf (then nothing verifies).
     pub syncdb: Option<Arc<syncdb::SyncDbs>>,
-    /// Where peer downloads are written before they verify; no cache dir.
-    pub incoming: PathBuf,
+    /// Peer downloads under way; written, before they verify, to a dir
+    /// no cache dir includes.
+    pub flights: http::peer::Flights,
     /// Whether files the sync databases cannot verify may come from peers.
     pub unverified_from_peers: bool,
     pub index: SharedIndex,
@@ -128,7 +129,7 @@ pub async fn run(
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
         syncdb,
-        incoming,
+        flights: http::peer::Flights::new(incoming),
         unverified_from_peers: env.unverified_from_peers,
         index,
         mirrors: RwLock::new(Arc::new(env.mirrors)),

@@ -12,6 +12,8 @@ pub enum Source {
     Peer,
     /// Fetched from peers; the sync databases had no checksum for it.
     PeerUnverified,
+    /// Still arriving from peers: pacman was sent back to ask again.
+    PeerWait,
     MirrorRedirect,
     NotFound,
     BadRequest,
@@ -24,6 +26,7 @@ impl Source {
             Source::Local => "local",
             Source::Peer => "peer",
             Source::PeerUnverified => "peer_unverified",
+            Source::PeerWait => "peer_wait",
             Source::MirrorRedirect => "mirror_redirect",
             Source::NotFound => "not_found",
             Source::BadRequest => "bad_request",
@@ -84,6 +87,7 @@ pub struct Stats {
     local: AtomicU64,
     peer: AtomicU64,
     peer_unverified: AtomicU64,
+    peer_wait: AtomicU64,
     mirror_redirect: AtomicU64,
     mirror_fetch: AtomicU64,
     not_found: AtomicU64,
@@ -100,6 +104,9 @@ pub struct RequestCounts {
     pub peer: u64,
     /// Of `peer`: files the sync databases had no checksum for.
     pub peer_unverified: u64,
+    /// `307`s to the same URL while a peer fetch runs on (not requests of
+    /// their own: the one that ends it is counted where it ends).
+    pub peer_wait: u64,
     pub mirror_redirect: u64,
     pub mirror_fetch: u64,
     pub not_found: u64,
@@ -125,6 +132,7 @@ impl Stats {
                 self.peer.fetch_add(1, Relaxed);
                 &self.peer_unverified
             }
+            Source::PeerWait => &self.peer_wait,
             Source::MirrorRedirect => &self.mirror_redirect,
             Source::NotFound => &self.not_found,
             Source::BadRequest => &self.bad_request,
@@ -146,6 +154,7 @@ impl Stats {
             local: self.local.load(Relaxed),
             peer: self.peer.load(Relaxed),
             peer_unverified: self.peer_unverified.load(Relaxed),
+            peer_wait: self.peer_wait.load(Relaxed),
             mirror_redirect: self.mirror_redirect.load(Relaxed),
             mirror_fetch: self.mirror_fetch.load(Relaxed),
             not_found: self.not_found.load(Relaxed),

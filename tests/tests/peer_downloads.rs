@@ -5,7 +5,9 @@
 //! Proves: a package only a peer holds comes from the peer and never from the mirror; a peer
 //! with a corrupt copy is penalised and pacman still gets the right file (from the mirror) with
 //! nothing corrupt kept; a holder killed or stalled mid-transfer costs pacman nothing; two
-//! hosts pulling the same file from one peer at once both get it right.
+//! hosts pulling the same file from one peer at once both get it right; a peer download longer
+//! than pacman's 10 s patience still comes from the peer, and one too slow to be worth it is
+//! given up for the mirror.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -26,6 +28,9 @@ const REPO: &str = "pmpeer";
 const SOON: Duration = Duration::from_secs(8);
 /// A holder's egress while a test interrupts it: 40 MB take ~3.4 s.
 const SLOW: &str = "100mbit";
+/// How long one request waits for a peer download before pacman is asked back (pacmeshd's
+/// `WAIT_PER_REQUEST`).
+const WAIT_PER_REQUEST: Duration = Duration::from_secs(6);
 
 fn fixture() -> FixtureRepo {
     FixtureRepo::get(
@@ -485,5 +490,89 @@ fn two_hosts_pull_the_same_package_from_one_peer_at_once() {
         nodes[0].counter("/bytes/to_peers") >= 2 * p.size(),
         "{}",
         nodes[0].daemon.status()
+    );
+}
+
+/// What became of one install of the 40 MB zulu from a single holder A whose egress is capped
+/// at `rate`: how long pacman took, the mirror's GETs for it, and B's status afterwards.
+struct ThrottledInstall {
+    took: Duration,
+    mirror_gets: usize,
+    status: serde_json::Value,
+}
+
+fn install_from_a_throttled_holder(rate: &str) -> Option<ThrottledInstall> {
+    if !tools_present(&["tc"]) {
+        return None;
+    }
+    let repo = fixture();
+    let z = repo.package("zulu");
+    let lan = Lan::new(3);
+    // Node 0 = A holds zulu behind the cap; node 1 = B installs it.
+    let (mirror, nodes) = start(&lan, &repo, 2, |i, cache| {
+        if i == 0 {
+            z.copy_into(cache);
+        }
+    });
+    nodes[0].host().limit_egress(rate);
+    let b = &nodes[1];
+    b.sync();
+    let started = Instant::now();
+    b.install(z);
+    let took = started.elapsed();
+    settle();
+    let status = b.daemon.status();
+    eprintln!(
+        "{rate}: pacman took {} ms; B's requests: {}",
+        took.as_millis(),
+        status["requests"]
+    );
+    Some(ThrottledInstall {
+        took,
+        mirror_gets: mirror.gets_for(z.file_name()).len(),
+        status,
+    })
+}
+
+/// 40 MB at 32 Mbit/s take longer than pacman waits for a silent server (10 s) and longer than
+/// one request waits for a verified peer download: pacman is sent back to ask again, and the
+/// package still comes from the peer, not the mirror.
+#[test]
+fn a_peer_download_longer_than_pacman_s_patience_still_comes_from_the_peer() {
+    let Some(run) = install_from_a_throttled_holder("32mbit") else {
+        return;
+    };
+    assert!(
+        run.took > WAIT_PER_REQUEST,
+        "the transfer took {:?}: not slow enough to test anything",
+        run.took
+    );
+    assert_eq!(run.mirror_gets, 0, "the mirror was asked for zulu");
+    assert_eq!(run.status["requests"]["peer"], 1, "{}", run.status);
+    assert!(
+        run.status["requests"]["peer_wait"].as_u64() >= Some(1),
+        "pacman was never asked back: {}",
+        run.status
+    );
+}
+
+/// A holder slower than the mirror is likely to be (8 Mbit/s, under pacmeshd's 2 MiB/s floor)
+/// is given up after one wait: pacman gets the mirror's copy in seconds, not the 40 s the peer
+/// would take.
+#[test]
+fn a_peer_too_slow_to_be_worth_it_is_given_up_for_the_mirror() {
+    let Some(run) = install_from_a_throttled_holder("8mbit") else {
+        return;
+    };
+    assert_eq!(
+        run.mirror_gets, 1,
+        "pacman did not get zulu from the mirror"
+    );
+    assert_eq!(run.status["requests"]["peer"], 0, "{}", run.status);
+    assert_eq!(run.status["requests"]["peer_wait"], 0, "{}", run.status);
+    assert!(
+        run.took < WAIT_PER_REQUEST + Duration::from_secs(8),
+        "pacman took {:?}",
+        run.took
     );
 }

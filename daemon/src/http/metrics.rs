@@ -31,6 +31,7 @@ pub fn render(state: &State) -> String {
         ("local", r.local),
         ("peer", r.peer),
         ("peer_unverified", r.peer_unverified),
+        ("peer_wait", r.peer_wait),
         ("mirror_redirect", r.mirror_redirect),
         ("mirror_fetch", r.mirror_fetch),
         ("not_found", r.not_found),

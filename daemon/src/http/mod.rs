@@ -209,23 +209,24 @@ async fn serve_file(
         }
     };
     if file.kind.is_cacheable() && req.method() == Method::GET {
-        if let Some(fetched) = peer::fetch(state, file).await {
-            let source = if fetched.verified {
-                Source::Peer
-            } else {
-                Source::PeerUnverified
-            };
-            let on_done = on_file_done(state, source, started);
-            match local::serve_open(
-                fetched.file,
-                &fetched.meta,
-                req.method(),
-                req.headers(),
-                on_done,
-            ) {
-                Ok(response) => return (response, source),
-                Err(e) => warn!(error = %e, "cannot serve a peer download; redirecting"),
+        match peer::obtain(state, file).await {
+            peer::Answer::Ready(fetched) => {
+                let source = if fetched.verified {
+                    Source::Peer
+                } else {
+                    Source::PeerUnverified
+                };
+                let on_done = on_file_done(state, source, started);
+                let served = fetched.file.try_clone().and_then(|file| {
+                    local::serve_open(file, &fetched.meta, req.method(), req.headers(), on_done)
+                });
+                match served {
+                    Ok(response) => return (response, source),
+                    Err(e) => warn!(error = %e, "cannot serve a peer download; redirecting"),
+                }
             }
+            peer::Answer::ComeBack => return (come_back(req), Source::PeerWait),
+            peer::Answer::Elsewhere => {}
         }
     }
     match remote {
@@ -240,6 +241,20 @@ async fn serve_file(
             (text(response, format!("{reason}\n")), Source::NotFound)
         }
     }
+}
+
+/// A `307` to the URL asked for: pacman follows it at once into a new
+/// wait on the same peer fetch (see `peer::flights`).
+fn come_back(req: &Request<Incoming>) -> Response<Body> {
+    let again = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path(), |pq| pq.as_str());
+    let response = Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header(header::LOCATION, again)
+        .header(header::CACHE_CONTROL, "no-store");
+    text(response, "")
 }
 
 /// A 200 for one of pacmesh's own pages: always freshly computed, so never

@@ -4,18 +4,19 @@
 //!
 //! Why fetch first instead of streaming to pacman as bytes arrive: a
 //! package's SHA-256 can only be checked once its last byte is in, and bytes
-//! already sent to pacman cannot be taken back. After a cut, pacman resumes
-//! at its next server on top of the bad prefix and the install fails. So
-//! nothing reaches pacman before it is verified. The cost is the fetch time
-//! before pacman's first byte; it is capped by [`PEER_DEADLINE`], well inside
-//! pacman's 10 s silence limit, and past the cap, as after any failure, the
-//! answer is still the redirect to the mirror, since nothing was sent.
+//! already sent to pacman cannot be taken back. libalpm resumes every
+//! package download at its next server from the end of its `.part` file
+//! (`curl_retry_next_server`: `allow_resume` is set for packages), so after
+//! a cut it would append the mirror's bytes to the bad prefix and the
+//! install would fail. So nothing reaches pacman before it is verified.
+//! How a fetch longer than pacman's 10 s silence limit still reaches it:
+//! see [`flights`].
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod flights;
+mod temp;
+
+use std::path::Path;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -25,25 +26,30 @@ use crate::mesh::NodeId;
 use crate::syncdb::{Expected, Mismatch, Verifier};
 use crate::State;
 
-/// The longest a peer fetch may take before pacman gets its answer.
-pub const PEER_DEADLINE: Duration = Duration::from_secs(6);
+pub use flights::{keep_waiting, Answer, Flights, Progress, BUDGET, MIN_RATE, WAIT_PER_REQUEST};
+use temp::TempFile;
+pub use temp::{clean_incoming, Fetched};
 
 /// Holders tried for one file.
 const MAX_ATTEMPTS: usize = 3;
 
-/// A verified (or, where allowed, unverifiable) download, open for reading,
-/// its name already unlinked so nothing else can ever see it.
-pub struct Fetched {
-    pub file: File,
-    pub meta: std::fs::Metadata,
-    /// False when the sync database has no checksum for it.
-    pub verified: bool,
+/// What the peers can do for `target` within one request's wait: the
+/// verified file, a "come back" while it is still arriving, or nothing (no
+/// peer holds it, it cannot be verified and unverified files are not
+/// allowed, or every holder failed) — then the caller redirects to the
+/// mirror, at once when no peer holds it.
+pub async fn obtain(state: &State, target: &FileTarget) -> Answer {
+    let flight = match state.flights.find(&target.name) {
+        Some(flight) => flight,
+        None => match start(state, target) {
+            Some(flight) => flight,
+            None => return Answer::Elsewhere,
+        },
+    };
+    flight.wait().await
 }
 
-/// Fetches `target` from the best peers, or `None` when no peer holds it,
-/// it cannot be verified (and unverified files are not allowed), or every
-/// attempt failed: the caller then redirects to the mirror.
-pub async fn fetch(state: &State, target: &FileTarget) -> Option<Fetched> {
+fn start(state: &State, target: &FileTarget) -> Option<std::sync::Arc<flights::Flight>> {
     let candidates = state.mesh.candidates(&target.name);
     if candidates.is_empty() {
         return None;
@@ -53,34 +59,27 @@ pub async fn fetch(state: &State, target: &FileTarget) -> Option<Fetched> {
         info!(file = %target.name, "held by peers but not in the sync databases; not fetched");
         return None;
     }
-    let started = Instant::now();
-    let work = fetch_from(
-        &state.mesh,
-        &state.incoming,
-        &target.name,
-        expected,
-        candidates,
-    );
-    match tokio::time::timeout(PEER_DEADLINE, work).await {
-        Ok(Ok(fetched)) => {
-            info!(
-                file = %target.name,
-                bytes = fetched.meta.len(),
-                verified = fetched.verified,
-                ms = started.elapsed().as_millis() as u64,
-                "fetched from peers"
-            );
-            Some(fetched)
-        }
-        Ok(Err(why)) => {
-            warn!(file = %target.name, why, "no peer could provide it; redirecting");
-            None
-        }
-        Err(_) => {
-            warn!(file = %target.name, deadline_s = PEER_DEADLINE.as_secs(), "peers too slow; redirecting");
-            None
-        }
-    }
+    let mesh = state.mesh.clone();
+    let incoming = state.flights.incoming().to_path_buf();
+    let name = target.name.clone();
+    state
+        .flights
+        .start(&target.name, move |progress| async move {
+            let started = Instant::now();
+            let fetched =
+                fetch_from(&mesh, &incoming, &name, expected, candidates, &progress).await;
+            match &fetched {
+                Ok(fetched) => info!(
+                    file = %name,
+                    bytes = fetched.meta.len(),
+                    verified = fetched.verified,
+                    ms = started.elapsed().as_millis() as u64,
+                    "fetched from peers"
+                ),
+                Err(why) => warn!(file = %name, why, "no peer could provide it; redirecting"),
+            }
+            fetched
+        })
 }
 
 /// Why one attempt at one peer ended.
@@ -99,6 +98,7 @@ async fn fetch_from(
     name: &str,
     expected: Option<Expected>,
     candidates: Vec<NodeId>,
+    progress: &Progress,
 ) -> Result<Fetched, &'static str> {
     let mut temp = TempFile::create(incoming, name).map_err(|_| "cannot create a temp file")?;
     let mut verifier = expected.clone().map(Verifier::new);
@@ -106,7 +106,16 @@ async fn fetch_from(
     let mut size = expected.as_ref().map(|e| e.size);
     for peer in candidates.into_iter().take(MAX_ATTEMPTS) {
         contributors.push(peer);
-        match pull(mesh, peer, name, &mut temp, verifier.as_mut(), &mut size).await {
+        let pulled = pull(
+            mesh,
+            peer,
+            name,
+            &mut temp,
+            verifier.as_mut(),
+            &mut size,
+            progress,
+        );
+        match pulled.await {
             Ok(()) => {}
             Err(Pull::Broke(e)) => {
                 warn!(%peer, file = name, error = %e, at = temp.len, "peer transfer broke; next holder");
@@ -114,7 +123,13 @@ async fn fetch_from(
             }
             Err(Pull::Bad(why)) => {
                 reject(mesh, &contributors, name, &why);
-                restart(&mut temp, &mut verifier, &expected, &mut contributors)?;
+                restart(
+                    &mut temp,
+                    &mut verifier,
+                    &expected,
+                    &mut contributors,
+                    progress,
+                )?;
                 continue;
             }
             Err(Pull::Disk(e)) => {
@@ -134,7 +149,13 @@ async fn fetch_from(
             }
             Err(why) => {
                 reject(mesh, &contributors, name, &why);
-                restart(&mut temp, &mut verifier, &expected, &mut contributors)?;
+                restart(
+                    &mut temp,
+                    &mut verifier,
+                    &expected,
+                    &mut contributors,
+                    progress,
+                )?;
             }
         }
     }
@@ -156,8 +177,10 @@ fn restart(
     verifier: &mut Option<Verifier>,
     expected: &Option<Expected>,
     contributors: &mut Vec<NodeId>,
+    progress: &Progress,
 ) -> Result<(), &'static str> {
     temp.truncate().map_err(|_| "cannot reset the temp file")?;
+    progress.set(0, 0);
     *verifier = expected.clone().map(Verifier::new);
     contributors.clear();
     Ok(())
@@ -171,6 +194,7 @@ async fn pull(
     temp: &mut TempFile,
     mut verifier: Option<&mut Verifier>,
     size: &mut Option<u64>,
+    progress: &Progress,
 ) -> Result<(), Pull> {
     let mut download = mesh
         .fetch(peer, name, temp.len)
@@ -192,6 +216,7 @@ async fn pull(
                 .map_err(|m: Mismatch| Pull::Bad(m.to_string()))?;
         }
         temp.write(&chunk).map_err(Pull::Disk)?;
+        progress.set(temp.len, download.size);
     }
     if Some(temp.len) == *size {
         Ok(())
@@ -201,69 +226,4 @@ async fn pull(
             temp.len
         ))))
     }
-}
-
-/// A download in the daemon's `incoming` dir, which no cache dir includes;
-/// removed when dropped unless handed over (already unlinked) as `Fetched`.
-struct TempFile {
-    path: PathBuf,
-    file: File,
-    len: u64,
-}
-
-static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
-
-impl TempFile {
-    fn create(dir: &Path, name: &str) -> std::io::Result<TempFile> {
-        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{name}.{}.{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(TempFile { path, file, len: 0 })
-    }
-
-    /// A small blocking write: peer chunks are at most a QUIC stream
-    /// frame's worth and the page cache takes them without waiting.
-    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(chunk)?;
-        self.len += chunk.len() as u64;
-        Ok(())
-    }
-
-    fn truncate(&mut self) -> std::io::Result<()> {
-        self.file.set_len(0)?;
-        std::io::Seek::rewind(&mut self.file)?;
-        self.len = 0;
-        Ok(())
-    }
-
-    fn into_fetched(self, verified: bool) -> std::io::Result<Fetched> {
-        let file = File::open(&self.path)?;
-        let meta = file.metadata()?;
-        // Dropping `self` unlinks the name; the open handle keeps the data.
-        Ok(Fetched {
-            file,
-            meta,
-            verified,
-        })
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Empties the incoming dir at start: leftovers of a crash are partial or
-/// unverified, never to be served.
-pub fn clean_incoming(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for entry in std::fs::read_dir(dir)? {
-        let _ = std::fs::remove_file(entry?.path());
-    }
-    Ok(())
 }
