@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod index;
 pub mod mesh;
+pub mod mirror_client;
 pub mod mirrors;
 pub mod plan;
 pub mod sd_notify;
@@ -40,6 +41,8 @@ pub struct State {
     /// Peer downloads under way; written, before they verify, to a dir
     /// no cache dir includes.
     pub flights: http::peer::Flights,
+    /// Finishes peer downloads no holder could finish.
+    pub mirror_client: mirror_client::MirrorClient,
     /// Whether files the sync databases cannot verify may come from peers.
     pub unverified_from_peers: bool,
     pub index: SharedIndex,
@@ -130,6 +133,7 @@ pub async fn run(
         mesh: service.mesh.clone(),
         syncdb,
         flights: http::peer::Flights::new(incoming),
+        mirror_client: mirror_client::MirrorClient::new(),
         unverified_from_peers: env.unverified_from_peers,
         index,
         mirrors: RwLock::new(Arc::new(env.mirrors)),

@@ -149,6 +149,10 @@ impl Stats {
         self.bytes_peer.fetch_add(n, Relaxed);
     }
 
+    pub fn add_mirror_fetch_bytes(&self, n: u64) {
+        self.bytes_mirror_fetch.fetch_add(n, Relaxed);
+    }
+
     pub fn requests(&self) -> RequestCounts {
         RequestCounts {
             local: self.local.load(Relaxed),

@@ -153,15 +153,27 @@ fn http_fetch(b: &Host, url: &str, size: u64) -> (f64, f64) {
     (total, field(&out, "ttfb_us") as f64 / 1e6)
 }
 
+/// How long B keeps a finished peer fetch for later requests (pacmeshd's flights `LINGER`),
+/// plus a margin: each counted transfer must be a fresh fetch.
+const LINGER: Duration = Duration::from_secs(11);
+
 fn via_daemon(a: &NsDaemon, b: &NsDaemon, size: u64) -> Run {
+    std::thread::sleep(LINGER);
+    let uploaded = counter(a, "/bytes/to_peers");
     let (pa, pb) = (daemon_pid(a), daemon_pid(b));
     let (a0, b0) = (cpu_ticks(pa), cpu_ticks(pb));
     let url = format!("http://127.0.0.1:{PORT}/{BIG}");
     let (total, head) = http_fetch(b.host(), &url, size);
+    let cpu = [cpu_ticks(pa) - a0, cpu_ticks(pb) - b0];
+    assert_eq!(
+        counter(a, "/bytes/to_peers") - uploaded,
+        size,
+        "B did not fetch the file afresh from A"
+    );
     Run {
         mb_s: size as f64 / 1e6 / total,
         head_s: head,
-        cpu: [cpu_ticks(pa) - a0, cpu_ticks(pb) - b0],
+        cpu,
     }
 }
 

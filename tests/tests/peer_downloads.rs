@@ -5,7 +5,8 @@
 //! Proves: a package only a peer holds comes from the peer and never from the mirror; a peer
 //! with a corrupt copy is penalised and pacman still gets the right file (from the mirror) with
 //! nothing corrupt kept; a holder killed or stalled mid-transfer costs pacman nothing; two
-//! hosts pulling the same file from one peer at once both get it right; a peer download longer
+//! hosts pulling the same file from one peer at once both get it right; a sole holder killed
+//! mid-transfer is finished by the mirror from the byte reached; a peer download longer
 //! than pacman's 10 s patience still comes from the peer, and one too slow to be worth it is
 //! given up for the mirror.
 
@@ -359,38 +360,8 @@ fn interrupted_holder(how: Interrupt) {
     }
     nodes[1].sync();
     let started = Instant::now();
-    let mut pacman = nodes[1]
-        .host()
-        .pacman_command(&nodes[1].pacman, &["-S", z.name()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning pacman");
-    // The holder B pulls from: the first whose upload counter moves past 2 MB.
-    let deadline = Instant::now() + SOON;
-    let (source, sent) = loop {
-        if let Some(found) = [0, 2].into_iter().find_map(|i| {
-            let sent = nodes[i].counter("/bytes/to_peers");
-            (sent >= 2 << 20).then_some((i, sent))
-        }) {
-            break found;
-        }
-        if Instant::now() >= deadline || pacman.try_wait().is_ok_and(|s| s.is_some()) {
-            let _ = pacman.kill();
-            let out = pacman.wait_with_output().expect("pacman output");
-            panic!(
-                "no holder uploaded 2 MB of {} within {SOON:?}{}\nB's log:\n{}",
-                z.file_name(),
-                nodes[1].pacman.report(&out, "pacman -S"),
-                nodes[1].daemon.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(
-        sent < z.size(),
-        "the transfer finished before it could be interrupted"
-    );
+    let mut pacman = spawn_install(&nodes[1], z);
+    let (source, sent) = first_uploader(&nodes, &[0, 2], &mut pacman, z);
     let other = 2 - source;
     let source_id = nodes[source].daemon.node_id();
     match how {
@@ -440,6 +411,70 @@ fn interrupted_holder(how: Interrupt) {
     );
 }
 
+/// `pacman -S pkg` on `node`, running on with its output piped.
+fn spawn_install(node: &Node, pkg: &FixturePackage) -> std::process::Child {
+    node.host()
+        .pacman_command(&node.pacman, &["-S", pkg.name()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning pacman")
+}
+
+/// Kills `child` and collects what it printed.
+fn stop(child: &mut std::process::Child) -> Output {
+    use std::io::Read as _;
+    let _ = child.kill();
+    let status = child.wait().expect("waiting for pacman");
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        let _ = pipe.read_to_end(&mut stdout);
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_end(&mut stderr);
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// The first of `holders` whose upload counter passes 2 MB while `pacman` (on node 1) installs
+/// `pkg`, and what it had sent then: still short of the whole file.
+fn first_uploader(
+    nodes: &[Node],
+    holders: &[usize],
+    pacman: &mut std::process::Child,
+    pkg: &FixturePackage,
+) -> (usize, u64) {
+    let deadline = Instant::now() + SOON;
+    let (source, sent) = loop {
+        if let Some(found) = holders.iter().find_map(|&i| {
+            let sent = nodes[i].counter("/bytes/to_peers");
+            (sent >= 2 << 20).then_some((i, sent))
+        }) {
+            break found;
+        }
+        if Instant::now() >= deadline || pacman.try_wait().is_ok_and(|s| s.is_some()) {
+            let out = stop(pacman);
+            panic!(
+                "no holder uploaded 2 MB of {} within {SOON:?}{}\nB's log:\n{}",
+                pkg.file_name(),
+                nodes[1].pacman.report(&out, "pacman -S"),
+                nodes[1].daemon.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        sent < pkg.size(),
+        "the transfer finished before it could be interrupted"
+    );
+    (source, sent)
+}
+
 #[test]
 fn a_holder_killed_mid_transfer_costs_pacman_nothing() {
     interrupted_holder(Interrupt::Crash);
@@ -448,6 +483,54 @@ fn a_holder_killed_mid_transfer_costs_pacman_nothing() {
 #[test]
 fn a_holder_stalling_mid_transfer_costs_pacman_nothing() {
     interrupted_holder(Interrupt::Stall);
+}
+
+/// The only holder A is SIGKILLed mid-transfer: B's daemon fetches the rest from the mirror with
+/// a ranged GET from the byte reached, so pacman still gets one clean download and the mirror
+/// sends only what A did not.
+#[test]
+fn a_sole_holder_killed_mid_transfer_is_finished_by_the_mirror() {
+    if !tools_present(&["tc"]) {
+        return;
+    }
+    let repo = fixture();
+    let z = repo.package("zulu");
+    let lan = Lan::new(3);
+    let (mirror, mut nodes) = start(&lan, &repo, 2, |i, cache| {
+        if i == 0 {
+            z.copy_into(cache);
+        }
+    });
+    nodes[0].host().limit_egress(SLOW);
+    // `first_uploader` reads node 1 as the one installing: B is node 1.
+    nodes[1].sync();
+    let mut pacman = spawn_install(&nodes[1], z);
+    let (_, sent) = first_uploader(&nodes, &[0], &mut pacman, z);
+    nodes[0].daemon.kill();
+    let out = pacman.wait_with_output().expect("waiting for pacman");
+    let b = &nodes[1];
+    b.check_installed(z, &out);
+    settle();
+    let gets = mirror.gets_for(z.file_name());
+    let status = b.daemon.status();
+    eprintln!("A sent {sent} bytes before it died; mirror GETs {gets:?}; B: {status}");
+    assert_eq!(gets.len(), 1, "one GET for zulu at the mirror: {gets:?}");
+    let from = gets[0]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the mirror's GET was not ranged: {:?}", gets[0]));
+    assert!(
+        from >= sent.min(z.size()) / 2 && from < z.size(),
+        "continued from byte {from}, A had sent {sent}"
+    );
+    assert_eq!(gets[0].status, 206, "{:?}", gets[0]);
+    assert_eq!(gets[0].bytes, z.size() - from, "{:?}", gets[0]);
+    assert_eq!(status["requests"]["peer"], 1, "{status}");
+    assert_eq!(status["bytes"]["mirror_fetch"], z.size() - from, "{status}");
+    assert_eq!(status["bytes"]["peer"], from, "{status}");
 }
 
 #[test]

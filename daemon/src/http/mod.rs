@@ -197,7 +197,7 @@ async fn serve_file(
     let remote = match plan(file, local, &mirrors) {
         Plan::Remote(remote) => remote,
         Plan::Local(path) => {
-            let on_done = on_file_done(state, Source::Local, started);
+            let on_done = on_file_done(state, Source::Local, started, 0);
             match local::serve(&path, req.method(), req.headers(), on_done) {
                 Ok(response) => return (response, Source::Local),
                 Err(e) => {
@@ -216,7 +216,7 @@ async fn serve_file(
                 } else {
                     Source::PeerUnverified
                 };
-                let on_done = on_file_done(state, source, started);
+                let on_done = on_file_done(state, source, started, fetched.from_mirror);
                 let served = fetched.file.try_clone().and_then(|file| {
                     local::serve_open(file, &fetched.meta, req.method(), req.headers(), on_done)
                 });
@@ -270,8 +270,14 @@ fn live_page(content_type: &'static str, body: impl Into<bytes::Bytes>) -> Respo
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// Counts and logs a file response when its body ends.
-fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDone {
+/// Counts and logs a file response when its body ends. `from_mirror`: of a
+/// peer download, the bytes the mirror finished (counted as the mirror's).
+fn on_file_done(
+    state: &State,
+    source: Source,
+    started: Instant,
+    from_mirror: u64,
+) -> local::OnDone {
     let span = Span::current();
     let stats = state.stats.clone();
     Box::new(move |status, bytes, complete| {
@@ -283,7 +289,7 @@ fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDon
                     .observe(started.elapsed().as_secs_f64());
             }
             _ => {
-                stats.add_peer_bytes(bytes);
+                stats.add_peer_bytes(bytes.saturating_sub(from_mirror));
                 stats.peer_transfer.observe(started.elapsed().as_secs_f64());
             }
         }

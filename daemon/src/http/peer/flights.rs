@@ -267,6 +267,7 @@ mod tests {
             file,
             meta,
             verified: true,
+            from_mirror: 0,
         }
     }
 

@@ -16,13 +16,16 @@ mod flights;
 mod temp;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{info, warn};
 
 use super::target::FileTarget;
-use crate::mesh::link::{FetchError, Mesh};
+use crate::mesh::link::Mesh;
 use crate::mesh::NodeId;
+use crate::mirror_client::MirrorClient;
+use crate::plan::Remote;
 use crate::syncdb::{Expected, Mismatch, Verifier};
 use crate::State;
 
@@ -49,7 +52,7 @@ pub async fn obtain(state: &State, target: &FileTarget) -> Answer {
     flight.wait().await
 }
 
-fn start(state: &State, target: &FileTarget) -> Option<std::sync::Arc<flights::Flight>> {
+fn start(state: &State, target: &FileTarget) -> Option<Arc<flights::Flight>> {
     let candidates = state.mesh.candidates(&target.name);
     if candidates.is_empty() {
         return None;
@@ -59,107 +62,118 @@ fn start(state: &State, target: &FileTarget) -> Option<std::sync::Arc<flights::F
         info!(file = %target.name, "held by peers but not in the sync databases; not fetched");
         return None;
     }
-    let mesh = state.mesh.clone();
+    let mirror = match crate::plan::remote(target, &state.mirrors()) {
+        Remote::Redirect(url) => Some((state.mirror_client.clone(), url)),
+        Remote::NotFound(_) => None,
+    };
+    let sources = Sources {
+        mesh: state.mesh.clone(),
+        candidates,
+        mirror,
+    };
     let incoming = state.flights.incoming().to_path_buf();
     let name = target.name.clone();
+    let stats = state.stats.clone();
     state
         .flights
         .start(&target.name, move |progress| async move {
             let started = Instant::now();
-            let fetched =
-                fetch_from(&mesh, &incoming, &name, expected, candidates, &progress).await;
+            let job = Job::new(&incoming, &name, expected, &progress);
+            let fetched = match job {
+                Ok(job) => fetch(&sources, job).await,
+                Err(e) => {
+                    warn!(error = %e, "cannot create a temp file for a peer download");
+                    Err("cannot create a temp file")
+                }
+            };
             match &fetched {
-                Ok(fetched) => info!(
-                    file = %name,
-                    bytes = fetched.meta.len(),
-                    verified = fetched.verified,
-                    ms = started.elapsed().as_millis() as u64,
-                    "fetched from peers"
-                ),
+                Ok(fetched) => {
+                    stats.add_mirror_fetch_bytes(fetched.from_mirror);
+                    info!(
+                        file = %name,
+                        bytes = fetched.meta.len(),
+                        from_mirror = fetched.from_mirror,
+                        verified = fetched.verified,
+                        ms = started.elapsed().as_millis() as u64,
+                        "fetched from peers"
+                    );
+                }
                 Err(why) => warn!(file = %name, why, "no peer could provide it; redirecting"),
             }
             fetched
         })
 }
 
-/// Why one attempt at one peer ended.
+/// Where one file can come from: its holders, best first, and the mirror
+/// that finishes what they started.
+struct Sources {
+    mesh: Mesh,
+    candidates: Vec<NodeId>,
+    mirror: Option<(MirrorClient, String)>,
+}
+
+/// Why one attempt at one source ended.
 enum Pull {
-    /// The peer sent wrong bytes: penalise it.
+    /// The source sent wrong bytes: penalise the peers among them.
     Bad(String),
     /// The transfer broke or stalled: continue elsewhere from the byte reached.
-    Broke(FetchError),
+    Broke(String),
     /// Our own disk failed.
     Disk(std::io::Error),
 }
 
-async fn fetch_from(
-    mesh: &Mesh,
-    incoming: &Path,
-    name: &str,
-    expected: Option<Expected>,
-    candidates: Vec<NodeId>,
-    progress: &Progress,
-) -> Result<Fetched, &'static str> {
-    let mut temp = TempFile::create(incoming, name).map_err(|_| "cannot create a temp file")?;
-    let mut verifier = expected.clone().map(Verifier::new);
-    let mut contributors: Vec<NodeId> = Vec::new();
-    let mut size = expected.as_ref().map(|e| e.size);
-    for peer in candidates.into_iter().take(MAX_ATTEMPTS) {
-        contributors.push(peer);
-        let pulled = pull(
-            mesh,
-            peer,
-            name,
-            &mut temp,
-            verifier.as_mut(),
-            &mut size,
-            progress,
-        );
-        match pulled.await {
-            Ok(()) => {}
+fn broke(e: impl std::fmt::Display) -> Pull {
+    Pull::Broke(e.to_string())
+}
+
+async fn fetch(sources: &Sources, mut job: Job<'_>) -> Result<Fetched, &'static str> {
+    let mesh = &sources.mesh;
+    for &peer in sources.candidates.iter().take(MAX_ATTEMPTS) {
+        job.contributors.push(peer);
+        match pull(mesh, peer, &mut job).await {
+            Ok(()) => match job.verdict() {
+                Ok(verified) => return job.into_fetched(verified),
+                Err(why) => {
+                    reject(mesh, &job.contributors, job.name, &why);
+                    job.restart()?;
+                }
+            },
             Err(Pull::Broke(e)) => {
-                warn!(%peer, file = name, error = %e, at = temp.len, "peer transfer broke; next holder");
-                continue;
+                warn!(%peer, file = job.name, error = %e, at = job.temp.len, "peer transfer broke; next holder");
             }
             Err(Pull::Bad(why)) => {
-                reject(mesh, &contributors, name, &why);
-                restart(
-                    &mut temp,
-                    &mut verifier,
-                    &expected,
-                    &mut contributors,
-                    progress,
-                )?;
-                continue;
+                reject(mesh, &job.contributors, job.name, &why);
+                job.restart()?;
             }
             Err(Pull::Disk(e)) => {
                 warn!(error = %e, "cannot write a peer download");
                 return Err("disk error");
             }
         }
-        let verdict = match verifier.take() {
-            Some(v) => v.finish().map(|()| true).map_err(|m| m.to_string()),
-            None => Ok(false),
-        };
-        match verdict {
-            Ok(verified) => {
-                return temp
-                    .into_fetched(verified)
-                    .map_err(|_| "cannot reopen the download")
-            }
-            Err(why) => {
-                reject(mesh, &contributors, name, &why);
-                restart(
-                    &mut temp,
-                    &mut verifier,
-                    &expected,
-                    &mut contributors,
-                    progress,
-                )?;
-            }
+    }
+    // No holder finished it. Bytes already here are continued from at the
+    // mirror; with none, pacman is better off going there itself.
+    let Some((client, url)) = sources.mirror.as_ref().filter(|_| job.temp.len > 0) else {
+        return Err("every holder failed");
+    };
+    match from_mirror(client, url, &mut job).await {
+        Ok(()) => {}
+        Err(Pull::Disk(e)) => {
+            warn!(error = %e, "cannot write a peer download");
+            return Err("disk error");
+        }
+        Err(Pull::Bad(why) | Pull::Broke(why)) => {
+            warn!(file = job.name, %url, at = job.temp.len, why, "the mirror could not finish a peer download");
+            return Err("every holder failed, and the mirror could not finish it");
         }
     }
-    Err("every holder failed")
+    match job.verdict() {
+        Ok(verified) => job.into_fetched(verified),
+        Err(why) => {
+            reject(mesh, &job.contributors, job.name, &why);
+            Err("the peers' bytes and the mirror's did not verify together")
+        }
+    }
 }
 
 /// Penalises the peers whose bytes failed verification. Bytes from two
@@ -171,59 +185,129 @@ fn reject(mesh: &Mesh, contributors: &[NodeId], name: &str, why: &str) {
     }
 }
 
-/// Starts the download over from byte 0 for the next holder.
-fn restart(
-    temp: &mut TempFile,
-    verifier: &mut Option<Verifier>,
-    expected: &Option<Expected>,
-    contributors: &mut Vec<NodeId>,
-    progress: &Progress,
-) -> Result<(), &'static str> {
-    temp.truncate().map_err(|_| "cannot reset the temp file")?;
-    progress.set(0, 0);
-    *verifier = expected.clone().map(Verifier::new);
-    contributors.clear();
-    Ok(())
+/// Fetches from `peer`, starting where the download stands, to the end.
+async fn pull(mesh: &Mesh, peer: NodeId, job: &mut Job<'_>) -> Result<(), Pull> {
+    let mut download = mesh
+        .fetch(peer, job.name, job.temp.len)
+        .await
+        .map_err(broke)?;
+    job.check_size(download.size)?;
+    while let Some(chunk) = download.next_chunk().await.map_err(broke)? {
+        job.take(&chunk)?;
+    }
+    job.complete()
 }
 
-/// Fetches from `peer`, starting where the temp file ends, until the end.
-async fn pull(
-    mesh: &Mesh,
-    peer: NodeId,
-    name: &str,
-    temp: &mut TempFile,
-    mut verifier: Option<&mut Verifier>,
-    size: &mut Option<u64>,
-    progress: &Progress,
-) -> Result<(), Pull> {
-    let mut download = mesh
-        .fetch(peer, name, temp.len)
-        .await
-        .map_err(Pull::Broke)?;
-    match *size {
-        Some(want) if want != download.size => {
-            return Err(Pull::Bad(format!(
-                "size {} where the database says {want}",
-                download.size
-            )));
-        }
-        Some(_) => {}
-        None => *size = Some(download.size),
+/// Fetches the rest from the mirror with a ranged GET (all of it again if
+/// the mirror ignores the Range).
+async fn from_mirror(client: &MirrorClient, url: &str, job: &mut Job<'_>) -> Result<(), Pull> {
+    info!(file = job.name, %url, from = job.temp.len, "no holder left; continuing at the mirror");
+    let mut body = client.get_from(url, job.temp.len).await.map_err(broke)?;
+    if body.start != job.temp.len {
+        job.restart().map_err(|why| Pull::Broke(why.to_owned()))?;
     }
-    while let Some(chunk) = download.next_chunk().await.map_err(Pull::Broke)? {
-        if let Some(v) = verifier.as_deref_mut() {
-            v.update(&chunk)
+    while let Some(chunk) = body.next_chunk().await.map_err(broke)? {
+        job.take(&chunk)?;
+        job.from_mirror += chunk.len() as u64;
+    }
+    job.complete()
+}
+
+/// One file's download: where it is written, what it must turn out to be,
+/// and who sent the bytes so far.
+struct Job<'a> {
+    name: &'a str,
+    temp: TempFile,
+    expected: Option<Expected>,
+    verifier: Option<Verifier>,
+    /// From the sync database, else from the first peer's header.
+    size: Option<u64>,
+    contributors: Vec<NodeId>,
+    from_mirror: u64,
+    progress: &'a Progress,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        incoming: &Path,
+        name: &'a str,
+        expected: Option<Expected>,
+        progress: &'a Progress,
+    ) -> std::io::Result<Job<'a>> {
+        Ok(Job {
+            name,
+            temp: TempFile::create(incoming, name)?,
+            verifier: expected.clone().map(Verifier::new),
+            size: expected.as_ref().map(|e| e.size),
+            expected,
+            contributors: Vec::new(),
+            from_mirror: 0,
+            progress,
+        })
+    }
+
+    /// A source announced `size`: it must be the size expected.
+    fn check_size(&mut self, size: u64) -> Result<(), Pull> {
+        match self.size {
+            Some(want) if want != size => Err(Pull::Bad(format!(
+                "size {size} where the database says {want}"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.size = Some(size);
+                Ok(())
+            }
+        }
+    }
+
+    fn take(&mut self, chunk: &[u8]) -> Result<(), Pull> {
+        if let Some(v) = self.verifier.as_mut() {
+            v.update(chunk)
                 .map_err(|m: Mismatch| Pull::Bad(m.to_string()))?;
         }
-        temp.write(&chunk).map_err(Pull::Disk)?;
-        progress.set(temp.len, download.size);
-    }
-    if Some(temp.len) == *size {
+        let size = self.size.unwrap_or(0);
+        if self.temp.len + chunk.len() as u64 > size {
+            return Err(Pull::Bad(format!("more than the {size} bytes announced")));
+        }
+        self.temp.write(chunk).map_err(Pull::Disk)?;
+        self.progress.set(self.temp.len, size);
         Ok(())
-    } else {
-        Err(Pull::Broke(FetchError::Link(format!(
-            "ended at byte {}",
-            temp.len
-        ))))
+    }
+
+    /// A source's stream ended: was that the whole file?
+    fn complete(&self) -> Result<(), Pull> {
+        if Some(self.temp.len) == self.size {
+            Ok(())
+        } else {
+            Err(Pull::Broke(format!("ended at byte {}", self.temp.len)))
+        }
+    }
+
+    /// Whether the whole file verified (`Ok(false)`: nothing to verify it
+    /// against). Called once the last byte is in.
+    fn verdict(&mut self) -> Result<bool, String> {
+        match self.verifier.take() {
+            Some(v) => v.finish().map(|()| true).map_err(|m| m.to_string()),
+            None => Ok(false),
+        }
+    }
+
+    /// Starts over from byte 0 for the next source.
+    fn restart(&mut self) -> Result<(), &'static str> {
+        self.temp
+            .truncate()
+            .map_err(|_| "cannot reset the temp file")?;
+        self.verifier = self.expected.clone().map(Verifier::new);
+        self.contributors.clear();
+        self.from_mirror = 0;
+        self.progress.set(0, self.size.unwrap_or(0));
+        Ok(())
+    }
+
+    fn into_fetched(self, verified: bool) -> Result<Fetched, &'static str> {
+        let from_mirror = self.from_mirror;
+        self.temp
+            .into_fetched(verified, from_mirror)
+            .map_err(|_| "cannot reopen the download")
     }
 }

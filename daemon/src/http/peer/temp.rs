@@ -14,6 +14,8 @@ pub struct Fetched {
     pub meta: std::fs::Metadata,
     /// False when the sync database has no checksum for it.
     pub verified: bool,
+    /// Bytes the mirror sent to finish what no holder could.
+    pub from_mirror: u64,
 }
 
 /// A download being written; removed when dropped unless handed over
@@ -53,7 +55,7 @@ impl TempFile {
         Ok(())
     }
 
-    pub fn into_fetched(self, verified: bool) -> std::io::Result<Fetched> {
+    pub fn into_fetched(self, verified: bool, from_mirror: u64) -> std::io::Result<Fetched> {
         let file = File::open(&self.path)?;
         let meta = file.metadata()?;
         // Dropping `self` unlinks the name; the open handle keeps the data.
@@ -61,6 +63,7 @@ impl TempFile {
             file,
             meta,
             verified,
+            from_mirror,
         })
     }
 }

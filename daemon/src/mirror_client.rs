@@ -1,0 +1,252 @@
+//! pacmeshd as an HTTP(S) client of the real mirrors: one GET from a byte
+//! offset, whose body arrives chunk by chunk, each within a stall limit.
+//! Used to finish a peer download that no holder can finish.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// For the TCP (and TLS) connection and then for the response head.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait for the next body bytes.
+const STALL: Duration = Duration::from_secs(10);
+/// Mirrors that hand out redirects (mirrorbrain and the like) use one.
+const MAX_REDIRECTS: usize = 5;
+
+const USER_AGENT: &str = concat!("pacmeshd/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("not a usable URL: {0:?}")]
+    BadUrl(String),
+    #[error("the mirror answered {0}")]
+    Status(StatusCode),
+    #[error("the mirror answered bytes {got:?} to a request from byte {asked}")]
+    WrongRange { got: Option<String>, asked: u64 },
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    Redirects,
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Http(String),
+}
+
+/// A mirror response being read.
+#[derive(Debug)]
+pub struct MirrorBody {
+    /// The offset of the first body byte: the one asked for, or 0 when the
+    /// mirror ignored the Range and sent the whole file.
+    pub start: u64,
+    body: Incoming,
+}
+
+impl MirrorBody {
+    /// The next body bytes; `Ok(None)` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, MirrorError> {
+        loop {
+            let frame = tokio::time::timeout(STALL, self.body.frame())
+                .await
+                .map_err(|_| MirrorError::Timeout(STALL))?;
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(MirrorError::Http(e.to_string())),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Cheap to clone; one per daemon.
+#[derive(Clone)]
+pub struct MirrorClient {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl std::fmt::Debug for MirrorClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MirrorClient").finish_non_exhaustive()
+    }
+}
+
+impl MirrorClient {
+    /// HTTP, and HTTPS verified against the system's root certificates.
+    /// Without any (no ca-certificates), HTTPS mirrors fail with a TLS
+    /// error and the caller falls back as for any other mirror failure.
+    pub fn new() -> MirrorClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = HttpsConnectorBuilder::new();
+        let https = match builder.with_provider_and_native_roots(provider.clone()) {
+            Ok(builder) => builder.https_or_http().enable_http1().wrap_connector(http),
+            Err(e) => {
+                tracing::warn!(error = %e, "no system root certificates: HTTPS mirrors cannot be continued from");
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|b| {
+                        b.with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    })
+                    .unwrap_or_else(|_| {
+                        // ring supports the default versions; unreachable in practice.
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    });
+                HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http)
+            }
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
+        MirrorClient { client }
+    }
+
+    /// `GET url` from byte `offset` on (a `Range` request when `offset` >
+    /// 0), following redirects.
+    pub async fn get_from(&self, url: &str, offset: u64) -> Result<MirrorBody, MirrorError> {
+        let mut uri: Uri = url
+            .parse()
+            .map_err(|_| MirrorError::BadUrl(url.to_owned()))?;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = Request::get(uri.clone()).header(header::USER_AGENT, USER_AGENT);
+            if offset > 0 {
+                request = request.header(header::RANGE, format!("bytes={offset}-"));
+            }
+            let request = request
+                .body(Empty::new())
+                .map_err(|_| MirrorError::BadUrl(uri.to_string()))?;
+            let response = tokio::time::timeout(HEAD_TIMEOUT, self.client.request(request))
+                .await
+                .map_err(|_| MirrorError::Timeout(HEAD_TIMEOUT))?
+                .map_err(|e| MirrorError::Http(describe(&e)))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or(MirrorError::Status(status))?;
+                uri = follow(&uri, location)?;
+                continue;
+            }
+            let start = match status {
+                StatusCode::OK => 0,
+                StatusCode::PARTIAL_CONTENT => {
+                    let range = response
+                        .headers()
+                        .get(header::CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok());
+                    match range.and_then(range_start) {
+                        Some(start) if start == offset => start,
+                        _ => {
+                            return Err(MirrorError::WrongRange {
+                                got: range.map(str::to_owned),
+                                asked: offset,
+                            })
+                        }
+                    }
+                }
+                other => return Err(MirrorError::Status(other)),
+            };
+            return Ok(MirrorBody {
+                start,
+                body: response.into_body(),
+            });
+        }
+        Err(MirrorError::Redirects)
+    }
+}
+
+impl Default for MirrorClient {
+    fn default() -> Self {
+        MirrorClient::new()
+    }
+}
+
+/// The first byte of `Content-Range: bytes FIRST-LAST/SIZE`.
+fn range_start(value: &str) -> Option<u64> {
+    let spec = value.trim().strip_prefix("bytes ")?;
+    let (first, _) = spec.split_once('-')?;
+    first.trim().parse().ok()
+}
+
+/// Where a `Location` header leads from `base`: absolute URLs as they are,
+/// absolute paths on the same scheme and authority.
+fn follow(base: &Uri, location: &str) -> Result<Uri, MirrorError> {
+    let bad = || MirrorError::BadUrl(location.to_owned());
+    if location.starts_with('/') && !location.starts_with("//") {
+        let scheme = base.scheme_str().ok_or_else(bad)?;
+        let authority = base.authority().ok_or_else(bad)?;
+        return format!("{scheme}://{authority}{location}")
+            .parse()
+            .map_err(|_| bad());
+    }
+    let uri: Uri = location.parse().map_err(|_| bad())?;
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(bad());
+    }
+    Ok(uri)
+}
+
+/// hyper-util's errors say little at the top: the source chain names the cause.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_start() {
+        assert_eq!(range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(range_start("bytes 0-0/1"), Some(0));
+        assert_eq!(range_start("bytes */200"), None);
+        assert_eq!(range_start("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let base: Uri = "https://mirror.example/core/os/x86_64/a.pkg.tar.zst"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            follow(&base, "/pub/core/a.pkg.tar.zst")
+                .unwrap()
+                .to_string(),
+            "https://mirror.example/pub/core/a.pkg.tar.zst"
+        );
+        assert_eq!(
+            follow(&base, "http://other:8080/a").unwrap().to_string(),
+            "http://other:8080/a"
+        );
+        assert!(follow(&base, "relative/a").is_err());
+        assert!(follow(&base, "//host/a").is_err());
+    }
+}
