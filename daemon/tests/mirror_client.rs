@@ -2,89 +2,14 @@
 //! ranged continuations, servers that ignore Range, redirects, and the
 //! answers that must be refused.
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use http::StatusCode;
 
 use pacmeshd::mirror_client::{MirrorClient, MirrorError};
-
-fn content() -> Vec<u8> {
-    (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect()
-}
-
-fn reply(status: StatusCode) -> http::response::Builder {
-    Response::builder().status(status)
-}
-
-/// `/file` honours `Range: bytes=N-`; `/whole` ignores it; `/wrong` answers
-/// every range from byte 0; `/hop` and `/hop-abs` redirect to `/file`;
-/// `/loop` redirects to itself; anything else is 404.
-async fn mirror(req: Request<Incoming>, me: SocketAddr) -> Response<Full<Bytes>> {
-    let body = content();
-    let from = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| {
-            r.strip_prefix("bytes=")?
-                .strip_suffix('-')?
-                .parse::<usize>()
-                .ok()
-        });
-    let ranged = |start: usize| {
-        reply(StatusCode::PARTIAL_CONTENT)
-            .header(
-                header::CONTENT_RANGE,
-                format!("bytes {start}-{}/{}", body.len() - 1, body.len()),
-            )
-            .body(Full::new(Bytes::copy_from_slice(&body[start..])))
-    };
-    let response = match (req.uri().path(), from) {
-        ("/file", Some(start)) => ranged(start),
-        ("/file" | "/whole", _) => reply(StatusCode::OK).body(Full::new(Bytes::from(body))),
-        ("/wrong", _) => ranged(0),
-        ("/hop", _) => reply(StatusCode::FOUND)
-            .header(header::LOCATION, "/file")
-            .body(Full::default()),
-        ("/hop-abs", _) => reply(StatusCode::MOVED_PERMANENTLY)
-            .header(header::LOCATION, format!("http://{me}/file"))
-            .body(Full::default()),
-        ("/loop", _) => reply(StatusCode::TEMPORARY_REDIRECT)
-            .header(header::LOCATION, "/loop")
-            .body(Full::default()),
-        _ => reply(StatusCode::NOT_FOUND).body(Full::default()),
-    };
-    response.expect("a well-formed response")
-}
-
-async fn start_mirror() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
-    let me = listener.local_addr().expect("local address");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service =
-                    service_fn(
-                        move |req| async move { Ok::<_, Infallible>(mirror(req, me).await) },
-                    );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    me
-}
+use support::mirror::{content, start_mirror};
 
 /// Everything `get_from(path, offset)` yields: where it starts, and the bytes.
 async fn get(me: SocketAddr, path: &str, offset: u64) -> Result<(u64, Vec<u8>), MirrorError> {

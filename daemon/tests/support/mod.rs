@@ -1,0 +1,5 @@
+//! Shared by the daemon's integration tests.
+
+#![allow(dead_code)]
+
+pub mod mirror;
