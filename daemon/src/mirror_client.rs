@@ -2,6 +2,7 @@
 //! offset, whose body arrives chunk by chunk, each within a stall limit.
 //! Used to finish a peer download that no holder can finish.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,10 +69,14 @@ impl MirrorBody {
     }
 }
 
-/// Cheap to clone; one per daemon.
-#[derive(Clone)]
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Cheap to clone; one per daemon. Nothing is set up until the first
+/// request: reading the system's roots takes ~17 ms, and most daemons never
+/// need a mirror.
+#[derive(Clone, Default)]
 pub struct MirrorClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Arc<OnceLock<HttpsClient>>,
 }
 
 impl std::fmt::Debug for MirrorClient {
@@ -80,44 +85,40 @@ impl std::fmt::Debug for MirrorClient {
     }
 }
 
+/// HTTP, and HTTPS verified against the system's root certificates.
+/// Without any (no ca-certificates), HTTPS mirrors fail with a TLS error
+/// and the caller falls back as for any other mirror failure.
+fn build() -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::warn!(error = %e, "no system root certificates: HTTPS mirrors cannot be continued from");
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let https = tls.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
+}
+
 impl MirrorClient {
-    /// HTTP, and HTTPS verified against the system's root certificates.
-    /// Without any (no ca-certificates), HTTPS mirrors fail with a TLS
-    /// error and the caller falls back as for any other mirror failure.
     pub fn new() -> MirrorClient {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        http.set_nodelay(true);
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let builder = HttpsConnectorBuilder::new();
-        let https = match builder.with_provider_and_native_roots(provider.clone()) {
-            Ok(builder) => builder.https_or_http().enable_http1().wrap_connector(http),
-            Err(e) => {
-                tracing::warn!(error = %e, "no system root certificates: HTTPS mirrors cannot be continued from");
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map(|b| {
-                        b.with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    })
-                    .unwrap_or_else(|_| {
-                        // ring supports the default versions; unreachable in practice.
-                        rustls::ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    });
-                HttpsConnectorBuilder::new()
-                    .with_tls_config(config)
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http)
-            }
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
-        MirrorClient { client }
+        MirrorClient::default()
+    }
+
+    fn client(&self) -> &HttpsClient {
+        self.client.get_or_init(build)
     }
 
     /// `GET url` from byte `offset` on (a `Range` request when `offset` >
@@ -134,7 +135,7 @@ impl MirrorClient {
             let request = request
                 .body(Empty::new())
                 .map_err(|_| MirrorError::BadUrl(uri.to_string()))?;
-            let response = tokio::time::timeout(HEAD_TIMEOUT, self.client.request(request))
+            let response = tokio::time::timeout(HEAD_TIMEOUT, self.client().request(request))
                 .await
                 .map_err(|_| MirrorError::Timeout(HEAD_TIMEOUT))?
                 .map_err(|e| MirrorError::Http(describe(&e)))?;
@@ -173,12 +174,6 @@ impl MirrorClient {
             });
         }
         Err(MirrorError::Redirects)
-    }
-}
-
-impl Default for MirrorClient {
-    fn default() -> Self {
-        MirrorClient::new()
     }
 }
 

@@ -209,7 +209,11 @@ async fn serve_file(
         }
     };
     if file.kind.is_cacheable() && req.method() == Method::GET {
-        match peer::obtain(state, file).await {
+        let mirror = match &remote {
+            Remote::Redirect(url) => Some(url.as_str()),
+            Remote::NotFound(_) => None,
+        };
+        match peer::obtain(state, file, mirror).await {
             peer::Answer::Ready(fetched) => {
                 let source = if fetched.verified {
                     Source::Peer
@@ -230,12 +234,7 @@ async fn serve_file(
         }
     }
     match remote {
-        Remote::Redirect(location) => {
-            let response = Response::builder()
-                .status(StatusCode::TEMPORARY_REDIRECT)
-                .header(header::LOCATION, location);
-            (text(response, ""), Source::MirrorRedirect)
-        }
+        Remote::Redirect(location) => (text(redirect(&location), ""), Source::MirrorRedirect),
         Remote::NotFound(reason) => {
             let response = Response::builder().status(StatusCode::NOT_FOUND);
             (text(response, format!("{reason}\n")), Source::NotFound)
@@ -250,11 +249,17 @@ fn come_back(req: &Request<Incoming>) -> Response<Body> {
         .uri()
         .path_and_query()
         .map_or_else(|| req.uri().path(), |pq| pq.as_str());
-    let response = Response::builder()
+    text(
+        redirect(again).header(header::CACHE_CONTROL, "no-store"),
+        "",
+    )
+}
+
+/// A `307` to `location`, pacman's cue to ask there instead.
+fn redirect(location: &str) -> http::response::Builder {
+    Response::builder()
         .status(StatusCode::TEMPORARY_REDIRECT)
-        .header(header::LOCATION, again)
-        .header(header::CACHE_CONTROL, "no-store");
-    text(response, "")
+        .header(header::LOCATION, location)
 }
 
 /// A 200 for one of pacmesh's own pages: always freshly computed, so never

@@ -25,7 +25,6 @@ use super::target::FileTarget;
 use crate::mesh::link::Mesh;
 use crate::mesh::NodeId;
 use crate::mirror_client::MirrorClient;
-use crate::plan::Remote;
 use crate::syncdb::{Expected, Mismatch, Verifier};
 use crate::State;
 
@@ -40,11 +39,12 @@ const MAX_ATTEMPTS: usize = 3;
 /// verified file, a "come back" while it is still arriving, or nothing (no
 /// peer holds it, it cannot be verified and unverified files are not
 /// allowed, or every holder failed) — then the caller redirects to the
-/// mirror, at once when no peer holds it.
-pub async fn obtain(state: &State, target: &FileTarget) -> Answer {
+/// mirror, at once when no peer holds it. `mirror`: the URL the redirect
+/// would name, where a download no holder can finish is continued.
+pub async fn obtain(state: &State, target: &FileTarget, mirror: Option<&str>) -> Answer {
     let flight = match state.flights.find(&target.name) {
         Some(flight) => flight,
-        None => match start(state, target) {
+        None => match start(state, target, mirror) {
             Some(flight) => flight,
             None => return Answer::Elsewhere,
         },
@@ -52,7 +52,7 @@ pub async fn obtain(state: &State, target: &FileTarget) -> Answer {
     flight.wait().await
 }
 
-fn start(state: &State, target: &FileTarget) -> Option<Arc<flights::Flight>> {
+fn start(state: &State, target: &FileTarget, mirror: Option<&str>) -> Option<Arc<flights::Flight>> {
     let candidates = state.mesh.candidates(&target.name);
     if candidates.is_empty() {
         return None;
@@ -62,14 +62,10 @@ fn start(state: &State, target: &FileTarget) -> Option<Arc<flights::Flight>> {
         info!(file = %target.name, "held by peers but not in the sync databases; not fetched");
         return None;
     }
-    let mirror = match crate::plan::remote(target, &state.mirrors()) {
-        Remote::Redirect(url) => Some((state.mirror_client.clone(), url)),
-        Remote::NotFound(_) => None,
-    };
     let sources = Sources {
         mesh: state.mesh.clone(),
         candidates,
-        mirror,
+        mirror: mirror.map(|url| (state.mirror_client.clone(), url.to_owned())),
     };
     let incoming = state.flights.incoming().to_path_buf();
     let name = target.name.clone();
@@ -126,6 +122,12 @@ fn broke(e: impl std::fmt::Display) -> Pull {
     Pull::Broke(e.to_string())
 }
 
+/// Our own disk failed: no source can help, the mirror's redirect must.
+fn disk_error(e: &std::io::Error) -> &'static str {
+    warn!(error = %e, "cannot write a peer download");
+    "disk error"
+}
+
 async fn fetch(sources: &Sources, mut job: Job<'_>) -> Result<Fetched, &'static str> {
     let mesh = &sources.mesh;
     for &peer in sources.candidates.iter().take(MAX_ATTEMPTS) {
@@ -145,10 +147,7 @@ async fn fetch(sources: &Sources, mut job: Job<'_>) -> Result<Fetched, &'static 
                 reject(mesh, &job.contributors, job.name, &why);
                 job.restart()?;
             }
-            Err(Pull::Disk(e)) => {
-                warn!(error = %e, "cannot write a peer download");
-                return Err("disk error");
-            }
+            Err(Pull::Disk(e)) => return Err(disk_error(&e)),
         }
     }
     // No holder finished it. Bytes already here are continued from at the
@@ -158,10 +157,7 @@ async fn fetch(sources: &Sources, mut job: Job<'_>) -> Result<Fetched, &'static 
     };
     match from_mirror(client, url, &mut job).await {
         Ok(()) => {}
-        Err(Pull::Disk(e)) => {
-            warn!(error = %e, "cannot write a peer download");
-            return Err("disk error");
-        }
+        Err(Pull::Disk(e)) => return Err(disk_error(&e)),
         Err(Pull::Bad(why) | Pull::Broke(why)) => {
             warn!(file = job.name, %url, at = job.temp.len, why, "the mirror could not finish a peer download");
             return Err("every holder failed, and the mirror could not finish it");
