@@ -490,22 +490,13 @@ fn a_holder_stalling_mid_transfer_costs_pacman_nothing() {
 /// sends only what A did not.
 #[test]
 fn a_sole_holder_killed_mid_transfer_is_finished_by_the_mirror() {
-    if !tools_present(&["tc"]) {
-        return;
-    }
-    let repo = fixture();
-    let z = repo.package("zulu");
-    let lan = Lan::new(3);
-    let (mirror, mut nodes) = start(&lan, &repo, 2, |i, cache| {
-        if i == 0 {
-            z.copy_into(cache);
-        }
-    });
-    nodes[0].host().limit_egress(SLOW);
+    with_a_throttled_holder(SLOW, sole_holder_killed);
+}
+
+fn sole_holder_killed(mirror: &Upstream, nodes: &mut [Node], z: &FixturePackage) {
     // `first_uploader` reads node 1 as the one installing: B is node 1.
-    nodes[1].sync();
     let mut pacman = spawn_install(&nodes[1], z);
-    let (_, sent) = first_uploader(&nodes, &[0], &mut pacman, z);
+    let (_, sent) = first_uploader(nodes, &[0], &mut pacman, z);
     nodes[0].daemon.kill();
     let out = pacman.wait_with_output().expect("waiting for pacman");
     let b = &nodes[1];
@@ -585,36 +576,46 @@ struct ThrottledInstall {
     status: serde_json::Value,
 }
 
-fn install_from_a_throttled_holder(rate: &str) -> Option<ThrottledInstall> {
+/// Node 0 = A holds the 40 MB zulu behind an egress cap of `rate`, node 1 = B has synced its
+/// database: `body` runs with the mirror, the nodes and zulu. `None` without `tc`.
+fn with_a_throttled_holder<R>(
+    rate: &str,
+    body: impl FnOnce(&Upstream, &mut [Node], &FixturePackage) -> R,
+) -> Option<R> {
     if !tools_present(&["tc"]) {
         return None;
     }
     let repo = fixture();
     let z = repo.package("zulu");
     let lan = Lan::new(3);
-    // Node 0 = A holds zulu behind the cap; node 1 = B installs it.
-    let (mirror, nodes) = start(&lan, &repo, 2, |i, cache| {
+    let (mirror, mut nodes) = start(&lan, &repo, 2, |i, cache| {
         if i == 0 {
             z.copy_into(cache);
         }
     });
     nodes[0].host().limit_egress(rate);
-    let b = &nodes[1];
-    b.sync();
-    let started = Instant::now();
-    b.install(z);
-    let took = started.elapsed();
-    settle();
-    let status = b.daemon.status();
-    eprintln!(
-        "{rate}: pacman took {} ms; B's requests: {}",
-        took.as_millis(),
-        status["requests"]
-    );
-    Some(ThrottledInstall {
-        took,
-        mirror_gets: mirror.gets_for(z.file_name()).len(),
-        status,
+    nodes[1].sync();
+    Some(body(&mirror, &mut nodes, z))
+}
+
+fn install_from_a_throttled_holder(rate: &str) -> Option<ThrottledInstall> {
+    with_a_throttled_holder(rate, |mirror, nodes, z| {
+        let b = &nodes[1];
+        let started = Instant::now();
+        b.install(z);
+        let took = started.elapsed();
+        settle();
+        let status = b.daemon.status();
+        eprintln!(
+            "{rate}: pacman took {} ms; B's requests: {}",
+            took.as_millis(),
+            status["requests"]
+        );
+        ThrottledInstall {
+            took,
+            mirror_gets: mirror.gets_for(z.file_name()).len(),
+            status,
+        }
     })
 }
 
