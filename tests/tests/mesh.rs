@@ -34,6 +34,18 @@ fn linked(a: &NsDaemon, b: &NsDaemon) -> bool {
     peer_ids(a).contains(&b.node_id()) && peer_ids(b).contains(&a.node_id())
 }
 
+/// Default daemons on hosts 0 and 1 of `lan`, once each lists the other as a peer.
+fn linked_pair(lan: &Lan) -> (NsDaemon<'_>, NsDaemon<'_>) {
+    let a = lan.host(0).start_daemon(DaemonArgs::default());
+    let b = lan.host(1).start_daemon(DaemonArgs::default());
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "a and b never linked"
+    );
+    (a, b)
+}
+
 fn put_package(daemon: &NsDaemon, name: &str) {
     let tmp = daemon.cache_dir().join(format!("{name}.part"));
     std::fs::write(&tmp, vec![7u8; 4096]).expect("writing a package");
@@ -89,13 +101,7 @@ fn a_package_added_or_removed_reaches_the_peer_within_2_s() {
         return;
     }
     let lan = Lan::new(2);
-    let a = lan.host(0).start_daemon(DaemonArgs::default());
-    let b = lan.host(1).start_daemon(DaemonArgs::default());
-    assert_eventually!(
-        linked(&a, &b),
-        Duration::from_secs(3),
-        "a and b never linked"
-    );
+    let (a, b) = linked_pair(&lan);
     let a_id = a.node_id();
     assert_eq!(packages_seen(&b, &a_id), Some(0));
 
@@ -120,13 +126,7 @@ fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
         return;
     }
     let lan = Lan::new(2);
-    let mut a = lan.host(0).start_daemon(DaemonArgs::default());
-    let b = lan.host(1).start_daemon(DaemonArgs::default());
-    assert_eventually!(
-        linked(&a, &b),
-        Duration::from_secs(3),
-        "a and b never linked"
-    );
+    let (mut a, b) = linked_pair(&lan);
     let a_id = a.node_id();
 
     assert!(a.stop().success(), "a did not stop cleanly");
@@ -253,13 +253,7 @@ fn a_peer_speaking_garbage_loses_its_link_and_nothing_else() {
         return;
     }
     let lan = Lan::new(3);
-    let a = lan.host(0).start_daemon(DaemonArgs::default());
-    let b = lan.host(1).start_daemon(DaemonArgs::default());
-    assert_eventually!(
-        linked(&a, &b),
-        Duration::from_secs(3),
-        "a and b never linked"
-    );
+    let (a, b) = linked_pair(&lan);
 
     // A stranger completes TLS on the pacmesh ALPN, then sends garbage.
     let out = lan
@@ -292,13 +286,7 @@ fn page_metrics_and_sigusr1_show_the_linked_peer() {
         return;
     }
     let lan = Lan::new(2);
-    let a = lan.host(0).start_daemon(DaemonArgs::default());
-    let b = lan.host(1).start_daemon(DaemonArgs::default());
-    assert_eventually!(
-        linked(&a, &b),
-        Duration::from_secs(3),
-        "a and b never linked"
-    );
+    let (a, b) = linked_pair(&lan);
     put_package(&a, "shown-1.0-1-any.pkg.tar.zst");
     let a_id = a.node_id();
     assert_eventually!(
