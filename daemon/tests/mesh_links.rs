@@ -2,17 +2,20 @@
 //! deltas, one link per pair, the mesh key, hostile frames, a killed peer
 //! and a clean stop.
 
+mod support;
+
 use std::io::Write;
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use pacmesh_proto::{encode_frame, Hello, Message, PackageSet, MAX_FRAME, PROTOCOL_VERSION};
+use pacmesh_proto::{encode_frame, Message, PackageSet, MAX_FRAME};
 use pacmeshd::identity::{Identity, NodeId};
 use pacmeshd::index::Change;
-use pacmeshd::mesh::link::{tls, CloseCode, Mesh, MeshKey, MeshOptions};
+use pacmeshd::mesh::link::{CloseCode, Mesh, MeshKey, MeshOptions};
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
 
 fn pkg(host: &str, i: usize) -> String {
@@ -327,37 +330,19 @@ async fn stranger_sends(
     hello_first: bool,
     bytes: &[u8],
 ) -> (NodeId, quinn::ConnectionError) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let me = Identity::load_or_create(dir.path()).expect("identity");
-    let crypto = tls::client_crypto(&me, Some(to.id()), Default::default()).expect("tls");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint
-        .connect(to.mesh.local_addr(), tls::SERVER_NAME)
-        .expect("connect")
-        .await
-        .expect("TLS and ALPN complete");
-    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    let mut stranger = Stranger::connect(to.id(), to.mesh.local_addr()).await;
     if hello_first {
-        let hello = Message::Hello(Hello {
-            node_id: me.node_id(),
-            version: PROTOCOL_VERSION,
-            archs: vec!["x86_64".into()],
-            mesh_proof: None,
-        });
-        send.write_all(&encode_frame(&hello, MAX_FRAME).expect("frame"))
-            .await
-            .expect("hello");
-        // Its Hello and Digest arrive: the link is up on its side.
-        let mut buf = [0u8; 1024];
-        let _ = recv.read(&mut buf).await.expect("answer");
+        stranger.hello().await;
     }
-    send.write_all(bytes).await.expect("garbage written");
-    let err = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+    stranger
+        .send
+        .write_all(bytes)
+        .await
+        .expect("garbage written");
+    let err = tokio::time::timeout(Duration::from_secs(5), stranger.conn.closed())
         .await
         .expect("the mesh closes the stranger's link");
-    (me.node_id(), err)
+    (stranger.me.node_id(), err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,17 +4,20 @@
 //! killed and stopping peers, penalties, and a bad frame on a transfer
 //! stream.
 
+mod support;
+
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pacmesh_proto::{encode_frame, FetchStatus, Hello, Message, MAX_FRAME, PROTOCOL_VERSION};
+use pacmesh_proto::{encode_frame, FetchStatus, Message, MAX_FRAME};
 use pacmeshd::identity::{Identity, NodeId};
 use pacmeshd::index::watch::ChangeSink;
-use pacmeshd::mesh::link::{tls, CloseCode, FetchError, Mesh, MeshOptions, PeerDownload};
+use pacmeshd::mesh::link::{CloseCode, FetchError, Mesh, MeshOptions, PeerDownload};
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
 
 const BIG: &str = "big-1.0-1-x86_64.pkg.tar.zst";
@@ -449,32 +452,11 @@ async fn failures_move_a_holder_behind_the_others() {
 /// Links to `to` as a raw QUIC peer (TLS, Hello), then opens a transfer
 /// stream and sends `bytes` on it.
 async fn stranger_transfer_sends(to: &Node, bytes: &[u8]) -> quinn::ConnectionError {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let me = Identity::load_or_create(dir.path()).expect("identity");
-    let crypto = tls::client_crypto(&me, Some(to.id()), Default::default()).expect("tls");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint
-        .connect(to.mesh.local_addr(), tls::SERVER_NAME)
-        .expect("connect")
-        .await
-        .expect("TLS and ALPN complete");
-    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
-    let hello = Message::Hello(Hello {
-        node_id: me.node_id(),
-        version: PROTOCOL_VERSION,
-        archs: vec!["x86_64".into()],
-        mesh_proof: None,
-    });
-    send.write_all(&encode_frame(&hello, MAX_FRAME).expect("frame"))
-        .await
-        .expect("hello");
-    let mut buf = [0u8; 1024];
-    let _ = recv.read(&mut buf).await.expect("answer");
-    let (mut tsend, _trecv) = conn.open_bi().await.expect("transfer stream");
+    let mut stranger = Stranger::connect(to.id(), to.mesh.local_addr()).await;
+    stranger.hello().await;
+    let (mut tsend, _trecv) = stranger.conn.open_bi().await.expect("transfer stream");
     tsend.write_all(bytes).await.expect("garbage written");
-    tokio::time::timeout(Duration::from_secs(5), conn.closed())
+    tokio::time::timeout(Duration::from_secs(5), stranger.conn.closed())
         .await
         .expect("the mesh closes the stranger's link")
 }
