@@ -11,11 +11,14 @@
 //!   two simultaneous links survives).
 //! - `choice`: the pure choice of which holder to download from (measured
 //!   throughput, RTT, failures, penalties).
+//! - `inflight`: what the mesh serves of downloads still arriving here,
+//!   and what hosts announce about their own WAN fetches.
 //! - `publish`: this host's index as a digest and numbered deltas.
 //! - `service`: how the daemon starts and stops all of the above.
 
 pub mod choice;
 pub mod discovery;
+pub mod inflight;
 pub mod link;
 pub mod peers;
 pub mod publish;
