@@ -8,6 +8,7 @@
 
 pub mod cachefile;
 pub mod config;
+pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod index;
@@ -38,10 +39,9 @@ pub struct State {
     /// This host's sync databases, against which peers' bytes are checked;
     /// `None` without a pacman.conf (then nothing verifies).
     pub syncdb: Option<Arc<syncdb::SyncDbs>>,
-    /// Peer downloads under way; written, before they verify, to a dir
-    /// no cache dir includes.
-    pub flights: http::peer::Flights,
-    /// Finishes peer downloads no holder could finish.
+    /// Every download under way (from peers, peers' fetches, mirrors).
+    pub engine: fetch::Engine,
+    /// The mirror sources of those downloads.
     pub mirror_client: mirror_client::MirrorClient,
     /// Whether files the sync databases cannot verify may come from peers.
     pub unverified_from_peers: bool,
@@ -67,6 +67,66 @@ impl State {
                 .lookup_in(repo, &file.name)
                 .or_else(|| db.lookup(&file.name)),
             None => db.lookup(&file.name),
+        }
+    }
+
+    /// Where `file` comes from (`plan::plan`, with what this host knows
+    /// now). `local`: the cache index's answer.
+    pub fn plan(&self, file: &http::target::FileTarget, local: Option<PathBuf>, get: bool) -> plan::Plan {
+        let urls = self.mirror_urls(file);
+        let cacheable = file.kind.is_cacheable() && get;
+        let running = cacheable && self.engine.find(&file.name).is_some();
+        let (holders, fetchers, linked) = if cacheable && local.is_none() && !running {
+            let fetchers: Vec<identity::NodeId> =
+                self.mesh.fetchers(&file.name).iter().map(|f| f.node).collect();
+            (self.mesh.candidates(&file.name), fetchers, self.mesh.has_links())
+        } else {
+            (Vec::new(), Vec::new(), false)
+        };
+        let facts = plan::Facts {
+            get,
+            local,
+            running,
+            holders: &holders,
+            fetchers: &fetchers,
+            linked,
+            peers_allowed: self.unverified_from_peers || self.expected(file).is_some(),
+            mirror_urls: &urls,
+        };
+        plan::plan(file, &facts)
+    }
+
+    /// The download of `file`: the one under way, or a new one as the
+    /// plan says. `None` when neither can be had (too many downloads, or
+    /// the plan changed to something else meanwhile).
+    pub fn download(&self, file: &http::target::FileTarget) -> Option<Arc<fetch::Transfer>> {
+        if let Some(t) = self.engine.find(&file.name) {
+            return Some(t);
+        }
+        let plan::Plan::Download { kind, order } = self.plan(file, None, true) else {
+            return self.engine.find(&file.name);
+        };
+        let sources = fetch::source::MeshSources {
+            mesh: self.mesh.clone(),
+            client: self.mirror_client.clone(),
+            mirror_urls: self.mirror_urls(file),
+        };
+        let expected = self.expected(file);
+        self.engine.start(fetch::Job {
+            name: file.name.clone(),
+            kind,
+            sources,
+            order,
+            keep: expected.is_some(),
+            expected,
+        })
+    }
+
+    /// The URL of `file` at each of its repo's mirrors.
+    pub fn mirror_urls(&self, file: &http::target::FileTarget) -> Vec<String> {
+        match (&file.repo, &file.arch) {
+            (Some(repo), Some(arch)) => self.mirrors().file_urls(repo, arch, &file.name),
+            _ => Vec::new(),
         }
     }
 
@@ -109,10 +169,18 @@ pub async fn run(
     control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let incoming = env.store_dir.join("incoming");
+    clean_incoming(&incoming)?;
+    let store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    let mut cache_dirs = env.cache_dirs;
+    // Kept downloads are served and offered to peers like pacman's cache.
+    cache_dirs.push(store.dir().to_path_buf());
+    let stats = Arc::new(Stats::default());
+    let engine = fetch::Engine::new(incoming, store, stats.clone());
     let publisher = Arc::new(mesh::publish::Publisher::default());
     let sink = publisher.clone();
     let on_change: index::watch::ChangeSink = Arc::new(move |changes| sink.change(changes));
-    let index = index::watch::start(env.cache_dirs, on_change, shutdown.clone()).await?;
+    let index = index::watch::start(cache_dirs, on_change, shutdown.clone()).await?;
     let service = mesh::service::MeshService::start(
         mesh_parts,
         env.identity.clone(),
@@ -126,18 +194,16 @@ pub async fn run(
         Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
         None => None,
     };
-    let incoming = env.store_dir.join("incoming");
-    http::peer::clean_incoming(&incoming)?;
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
         syncdb,
-        flights: http::peer::Flights::new(incoming),
+        engine,
         mirror_client: mirror_client::MirrorClient::new(),
         unverified_from_peers: env.unverified_from_peers,
         index,
         mirrors: RwLock::new(Arc::new(env.mirrors)),
-        stats: Arc::new(Stats::default()),
+        stats,
         started: Instant::now(),
     });
     let files = state.index_summary().1;
@@ -151,6 +217,7 @@ pub async fn run(
         let _ = sd_notify::notify("STOPPING=1");
     });
     tokio::spawn(apply_controls(state.clone(), control));
+    tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
     http::serve(state, listeners, shutdown).await;
     service.stopped().await;
     Ok(())
@@ -161,6 +228,40 @@ async fn apply_controls(state: Arc<State>, mut control: tokio::sync::mpsc::Recei
         match message {
             Control::Reload(env) => reload(&state, *env),
             Control::LogPeers => log_peers(&state),
+        }
+    }
+}
+
+/// Empties the incoming dir at start: leftovers of a crash are partial or
+/// unverified, never to be served.
+fn clean_incoming(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let _ = std::fs::remove_file(entry?.path());
+    }
+    Ok(())
+}
+
+/// Applies the kept downloads' policy (`fetch::store`) every minute.
+async fn sweep_store(state: Arc<State>, shutdown: CancellationToken) {
+    let store = state.engine.store().clone();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(fetch::store::SWEEP_EVERY) => {}
+        }
+        let held_outside = |name: &str| {
+            state
+                .index
+                .read()
+                .is_ok_and(|ix| ix.held_outside(name, store.dir()))
+        };
+        match store.sweep_once(held_outside) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(files = gone.len(), "kept downloads removed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot sweep the kept downloads"),
         }
     }
 }

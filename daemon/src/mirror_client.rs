@@ -1,6 +1,6 @@
 //! pacmeshd as an HTTP(S) client of the real mirrors: one GET from a byte
 //! offset, whose body arrives chunk by chunk, each within a stall limit.
-//! Used to finish a peer download that no holder can finish.
+//! Used by the download engine (`crate::fetch`) for every mirror source.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -46,6 +46,9 @@ pub struct MirrorBody {
     /// The offset of the first body byte: the one asked for, or 0 when the
     /// mirror ignored the Range and sent the whole file.
     pub start: u64,
+    /// The whole file's size, when the mirror said (`Content-Range`'s
+    /// total, or `Content-Length` of a 200).
+    pub size: Option<u64>,
     body: Incoming,
 }
 
@@ -149,15 +152,20 @@ impl MirrorClient {
                 uri = follow(&uri, location)?;
                 continue;
             }
-            let start = match status {
-                StatusCode::OK => 0,
+            let length = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let (start, size) = match status {
+                StatusCode::OK => (0, length),
                 StatusCode::PARTIAL_CONTENT => {
                     let range = response
                         .headers()
                         .get(header::CONTENT_RANGE)
                         .and_then(|v| v.to_str().ok());
                     match range.and_then(range_start) {
-                        Some(start) if start == offset => start,
+                        Some(start) if start == offset => (start, range.and_then(range_total)),
                         _ => {
                             return Err(MirrorError::WrongRange {
                                 got: range.map(str::to_owned),
@@ -170,6 +178,7 @@ impl MirrorClient {
             };
             return Ok(MirrorBody {
                 start,
+                size,
                 body: response.into_body(),
             });
         }
@@ -182,6 +191,11 @@ fn range_start(value: &str) -> Option<u64> {
     let spec = value.trim().strip_prefix("bytes ")?;
     let (first, _) = spec.split_once('-')?;
     first.trim().parse().ok()
+}
+
+/// The total of `Content-Range: bytes FIRST-LAST/SIZE` (`*`: unknown).
+fn range_total(value: &str) -> Option<u64> {
+    value.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 /// Where a `Location` header leads from `base`: absolute URLs as they are,
@@ -224,6 +238,8 @@ mod tests {
         assert_eq!(range_start("bytes 0-0/1"), Some(0));
         assert_eq!(range_start("bytes */200"), None);
         assert_eq!(range_start("items 1-2/3"), None);
+        assert_eq!(range_total("bytes 100-199/200"), Some(200));
+        assert_eq!(range_total("bytes 0-9/*"), None);
     }
 
     #[test]

@@ -53,6 +53,19 @@ impl MirrorTable {
         }
     }
 
+    /// The URL of `name` at each of `repo`'s mirrors, in pacman.conf's
+    /// order (empty when pacman.conf does not know the repo).
+    pub fn file_urls(&self, repo: &str, arch: &str, name: &str) -> Vec<String> {
+        let templates: Vec<&str> = match self.repos.get(repo) {
+            Some(servers) => servers.iter().map(String::as_str).collect(),
+            None => self.fallback.as_deref().into_iter().collect(),
+        };
+        templates
+            .into_iter()
+            .map(|t| file_url(t, repo, arch, name))
+            .collect()
+    }
+
     pub fn repo_count(&self) -> usize {
         self.repos.len()
     }

@@ -15,6 +15,8 @@ pub enum Source {
     /// Still arriving from peers: pacman was sent back to ask again.
     PeerWait,
     MirrorRedirect,
+    /// Fetched from the mirrors by this daemon and streamed to pacman.
+    MirrorFetch,
     NotFound,
     BadRequest,
     Status,
@@ -28,6 +30,7 @@ impl Source {
             Source::PeerUnverified => "peer_unverified",
             Source::PeerWait => "peer_wait",
             Source::MirrorRedirect => "mirror_redirect",
+            Source::MirrorFetch => "mirror_fetch",
             Source::NotFound => "not_found",
             Source::BadRequest => "bad_request",
             Source::Status => "status",
@@ -95,6 +98,7 @@ pub struct Stats {
     bytes_local: AtomicU64,
     bytes_peer: AtomicU64,
     bytes_mirror_fetch: AtomicU64,
+    bytes_peer_inflight: AtomicU64,
 }
 
 /// `requests` in the status JSON (DESIGN.md, "Observability").
@@ -118,8 +122,15 @@ pub struct RequestCounts {
 pub struct ByteCounts {
     pub local: u64,
     pub peer: u64,
+    /// Downloaded from mirrors by this daemon.
     pub mirror_fetch: u64,
+    /// Of the downloads from peers: bytes that came from a peer's fetch
+    /// still under way (a joined WAN fetch).
+    pub peer_inflight: u64,
     pub to_peers: u64,
+    /// Bytes pacman got here that this host did not download from the
+    /// internet: local hits and everything that came from peers.
+    pub wan_saved: u64,
 }
 
 impl Stats {
@@ -134,6 +145,7 @@ impl Stats {
             }
             Source::PeerWait => &self.peer_wait,
             Source::MirrorRedirect => &self.mirror_redirect,
+            Source::MirrorFetch => &self.mirror_fetch,
             Source::NotFound => &self.not_found,
             Source::BadRequest => &self.bad_request,
             Source::Status => return,
@@ -149,8 +161,14 @@ impl Stats {
         self.bytes_peer.fetch_add(n, Relaxed);
     }
 
+    /// Bytes this daemon downloaded from mirrors (its WAN traffic).
     pub fn add_mirror_fetch_bytes(&self, n: u64) {
         self.bytes_mirror_fetch.fetch_add(n, Relaxed);
+    }
+
+    /// Bytes of downloads that came from a peer's fetch still under way.
+    pub fn add_peer_inflight_bytes(&self, n: u64) {
+        self.bytes_peer_inflight.fetch_add(n, Relaxed);
     }
 
     pub fn requests(&self) -> RequestCounts {
@@ -172,7 +190,9 @@ impl Stats {
             local: self.bytes_local.load(Relaxed),
             peer: self.bytes_peer.load(Relaxed),
             mirror_fetch: self.bytes_mirror_fetch.load(Relaxed),
+            peer_inflight: self.bytes_peer_inflight.load(Relaxed),
             to_peers,
+            wan_saved: self.bytes_local.load(Relaxed) + self.bytes_peer.load(Relaxed),
         }
     }
 }

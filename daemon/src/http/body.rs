@@ -14,6 +14,8 @@ use super::file_body::FileBody;
 pub enum Body {
     Bytes(Option<Bytes>),
     File(FileBody),
+    /// Bytes handed over by a task (a download streamed as it arrives).
+    Channel(tokio::sync::mpsc::Receiver<io::Result<Bytes>>),
 }
 
 impl Body {
@@ -49,6 +51,9 @@ impl http_body::Body for Body {
                     .map(|b| Ok(Frame::data(b))),
             ),
             Body::File(f) => Pin::new(f).poll_frame(cx),
+            Body::Channel(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -56,6 +61,7 @@ impl http_body::Body for Body {
         match self {
             Body::Bytes(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             Body::File(f) => f.is_end_stream(),
+            Body::Channel(_) => false,
         }
     }
 
@@ -63,6 +69,8 @@ impl http_body::Body for Body {
         match self {
             Body::Bytes(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::File(f) => f.size_hint(),
+            // Content-Length is set by whoever made the channel.
+            Body::Channel(_) => SizeHint::default(),
         }
     }
 }

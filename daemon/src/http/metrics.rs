@@ -50,6 +50,7 @@ pub fn render(state: &State) -> String {
         ("local", b.local),
         ("peer", b.peer),
         ("mirror_fetch", b.mirror_fetch),
+        ("peer_inflight", b.peer_inflight),
         ("to_peers", b.to_peers),
     ] {
         let _ = writeln!(out, "pacmesh_bytes_total{{source=\"{source}\"}} {n}");
@@ -60,7 +61,7 @@ pub fn render(state: &State) -> String {
         "counter",
         "Bytes this host did not download from the internet (served locally or by peers).",
     );
-    let _ = writeln!(out, "pacmesh_saved_bytes_total {}", b.local + b.peer);
+    let _ = writeln!(out, "pacmesh_saved_bytes_total {}", b.wan_saved);
     let (_, files) = state.index_summary();
     family(
         &mut out,

@@ -6,9 +6,9 @@ pub mod file_body;
 mod local;
 mod metrics;
 mod page;
-pub mod peer;
 pub mod range;
 mod status;
+mod stream;
 pub mod target;
 
 use std::convert::Infallible;
@@ -27,7 +27,8 @@ use tracing::{info, info_span, warn, Instrument, Span};
 
 pub use body::Body;
 
-use crate::plan::{plan, Plan, Remote};
+use crate::fetch;
+use crate::plan::Plan;
 use crate::stats::Source;
 use crate::State;
 use target::{parse_target, FileTarget, Target, TargetError};
@@ -129,7 +130,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         // Files log themselves when their body ends (see `local`).
         if !matches!(
             source,
-            Source::Local | Source::Peer | Source::PeerUnverified
+            Source::Local | Source::Peer | Source::PeerUnverified | Source::MirrorFetch
         ) {
             log_done(source, response.status(), 0, true, started);
         }
@@ -188,69 +189,85 @@ async fn serve_file(
     file: &FileTarget,
     started: Instant,
 ) -> (Response<Body>, Source) {
-    let local = if file.kind.is_cacheable() {
+    let mut local = if file.kind.is_cacheable() {
         state.locate(&file.name)
     } else {
         None
     };
-    let mirrors = state.mirrors();
-    let remote = match plan(file, local, &mirrors) {
-        Plan::Remote(remote) => remote,
-        Plan::Local(path) => {
-            let on_done = on_file_done(state, Source::Local, started, 0);
-            match local::serve(&path, req.method(), req.headers(), on_done) {
-                Ok(response) => return (response, Source::Local),
-                Err(e) => {
-                    // Removed since the index saw it (paccache): next source.
-                    warn!(path = %path.display(), error = %e, "indexed file unreadable");
-                    crate::plan::remote(file, &mirrors)
+    loop {
+        match state.plan(file, local.take(), req.method() == Method::GET) {
+            Plan::Local(path) => {
+                let on_done = on_file_done(state, Source::Local, started);
+                match local::serve(&path, req.method(), req.headers(), on_done) {
+                    Ok(response) => return (response, Source::Local),
+                    // Removed since the index saw it (paccache): plan
+                    // again without it.
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "indexed file unreadable")
+                    }
                 }
             }
-        }
-    };
-    if file.kind.is_cacheable() && req.method() == Method::GET {
-        let mirror = match &remote {
-            Remote::Redirect(url) => Some(url.as_str()),
-            Remote::NotFound(_) => None,
-        };
-        match peer::obtain(state, file, mirror).await {
-            peer::Answer::Ready(fetched) => {
-                let source = if fetched.verified {
-                    Source::Peer
-                } else {
-                    Source::PeerUnverified
-                };
-                let on_done = on_file_done(state, source, started, fetched.from_mirror);
-                let served = fetched.file.try_clone().and_then(|file| {
-                    local::serve_open(file, &fetched.meta, req.method(), req.headers(), on_done)
-                });
-                match served {
-                    Ok(response) => return (response, source),
-                    Err(e) => warn!(error = %e, "cannot serve a peer download; redirecting"),
+            Plan::Running | Plan::Download { .. } => {
+                if let Some(answer) = from_download(state, req, file, started).await {
+                    return answer;
                 }
+                return mirror_answer(state, file);
             }
-            peer::Answer::ComeBack => return (come_back(req), Source::PeerWait),
-            peer::Answer::Elsewhere => {}
-        }
-    }
-    match remote {
-        Remote::Redirect(location) => (text(redirect(&location), ""), Source::MirrorRedirect),
-        Remote::NotFound(reason) => {
-            let response = Response::builder().status(StatusCode::NOT_FOUND);
-            (text(response, format!("{reason}\n")), Source::NotFound)
+            Plan::Redirect(location) => {
+                return (text(redirect(&location), ""), Source::MirrorRedirect)
+            }
+            Plan::NotFound(reason) => return not_found(reason),
         }
     }
 }
 
-/// A `307` to the URL asked for: pacman follows it at once into a new
-/// wait on the same peer fetch (see `peer::flights`).
-fn come_back(req: &Request<Incoming>) -> Response<Body> {
-    let again = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path(), |pq| pq.as_str());
+/// Answers from the download of `file` (started if none runs): its bytes,
+/// or a "come back"; `None` when the mirror must answer.
+async fn from_download(
+    state: &State,
+    req: &Request<Incoming>,
+    file: &FileTarget,
+    started: Instant,
+) -> Option<(Response<Body>, Source)> {
+    let transfer = state.download(file)?;
+    let hop = fetch::wait::hop_of(req.uri().query());
+    match transfer.answer(hop).await {
+        fetch::Answer::Stream(growing) => {
+            let shown = growing.shown();
+            let source = if shown.streamable && shown.end == fetch::growing::End::Running {
+                Source::MirrorFetch
+            } else if state.expected(file).is_some() || shown.streamable {
+                Source::Peer
+            } else {
+                Source::PeerUnverified
+            };
+            let on_done = on_file_done(state, source, started);
+            stream::respond(&growing, req.headers(), on_done).map(|r| (r, source))
+        }
+        fetch::Answer::ComeBack => Some((come_back(req, hop + 1), Source::PeerWait)),
+        fetch::Answer::Elsewhere => None,
+    }
+}
+
+/// The mirror's redirect for `file`, or a 404 when none is known.
+fn mirror_answer(state: &State, file: &FileTarget) -> (Response<Body>, Source) {
+    match state.mirror_urls(file).into_iter().next() {
+        Some(location) => (text(redirect(&location), ""), Source::MirrorRedirect),
+        None => not_found("repo unknown to pacman.conf or without a mirror"),
+    }
+}
+
+fn not_found(reason: &str) -> (Response<Body>, Source) {
+    let response = Response::builder().status(StatusCode::NOT_FOUND);
+    (text(response, format!("{reason}\n")), Source::NotFound)
+}
+
+/// A `307` to the URL asked for, with the hop count: pacman follows it at
+/// once into a new wait on the same download (see `fetch::wait`).
+fn come_back(req: &Request<Incoming>, hop: u32) -> Response<Body> {
+    let again = format!("{}?{}={hop}", req.uri().path(), fetch::wait::HOP_PARAM);
     text(
-        redirect(again).header(header::CACHE_CONTROL, "no-store"),
+        redirect(&again).header(header::CACHE_CONTROL, "no-store"),
         "",
     )
 }
@@ -275,28 +292,22 @@ fn live_page(content_type: &'static str, body: impl Into<bytes::Bytes>) -> Respo
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// Counts and logs a file response when its body ends. `from_mirror`: of a
-/// peer download, the bytes the mirror finished (counted as the mirror's).
-fn on_file_done(
-    state: &State,
-    source: Source,
-    started: Instant,
-    from_mirror: u64,
-) -> local::OnDone {
+/// Counts and logs a file response when its body ends.
+fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDone {
     let span = Span::current();
     let stats = state.stats.clone();
     Box::new(move |status, bytes, complete| {
+        let took = started.elapsed().as_secs_f64();
         match source {
             Source::Local => {
                 stats.add_local_bytes(bytes);
-                stats
-                    .local_transfer
-                    .observe(started.elapsed().as_secs_f64());
+                stats.local_transfer.observe(took);
             }
-            _ => {
-                stats.add_peer_bytes(bytes.saturating_sub(from_mirror));
-                stats.peer_transfer.observe(started.elapsed().as_secs_f64());
+            Source::Peer | Source::PeerUnverified => {
+                stats.add_peer_bytes(bytes);
+                stats.peer_transfer.observe(took);
             }
+            _ => {}
         }
         span.in_scope(|| log_done(source, status, bytes, complete, started));
     })

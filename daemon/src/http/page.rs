@@ -64,12 +64,13 @@ pub fn render(state: &State) -> String {
         node = esc(&state.node_id.to_string()),
         version = esc(env!("CARGO_PKG_VERSION")),
         up = state.started.elapsed().as_secs(),
-        saved = esc(&human_bytes(b.local + b.peer)),
+        saved = esc(&human_bytes(b.wan_saved)),
     );
     h.push_str("<h2>Package requests</h2>\n<table><tr><th>source</th><th>requests</th><th>share</th><th>bytes</th></tr>\n");
     for (name, n, bytes) in [
         ("local cache", r.local, Some(b.local)),
         ("peers", r.peer, Some(b.peer)),
+        ("of which from a peer's fetch under way", 0, Some(b.peer_inflight)),
         ("mirror (redirected)", r.mirror_redirect, None),
         ("mirror (fetched)", r.mirror_fetch, Some(b.mirror_fetch)),
     ] {

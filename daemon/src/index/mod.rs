@@ -126,6 +126,19 @@ impl CacheIndex {
         self.dirs.get(dir).map(|d| d.join(name))
     }
 
+    /// Whether a cache dir other than `dir` holds `name`.
+    pub fn held_outside(&self, name: &str, dir: &std::path::Path) -> bool {
+        let Some(&mask) = self.files.get(name) else {
+            return false;
+        };
+        let own = self
+            .dirs
+            .iter()
+            .position(|d| d == dir)
+            .map_or(0, |i| 1u64 << i);
+        mask & !own != 0
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.files.contains_key(name)
     }

@@ -1,0 +1,89 @@
+//! Who fetches a file from the WAN when several hosts miss it at once
+//! (pure).
+//!
+//! A host that misses a file nobody holds or fetches announces a claim on
+//! it (`Fetching`) and waits [`CLAIM_WINDOW`]. Claims travel on links
+//! with a LAN round trip of a millisecond or so, so two hosts that miss
+//! the file within the same moment both see the other's claim before
+//! their windows close, and both pick the same winner with [`winner`]:
+//! the lowest SHA-256 over (node id, file name). Hashing the file name in
+//! spreads the fetches of a fleet upgrade over every host instead of
+//! making the lowest node id fetch everything. A host that hears a claim
+//! only after its own window closed has already started; the other host
+//! then sees it as a fetcher and joins it. Two fetchers of one file happen
+//! only when a claim takes longer than the window to arrive.
+
+use std::time::Duration;
+
+use pacmesh_proto::NodeId;
+use ring::digest;
+
+/// How long a host waits after announcing its claim before it fetches.
+pub const CLAIM_WINDOW: Duration = Duration::from_millis(100);
+
+/// A claim's rank for `file`: lower wins.
+pub fn rank(node: &NodeId, file: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&node.0);
+    ctx.update(file.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Which of the claimants (us and the peers that claimed `file`) fetches.
+pub fn winner(us: NodeId, claimants: &[NodeId], file: &str) -> NodeId {
+    claimants
+        .iter()
+        .chain(std::iter::once(&us))
+        .min_by_key(|node| rank(node, file))
+        .copied()
+        .unwrap_or(us)
+}
+
+/// Which of several peers already fetching `file` a joiner joins: the
+/// same rule, so every joiner picks the same one. `fetching` is not empty.
+pub fn winner_among(fetching: &[NodeId], file: &str) -> NodeId {
+    match fetching.split_first() {
+        Some((first, rest)) => winner(*first, rest, file),
+        None => NodeId([0; 32]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(b: u8) -> NodeId {
+        NodeId([b; 32])
+    }
+
+    #[test]
+    fn every_claimant_picks_the_same_winner() {
+        let all = [node(1), node(2), node(3), node(4)];
+        for file in ["a-1-1-any.pkg.tar.zst", "b-2-1-x86_64.pkg.tar.zst"] {
+            let picks: Vec<NodeId> = all
+                .iter()
+                .map(|&me| {
+                    let others: Vec<NodeId> = all.iter().copied().filter(|&n| n != me).collect();
+                    winner(me, &others, file)
+                })
+                .collect();
+            assert!(picks.windows(2).all(|w| w[0] == w[1]), "{file}: {picks:?}");
+        }
+    }
+
+    #[test]
+    fn alone_we_win() {
+        assert_eq!(winner(node(9), &[], "x.pkg.tar.zst"), node(9));
+    }
+
+    #[test]
+    fn the_winner_depends_on_the_file_so_fetches_spread() {
+        let all = [node(1), node(2), node(3), node(4)];
+        let winners: std::collections::HashSet<NodeId> = (0..64)
+            .map(|i| winner(all[0], &all[1..], &format!("p{i}-1-1-any.pkg.tar.zst")))
+            .collect();
+        assert!(winners.len() >= 3, "64 files went to {} hosts", winners.len());
+    }
+}

@@ -1,0 +1,358 @@
+//! A download on disk while it arrives: one hidden file in the daemon's
+//! `incoming` dir (which no cache dir includes), written by the engine's
+//! driver and read, as it grows, by the HTTP responses streaming it to
+//! pacman and by peers joining the fetch.
+//!
+//! Readers never get ahead of the writer, and never get the last byte
+//! before the whole file verified (or was found unverifiable): a reader
+//! of a file that turns out bad ends with an error instead of a clean end,
+//! so nobody takes a bad file for a complete one. When the writer throws
+//! its bytes away (a source sent bad ones) the file's generation changes
+//! and every reader of the old one fails with `BadBytes`.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use crate::mesh::inflight::{BoxFuture, GrowingChunks, GrowingError};
+
+/// Bytes per read by a reader.
+const READ_CHUNK: usize = crate::cachefile::CHUNK;
+
+/// How far a download has come, as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// Bytes written so far.
+    pub len: u64,
+    /// The whole file's size, once known.
+    pub size: Option<u64>,
+    /// Bumped whenever the bytes are thrown away.
+    pub generation: u32,
+    /// Every byte so far came from a mirror, so it may be streamed to
+    /// pacman before it verifies.
+    pub streamable: bool,
+    pub end: End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Running,
+    /// Complete and verified (or allowed unverified): every byte readable.
+    Complete,
+    Failed(GrowingError),
+}
+
+/// The shared half: the file to read and the progress to watch.
+#[derive(Debug)]
+pub struct Growing {
+    file: File,
+    shown: watch::Sender<Shown>,
+    /// Unix seconds the download started, announced as its mtime.
+    pub started_unix: i64,
+}
+
+/// The writing half, owned by the driver.
+#[derive(Debug)]
+pub struct Writer {
+    path: PathBuf,
+    file: File,
+    shared: Arc<Growing>,
+    /// Set once the file was moved away (kept) or handed over.
+    kept: bool,
+}
+
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// Creates the hidden temp file for `name` under `incoming`. Its name
+/// stays within 255 bytes for the longest valid package name.
+pub fn create(incoming: &Path, name: &str) -> std::io::Result<Writer> {
+    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+    let short: String = name.chars().take(200).collect();
+    let path = incoming.join(format!(".{short}.{}.{n}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let reader = File::open(&path)?;
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (shown, _) = watch::channel(Shown {
+        len: 0,
+        size: None,
+        generation: 0,
+        streamable: false,
+        end: End::Running,
+    });
+    Ok(Writer {
+        path,
+        file,
+        shared: Arc::new(Growing {
+            file: reader,
+            shown,
+            started_unix,
+        }),
+        kept: false,
+    })
+}
+
+impl Writer {
+    pub fn shared(&self) -> &Arc<Growing> {
+        &self.shared
+    }
+
+    pub fn len(&self) -> u64 {
+        self.shared.shown.borrow().len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn set_size(&self, size: u64) {
+        self.shared.shown.send_modify(|s| s.size = Some(size));
+    }
+
+    pub fn set_streamable(&self, streamable: bool) {
+        self.shared.shown.send_if_modified(|s| {
+            let changed = s.streamable != streamable;
+            s.streamable = streamable;
+            changed
+        });
+    }
+
+    /// Appends `chunk`. A small blocking write: chunks are at most a
+    /// stream frame's or a socket read's worth, and go to the page cache.
+    pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(chunk)?;
+        let n = chunk.len() as u64;
+        self.shared.shown.send_modify(|s| s.len += n);
+        Ok(())
+    }
+
+    /// Throws every byte away; readers of the old bytes fail.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.file.set_len(0)?;
+        std::io::Seek::rewind(&mut self.file)?;
+        self.shared.shown.send_modify(|s| {
+            s.len = 0;
+            s.generation += 1;
+        });
+        Ok(())
+    }
+
+    /// Moves the complete file to `dest` (same filesystem: an atomic
+    /// rename, so nobody ever sees part of it there) and lets readers
+    /// have the last bytes.
+    pub fn keep_as(mut self, dest: &Path) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        std::fs::rename(&self.path, dest)?;
+        self.kept = true;
+        self.shared.shown.send_modify(|s| s.end = End::Complete);
+        Ok(())
+    }
+
+    /// Lets readers have every byte without keeping the file (nothing to
+    /// verify it against and nowhere to keep it): the name is removed on
+    /// drop, open handles still read it.
+    pub fn complete_unkept(self) {
+        self.shared.shown.send_modify(|s| s.end = End::Complete);
+    }
+
+    /// Ends the download for every reader with `why`.
+    pub fn fail(self, why: GrowingError) {
+        self.shared.shown.send_modify(|s| s.end = End::Failed(why));
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        // A writer dropped without an end (its task was cancelled) leaves
+        // its readers a clear failure, never a hang.
+        self.shared.shown.send_if_modified(|s| {
+            if s.end == End::Running {
+                s.end = End::Failed(GrowingError::Abandoned);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+impl Growing {
+    /// The progress as it is now.
+    pub fn shown(&self) -> Shown {
+        self.shown.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Shown> {
+        self.shown.subscribe()
+    }
+
+    /// Reads the bytes from `offset` on, of the generation there is now,
+    /// verified or not (for a peer joining the download: it verifies).
+    pub fn reader(self: &Arc<Self>, offset: u64) -> Reader {
+        self.make_reader(offset, false)
+    }
+
+    /// Like [`Growing::reader`], but only bytes that may reach pacman:
+    /// bytes from mirrors as they arrive, anything else once verified.
+    pub fn reader_for_pacman(self: &Arc<Self>, offset: u64) -> Reader {
+        self.make_reader(offset, true)
+    }
+
+    fn make_reader(self: &Arc<Self>, offset: u64, for_pacman: bool) -> Reader {
+        let rx = self.shown.subscribe();
+        let generation = rx.borrow().generation;
+        Reader {
+            growing: self.clone(),
+            rx,
+            pos: offset,
+            generation,
+            for_pacman,
+        }
+    }
+
+    /// Waits until the size is known (or the download ended without one).
+    pub async fn size(&self) -> Result<u64, GrowingError> {
+        let mut rx = self.shown.subscribe();
+        let shown = rx
+            .wait_for(|s| s.size.is_some() || s.end != End::Running)
+            .await
+            .map_err(|_| GrowingError::Abandoned)?;
+        match (&shown.size, &shown.end) {
+            (Some(size), _) => Ok(*size),
+            (None, End::Failed(e)) => Err(e.clone()),
+            (None, _) => Err(GrowingError::Abandoned),
+        }
+    }
+}
+
+/// One reader of a growing download.
+#[derive(Debug)]
+pub struct Reader {
+    growing: Arc<Growing>,
+    rx: watch::Receiver<Shown>,
+    pos: u64,
+    generation: u32,
+    for_pacman: bool,
+}
+
+impl Reader {
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next bytes, waiting for them; `Ok(None)` after the last one.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, GrowingError> {
+        loop {
+            let shown = self.rx.borrow_and_update().clone();
+            if shown.generation != self.generation {
+                return Err(GrowingError::BadBytes);
+            }
+            if let End::Failed(e) = &shown.end {
+                return Err(e.clone());
+            }
+            let complete = shown.end == End::Complete;
+            if complete && self.pos >= shown.len {
+                return Ok(None);
+            }
+            // The last byte waits for the verdict, and pacman gets bytes
+            // from peers only once they verified.
+            let readable = match shown.size {
+                _ if self.for_pacman && !complete && !shown.streamable => 0,
+                Some(size) if !complete => shown.len.min(size.saturating_sub(1)),
+                _ => shown.len,
+            };
+            if self.pos < readable {
+                let want = (readable - self.pos).min(READ_CHUNK as u64) as usize;
+                let mut buf = BytesMut::zeroed(want);
+                let n = self
+                    .growing
+                    .file
+                    .read_at(&mut buf, self.pos)
+                    .map_err(|e| GrowingError::Io(e.to_string()))?;
+                if n == 0 {
+                    return Err(GrowingError::Io("the download shrank".into()));
+                }
+                buf.truncate(n);
+                self.pos += n as u64;
+                return Ok(Some(buf.freeze()));
+            }
+            if self.rx.changed().await.is_err() {
+                return Err(GrowingError::Abandoned);
+            }
+        }
+    }
+}
+
+impl GrowingChunks for Reader {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, GrowingError>> {
+        Box::pin(Reader::next_chunk(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_follow_the_writer_and_get_the_last_byte_only_when_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = create(dir.path(), "a-1-1-any.pkg.tar.zst").unwrap();
+        w.set_size(6);
+        let mut r = w.shared().reader(0);
+        w.write(b"abc").unwrap();
+        assert_eq!(r.next_chunk().await.unwrap().unwrap(), &b"abc"[..]);
+        w.write(b"def").unwrap();
+        assert_eq!(r.next_chunk().await.unwrap().unwrap(), &b"de"[..]);
+        let dest = dir.path().join("kept");
+        let last = tokio::spawn(async move { r.next_chunk().await });
+        tokio::task::yield_now().await;
+        w.keep_as(&dest).unwrap();
+        assert_eq!(last.await.unwrap().unwrap().unwrap(), &b"f"[..]);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abcdef");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn readers_of_thrown_away_bytes_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = create(dir.path(), "b.pkg.tar.zst").unwrap();
+        w.write(b"xyz").unwrap();
+        let mut r = w.shared().reader(0);
+        w.restart().unwrap();
+        assert_eq!(r.next_chunk().await, Err(GrowingError::BadBytes));
+        let mut fresh = w.shared().reader(0);
+        w.write(b"ok").unwrap();
+        w.complete_unkept();
+        assert_eq!(fresh.next_chunk().await.unwrap().unwrap(), &b"ok"[..]);
+        assert_eq!(fresh.next_chunk().await, Ok(None));
+        // Not kept: the name is gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_fails_its_readers_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = create(dir.path(), "c.pkg.tar.zst").unwrap();
+        w.write(b"12").unwrap();
+        let shared = w.shared().clone();
+        let mut r = shared.reader(2);
+        drop(w);
+        assert_eq!(r.next_chunk().await, Err(GrowingError::Abandoned));
+        assert_eq!(shared.size().await, Err(GrowingError::Abandoned));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,386 @@
+//! One download's failover decisions, as a pure state machine: events in
+//! (a source answered, bytes arrived, it ended, it failed, the whole file
+//! verified or not, a claim was settled), the next action out (open this
+//! source from byte N, start over, penalise these peers, settle a claim,
+//! verify, done, give up). No IO, no clock: the driver (`fetch::drive`)
+//! does what it is told and reports back, so every decision is tested
+//! with plain tables (see the tests below).
+//!
+//! The rules, in one place:
+//! - Sources are tried in the order given: peers holding a complete copy
+//!   (best first), a peer fetching it right now, then the repo's mirrors.
+//! - A source that breaks (link lost, stalled, refused) is left and the
+//!   next one continues from the byte reached: nothing is thrown away.
+//! - When a peer that was *fetching* the file breaks, the hosts that were
+//!   joining it settle who continues (a claim, see `fetch::claim`) before
+//!   anyone goes to a mirror, so the WAN still carries the file once.
+//! - Bytes that turn out wrong (more than the size, a size the database
+//!   contradicts, a checksum mismatch at the end) are thrown away and the
+//!   download starts over at the next source from byte 0. Exactly the
+//!   peers whose bytes were in the file are penalised: a peer that never
+//!   sent a byte (it answered `Busy`, or had no link) is not.
+//! - A fetching peer that reports its own upstream sent bad bytes is not
+//!   penalised: everything from it is thrown away and it is asked again
+//!   (its download restarts at its next mirror).
+//! - After bad bytes the mirrors are queued again (a mirror whose bytes
+//!   alone were bad is not: its copy is corrupt).
+//! - Every source is tried at most [`MAX_OPENS`] times in one download.
+
+use std::collections::VecDeque;
+
+use pacmesh_proto::NodeId;
+
+/// How often one source may be opened in one download (a fetching peer
+/// may be asked again after it restarted; nothing else is retried).
+pub const MAX_OPENS: u8 = 3;
+
+/// Where bytes can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceId {
+    /// A linked peer whose digest lists the file: it has it whole.
+    Holder(NodeId),
+    /// A linked peer fetching the file from its mirror right now.
+    Fetcher(NodeId),
+    /// The repo's n-th mirror (pacman.conf's order after pacmesh's own).
+    Mirror(usize),
+}
+
+impl SourceId {
+    /// The peer behind this source, if it is one.
+    pub fn peer(self) -> Option<NodeId> {
+        match self {
+            SourceId::Holder(p) | SourceId::Fetcher(p) => Some(p),
+            SourceId::Mirror(_) => None,
+        }
+    }
+
+    /// Bytes from here are what pacman would have got from its own
+    /// `Server` lines: they may reach pacman before they verify.
+    pub fn is_mirror(self) -> bool {
+        matches!(self, SourceId::Mirror(_))
+    }
+}
+
+/// How an attempt at a source failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No bytes could be had from it now (no link, `Busy`, not found,
+    /// refused connection, HTTP error): try the next source.
+    Unavailable(String),
+    /// The transfer broke or stalled after it began: continue elsewhere
+    /// from the byte reached.
+    Broke(String),
+    /// The source sent something that cannot be right (a size the
+    /// database contradicts, more bytes than the size): start over.
+    Bad(String),
+    /// A fetching peer's own upstream sent bytes that did not verify:
+    /// drop what came from it, blame nobody, ask it again.
+    SourceBad,
+}
+
+/// What the driver tells the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The source opened by the last `Open` answered: the whole file is
+    /// `size` bytes and its first byte is at `start` (the offset asked
+    /// for, or 0 when a mirror ignored the Range).
+    Opened { size: u64, start: u64 },
+    /// `n` more bytes from the current source were written.
+    Bytes(u64),
+    /// The current source's stream ended.
+    Ended,
+    Failed(Failure),
+    /// The result of `Verify`: `Ok(true)` verified, `Ok(false)` nothing
+    /// to verify against, `Err` why it did not match.
+    Verified(Result<bool, String>),
+    /// The result of `Claim`: who fetches from the mirrors now.
+    Claimed(Claimant),
+}
+
+/// Who won a claim to fetch a file from the WAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimant {
+    Us,
+    Peer(NodeId),
+}
+
+/// What the machine tells the driver to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open `source` and read from byte `offset` to the end.
+    Open { source: SourceId, offset: u64 },
+    /// Go on reading the source opened last.
+    Read,
+    /// Throw away every byte written (truncate to 0), then ask again
+    /// (feed nothing: call [`Machine::resume`]).
+    Restart,
+    /// These peers' bytes were in a file that did not verify.
+    Penalise { peers: Vec<NodeId>, why: String },
+    /// Settle with the other hosts who fetches from the WAN (the fetcher
+    /// we joined is gone); answer with `Event::Claimed`.
+    Claim,
+    /// Every byte is in: check the whole file, answer `Event::Verified`.
+    Verify,
+    /// The file is complete (and verified, or allowed unverified).
+    Done { verified: bool },
+    /// No source is left.
+    GiveUp(String),
+}
+
+/// One download's position and sources.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    queue: VecDeque<SourceId>,
+    current: Option<SourceId>,
+    /// Bytes written, all from sources in `contributors`.
+    pos: u64,
+    /// From the database, else from the first source's answer.
+    size: Option<u64>,
+    /// Sources whose bytes are in the file now (only those that sent at
+    /// least one byte).
+    contributors: Vec<SourceId>,
+    opens: Vec<(SourceId, u8)>,
+    /// Mirrors still to try when a claim sends us to the WAN.
+    mirrors: Vec<SourceId>,
+    /// Mirrors whose copy turned out bad: never asked again.
+    bad_mirrors: Vec<SourceId>,
+    /// Set by an action that needs a `resume` before the next decision.
+    pending: Option<Action>,
+}
+
+impl Machine {
+    /// A download of a file of `size` (when the database knows it) from
+    /// `sources`, in order.
+    pub fn new(sources: impl IntoIterator<Item = SourceId>, size: Option<u64>) -> Machine {
+        let queue: VecDeque<SourceId> = sources.into_iter().collect();
+        let mirrors = queue.iter().copied().filter(|s| s.is_mirror()).collect();
+        Machine {
+            queue,
+            current: None,
+            pos: 0,
+            size,
+            contributors: Vec::new(),
+            opens: Vec::new(),
+            mirrors,
+            bad_mirrors: Vec::new(),
+            pending: None,
+        }
+    }
+
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    pub fn current(&self) -> Option<SourceId> {
+        self.current
+    }
+
+    /// Whether every byte in the file so far came from mirrors, so the
+    /// file may be streamed to pacman before it verifies.
+    pub fn only_mirror_bytes(&self) -> bool {
+        self.contributors.iter().all(|s| s.is_mirror())
+    }
+
+    /// The first action.
+    pub fn start(&mut self) -> Action {
+        self.next_source()
+    }
+
+    /// The action after one that needed no answer (`Restart`, `Penalise`).
+    pub fn resume(&mut self) -> Action {
+        self.pending.take().unwrap_or_else(|| self.next_source())
+    }
+
+    /// The next action after `event`.
+    pub fn on(&mut self, event: Event) -> Action {
+        match event {
+            Event::Opened { size, start } => self.opened(size, start),
+            Event::Bytes(n) => self.bytes(n),
+            Event::Ended => self.ended(),
+            Event::Failed(failure) => self.failed(failure),
+            Event::Verified(result) => self.verified(result),
+            Event::Claimed(Claimant::Us) => {
+                // We fetch: the mirrors go next, whatever was queued.
+                self.queue.retain(|s| !s.is_mirror());
+                self.queue.extend(self.mirrors.iter().copied());
+                self.next_source()
+            }
+            Event::Claimed(Claimant::Peer(peer)) => {
+                self.queue.push_front(SourceId::Fetcher(peer));
+                self.next_source()
+            }
+        }
+    }
+
+    fn opened(&mut self, size: u64, start: u64) -> Action {
+        if let Some(want) = self.size {
+            if want != size {
+                return self.bad(format!("size {size} where {want} was expected"));
+            }
+        }
+        self.size = Some(size);
+        if start != self.pos {
+            // A mirror ignored our Range: its bytes start at 0 again, so
+            // the file is emptied and its stream read from the start.
+            self.throw_away();
+            return self.restart_then(Action::Read);
+        }
+        Action::Read
+    }
+
+    fn bytes(&mut self, n: u64) -> Action {
+        let Some(source) = self.current else {
+            return self.next_source();
+        };
+        if n > 0 && !self.contributors.contains(&source) {
+            self.contributors.push(source);
+        }
+        self.pos += n;
+        if let Some(size) = self.size {
+            if self.pos > size {
+                return self.bad(format!("more than the {size} bytes expected"));
+            }
+        }
+        Action::Read
+    }
+
+    fn ended(&mut self) -> Action {
+        match self.size {
+            Some(size) if self.pos == size => Action::Verify,
+            _ => self.failed(Failure::Broke(format!("ended at byte {}", self.pos))),
+        }
+    }
+
+    fn failed(&mut self, failure: Failure) -> Action {
+        let source = self.current.take();
+        match failure {
+            Failure::Unavailable(_) | Failure::Broke(_) => {
+                if let Some(SourceId::Fetcher(_)) = source {
+                    // The fetch we joined is gone: settle who goes on.
+                    return Action::Claim;
+                }
+                self.next_source()
+            }
+            Failure::Bad(why) => {
+                self.current = source;
+                self.bad(why)
+            }
+            Failure::SourceBad => {
+                // Everything from the fetching peer goes; it restarted
+                // its own download, so it may be asked again.
+                self.throw_away();
+                if let Some(source) = source {
+                    self.queue.push_front(source);
+                }
+                self.restart_then_next()
+            }
+        }
+    }
+
+    fn verified(&mut self, result: Result<bool, String>) -> Action {
+        match result {
+            Ok(verified) => Action::Done { verified },
+            Err(why) => self.bad(why),
+        }
+    }
+
+    /// The file holds wrong bytes: penalise the peers among their
+    /// sources, throw everything away, start over at the next source.
+    fn bad(&mut self, why: String) -> Action {
+        if let Some(source) = self.current.take() {
+            if !self.contributors.contains(&source) && source.peer().is_some() {
+                // It announced a wrong size or overran before its first
+                // byte was written: its answer alone was wrong.
+                self.contributors.push(source);
+            }
+        }
+        let peers: Vec<NodeId> = self
+            .contributors
+            .iter()
+            .filter_map(|s| s.peer())
+            .collect();
+        self.requeue_mirrors(!peers.is_empty());
+        self.throw_away();
+        if peers.is_empty() {
+            return self.restart_then_next();
+        }
+        self.pending = Some(Action::Restart);
+        Action::Penalise { peers, why }
+    }
+
+    /// After bad bytes every mirror may serve again from byte 0, except
+    /// a mirror whose bytes were in the file with no peer's beside them
+    /// (its copy is bad). With a peer's bytes beside a mirror's, the peer
+    /// is the likelier culprit: that mirror goes last.
+    fn requeue_mirrors(&mut self, peers_contributed: bool) {
+        let guilty: Vec<SourceId> = self
+            .contributors
+            .iter()
+            .copied()
+            .filter(|s| s.is_mirror())
+            .collect();
+        if !peers_contributed {
+            self.bad_mirrors.extend(guilty.iter().copied());
+        }
+        for &m in &self.mirrors {
+            if !guilty.contains(&m) && !self.bad_mirrors.contains(&m) && !self.queue.contains(&m) {
+                self.queue.push_back(m);
+            }
+        }
+        if peers_contributed {
+            for m in guilty {
+                if !self.queue.contains(&m) {
+                    self.queue.push_back(m);
+                }
+            }
+        }
+    }
+
+    fn throw_away(&mut self) {
+        self.pos = 0;
+        self.contributors.clear();
+    }
+
+    fn restart_then(&mut self, then: Action) -> Action {
+        self.pending = Some(then);
+        Action::Restart
+    }
+
+    fn restart_then_next(&mut self) -> Action {
+        let next = self.next_source();
+        if matches!(next, Action::GiveUp(_)) {
+            return next;
+        }
+        self.restart_then(next)
+    }
+
+    fn next_source(&mut self) -> Action {
+        while let Some(source) = self.queue.pop_front() {
+            let opens = match self.opens.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, n)) => n,
+                None => {
+                    self.opens.push((source, 0));
+                    &mut self.opens.last_mut().expect("just pushed").1
+                }
+            };
+            if *opens >= MAX_OPENS {
+                continue;
+            }
+            *opens += 1;
+            self.current = Some(source);
+            return Action::Open {
+                source,
+                offset: self.pos,
+            };
+        }
+        self.current = None;
+        Action::GiveUp(format!("no source left at byte {}", self.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests;

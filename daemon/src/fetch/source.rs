@@ -1,0 +1,199 @@
+//! Where bytes come from, behind one small trait: [`Sources`] opens a
+//! source from a byte offset and settles claims; the real implementation
+//! ([`MeshSources`]) asks the mesh (holders and fetching peers) and the
+//! mirror client, a fake one drives the engine's tests.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use pacmesh_proto::NodeId;
+
+use super::claim::{self, CLAIM_WINDOW};
+use super::machine::{Claimant, Failure, SourceId};
+use crate::mesh::inflight::Announcement;
+use crate::mesh::link::{FetchError, Mesh, PeerDownload};
+use crate::mirror_client::{MirrorBody, MirrorClient, MirrorError};
+
+/// A source's answer to an open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The whole file's size.
+    pub size: u64,
+    /// The offset of the first byte that will come.
+    pub start: u64,
+}
+
+/// An open source's bytes.
+pub trait Stream: Send {
+    /// The next bytes; `Ok(None)` at the end of the source's stream.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, Failure>> + Send;
+}
+
+/// Every source a download may use.
+pub trait Sources: Send + Sync + 'static {
+    type Stream: Stream;
+
+    /// Opens `source` for `name` from byte `offset`. `size` is what the
+    /// database says, when it knows (a mirror may not send it).
+    fn open(
+        &self,
+        source: SourceId,
+        name: &str,
+        offset: u64,
+        size: Option<u64>,
+    ) -> impl Future<Output = Result<(Self::Stream, Opened), Failure>> + Send;
+
+    /// Settles who fetches `name` from the WAN (`fetch::claim`).
+    fn claim(&self, name: &str, size: u64) -> impl Future<Output = Claimant> + Send;
+
+    /// Tells the other hosts our WAN fetch of `name` ended.
+    fn ended(&self, name: &str, complete: bool);
+
+    /// These peers sent bytes that did not verify.
+    fn penalise(&self, peers: &[NodeId], name: &str, why: &str);
+}
+
+/// The mesh and the repo's mirrors.
+#[derive(Clone, Debug)]
+pub struct MeshSources {
+    pub mesh: Mesh,
+    pub client: MirrorClient,
+    /// The file's URL at each mirror, in pacman.conf's order.
+    pub mirror_urls: Vec<String>,
+}
+
+/// A stream from a peer or a mirror.
+#[derive(Debug)]
+pub enum SourceStream {
+    Peer(PeerDownload),
+    Mirror(MirrorBody),
+}
+
+impl Stream for SourceStream {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        match self {
+            SourceStream::Peer(download) => download.next_chunk().await.map_err(|e| {
+                if download.received() == 0 {
+                    peer_failure(e)
+                } else {
+                    match peer_failure(e) {
+                        Failure::Unavailable(why) => Failure::Broke(why),
+                        other => other,
+                    }
+                }
+            }),
+            SourceStream::Mirror(body) => body
+                .next_chunk()
+                .await
+                .map_err(|e| Failure::Broke(e.to_string())),
+        }
+    }
+}
+
+fn peer_failure(e: FetchError) -> Failure {
+    match e {
+        FetchError::NoLink | FetchError::Refused(_) => Failure::Unavailable(e.to_string()),
+        FetchError::Stalled | FetchError::Link(_) => Failure::Broke(e.to_string()),
+        FetchError::Protocol(_) => Failure::Bad(e.to_string()),
+        _ => Failure::Broke(e.to_string()),
+    }
+}
+
+fn mirror_failure(e: MirrorError) -> Failure {
+    Failure::Unavailable(e.to_string())
+}
+
+impl Sources for MeshSources {
+    type Stream = SourceStream;
+
+    async fn open(
+        &self,
+        source: SourceId,
+        name: &str,
+        offset: u64,
+        size: Option<u64>,
+    ) -> Result<(SourceStream, Opened), Failure> {
+        match source {
+            SourceId::Holder(peer) => {
+                let download = self
+                    .mesh
+                    .fetch(peer, name, offset)
+                    .await
+                    .map_err(peer_failure)?;
+                let opened = Opened {
+                    size: download.size,
+                    start: offset,
+                };
+                Ok((SourceStream::Peer(download), opened))
+            }
+            SourceId::Fetcher(peer) => {
+                let download = self
+                    .mesh
+                    .fetch_growing(peer, name, offset)
+                    .await
+                    .map_err(peer_failure)?;
+                let opened = Opened {
+                    size: download.size,
+                    start: offset,
+                };
+                Ok((SourceStream::Peer(download), opened))
+            }
+            SourceId::Mirror(i) => {
+                let url = self
+                    .mirror_urls
+                    .get(i)
+                    .ok_or_else(|| Failure::Unavailable(format!("no mirror {i}")))?;
+                let body = self
+                    .client
+                    .get_from(url, offset)
+                    .await
+                    .map_err(mirror_failure)?;
+                let size = body.size.or(size).ok_or_else(|| {
+                    Failure::Unavailable(format!("{url}: the mirror gave no size"))
+                })?;
+                let opened = Opened {
+                    size,
+                    start: body.start,
+                };
+                Ok((SourceStream::Mirror(body), opened))
+            }
+        }
+    }
+
+    async fn claim(&self, name: &str, size: u64) -> Claimant {
+        let me = self.mesh.node_id();
+        // Someone fetches it already: join the one every joiner picks.
+        let fetching: Vec<NodeId> = self.mesh.fetchers(name).iter().map(|f| f.node).collect();
+        if !fetching.is_empty() {
+            return Claimant::Peer(claim::winner_among(&fetching, name));
+        }
+        self.mesh.announce(Announcement::Fetching {
+            name: name.to_owned(),
+            size,
+        });
+        tokio::time::sleep(CLAIM_WINDOW).await;
+        let claimants: Vec<NodeId> = self.mesh.fetchers(name).iter().map(|f| f.node).collect();
+        let winner = claim::winner(me, &claimants, name);
+        if winner == me {
+            Claimant::Us
+        } else {
+            tracing::debug!(file = name, %winner, "another host claimed this fetch; joining it");
+            self.ended(name, false);
+            Claimant::Peer(winner)
+        }
+    }
+
+    fn ended(&self, name: &str, complete: bool) {
+        self.mesh.announce(Announcement::Ended {
+            name: name.to_owned(),
+            complete,
+        });
+    }
+
+    fn penalise(&self, peers: &[NodeId], name: &str, why: &str) {
+        for peer in peers {
+            tracing::warn!(%peer, file = name, why, "peer sent bytes that do not verify; penalised");
+            self.mesh.penalise(*peer, format!("{name}: {why}"));
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Sending pacman a file from a download (`crate::fetch`): as it arrives
+//! when every byte comes from a mirror, or whole once it verified. 200,
+//! 206 for pacman's resume (`Range: bytes=N-`), 416; HEAD is answered by
+//! the mirror before it gets here.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Response, StatusCode};
+
+use super::local::OnDone;
+use super::range::{parse_range, RangeSpec};
+use super::Body;
+use crate::fetch::growing::Growing;
+
+/// Chunks buffered between the reading task and the connection.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// The response for `growing`, whose size is known. `None` when it is
+/// not (the download ended without one): the caller falls back.
+pub fn respond(
+    growing: &Arc<Growing>,
+    headers: &HeaderMap,
+    on_done: OnDone,
+) -> Option<Response<Body>> {
+    let size = growing.shown().size?;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let mut builder = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    let (status, start, end) = match parse_range(range, size) {
+        RangeSpec::Full => (StatusCode::OK, 0, size),
+        RangeSpec::Partial { start, end } => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+            (StatusCode::PARTIAL_CONTENT, start, end + 1)
+        }
+        RangeSpec::Unsatisfiable => {
+            on_done(StatusCode::RANGE_NOT_SATISFIABLE, 0, true);
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .body(Body::empty())
+                .ok();
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
+    let mut reader = growing.reader_for_pacman(start);
+    tokio::spawn(async move {
+        let mut sent = 0u64;
+        let want = end - start;
+        let complete = loop {
+            if sent >= want {
+                break true;
+            }
+            match reader.next_chunk().await {
+                Ok(Some(mut chunk)) => {
+                    let left = (want - sent) as usize;
+                    if chunk.len() > left {
+                        chunk.truncate(left);
+                    }
+                    sent += chunk.len() as u64;
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        break false;
+                    }
+                }
+                Ok(None) => break sent >= want,
+                Err(e) => {
+                    // Cut: pacman resumes at its next server from here.
+                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+                    break false;
+                }
+            }
+        };
+        on_done(status, sent, complete);
+    });
+    builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, end - start)
+        .body(Body::Channel(rx))
+        .ok()
+}
