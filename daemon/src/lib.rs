@@ -72,14 +72,27 @@ impl State {
 
     /// Where `file` comes from (`plan::plan`, with what this host knows
     /// now). `local`: the cache index's answer.
-    pub fn plan(&self, file: &http::target::FileTarget, local: Option<PathBuf>, get: bool) -> plan::Plan {
+    pub fn plan(
+        &self,
+        file: &http::target::FileTarget,
+        local: Option<PathBuf>,
+        get: bool,
+    ) -> plan::Plan {
         let urls = self.mirror_urls(file);
         let cacheable = file.kind.is_cacheable() && get;
         let running = cacheable && self.engine.find(&file.name).is_some();
         let (holders, fetchers, linked) = if cacheable && local.is_none() && !running {
-            let fetchers: Vec<identity::NodeId> =
-                self.mesh.fetchers(&file.name).iter().map(|f| f.node).collect();
-            (self.mesh.candidates(&file.name), fetchers, self.mesh.has_links())
+            let fetchers: Vec<identity::NodeId> = self
+                .mesh
+                .fetchers(&file.name)
+                .iter()
+                .map(|f| f.node)
+                .collect();
+            (
+                self.mesh.candidates(&file.name),
+                fetchers,
+                self.mesh.has_links(),
+            )
         } else {
             (Vec::new(), Vec::new(), false)
         };

@@ -79,7 +79,10 @@ pub fn plan(file: &FileTarget, facts: &Facts<'_>) -> Plan {
     let mirrors = (0..facts.mirror_urls.len()).map(SourceId::Mirror);
     if facts.peers_allowed && !facts.holders.is_empty() {
         let holders = facts.holders.iter().take(MAX_HOLDERS);
-        let order = holders.map(|&p| SourceId::Holder(p)).chain(mirrors).collect();
+        let order = holders
+            .map(|&p| SourceId::Holder(p))
+            .chain(mirrors)
+            .collect();
         return Plan::Download {
             kind: Kind::Holders,
             order,

@@ -31,7 +31,7 @@ const SOON: Duration = Duration::from_secs(8);
 const SLOW: &str = "100mbit";
 /// How long one request waits for a peer download before pacman is asked back (pacmeshd's
 /// `WAIT_PER_REQUEST`).
-const WAIT_PER_REQUEST: Duration = Duration::from_secs(6);
+const WAIT_PER_REQUEST: Duration = Duration::from_millis(8500);
 
 fn fixture() -> FixtureRepo {
     FixtureRepo::get(

@@ -84,6 +84,10 @@ mod tests {
         let winners: std::collections::HashSet<NodeId> = (0..64)
             .map(|i| winner(all[0], &all[1..], &format!("p{i}-1-1-any.pkg.tar.zst")))
             .collect();
-        assert!(winners.len() >= 3, "64 files went to {} hosts", winners.len());
+        assert!(
+            winners.len() >= 3,
+            "64 files went to {} hosts",
+            winners.len()
+        );
     }
 }

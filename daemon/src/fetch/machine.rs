@@ -84,7 +84,10 @@ pub enum Event {
     /// The source opened by the last `Open` answered: the whole file is
     /// `size` bytes and its first byte is at `start` (the offset asked
     /// for, or 0 when a mirror ignored the Range).
-    Opened { size: u64, start: u64 },
+    Opened {
+        size: u64,
+        start: u64,
+    },
     /// `n` more bytes from the current source were written.
     Bytes(u64),
     /// The current source's stream ended.
@@ -298,11 +301,7 @@ impl Machine {
                 self.contributors.push(source);
             }
         }
-        let peers: Vec<NodeId> = self
-            .contributors
-            .iter()
-            .filter_map(|s| s.peer())
-            .collect();
+        let peers: Vec<NodeId> = self.contributors.iter().filter_map(|s| s.peer()).collect();
         self.requeue_mirrors(!peers.is_empty());
         self.throw_away();
         if peers.is_empty() {

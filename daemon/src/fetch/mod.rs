@@ -203,7 +203,10 @@ impl Engine {
         tokio::spawn(
             async move {
                 let started = Instant::now();
-                let mut machine = Machine::new(job.order.iter().copied(), job.expected.as_ref().map(|e| e.size));
+                let mut machine = Machine::new(
+                    job.order.iter().copied(),
+                    job.expected.as_ref().map(|e| e.size),
+                );
                 let first = match job.kind {
                     Kind::Fetch => Action::Claim,
                     Kind::Holders | Kind::Join => machine.start(),
@@ -254,7 +257,10 @@ impl Engine {
                 return false;
             }
             None => {
-                info!(ms, "download dropped (given up, over time, or nobody waits)");
+                info!(
+                    ms,
+                    "download dropped (given up, over time, or nobody waits)"
+                );
                 writer.fail(GrowingError::Abandoned);
                 if job.kind == Kind::Fetch {
                     job.sources.ended(&job.name, false);
@@ -345,9 +351,7 @@ impl Transfer {
                     match &shown.end {
                         End::Complete => return true,
                         End::Failed(_) => return false,
-                        End::Running if shown.streamable && shown.size.is_some() => {
-                            return true
-                        }
+                        End::Running if shown.streamable && shown.size.is_some() => return true,
                         End::Running => {}
                     }
                 }
@@ -410,3 +414,6 @@ impl InFlightFiles for Engine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -140,20 +140,32 @@ mod tests {
         let table: Vec<(Vec<Kept>, u64, Vec<&str>)> = vec![
             // In pacman's cache already, or too old: gone.
             (
-                vec![kept("a", 1, 10, true), kept("b", 1, 7 * h, false), kept("c", 1, 10, false)],
+                vec![
+                    kept("a", 1, 10, true),
+                    kept("b", 1, 7 * h, false),
+                    kept("c", 1, 10, false),
+                ],
                 100,
                 vec!["a", "b"],
             ),
             // Over the cap: oldest first, until under it.
             (
-                vec![kept("new", 40, 10, false), kept("old", 40, 300, false), kept("mid", 40, 100, false)],
+                vec![
+                    kept("new", 40, 10, false),
+                    kept("old", 40, 300, false),
+                    kept("mid", 40, 100, false),
+                ],
                 90,
                 vec!["old"],
             ),
             (vec![kept("x", 10, 1, false)], 100, vec![]),
         ];
         for (files, cap, want) in table {
-            assert_eq!(sweep(files.clone(), DEFAULT_MAX_AGE, cap), want, "{files:?}");
+            assert_eq!(
+                sweep(files.clone(), DEFAULT_MAX_AGE, cap),
+                want,
+                "{files:?}"
+            );
         }
     }
 }

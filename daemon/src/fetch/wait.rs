@@ -82,7 +82,12 @@ pub fn hop_of(query: Option<&str>) -> u32 {
     query
         .into_iter()
         .flat_map(|q| q.split('&'))
-        .find_map(|pair| pair.strip_prefix(HOP_PARAM)?.strip_prefix('=')?.parse().ok())
+        .find_map(|pair| {
+            pair.strip_prefix(HOP_PARAM)?
+                .strip_prefix('=')?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -116,7 +121,11 @@ mod tests {
             (0, course(8, 8 * MIB, 100 * MIB, true), GiveUp),
             // The last hop is never exceeded.
             (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, true), GiveUp),
-            (MAX_HOPS - 1, course(60, 99 * MIB, 100 * MIB, true), ComeBack),
+            (
+                MAX_HOPS - 1,
+                course(60, 99 * MIB, 100 * MIB, true),
+                ComeBack,
+            ),
             // Nothing arrived yet: not worth waiting for.
             (0, course(8, 0, 0, true), GiveUp),
         ];

@@ -70,7 +70,11 @@ pub fn render(state: &State) -> String {
     for (name, n, bytes) in [
         ("local cache", r.local, Some(b.local)),
         ("peers", r.peer, Some(b.peer)),
-        ("of which from a peer's fetch under way", 0, Some(b.peer_inflight)),
+        (
+            "of which from a peer's fetch under way",
+            0,
+            Some(b.peer_inflight),
+        ),
         ("mirror (redirected)", r.mirror_redirect, None),
         ("mirror (fetched)", r.mirror_fetch, Some(b.mirror_fetch)),
     ] {

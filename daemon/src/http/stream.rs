@@ -25,9 +25,7 @@ pub fn respond(
     on_done: OnDone,
 ) -> Option<Response<Body>> {
     let size = growing.shown().size?;
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let mut builder = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream");

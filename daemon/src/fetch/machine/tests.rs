@@ -44,17 +44,38 @@ fn holders_in_order_then_mirrors_continuing_from_the_byte_reached() {
         &mut m,
         open(H1, 0),
         &[
-            (Some(Event::Opened { size: 100, start: 0 }), Action::Read),
+            (
+                Some(Event::Opened {
+                    size: 100,
+                    start: 0,
+                }),
+                Action::Read,
+            ),
             (Some(Event::Bytes(30)), Action::Read),
             (Some(broke()), open(H2, 30)),
             (Some(unavailable()), open(M0, 30)),
-            (Some(Event::Opened { size: 100, start: 30 }), Action::Read),
+            (
+                Some(Event::Opened {
+                    size: 100,
+                    start: 30,
+                }),
+                Action::Read,
+            ),
             (Some(Event::Bytes(40)), Action::Read),
             (Some(broke()), open(M1, 70)),
-            (Some(Event::Opened { size: 100, start: 70 }), Action::Read),
+            (
+                Some(Event::Opened {
+                    size: 100,
+                    start: 70,
+                }),
+                Action::Read,
+            ),
             (Some(Event::Bytes(30)), Action::Read),
             (Some(Event::Ended), Action::Verify),
-            (Some(Event::Verified(Ok(true))), Action::Done { verified: true }),
+            (
+                Some(Event::Verified(Ok(true))),
+                Action::Done { verified: true },
+            ),
         ],
     );
     assert!(!m.only_mirror_bytes());
@@ -154,11 +175,20 @@ fn a_fetcher_that_breaks_leads_to_a_claim_before_any_mirror() {
         &mut m,
         open(F3, 0),
         &[
-            (Some(Event::Opened { size: 100, start: 0 }), Action::Read),
+            (
+                Some(Event::Opened {
+                    size: 100,
+                    start: 0,
+                }),
+                Action::Read,
+            ),
             (Some(Event::Bytes(25)), Action::Read),
             (Some(broke()), Action::Claim),
             // Another joiner won: join it from the byte reached.
-            (Some(Event::Claimed(Claimant::Peer(peer(4)))), open(SourceId::Fetcher(peer(4)), 25)),
+            (
+                Some(Event::Claimed(Claimant::Peer(peer(4)))),
+                open(SourceId::Fetcher(peer(4)), 25),
+            ),
             (Some(unavailable()), Action::Claim),
             // Nobody else: we continue at the mirrors.
             (Some(Event::Claimed(Claimant::Us)), open(M0, 25)),
@@ -173,7 +203,13 @@ fn a_fetchers_bad_upstream_drops_its_bytes_and_blames_nobody() {
         &mut m,
         open(F3, 0),
         &[
-            (Some(Event::Opened { size: 100, start: 0 }), Action::Read),
+            (
+                Some(Event::Opened {
+                    size: 100,
+                    start: 0,
+                }),
+                Action::Read,
+            ),
             (Some(Event::Bytes(60)), Action::Read),
             (Some(Event::Failed(Failure::SourceBad)), Action::Restart),
             (None, open(F3, 0)),
@@ -213,7 +249,10 @@ fn a_stream_that_ends_short_goes_on_elsewhere() {
             (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
             (Some(Event::Bytes(7)), Action::Read),
             (Some(Event::Ended), open(M1, 7)),
-            (Some(unavailable()), Action::GiveUp("no source left at byte 7".into())),
+            (
+                Some(unavailable()),
+                Action::GiveUp("no source left at byte 7".into()),
+            ),
         ],
     );
     assert!(m.only_mirror_bytes());
@@ -229,7 +268,10 @@ fn a_mirror_whose_copy_is_corrupt_is_not_asked_again() {
             (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
             (Some(Event::Bytes(10)), Action::Read),
             (Some(Event::Ended), Action::Verify),
-            (Some(Event::Verified(Err("checksum".into()))), Action::Restart),
+            (
+                Some(Event::Verified(Err("checksum".into()))),
+                Action::Restart,
+            ),
             (None, open(M1, 0)),
             (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
             (Some(Event::Bytes(10)), Action::Read),
@@ -252,7 +294,10 @@ fn unverifiable_files_are_done_unverified() {
             (Some(Event::Opened { size: 4, start: 0 }), Action::Read),
             (Some(Event::Bytes(4)), Action::Read),
             (Some(Event::Ended), Action::Verify),
-            (Some(Event::Verified(Ok(false))), Action::Done { verified: false }),
+            (
+                Some(Event::Verified(Ok(false))),
+                Action::Done { verified: false },
+            ),
         ],
     );
 }

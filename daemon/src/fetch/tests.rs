@@ -1,0 +1,359 @@
+//! The engine driven end to end with fake sources (no sockets): what
+//! pacman's reader and a joining peer's reader see, what is kept, who is
+//! told and who is blamed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use pacmesh_proto::NodeId;
+
+use super::machine::{Claimant, Failure, SourceId};
+use super::source::{Opened, Sources, Stream};
+use super::*;
+use crate::syncdb::Expected;
+
+const NAME: &str = "big-1-1-any.pkg.tar.zst";
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn expected(good: &[u8]) -> Expected {
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, good).as_ref());
+    Expected {
+        size: good.len() as u64,
+        sha256,
+        repo: "core".into(),
+    }
+}
+
+/// What one source serves: these bytes, breaking after `break_at`.
+#[derive(Clone)]
+struct Script {
+    bytes: Vec<u8>,
+    break_at: Option<usize>,
+}
+
+#[derive(Default)]
+struct Fake {
+    scripts: HashMap<SourceId, Script>,
+    claims: Mutex<VecDeque<Claimant>>,
+    ended: Mutex<Vec<(String, bool)>>,
+    penalised: Mutex<Vec<NodeId>>,
+    opens: Mutex<Vec<(SourceId, u64)>>,
+}
+
+struct FakeStream {
+    bytes: Vec<u8>,
+    pos: usize,
+    break_at: Option<usize>,
+}
+
+impl Stream for FakeStream {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        if self.break_at.is_some_and(|b| self.pos >= b) {
+            return Err(Failure::Broke("gone".into()));
+        }
+        if self.pos >= self.bytes.len() {
+            return Ok(None);
+        }
+        let end = (self.pos + 1000).min(self.bytes.len());
+        let end = self.break_at.map_or(end, |b| end.min(b));
+        let chunk = Bytes::copy_from_slice(&self.bytes[self.pos..end]);
+        self.pos = end;
+        Ok(Some(chunk))
+    }
+}
+
+impl Sources for Arc<Fake> {
+    type Stream = FakeStream;
+
+    async fn open(
+        &self,
+        source: SourceId,
+        _name: &str,
+        offset: u64,
+        _size: Option<u64>,
+    ) -> Result<(FakeStream, Opened), Failure> {
+        self.opens.lock().unwrap().push((source, offset));
+        let script = self
+            .scripts
+            .get(&source)
+            .ok_or_else(|| Failure::Unavailable("no such source".into()))?;
+        let stream = FakeStream {
+            bytes: script.bytes.clone(),
+            pos: offset as usize,
+            break_at: script.break_at,
+        };
+        let opened = Opened {
+            size: script.bytes.len() as u64,
+            start: offset,
+        };
+        Ok((stream, opened))
+    }
+
+    async fn claim(&self, _name: &str, _size: u64) -> Claimant {
+        self.claims
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Claimant::Us)
+    }
+
+    fn ended(&self, name: &str, complete: bool) {
+        self.ended.lock().unwrap().push((name.into(), complete));
+    }
+
+    fn penalise(&self, peers: &[NodeId], _name: &str, _why: &str) {
+        self.penalised.lock().unwrap().extend_from_slice(peers);
+    }
+}
+
+fn engine(dir: &std::path::Path) -> Engine {
+    let store = store::Store::new(dir.join("fetched")).unwrap();
+    std::fs::create_dir_all(dir.join("incoming")).unwrap();
+    Engine::new(dir.join("incoming"), store, Arc::new(Stats::default()))
+}
+
+async fn read_all(mut r: growing::Reader) -> Result<Vec<u8>, GrowingError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = r.next_chunk().await? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+const F: NodeId = NodeId([3; 32]);
+
+#[tokio::test(start_paused = true)]
+async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(50_000, 1);
+    let fake = Arc::new(Fake {
+        scripts: HashMap::from([
+            (
+                SourceId::Mirror(0),
+                Script {
+                    bytes: good.clone(),
+                    break_at: Some(20_000),
+                },
+            ),
+            (
+                SourceId::Mirror(1),
+                Script {
+                    bytes: good.clone(),
+                    break_at: None,
+                },
+            ),
+        ]),
+        ..Fake::default()
+    });
+    let t = engine
+        .start(Job {
+            name: NAME.into(),
+            kind: Kind::Fetch,
+            sources: fake.clone(),
+            order: vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+            expected: Some(expected(&good)),
+            keep: true,
+        })
+        .unwrap();
+    // pacman's request gets a stream as soon as the mirror answered.
+    let Answer::Stream(growing) = t.answer(0).await else {
+        panic!("no stream")
+    };
+    let joiner = engine.open(NAME, 0).expect("peers may join our fetch");
+    let joiner = joiner.await.unwrap();
+    assert_eq!(joiner.size, good.len() as u64);
+    let pacman = read_all(growing.reader_for_pacman(0)).await.unwrap();
+    assert_eq!(
+        pacman, good,
+        "one unbroken download across the mirror switch"
+    );
+    let mut chunks = joiner.chunks;
+    let mut peer = Vec::new();
+    while let Some(c) = chunks.next_chunk().await.unwrap() {
+        peer.extend_from_slice(&c);
+    }
+    assert_eq!(peer, good);
+    assert_eq!(
+        std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
+        good
+    );
+    assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
+    assert_eq!(
+        *fake.opens.lock().unwrap(),
+        vec![(SourceId::Mirror(0), 0), (SourceId::Mirror(1), 20_000)]
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joiner_whose_fetcher_dies_continues_at_the_mirror_from_the_byte_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(30_000, 2);
+    let fake = Arc::new(Fake {
+        scripts: HashMap::from([
+            (
+                SourceId::Fetcher(F),
+                Script {
+                    bytes: good.clone(),
+                    break_at: Some(12_000),
+                },
+            ),
+            (
+                SourceId::Mirror(0),
+                Script {
+                    bytes: good.clone(),
+                    break_at: None,
+                },
+            ),
+        ]),
+        ..Fake::default()
+    });
+    let t = engine
+        .start(Job {
+            name: NAME.into(),
+            kind: Kind::Join,
+            sources: fake.clone(),
+            order: vec![SourceId::Fetcher(F), SourceId::Mirror(0)],
+            expected: Some(expected(&good)),
+            keep: true,
+        })
+        .unwrap();
+    let Answer::Stream(growing) = t.answer(0).await else {
+        panic!("not done within one wait")
+    };
+    // Peer bytes were in it: pacman got it only once verified.
+    assert_eq!(growing.shown().end, growing::End::Complete);
+    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    assert_eq!(
+        *fake.opens.lock().unwrap(),
+        vec![(SourceId::Fetcher(F), 0), (SourceId::Mirror(0), 12_000)]
+    );
+    // We claimed and fetched the rest: the others were told it is done.
+    assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
+    assert!(fake.penalised.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(20_000, 3);
+    let mut bad = good.clone();
+    bad[10_000] ^= 0xff;
+    let fake = Arc::new(Fake {
+        scripts: HashMap::from([
+            (
+                SourceId::Mirror(0),
+                Script {
+                    bytes: bad,
+                    break_at: None,
+                },
+            ),
+            (
+                SourceId::Mirror(1),
+                Script {
+                    bytes: good.clone(),
+                    break_at: None,
+                },
+            ),
+        ]),
+        ..Fake::default()
+    });
+    let t = engine
+        .start(Job {
+            name: NAME.into(),
+            kind: Kind::Fetch,
+            sources: fake.clone(),
+            order: vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+            expected: Some(expected(&good)),
+            keep: true,
+        })
+        .unwrap();
+    let joiner = engine.open(NAME, 0).unwrap().await.unwrap();
+    let mut chunks = joiner.chunks;
+    let first = loop {
+        match chunks.next_chunk().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(
+        first,
+        Err(GrowingError::BadBytes),
+        "the joiner must drop mirror 0's bytes"
+    );
+    // The download went on at mirror 1 and kept only the good copy.
+    let mut outcome = t.outcome.clone();
+    outcome.wait_for(|o| o.is_some()).await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
+        good
+    );
+    assert!(
+        fake.penalised.lock().unwrap().is_empty(),
+        "no peer is to blame"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(10_000, 4);
+    let fake = Arc::new(Fake {
+        scripts: HashMap::from([
+            (
+                SourceId::Fetcher(F),
+                Script {
+                    bytes: good.clone(),
+                    break_at: None,
+                },
+            ),
+            (
+                SourceId::Mirror(0),
+                Script {
+                    bytes: good.clone(),
+                    break_at: None,
+                },
+            ),
+        ]),
+        claims: Mutex::new(VecDeque::from([Claimant::Peer(F)])),
+        ..Fake::default()
+    });
+    let t = engine
+        .start(Job {
+            name: NAME.into(),
+            kind: Kind::Fetch,
+            sources: fake.clone(),
+            order: vec![SourceId::Mirror(0)],
+            expected: Some(expected(&good)),
+            keep: true,
+        })
+        .unwrap();
+    let Answer::Stream(growing) = t.answer(0).await else {
+        panic!("no answer")
+    };
+    assert_eq!(
+        growing.shown().end,
+        growing::End::Complete,
+        "joined bytes are served only verified"
+    );
+    assert_eq!(*fake.opens.lock().unwrap(), vec![(SourceId::Fetcher(F), 0)]);
+    // We lost the claim, so we announce nothing on completion.
+    assert!(fake.ended.lock().unwrap().is_empty());
+}
