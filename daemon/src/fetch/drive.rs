@@ -6,7 +6,7 @@
 use crate::mesh::inflight::GrowingError;
 use crate::syncdb::{Expected, Verifier};
 
-use super::growing::Writer;
+use super::growing::{ClaimState, Writer};
 use super::machine::{Action, Event, Failure, Machine, SourceId};
 use super::source::{Sources, Stream};
 
@@ -129,8 +129,14 @@ pub async fn drive<S: Sources>(
             Action::Claim => {
                 stream = None;
                 let size = machine.size().or(expected.map(|e| e.size)).unwrap_or(0);
+                writer.set_claim(ClaimState::Pending);
                 let claimant = sources.claim(name, size).await;
                 claimed = claimant == super::machine::Claimant::Us;
+                writer.set_claim(if claimed {
+                    ClaimState::Won
+                } else {
+                    ClaimState::Lost
+                });
                 machine.on(Event::Claimed(claimant))
             }
             Action::Verify => {

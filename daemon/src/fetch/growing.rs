@@ -37,7 +37,22 @@ pub struct Shown {
     /// Every byte so far came from a mirror, so it may be streamed to
     /// pacman before it verifies.
     pub streamable: bool,
+    /// Where this host's claim to fetch the file from the WAN stands.
+    pub claim: ClaimState,
     pub end: End,
+}
+
+/// This host's claim on a download (see `fetch::claim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Never claimed: the download comes from peers.
+    None,
+    /// Announced; the claim window is open.
+    Pending,
+    /// We fetch from the WAN: peers may join us.
+    Won,
+    /// Another host fetches it; we join it.
+    Lost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +104,7 @@ pub fn create(incoming: &Path, name: &str) -> std::io::Result<Writer> {
         size: None,
         generation: 0,
         streamable: false,
+        claim: ClaimState::None,
         end: End::Running,
     });
     Ok(Writer {
@@ -126,6 +142,10 @@ impl Writer {
             s.streamable = streamable;
             changed
         });
+    }
+
+    pub fn set_claim(&self, claim: ClaimState) {
+        self.shared.shown.send_modify(|s| s.claim = claim);
     }
 
     /// Appends `chunk`. A small blocking write: chunks are at most a
@@ -221,6 +241,23 @@ impl Growing {
             pos: offset,
             generation,
             for_pacman,
+        }
+    }
+
+    /// Waits until this host's claim (made or about to be) is settled: `Ok` when it won (peers
+    /// may join), an error when it lost or the download ended first.
+    pub async fn claim_won(&self) -> Result<(), GrowingError> {
+        let mut rx = self.shown.subscribe();
+        let shown = rx
+            .wait_for(|s| {
+                matches!(s.claim, ClaimState::Won | ClaimState::Lost) || s.end != End::Running
+            })
+            .await
+            .map_err(|_| GrowingError::Abandoned)?;
+        match (shown.claim, &shown.end) {
+            (_, End::Failed(e)) => Err(e.clone()),
+            (ClaimState::Won, _) => Ok(()),
+            _ => Err(GrowingError::Abandoned),
         }
     }
 

@@ -38,7 +38,7 @@ use tracing::{info, warn, Instrument as _};
 use crate::mesh::inflight::{BoxFuture, GrowingError, GrowingRead, InFlightFiles};
 use crate::stats::Stats;
 use crate::syncdb::Expected;
-use growing::{End, Growing};
+use growing::{ClaimState, End, Growing};
 use machine::{Action, Machine, SourceId};
 use source::Sources;
 
@@ -251,9 +251,8 @@ impl Engine {
             Some(Err(e)) => {
                 warn!(error = %e, ms, "download failed");
                 writer.fail(GrowingError::from(&e));
-                if job.kind == Kind::Fetch {
-                    job.sources.ended(&job.name, false);
-                }
+                // Whatever we announced (a claim, a fetch) is over.
+                job.sources.ended(&job.name, false);
                 return false;
             }
             None => {
@@ -314,12 +313,10 @@ impl Engine {
 /// [`ABANDONED`]. A WAN fetch of our own is never abandoned this way:
 /// peers may be joining it.
 async fn abandoned(transfer: &Transfer) {
-    if transfer.kind == Kind::Fetch {
-        return std::future::pending().await;
-    }
     loop {
         tokio::time::sleep(ABANDONED / 3).await;
-        if transfer.idle() >= ABANDONED {
+        let claimed = transfer.growing.shown().claim != ClaimState::None;
+        if !claimed && transfer.kind != Kind::Fetch && transfer.idle() >= ABANDONED {
             return;
         }
     }
@@ -399,12 +396,14 @@ impl InFlightFiles for Engine {
         offset: u64,
     ) -> Option<BoxFuture<'static, Result<GrowingRead, GrowingError>>> {
         let transfer = self.find(name)?;
-        // Peers join only a fetch of our own from the WAN.
-        if transfer.kind != Kind::Fetch {
+        // Peers join only a fetch of our own from the WAN (claimed, or
+        // about to be: the claim window may still be open).
+        if transfer.kind != Kind::Fetch && transfer.growing.shown().claim == ClaimState::None {
             return None;
         }
         let growing = transfer.growing.clone();
         Some(Box::pin(async move {
+            growing.claim_won().await?;
             let size = growing.size().await?;
             Ok(GrowingRead {
                 size,
