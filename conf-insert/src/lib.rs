@@ -23,7 +23,10 @@ mod parse;
 mod version;
 
 pub use cli::Cli;
-pub use defaults::{include_file_contents, DEFAULT_HTTP_PORT, DEFAULT_INCLUDE_PATH};
+pub use defaults::{
+    include_directive, include_file_contents, ServerDirective, CACHE_SERVER_SINCE,
+    DEFAULT_HTTP_PORT, DEFAULT_INCLUDE_PATH,
+};
 pub use error::{ConfError, MAX_INCLUDE_DEPTH};
 pub use insert::{insert_include, remove_include};
 pub use model::{
