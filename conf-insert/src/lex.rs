@@ -138,12 +138,13 @@ pub(crate) enum Action<'a> {
         key: &'a str,
         value: Option<&'a str>,
     },
-    /// Any other directive of a repository section.
+    /// Any other directive of a repository section, `CacheServer`
+    /// included (see `Repo::servers`).
     RepoOther,
 }
 
 /// Repository directives that pacman refuses without a value.
-/// (`CacheServer` is pacman 7's; 6.x warns about it and goes on.)
+/// (`CacheServer` is pacman 6.1's; 6.0 warns about it and goes on.)
 const REPO_KEYS_NEEDING_VALUE: [&str; 4] = ["Server", "SigLevel", "Usage", "CacheServer"];
 
 /// Applies pacman's rules for a directive in `scope`; keys are

@@ -60,6 +60,14 @@ pub struct Repo {
     pub name: String,
     /// In the order pacman tries them: `Server` lines and included files
     /// expanded where they appear.
+    ///
+    /// `CacheServer` lines (pacman ≥ 6.1; pacmesh's own include says
+    /// `CacheServer` there) are not in this list. pacman asks them first,
+    /// for packages only, and they may answer 404 for whatever they do not
+    /// hold; pacmesh redirects only to servers that hold every file of the
+    /// repository, databases included, which are the `Server` lines. So
+    /// neither pacmesh's own `CacheServer` nor another cache's is ever a
+    /// redirect target.
     pub servers: Vec<Server>,
 }
 

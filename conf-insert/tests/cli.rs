@@ -1,10 +1,14 @@
 //! Runs the built `pacman.conf-insert` and checks its output with pacman's
 //! own `pacman-conf`: the same repositories, each with pacmesh's server
-//! first and then the original servers in their original order.
+//! first and then the original servers in their original order. pacmesh's
+//! server is a `CacheServer` or a `Server`, whichever the installed pacman
+//! reads, and the real `pacman` takes the include file without a warning.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use pacmesh_conf::ServerDirective;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pacman-conf-insert");
 const ARCH_STOCK: &str = include_str!("data/arch-pacman.conf");
@@ -28,6 +32,12 @@ fn have_pacman_conf() -> bool {
     works
 }
 
+/// The directive the installed pacman gets (`Server` without one).
+fn installed_directive() -> ServerDirective {
+    let version = pacmesh_conf::installed_pacman_version("pacman".as_ref()).ok();
+    pacmesh_conf::include_directive(version)
+}
+
 /// A temporary directory holding the files pacman-conf must be able to
 /// read: mirror lists and pacmesh's include file.
 struct Fixture {
@@ -47,7 +57,10 @@ impl Fixture {
             "mirrors.d/a.list",
             "Server = https://a.example/$repo/os/$arch\n",
         );
-        fixture.write("pacmesh", &pacmesh_conf::include_file_contents(15680));
+        fixture.write(
+            "pacmesh",
+            &pacmesh_conf::include_file_contents(15680, installed_directive()),
+        );
         fixture
     }
 
@@ -133,8 +146,17 @@ fn check_with_pacman(name: &str, input: &str) -> Vec<String> {
     let arch = pacman_conf(&input_path, &["Architecture"]);
     let arch = arch.first().expect("an Architecture");
     for repo in &repos {
+        let pacmesh = format!("{PACMESH_SERVER}/{repo}/os/{arch}");
         let original = pacman_conf(&input_path, &["--repo", repo, "Server"]);
-        let mut expected = vec![format!("{PACMESH_SERVER}/{repo}/os/{arch}")];
+        let mut expected = Vec::new();
+        match installed_directive() {
+            ServerDirective::Server => expected.push(pacmesh),
+            ServerDirective::CacheServer => assert_eq!(
+                pacman_conf(&out_path, &["--repo", repo, "CacheServer"]),
+                [pacmesh],
+                "{name}: cache servers of [{repo}]"
+            ),
+        }
         expected.extend(original.iter().cloned());
         assert_eq!(
             pacman_conf(&out_path, &["--repo", repo, "Server"]),
@@ -197,6 +219,88 @@ fn output_parses_with_pacman_conf_and_puts_pacmesh_first() {
     for (name, input, repos) in &cases {
         let got = check_with_pacman(name, input);
         assert_eq!(&got, repos, "{name}");
+    }
+}
+
+/// pacman's stderr for `pacman -T` (which parses the whole configuration
+/// and needs no root, lock or database) with `config`.
+fn pacman_warnings(config: &Path) -> String {
+    let output = Command::new("pacman")
+        .arg("--config")
+        .arg(config)
+        .arg("-T")
+        .output()
+        .expect("run pacman");
+    assert!(
+        output.status.success(),
+        "pacman --config {} -T: {output:?}",
+        config.display()
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Both forms of the include file through the real pacman. `Server` is
+/// read by every pacman; `CacheServer` only where `include_directive`
+/// picks it. With pacman 6.0 (Debian's 6.0.2 here) pacman warns on every
+/// run that `CacheServer` is not recognised and ignores it, and pacman-conf
+/// ignores it without a word, so pacmesh would never be asked.
+#[test]
+fn the_real_pacman_reads_the_chosen_directive() {
+    if !have_pacman_conf() {
+        return;
+    }
+    let version = pacmesh_conf::installed_pacman_version("pacman".as_ref());
+    assert!(version.is_ok(), "{version:?}");
+    let fixture = Fixture::new();
+    let db = fixture.path("db");
+    std::fs::create_dir_all(&db).expect("create db dir");
+    let pacmesh = format!("{PACMESH_SERVER}/core/os/x86_64");
+    for directive in [ServerDirective::Server, ServerDirective::CacheServer] {
+        let text = pacmesh_conf::include_file_contents(15680, directive);
+        let include = fixture.write(directive.key(), &text);
+        let conf = fixture.write(
+            "pacman.conf",
+            &format!(
+                "[options]\nArchitecture = x86_64\nDBPath = {}/\n[core]\nInclude = {}\nServer = https://m/$repo\n",
+                db.display(),
+                include.display()
+            ),
+        );
+        let warnings = pacman_warnings(&conf);
+        let about_include: Vec<&str> = warnings
+            .lines()
+            .filter(|l| l.contains(&*include.to_string_lossy()))
+            .collect();
+        let servers = pacman_conf(&conf, &["--repo", "core", "Server"]);
+        match directive {
+            ServerDirective::Server => {
+                assert_eq!(about_include, Vec::<&str>::new());
+                assert_eq!(servers, [pacmesh.as_str(), "https://m/core"]);
+            }
+            ServerDirective::CacheServer if installed_directive() == directive => {
+                assert_eq!(about_include, Vec::<&str>::new());
+                assert_eq!(
+                    pacman_conf(&conf, &["--repo", "core", "CacheServer"]),
+                    [pacmesh.as_str()]
+                );
+                assert_eq!(servers, ["https://m/core"]);
+            }
+            ServerDirective::CacheServer => {
+                let line = text
+                    .lines()
+                    .position(|l| l.starts_with("CacheServer"))
+                    .expect("the directive's line")
+                    + 1;
+                assert_eq!(
+                    about_include,
+                    [format!(
+                        "warning: config file {}, line {line}: directive 'CacheServer' in section 'core' not recognized.",
+                        include.display()
+                    )]
+                );
+                assert_eq!(servers, ["https://m/core"]);
+            }
+        }
     }
 }
 

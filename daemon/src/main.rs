@@ -22,10 +22,7 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let flags = RawConfig::parse();
     if flags.print_include {
-        print!(
-            "{}",
-            pacmesh_conf::include_file_contents(pacmesh_conf::DEFAULT_HTTP_PORT)
-        );
+        print!("{}", include_for_installed_pacman());
         return ExitCode::SUCCESS;
     }
     let print_config = flags.print_config;
@@ -169,6 +166,25 @@ async fn handle_signals(flags: RawConfig, control: Sender<Control>, shutdown: Ca
         }
     }
     shutdown.cancel();
+}
+
+/// `--print-include`: the include file for the pacman on `PATH`, which is
+/// what pacman.conf's users run. Without a pacman that says its version
+/// (a machine without pacman, a broken one) it names the daemon with
+/// `Server`, which every pacman reads; the note goes to stderr so the
+/// output stays the file.
+fn include_for_installed_pacman() -> String {
+    let version = match pacmesh_conf::installed_pacman_version("pacman".as_ref()) {
+        Ok(version) => Some(version),
+        Err(e) => {
+            eprintln!("pacmeshd: {e}; writing `Server`, which every pacman knows");
+            None
+        }
+    };
+    pacmesh_conf::include_file_contents(
+        pacmesh_conf::DEFAULT_HTTP_PORT,
+        pacmesh_conf::include_directive(version),
+    )
 }
 
 fn init_tracing() {

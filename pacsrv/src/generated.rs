@@ -15,7 +15,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use pacmesh_conf::{decode_text, include_file_contents, insert_include, PacmanConf};
+use pacmesh_conf::{
+    decode_text, include_file_contents, insert_include, PacmanConf, ServerDirective,
+};
 use sha2::{Digest as _, Sha256};
 
 /// Marks the header line that carries the key.
@@ -142,11 +144,16 @@ pub fn ensure(source: &Path, cache_dir: &Path, include_path: &str) -> anyhow::Re
     })
 }
 
-/// Writes pacsrv's own include file for `port` into `cache_dir` unless it
-/// already holds exactly that, and returns its path.
-pub fn ensure_own_include(cache_dir: &Path, port: u16) -> anyhow::Result<PathBuf> {
+/// Writes pacsrv's own include file for `port` into `cache_dir`, naming the
+/// daemon with `directive`, unless it already holds exactly that (so it is
+/// rewritten when pacman is upgraded past 6.1), and returns its path.
+pub fn ensure_own_include(
+    cache_dir: &Path,
+    port: u16,
+    directive: ServerDirective,
+) -> anyhow::Result<PathBuf> {
     let path = cache_dir.join(own_include_name(port));
-    let contents = include_file_contents(port);
+    let contents = include_file_contents(port, directive);
     if fs::read(&path).is_ok_and(|old| old == contents.as_bytes()) {
         return Ok(path);
     }
@@ -333,16 +340,26 @@ mod tests {
     }
 
     #[test]
-    fn own_include_is_written_once() {
+    fn own_include_is_written_once_per_directive() {
         let dir = tempfile::tempdir().unwrap();
-        let path = ensure_own_include(dir.path(), 4242).unwrap();
+        let server = ServerDirective::Server;
+        let path = ensure_own_include(dir.path(), 4242, server).unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
-            include_file_contents(4242)
+            include_file_contents(4242, server)
         );
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
         let before = inode(&path);
-        ensure_own_include(dir.path(), 4242).unwrap();
+        ensure_own_include(dir.path(), 4242, server).unwrap();
         assert_eq!(inode(&path), before);
+
+        // pacman upgraded to one that knows CacheServer: the same file, new text.
+        let cache_server = ServerDirective::CacheServer;
+        let again = ensure_own_include(dir.path(), 4242, cache_server).unwrap();
+        assert_eq!(again, path);
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            include_file_contents(4242, cache_server)
+        );
     }
 }

@@ -92,7 +92,14 @@ fn generate(settings: &Settings, source: &Path) -> anyhow::Result<std::path::Pat
     );
     let include = match choice {
         IncludeChoice::Use(path) => path,
-        IncludeChoice::Own { port } => generated::ensure_own_include(cache_dir, port)?,
+        IncludeChoice::Own { port } => {
+            // Asked of the program pacsrv is about to become, since that is
+            // what reads the include; anything that is not a pacman saying
+            // its version (a wrapper, another front-end) gets `Server`.
+            let version = pacmesh_conf::installed_pacman_version(&settings.pacman).ok();
+            let directive = pacmesh_conf::include_directive(version);
+            generated::ensure_own_include(cache_dir, port, directive)?
+        }
     };
     let include = include_str(include.into_os_string())?;
     Ok(generated::ensure(source, cache_dir, &include)?.path)

@@ -15,7 +15,7 @@ pub enum IncludeChoice {
     /// `/etc/pacman.d/pacmesh`.
     Use(PathBuf),
     /// pacsrv's own file in its cache dir, written with
-    /// `include_file_contents(port)`.
+    /// `include_file_contents(port, …)` for the pacman it runs.
     Own { port: u16 },
 }
 

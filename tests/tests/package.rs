@@ -1,8 +1,9 @@
 //! The Arch package: `makepkg` builds `packaging/PKGBUILD` from this checkout, and the
 //! `.pkg.tar.zst` holds every file the package promises (binaries under their installed names,
-//! units, sysusers/tmpfiles, config with `backup=`, the Include file, man pages, completions,
-//! licence), each with the right content: the Include file is what the packaged `pacmeshd
-//! --print-include` prints, the config and units are the repository's own files.
+//! units, sysusers/tmpfiles, config with `backup=`, the Include file and the pacman hook that
+//! rewrites it, man pages, completions, licence), each with the right content: the Include
+//! file is what the packaged `pacmeshd --print-include` prints, the config, units and hook are
+//! the repository's own files. The hook's script is also run on its own, without makepkg.
 //!
 //! makepkg refuses to run as root, and root's toolchain and registry cache (under /root, mode
 //! 0700) are unreadable to any other user. So makepkg runs as root inside a user namespace
@@ -51,7 +52,11 @@ const COPIES: &[(&str, &str)] = &[
     ("etc/pacmesh/pacmeshd.toml", "systemd/pacmeshd.toml"),
     ("etc/conf.d/pacmesh", "systemd/pacmesh.conf.d"),
     ("usr/share/licenses/pacmesh/LICENSE", "LICENSE"),
+    (HOOK, "packaging/pacmesh-include.hook"),
 ];
+
+/// The pacman hook that rewrites the Include file for the installed pacman.
+const HOOK: &str = "usr/share/libalpm/hooks/pacmesh-include.hook";
 
 const INCLUDE: &str = "etc/pacman.d/pacmesh";
 const BACKUP: &[&str] = &["etc/pacmesh/pacmeshd.toml", "etc/conf.d/pacmesh"];
@@ -337,10 +342,19 @@ fn makepkg_builds_a_package_with_every_file() {
         include,
         "/{INCLUDE} differs from the packaged `pacmeshd --print-include`"
     );
-    assert!(
+    // `CacheServer` or `Server`, whichever this machine's pacman reads.
+    let directive = pacmesh_conf::include_directive(
+        pacmesh_conf::installed_pacman_version("pacman".as_ref()).ok(),
+    );
+    assert_eq!(
         include
             .lines()
-            .any(|l| l == "Server = http://127.0.0.1:15680/$repo/os/$arch"),
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        [format!(
+            "{} = http://127.0.0.1:15680/$repo/os/$arch",
+            directive.key()
+        )],
         "{include}"
     );
     for name in ["pacmeshd", "pacman.conf-insert"] {
@@ -415,4 +429,77 @@ fn man_path(tree: &Path, name: &str) -> PathBuf {
         std::fs::write(&out, text).expect("writing the decompressed man page");
         out
     }
+}
+
+/// The hook's `Exec`, checked without a package or a pacman transaction: its shell script
+/// run with the debug `pacmeshd` and a temporary file in place of the installed ones. It
+/// writes exactly what `pacmeshd --print-include` prints, leaves an unchanged file alone
+/// (same inode and mtime: `pacman -Qkk` stays quiet), replaces a stale one through a
+/// rename, and keeps the old file when pacmeshd cannot run.
+#[test]
+fn include_hook_writes_the_include_for_the_installed_pacman() {
+    let root = workspace_root();
+    let hook = read(&root.join("packaging/pacmesh-include.hook"));
+    let value = |key: &str| -> Vec<&str> {
+        hook.lines()
+            .filter_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix('='))
+            .map(str::trim)
+            .collect()
+    };
+    assert_eq!(value("Target"), ["pacman", "pacmesh"]);
+    assert_eq!(value("Operation"), ["Install", "Upgrade"]);
+    assert_eq!(value("When"), ["PostTransaction"]);
+    let [exec] = value("Exec")[..] else {
+        panic!("one Exec line: {hook}");
+    };
+    // libalpm splits Exec into words; within single quotes only \' is special.
+    let script = exec
+        .strip_prefix("/usr/bin/sh -c '")
+        .and_then(|s| s.strip_suffix('\''))
+        .filter(|s| !s.contains('\''))
+        .unwrap_or_else(|| panic!("Exec is not /usr/bin/sh -c '...': {exec}"));
+    assert!(
+        script.contains("/usr/bin/pacmeshd --print-include"),
+        "{script}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let include = dir.path().join("pacmesh");
+    let pacmeshd = pacmesh_tests::daemon::Daemon::binary();
+    let with = |pacmeshd: &Path| {
+        script
+            .replace("/etc/pacman.d/pacmesh", &include.display().to_string())
+            .replace("/usr/bin/pacmeshd", &pacmeshd.display().to_string())
+    };
+    let run_hook = |script: &str| run(Command::new("/usr/bin/sh").arg("-c").arg(script));
+    let expected = stdout_of(Command::new(&pacmeshd).arg("--print-include"));
+    let stamp = |path: &Path| {
+        let meta = std::fs::metadata(path).expect("the include file");
+        (
+            std::os::unix::fs::MetadataExt::ino(&meta),
+            meta.modified().expect("mtime"),
+        )
+    };
+
+    let out = run_hook(&with(&pacmeshd));
+    assert!(out.status.success(), "{}", describe(&out, "hook"));
+    assert_eq!(read(&include), expected);
+    let first = stamp(&include);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(run_hook(&with(&pacmeshd)).status.success());
+    assert_eq!(stamp(&include), first, "an unchanged include was rewritten");
+
+    std::fs::write(&include, "CacheServer = http://127.0.0.1:1/$repo\n").expect("write");
+    assert!(run_hook(&with(&pacmeshd)).status.success());
+    assert_eq!(read(&include), expected);
+
+    std::fs::write(&include, "old\n").expect("write");
+    let out = run_hook(&with(&dir.path().join("no-pacmeshd")));
+    assert!(!out.status.success(), "{}", describe(&out, "hook"));
+    assert_eq!(read(&include), "old\n", "a failed hook must keep the file");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["pacmesh"], "files left behind");
 }

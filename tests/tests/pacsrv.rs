@@ -169,6 +169,15 @@ fn pacsrv_installs_through_the_running_daemon() {
         "pacsrv spoke although the daemon answered:\n{}",
         describe(&out, "pacsrv")
     );
+    // The real pacman read pacsrv's include without a word: `Server` for pacman 6.0 (which
+    // warns about a `CacheServer` it does not know, and ignores it), `CacheServer` from 6.1.
+    assert!(
+        !stderr_lines(&out)
+            .iter()
+            .any(|l| l.starts_with("warning: config file")),
+        "pacman did not take the generated config:\n{}",
+        describe(&out, "pacsrv")
+    );
     // hello came from the daemon's cache, the database through its redirect.
     assert!(
         upstream.requests_for(hello.file_name()).is_empty(),

@@ -144,7 +144,12 @@ fn strip_preamble(part: &str) -> &str {
 fn pacmeshd_sections() -> String {
     let config = pacmeshd::config::DEFAULT_CONFIG_PATH;
     let include = pacmesh_conf::DEFAULT_INCLUDE_PATH;
-    let include_text = pacmesh_conf::include_file_contents(pacmesh_conf::DEFAULT_HTTP_PORT);
+    // The page shows what Arch's pacman (≥ 6.1) gets, whatever pacman the
+    // machine building the page has.
+    let include_text = pacmesh_conf::include_file_contents(
+        pacmesh_conf::DEFAULT_HTTP_PORT,
+        pacmesh_conf::ServerDirective::CacheServer,
+    );
     let mut s = String::new();
     s.push_str(".SH SIGNALS\n");
     s.push_str(&tagged(&[
@@ -171,7 +176,9 @@ fn pacmeshd_sections() -> String {
         (
             include,
             "The Include file that pacman.conf-insert puts first in every repository of \
-             pacman.conf; pacmeshd --print-include prints it.",
+             pacman.conf; pacmeshd --print-include prints it for the installed pacman \
+             (CacheServer from pacman 6.1 on, Server before), and a pacman hook rewrites it \
+             whenever pacman or pacmesh is installed or upgraded.",
         ),
         (
             "/var/lib/pacmesh",
@@ -192,7 +199,7 @@ fn pacmeshd_sections() -> String {
         ),
         ("1", "Any other error."),
     ]));
-    s.push_str(".SH EXAMPLES\n.PP\nThe include file, as installed:\n.PP\n.RS 4\n.nf\n");
+    s.push_str(".SH EXAMPLES\n.PP\nThe include file, as installed with pacman 6.1 or later:\n.PP\n.RS 4\n.nf\n");
     s.push_str(&escape_lines(&include_text));
     s.push_str(".fi\n.RE\n");
     s.push_str(&see_also(&[

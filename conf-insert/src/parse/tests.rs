@@ -318,6 +318,40 @@ fn real_mirrors_skip_pacmesh() {
     assert_eq!(conf.real_mirrors("custom", &by_url).len(), 0);
 }
 
+/// pacmesh's include in both of its forms, and another cache's
+/// `CacheServer`: only `Server` lines that are not pacmesh's own are
+/// redirect targets.
+#[test]
+fn cache_servers_are_never_mirrors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let main = "[core]\nInclude = {dir}/pacmesh\nCacheServer = http://10.0.0.7:9129/repo/archlinux/$repo/os/$arch\nInclude = {dir}/mirrorlist\n[extra]\nInclude = {dir}/pacmesh-old\nServer = https://m/$repo\n[own-by-url]\nCacheServer = http://localhost:15680/$repo\nServer = http://127.0.0.1:15680/$repo\n";
+    let cache_server = crate::include_file_contents(15680, crate::ServerDirective::CacheServer);
+    let server = crate::include_file_contents(15680, crate::ServerDirective::Server);
+    let includes = [
+        ("mirrorlist", MIRRORLIST),
+        ("pacmesh", cache_server.as_str()),
+        ("pacmesh-old", server.as_str()),
+    ];
+    let conf = load(dir.path(), main, &includes).expect("parses");
+    let addrs: Vec<SocketAddr> = vec!["127.0.0.1:15680".parse().expect("addr")];
+    let own = OwnServers::new(&addrs);
+    let urls = |repo: &str| -> Vec<&str> {
+        conf.real_mirrors(repo, &own)
+            .iter()
+            .map(|s| s.url.as_str())
+            .collect()
+    };
+    assert_eq!(
+        urls("core"),
+        [
+            "https://geo.mirror.pkgbuild.com/$repo/os/$arch",
+            "https://mirror.leaseweb.net/archlinux/$repo/os/$arch",
+        ]
+    );
+    assert_eq!(urls("extra"), ["https://m/$repo"]);
+    assert!(urls("own-by-url").is_empty());
+}
+
 #[test]
 fn unreadable_files_name_the_line() {
     let dir = tempfile::tempdir().expect("temp dir");

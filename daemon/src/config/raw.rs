@@ -91,7 +91,8 @@ pub struct RawConfig {
     pub print_config: bool,
 
     /// Print the contents of /etc/pacman.d/pacmesh (the Include that
-    /// pacman.conf-insert adds) and exit
+    /// pacman.conf-insert adds) for the installed pacman and exit
+    /// (CacheServer from pacman 6.1 on, Server before)
     #[arg(long)]
     #[serde(skip)]
     pub print_include: bool,
