@@ -124,7 +124,7 @@ pub struct ByteCounts {
     pub peer: u64,
     /// Downloaded from mirrors by this daemon.
     pub mirror_fetch: u64,
-    /// Of the downloads from peers: bytes that came from a peer's fetch
+    /// Of `peer`: bytes that came from a peer's fetch
     /// still under way (a joined WAN fetch).
     pub peer_inflight: u64,
     pub to_peers: u64,

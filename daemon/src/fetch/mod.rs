@@ -269,6 +269,7 @@ impl Engine {
         };
         let stats = &self.inner.stats;
         stats.add_mirror_fetch_bytes(finished.from_mirrors);
+        stats.add_peer_bytes(finished.from_holders + finished.from_fetchers);
         stats.add_peer_inflight_bytes(finished.from_fetchers);
         let bytes = finished.from_mirrors + finished.from_holders + finished.from_fetchers;
         info!(
@@ -327,6 +328,10 @@ async fn abandoned(transfer: &Transfer) {
 pub enum Answer {
     /// Send the file from the download (as it arrives, or whole).
     Stream(Arc<Growing>),
+    /// Send the file as it arrives from an authenticated mesh member,
+    /// before it verifies (a join that would outlast pacman's redirects,
+    /// with a mesh key configured; pacman checks the package signature).
+    StreamUnverified(Arc<Growing>),
     /// Still arriving and worth waiting for: ask pacman to come back.
     ComeBack,
     /// Nothing from here: the next source (the mirror's redirect).
@@ -335,8 +340,9 @@ pub enum Answer {
 
 impl Transfer {
     /// Waits (up to [`wait::WAIT_PER_HOP`]) for what to answer a request
-    /// at hop `hop`.
-    pub async fn answer(&self, hop: u32) -> Answer {
+    /// at hop `hop`. `members_trusted`: a mesh key is configured, so a
+    /// join too long for pacman's redirects may be streamed unverified.
+    pub async fn answer(&self, hop: u32, members_trusted: bool) -> Answer {
         self.touch();
         let mut rx = self.growing.watch();
         let mut outcome = self.outcome.clone();
@@ -376,7 +382,12 @@ impl Transfer {
                         info!(file = %self.name, done = shown.len, hop, "still arriving; pacman asked back");
                         Answer::ComeBack
                     }
-                    wait::AfterWait::GiveUp => {
+                    wait::AfterWait::OutOfHops if members_trusted && self.kind == Kind::Join => {
+                        info!(file = %self.name, done = shown.len, hop,
+                            "join longer than pacman's redirects; streaming the member's bytes");
+                        Answer::StreamUnverified(self.growing.clone())
+                    }
+                    wait::AfterWait::GiveUp | wait::AfterWait::OutOfHops => {
                         info!(file = %self.name, done = shown.len, hop, "download too slow for pacman; given up for the mirror");
                         if self.kind != Kind::Fetch {
                             self.cancel();

@@ -165,7 +165,7 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
         })
         .unwrap();
     // pacman's request gets a stream as soon as the mirror answered.
-    let Answer::Stream(growing) = t.answer(0).await else {
+    let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("no stream")
     };
     let joiner = engine.open(NAME, 0).expect("peers may join our fetch");
@@ -233,7 +233,7 @@ async fn a_joiner_whose_fetcher_dies_continues_at_the_mirror_from_the_byte_reach
             keep: true,
         })
         .unwrap();
-    let Answer::Stream(growing) = t.answer(0).await else {
+    let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("not done within one wait")
     };
     // Peer bytes were in it: pacman got it only once verified.
@@ -345,7 +345,7 @@ async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
             keep: true,
         })
         .unwrap();
-    let Answer::Stream(growing) = t.answer(0).await else {
+    let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("no answer")
     };
     assert_eq!(
@@ -356,4 +356,52 @@ async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
     assert_eq!(*fake.opens.lock().unwrap(), vec![(SourceId::Fetcher(F), 0)]);
     // We lost the claim, so we announce nothing on completion.
     assert!(fake.ended.lock().unwrap().is_empty());
+}
+
+/// A join at 100 KB/s of a 10 MB file: far past pacman's redirects.
+fn slow_join(engine: &Engine, name: &str) -> Arc<Transfer> {
+    let good = content(10_000_000, 5);
+    let fake = Arc::new(Fake {
+        scripts: HashMap::from([(
+            SourceId::Fetcher(F),
+            Script {
+                bytes: good.clone(),
+                break_at: None,
+            },
+        )]),
+        ..Fake::default()
+    });
+    engine
+        .start(Job {
+            name: name.into(),
+            kind: Kind::Join,
+            sources: fake,
+            order: vec![SourceId::Fetcher(F)],
+            expected: Some(expected(&good)),
+            keep: true,
+        })
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_longer_than_pacmans_redirects_streams_only_between_keyed_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let open_mesh = slow_join(&engine, "open-1-1-any.pkg.tar.zst");
+    assert!(
+        matches!(open_mesh.answer(0, false).await, Answer::Elsewhere),
+        "without a mesh key the mirror must answer"
+    );
+    let keyed = slow_join(&engine, "keyed-1-1-any.pkg.tar.zst");
+    let Answer::StreamUnverified(growing) = keyed.answer(0, true).await else {
+        panic!("a keyed mesh streams the member's bytes")
+    };
+    let mut r = growing.reader(0);
+    let first = r.next_chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    assert_eq!(
+        growing.shown().end,
+        growing::End::Running,
+        "streamed before it is complete"
+    );
 }

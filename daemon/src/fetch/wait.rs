@@ -51,6 +51,10 @@ pub enum AfterWait {
     ComeBack,
     /// Send pacman to the mirror (and stop waiting on this download).
     GiveUp,
+    /// On course, but at its pace it cannot end within pacman's
+    /// redirects: what to do depends on whether its bytes may be streamed
+    /// before they verify (see `fetch::Transfer::answer`).
+    OutOfHops,
 }
 
 /// The budget left after `hop` hops.
@@ -62,7 +66,7 @@ pub fn budget_left(hop: u32) -> Duration {
 /// during the wait, and at its pace so far it ends within the hops left
 /// (a holder on the LAN must also keep [`MIN_HOLDER_RATE`]).
 pub fn after_wait(hop: u32, course: Course) -> AfterWait {
-    if hop >= MAX_HOPS || !course.moved || course.done == 0 {
+    if !course.moved || course.done == 0 {
         return AfterWait::GiveUp;
     }
     let secs = course.elapsed.as_secs_f64().max(1e-3);
@@ -71,8 +75,12 @@ pub fn after_wait(hop: u32, course: Course) -> AfterWait {
         return AfterWait::GiveUp;
     }
     let left = course.size.saturating_sub(course.done) as f64 / rate;
-    if course.size > 0 && left > budget_left(hop).as_secs_f64() {
-        return AfterWait::GiveUp;
+    if hop >= MAX_HOPS || (course.size > 0 && left > budget_left(hop).as_secs_f64()) {
+        return if course.wan_paced {
+            AfterWait::OutOfHops
+        } else {
+            AfterWait::GiveUp
+        };
     }
     AfterWait::ComeBack
 }
@@ -117,10 +125,11 @@ mod tests {
             (0, course(8, 8 * MIB, 100 * MIB, false), GiveUp),
             // The same pace from the WAN is the WAN's: waited for…
             (0, course(8, 8 * MIB, 40 * MIB, true), ComeBack),
-            // …unless it cannot end within the hops left (8 × 8.5 s).
-            (0, course(8, 8 * MIB, 100 * MIB, true), GiveUp),
+            // …unless it cannot end within the hops left (7 × 8.5 s).
+            (0, course(8, 8 * MIB, 100 * MIB, true), OutOfHops),
             // The last hop is never exceeded.
-            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, true), GiveUp),
+            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, true), OutOfHops),
+            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, false), GiveUp),
             (
                 MAX_HOPS - 1,
                 course(60, 99 * MIB, 100 * MIB, true),

@@ -231,7 +231,12 @@ async fn from_download(
 ) -> Option<(Response<Body>, Source)> {
     let transfer = state.download(file)?;
     let hop = fetch::wait::hop_of(req.uri().query());
-    match transfer.answer(hop).await {
+    match transfer.answer(hop, state.mesh.is_keyed()).await {
+        fetch::Answer::StreamUnverified(growing) => {
+            let on_done = on_file_done(state, Source::PeerUnverified, started);
+            stream::respond(&growing, req.headers(), false, on_done)
+                .map(|r| (r, Source::PeerUnverified))
+        }
         fetch::Answer::Stream(growing) => {
             let shown = growing.shown();
             let source = if shown.streamable && shown.end == fetch::growing::End::Running {
@@ -242,7 +247,7 @@ async fn from_download(
                 Source::PeerUnverified
             };
             let on_done = on_file_done(state, source, started);
-            stream::respond(&growing, req.headers(), on_done).map(|r| (r, source))
+            stream::respond(&growing, req.headers(), true, on_done).map(|r| (r, source))
         }
         fetch::Answer::ComeBack => Some((come_back(req, hop + 1), Source::PeerWait)),
         fetch::Answer::Elsewhere => None,
@@ -303,10 +308,9 @@ fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDon
                 stats.add_local_bytes(bytes);
                 stats.local_transfer.observe(took);
             }
-            Source::Peer | Source::PeerUnverified => {
-                stats.add_peer_bytes(bytes);
-                stats.peer_transfer.observe(took);
-            }
+            // Their bytes are counted by the download, by where they
+            // came from (`fetch::Engine`).
+            Source::Peer | Source::PeerUnverified => stats.peer_transfer.observe(took),
             _ => {}
         }
         span.in_scope(|| log_done(source, status, bytes, complete, started));

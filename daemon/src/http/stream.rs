@@ -19,9 +19,12 @@ const CHANNEL_CHUNKS: usize = 4;
 
 /// The response for `growing`, whose size is known. `None` when it is
 /// not (the download ended without one): the caller falls back.
+/// `verified_only`: pacman gets peers' bytes only once the whole file
+/// verified (false only for `fetch::Answer::StreamUnverified`).
 pub fn respond(
     growing: &Arc<Growing>,
     headers: &HeaderMap,
+    verified_only: bool,
     on_done: OnDone,
 ) -> Option<Response<Body>> {
     let size = growing.shown().size?;
@@ -45,7 +48,11 @@ pub fn respond(
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
-    let mut reader = growing.reader_for_pacman(start);
+    let mut reader = if verified_only {
+        growing.reader_for_pacman(start)
+    } else {
+        growing.reader(start)
+    };
     tokio::spawn(async move {
         let mut sent = 0u64;
         let want = end - start;
