@@ -24,7 +24,6 @@ mod hello;
 mod key;
 mod serve;
 mod socket;
-mod stub_inflight;
 pub mod tls;
 mod transfer;
 
@@ -46,7 +45,6 @@ pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
 pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
 pub use serve::UPLOAD_PRIORITY;
 pub use socket::{size_buffers, BUFFER_BYTES};
-pub use stub_inflight::Fetcher;
 pub use transfer::{FetchError, PeerDownload};
 
 use super::choice::{Choice, ChoicePolicy};
