@@ -249,6 +249,9 @@ async fn read_loop(
             Message::FetchRequest(_) | Message::FetchHeader(_) => {
                 return End::Protocol("fetch message on the control stream".into())
             }
+            // Not kept yet: hearing a peer's downloads comes with the
+            // mesh side of joining them.
+            Message::Fetching(_) | Message::FetchEnded(_) => {}
         }
     }
 }
