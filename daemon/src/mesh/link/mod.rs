@@ -9,19 +9,23 @@
 //! - `dial`: dial targets (discovered and static) with backoff; accepting.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
-//! - `serve`: the serving end of transfer streams (uploads), reading files
-//!   with `crate::cachefile`.
+//! - `serve`: the serving end of transfer streams (uploads): cache files
+//!   with `crate::cachefile`, downloads still arriving from
+//!   `mesh::inflight`; `body` sends either.
 //! - `transfer`: the asking end, [`Mesh::fetch`] and [`PeerDownload`].
+//! - `options`: [`MeshOptions`].
 //!
 //! The decisions (backoff, duplicates, liveness) are in `mesh::peers`;
 //! which holder to fetch from is in `mesh::choice`.
 
+mod body;
 mod close;
 mod control;
 mod dial;
 mod frames;
 mod hello;
 mod key;
+mod options;
 mod serve;
 mod socket;
 pub mod tls;
@@ -43,70 +47,26 @@ use tokio_util::task::TaskTracker;
 pub use close::CloseCode;
 pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
 pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
-pub use serve::UPLOAD_PRIORITY;
+pub use options::MeshOptions;
+pub use serve::{
+    RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN, UPLOAD_PRIORITY,
+};
 pub use socket::{size_buffers, BUFFER_BYTES};
 pub use transfer::{FetchError, PeerDownload};
 
-use super::choice::{Choice, ChoicePolicy};
+use super::choice::Choice;
+use super::inflight::InFlightFiles;
 use super::peers::{self, BackoffPolicy, LinkFacts, LinkRank};
 use super::publish::Publisher;
 use super::DiscoveryEvent;
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
-use crate::index::CacheIndex;
 
 /// Log target of link up/down events.
 const TARGET: &str = "pacmesh::peers";
 
 /// The longest `closed()` takes after shutdown.
 const CLOSE_BUDGET: Duration = Duration::from_secs(2);
-
-/// What the mesh needs to run.
-#[derive(Debug, Clone)]
-pub struct MeshOptions {
-    pub identity: Arc<Identity>,
-    /// `None`: an open mesh (tag [`OPEN_TAG`]).
-    pub mesh_key: Option<MeshKey>,
-    /// Sent in `Hello`.
-    pub archs: Vec<String>,
-    /// QUIC keep-alive interval (2 s).
-    pub keep_alive: Duration,
-    /// A peer silent this long is dropped (10 s).
-    pub idle_timeout: Duration,
-    /// The local cache index that uploads are served from (the daemon's
-    /// `State::index`). Default: an empty index, so nothing is served.
-    pub index: SharedIndex,
-    /// Uploads at once, to all peers together; more are answered `Busy`
-    /// (4).
-    pub max_uploads: usize,
-    /// A peer download with no bytes for this long fails `Stalled` (3 s).
-    pub stall_timeout: Duration,
-    /// Penalty length and measurement knobs of the peer choice.
-    pub choice: ChoicePolicy,
-    /// Test only: every upload sends this many body bytes, then nothing
-    /// more while holding its stream open, as a stalled peer would.
-    /// Always `None` in the daemon.
-    pub test_stall_after: Option<u64>,
-}
-
-impl MeshOptions {
-    /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
-    /// nothing to serve, 4 uploads, stall timeout 3 s, penalties 10 min.
-    pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
-        MeshOptions {
-            identity,
-            mesh_key: None,
-            archs,
-            keep_alive: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(10),
-            index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
-            max_uploads: 4,
-            stall_timeout: Duration::from_secs(3),
-            choice: ChoicePolicy::default(),
-            test_stall_after: None,
-        }
-    }
-}
 
 /// One linked peer, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -262,6 +222,8 @@ pub(crate) struct Inner {
     changed: watch::Sender<u64>,
     /// What uploads are served from.
     index: SharedIndex,
+    /// Downloads under way here, served to peers as they grow.
+    in_flight: Arc<dyn InFlightFiles>,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
     stall_timeout: Duration,
@@ -391,6 +353,7 @@ impl Mesh {
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
             index: opts.index,
+            in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
             stall_timeout: opts.stall_timeout,
             test_stall_after: opts.test_stall_after,
