@@ -227,6 +227,7 @@ pub(crate) struct Inner {
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
     stall_timeout: Duration,
+    growing_stall_timeout: Duration,
     test_stall_after: Option<u64>,
     choice: Mutex<Choice>,
     peer_bytes: Mutex<HashMap<NodeId, Arc<PeerBytes>>>,
@@ -356,6 +357,7 @@ impl Mesh {
             in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
             stall_timeout: opts.stall_timeout,
+            growing_stall_timeout: opts.growing_stall_timeout,
             test_stall_after: opts.test_stall_after,
             choice: Mutex::new(Choice::new(opts.choice)),
             peer_bytes: Mutex::new(HashMap::new()),
