@@ -13,11 +13,14 @@
 //!   with `crate::cachefile`, downloads still arriving from
 //!   `mesh::inflight`; `body` sends either.
 //! - `transfer`: the asking end, [`Mesh::fetch`] and [`PeerDownload`].
+//! - `announce`: this host's WAN downloads told to its peers
+//!   ([`Mesh::announce`]) and theirs heard ([`Mesh::fetchers`]).
 //! - `options`: [`MeshOptions`].
 //!
 //! The decisions (backoff, duplicates, liveness) are in `mesh::peers`;
 //! which holder to fetch from is in `mesh::choice`.
 
+mod announce;
 mod body;
 mod close;
 mod control;
@@ -38,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use pacmesh_proto::{name_hash, DigestState, NodeId};
+use pacmesh_proto::{name_hash, DigestState, Hello, NodeId};
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +58,8 @@ pub use socket::{size_buffers, BUFFER_BYTES};
 pub use transfer::{FetchError, PeerDownload};
 
 use super::choice::Choice;
+pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
+use super::fetching::{OwnFetches, PeerFetches};
 use super::inflight::InFlightFiles;
 use super::peers::{self, BackoffPolicy, LinkFacts, LinkRank};
 use super::publish::Publisher;
@@ -126,7 +131,11 @@ pub(crate) struct Link {
     addr: SocketAddr,
     rank: LinkRank,
     archs: Vec<String>,
+    /// The peer's `Hello.version`: what it may be sent.
+    version: u32,
     digest: RwLock<DigestState>,
+    /// The WAN downloads the peer announced on this link.
+    fetches: Mutex<PeerFetches>,
     /// (UDP datagrams received when last looked, when they last grew).
     heard: Mutex<(u64, Instant)>,
     /// Set by whoever closes the link on purpose.
@@ -134,15 +143,17 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    fn new(peer: NodeId, conn: quinn::Connection, rank: LinkRank, archs: Vec<String>) -> Self {
+    fn new(peer: NodeId, conn: quinn::Connection, rank: LinkRank, hello: Hello) -> Self {
         Link {
             peer,
             addr: conn.remote_address(),
             heard: Mutex::new((conn.stats().udp_rx.datagrams, Instant::now())),
             conn,
             rank,
-            archs,
+            archs: hello.archs,
+            version: hello.version,
             digest: RwLock::new(DigestState::new()),
+            fetches: Mutex::new(PeerFetches::default()),
             closed_with: OnceLock::new(),
         }
     }
@@ -179,6 +190,10 @@ impl Link {
 
     fn write_digest(&self) -> RwLockWriteGuard<'_, DigestState> {
         self.digest.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fetches(&self) -> MutexGuard<'_, PeerFetches> {
+        self.fetches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn status(&self) -> PeerStatus {
@@ -220,6 +235,12 @@ pub(crate) struct Inner {
     targets: Mutex<dial::Targets>,
     /// Bumped whenever a link comes or goes, to wake waiting dialers.
     changed: watch::Sender<u64>,
+    /// This host's announced WAN downloads; every v2 link's writer
+    /// watches it.
+    own_fetches: watch::Sender<OwnFetches>,
+    /// Bumped whenever a peer's announced downloads change or a link comes
+    /// or goes ([`Mesh::fetchers_changed`]).
+    fetchers_changed: watch::Sender<u64>,
     /// What uploads are served from.
     index: SharedIndex,
     /// Downloads under way here, served to peers as they grow.
@@ -257,6 +278,13 @@ impl Inner {
         self.links().contains_key(peer)
     }
 
+    /// A link came or went: wakes the dialers and whoever waits on the
+    /// peers' announced downloads (a gone link takes its own with it).
+    fn links_changed(&self) {
+        self.changed.send_modify(|n| *n += 1);
+        self.fetchers_changed.send_modify(|n| *n += 1);
+    }
+
     /// Makes `link` the link to its peer unless an existing one wins
     /// (`peers::resolve_duplicate`); false when `link` lost.
     fn register(&self, link: &Arc<Link>) -> bool {
@@ -272,7 +300,7 @@ impl Inner {
         }
         links.insert(link.peer, link.clone());
         drop(links);
-        self.changed.send_modify(|n| *n += 1);
+        self.links_changed();
         true
     }
 
@@ -282,7 +310,7 @@ impl Inner {
         if links.get(&link.peer).is_some_and(|l| Arc::ptr_eq(l, link)) {
             links.remove(&link.peer);
             drop(links);
-            self.changed.send_modify(|n| *n += 1);
+            self.links_changed();
         }
     }
 
@@ -292,7 +320,7 @@ impl Inner {
         if let Some(link) = removed {
             link.close(code);
             tracing::info!(target: TARGET, peer = %peer, reason = code.reason(), "link down");
-            self.changed.send_modify(|n| *n += 1);
+            self.links_changed();
         }
     }
 }
@@ -353,6 +381,8 @@ impl Mesh {
             links: RwLock::new(HashMap::new()),
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
+            own_fetches: watch::Sender::new(OwnFetches::default()),
+            fetchers_changed: watch::Sender::new(0),
             index: opts.index,
             in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
