@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -13,6 +14,7 @@ use tracing::{error, info, warn};
 
 use pacmeshd::config::{self, RawConfig};
 use pacmeshd::mesh::discovery::{mdns::MdnsDiscovery, Discovery};
+use pacmeshd::mesh::inflight::NoDownloads;
 use pacmeshd::mesh::service::MeshParts;
 use pacmeshd::{setup, Control};
 
@@ -122,6 +124,7 @@ fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
         socket,
         discovery,
         static_peers,
+        in_flight: Arc::new(NoDownloads),
     })
 }
 

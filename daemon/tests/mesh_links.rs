@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::UdpSocket;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pacmesh_proto::{encode_frame, Message, PackageSet, MAX_FRAME};
@@ -15,6 +14,7 @@ use pacmeshd::index::Change;
 use pacmeshd::mesh::link::{CloseCode, Mesh, MeshKey, MeshOptions};
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::logs::{capture_logs, log_has_line};
 use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
 
@@ -122,40 +122,6 @@ async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> boo
 fn sorted(mut ids: Vec<NodeId>) -> Vec<NodeId> {
     ids.sort();
     ids
-}
-
-// Log capture, to check that refusals name the peer and the reason.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-struct Capture;
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("pacmeshd=debug,pacmesh=debug")
-            .with_ansi(false)
-            .with_writer(|| Capture)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-    });
-}
-
-fn log_has_line(all: &[&str]) -> bool {
-    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
-    String::from_utf8_lossy(&log)
-        .lines()
-        .any(|line| all.iter().all(|s| line.contains(s)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,12 +23,13 @@ pub use digest_state::{DeltaOutcome, DigestSender, DigestState};
 pub use filename::{classify, validate_name, FileKind, NameError, MAX_NAME_LEN};
 pub use frame::FrameDecoder;
 pub use message::{
-    Delta, Digest, FetchHeader, FetchRequest, FetchStatus, Hello, Message, NodeId, MAX_ARCHS,
-    MAX_ARCH_LEN, MAX_DELTA_CHANGES, MAX_DELTA_LEN, MAX_DIGEST_LEN, MAX_FETCH_HEADER_LEN,
-    MAX_FETCH_REQUEST_LEN, MAX_HELLO_LEN, MAX_UNIT_LEN,
+    Delta, Digest, FetchEnded, FetchHeader, FetchRequest, FetchStatus, Fetching, Hello, Message,
+    NodeId, MAX_ARCHS, MAX_ARCH_LEN, MAX_DELTA_CHANGES, MAX_DELTA_LEN, MAX_DIGEST_LEN,
+    MAX_FETCHING_LEN, MAX_FETCH_ENDED_LEN, MAX_FETCH_HEADER_LEN, MAX_FETCH_REQUEST_LEN,
+    MAX_HELLO_LEN, MAX_UNIT_LEN,
 };
 pub use package_set::{name_hash, NameHash, PackageSet, SetError, MAX_DIGEST_PACKAGES};
 pub use wire::{
-    decode, encode, encode_frame, DecodeError, EncodeError, ALPN, FRAME_PREFIX_LEN, MAX_FRAME,
-    MAX_TRANSFER_FRAME, PROTOCOL_VERSION,
+    decode, encode, encode_frame, DecodeError, EncodeError, ALPN, FETCHING_MIN_VERSION,
+    FRAME_PREFIX_LEN, MAX_FRAME, MAX_TRANSFER_FRAME, PROTOCOL_VERSION,
 };

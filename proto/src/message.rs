@@ -2,11 +2,18 @@
 //! largest encoded sizes.
 //!
 //! A link has one long-lived control stream (`Hello`, then `Digest`,
-//! `Delta`, `ResyncRequest`, `Goodbye`) and one short stream per transfer:
+//! `Delta`, `ResyncRequest`, `Fetching`, `FetchEnded`, `Goodbye`) and one
+//! short stream per transfer:
 //! the asker sends a `FetchRequest`, the holder answers a `FetchHeader` and,
 //! when its status is `Ok`, the file's bytes from the requested offset to
 //! the end, raw and unframed. Liveness and RTT come from QUIC itself
 //! (keep-alive, `Connection::rtt`), so there is no ping message.
+//!
+//! `Fetching` and `FetchEnded` (protocol version 2) announce the sender's
+//! own downloads from the WAN, so a peer missing the same file joins that
+//! download instead of starting another. A version 1 peer closes the link
+//! on a tag it does not know, so they are sent only to peers whose `Hello`
+//! says at least [`crate::FETCHING_MIN_VERSION`].
 //!
 //! The `MAX_*_LEN` constants are the largest payload (without the 4-byte
 //! frame prefix) each message can encode to within the limits below; the
@@ -46,6 +53,10 @@ pub const MAX_UNIT_LEN: usize = TAG;
 pub const MAX_FETCH_REQUEST_LEN: usize = TAG + 3 + MAX_NAME_LEN + U64;
 /// Largest `FetchHeader`.
 pub const MAX_FETCH_HEADER_LEN: usize = TAG + 1 + U64 + 9;
+/// Largest `Fetching`: a 255-byte name and a size.
+pub const MAX_FETCHING_LEN: usize = TAG + 3 + MAX_NAME_LEN + U64;
+/// Largest `FetchEnded`: a 255-byte name and a bool.
+pub const MAX_FETCH_ENDED_LEN: usize = TAG + 3 + MAX_NAME_LEN + 1;
 
 /// A daemon's identity: the SHA-256 of its certificate's public key
 /// (the DER SubjectPublicKeyInfo), so a link can be pinned to the id it
@@ -162,6 +173,28 @@ impl FetchHeader {
     }
 }
 
+/// "I am downloading this file from the WAN right now": sent on the
+/// control stream when the download starts, again when its size becomes
+/// known, and for every download under way right after the `Digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetching {
+    /// A plain file name; [`crate::decode`] guarantees it passed
+    /// [`validate_name`].
+    pub file_name: String,
+    /// The whole file's size in bytes, 0 while not known yet.
+    pub size: u64,
+}
+
+/// "My download of this file ended", after a `Fetching` for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchEnded {
+    /// A plain file name, checked like [`Fetching::file_name`].
+    pub file_name: String,
+    /// The file verified and is in the sender's digest now (or in the next
+    /// delta); false when the download was abandoned or did not verify.
+    pub complete: bool,
+}
+
 /// One frame's content. New variants go at the end (the tag is the index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -174,6 +207,10 @@ pub enum Message {
     Goodbye,
     FetchRequest(FetchRequest),
     FetchHeader(FetchHeader),
+    /// Version 2 and later.
+    Fetching(Fetching),
+    /// Version 2 and later.
+    FetchEnded(FetchEnded),
 }
 
 /// A limit of this module that a message breaks.
@@ -193,6 +230,8 @@ impl Message {
             Message::ResyncRequest | Message::Goodbye => MAX_UNIT_LEN,
             Message::FetchRequest(_) => MAX_FETCH_REQUEST_LEN,
             Message::FetchHeader(_) => MAX_FETCH_HEADER_LEN,
+            Message::Fetching(_) => MAX_FETCHING_LEN,
+            Message::FetchEnded(_) => MAX_FETCH_ENDED_LEN,
         }
     }
 
@@ -216,8 +255,10 @@ impl Message {
             {
                 return Err(Limit("more delta changes than MAX_DELTA_CHANGES"));
             }
-            Message::FetchRequest(r) => {
-                validate_name(&r.file_name).map_err(LimitError::Name)?;
+            Message::FetchRequest(FetchRequest { file_name, .. })
+            | Message::Fetching(Fetching { file_name, .. })
+            | Message::FetchEnded(FetchEnded { file_name, .. }) => {
+                validate_name(file_name).map_err(LimitError::Name)?;
             }
             _ => {}
         }

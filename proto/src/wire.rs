@@ -5,7 +5,9 @@
 //! `bincode::config::standard()` (little-endian varints). On a stream each
 //! payload travels in a frame: a big-endian `u32` length, then the payload
 //! (see [`crate::FrameDecoder`]). The protocol's version is the ALPN
-//! string; a change that old peers cannot decode gets a new one.
+//! string; a change that old peers cannot decode gets a new one, unless
+//! it is a message kind that is only sent to peers whose `Hello.version`
+//! says they know it (see [`PROTOCOL_VERSION`]).
 
 use bincode::config::{self, Config};
 use bincode::error::DecodeError as BincodeError;
@@ -16,7 +18,16 @@ use crate::message::{LimitError, Message};
 /// ALPN of this protocol version on QUIC links.
 pub const ALPN: &[u8] = b"pacmesh/1";
 /// Version carried in `Hello`, for compatible additions within one ALPN.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// - 1: `Hello`, `Digest`, `Delta`, `ResyncRequest`, `Goodbye`,
+///   `FetchRequest`, `FetchHeader`.
+/// - 2: adds `Fetching` and `FetchEnded` (announced WAN downloads). A
+///   version 1 peer would close the link on their tags, so they are sent
+///   only to peers at [`FETCHING_MIN_VERSION`] or later; the ALPN stays
+///   `pacmesh/1` and the two versions keep linking.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The first `Hello.version` that understands `Fetching` and `FetchEnded`.
+pub const FETCHING_MIN_VERSION: u32 = 2;
 /// Largest payload of a control-stream frame (1 MiB): holds the largest
 /// `Digest` ([`crate::MAX_DIGEST_LEN`]).
 pub const MAX_FRAME: usize = 1 << 20;

@@ -5,8 +5,9 @@ mod common;
 
 use common::arb_message;
 use pacmesh_proto::{
-    decode, encode, encode_frame, DecodeError, Delta, EncodeError, FetchRequest, FrameDecoder,
-    Hello, Message, NameError, NameHash, NodeId, MAX_ARCHS, MAX_DELTA_CHANGES, MAX_FRAME,
+    decode, encode, encode_frame, DecodeError, Delta, EncodeError, FetchEnded, FetchRequest,
+    Fetching, FrameDecoder, Hello, Message, NameError, NameHash, NodeId, MAX_ARCHS,
+    MAX_DELTA_CHANGES, MAX_FRAME,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -79,19 +80,33 @@ fn oversized_length_prefix_is_refused_from_its_four_bytes() {
     assert_eq!(dec.next_frame().expect("waits for the body"), None);
 }
 
+/// Every message kind that carries a file name refuses a bad one both ways.
 fn check_bad_name(name: &str, want: NameError) {
-    let msg = Message::FetchRequest(FetchRequest {
-        file_name: name.to_owned(),
-        offset: 0,
-    });
-    match decode(&encode(&msg)) {
-        Err(DecodeError::BadFileName(got)) => assert_eq!(got, want, "{name:?}"),
-        other => panic!("{name:?}: {other:?}"),
+    let file_name = name.to_owned();
+    let carriers = [
+        Message::FetchRequest(FetchRequest {
+            file_name: file_name.clone(),
+            offset: 0,
+        }),
+        Message::Fetching(Fetching {
+            file_name: file_name.clone(),
+            size: 1,
+        }),
+        Message::FetchEnded(FetchEnded {
+            file_name,
+            complete: true,
+        }),
+    ];
+    for msg in carriers {
+        match decode(&encode(&msg)) {
+            Err(DecodeError::BadFileName(got)) => assert_eq!(got, want, "{name:?} in {msg:?}"),
+            other => panic!("{name:?} in {msg:?}: {other:?}"),
+        }
+        assert!(matches!(
+            encode_frame(&msg, MAX_FRAME),
+            Err(EncodeError::BadFileName(_))
+        ));
     }
-    assert!(matches!(
-        encode_frame(&msg, MAX_FRAME),
-        Err(EncodeError::BadFileName(_))
-    ));
 }
 
 #[test]
@@ -141,10 +156,14 @@ fn check_malformed(bytes: &[u8]) {
 
 #[test]
 fn garbage_is_malformed() {
-    check_malformed(&[7]); // no such message tag
+    check_malformed(&[9]); // no such message tag (yet)
     check_malformed(&[200, 0]);
     // FetchRequest whose name is not UTF-8.
     check_malformed(&[5, 2, 0xc3, 0x28, 0]);
+    // Fetching whose name is not UTF-8.
+    check_malformed(&[7, 2, 0xc3, 0x28, 0]);
+    // FetchEnded whose `complete` is neither 0 nor 1.
+    check_malformed(&[8, 1, b'a', 2]);
     // Hello whose mesh_proof option tag is 2.
     let mut hello = vec![0];
     hello.extend_from_slice(&[0; 32]);

@@ -104,3 +104,23 @@ proptest! {
 fn arb_small_hash() -> impl Strategy<Value = NameHash> {
     (0u64..20).prop_map(NameHash::from_u64)
 }
+
+/// A version 1 peer decodes tags 0 to 6; the version 2 messages must come
+/// after them, never between.
+#[test]
+fn message_tags_never_move() {
+    use pacmesh_proto::{FetchEnded, Fetching};
+    let tag = |m: Message| encode(&m)[0];
+    assert_eq!(tag(Message::ResyncRequest), 3);
+    assert_eq!(tag(Message::Goodbye), 4);
+    let fetching = Fetching {
+        file_name: "a".into(),
+        size: 1,
+    };
+    assert_eq!(tag(Message::Fetching(fetching)), 7);
+    let ended = FetchEnded {
+        file_name: "a".into(),
+        complete: false,
+    };
+    assert_eq!(tag(Message::FetchEnded(ended)), 8);
+}

@@ -6,11 +6,11 @@ mod common;
 
 use common::realistic_name;
 use pacmesh_proto::{
-    encode, encode_frame, name_hash, Delta, Digest, FetchHeader, FetchRequest, FetchStatus, Hello,
-    Message, NameHash, NodeId, PackageSet, MAX_ARCHS, MAX_ARCH_LEN, MAX_DELTA_CHANGES,
-    MAX_DELTA_LEN, MAX_DIGEST_LEN, MAX_DIGEST_PACKAGES, MAX_FETCH_HEADER_LEN,
-    MAX_FETCH_REQUEST_LEN, MAX_FRAME, MAX_HELLO_LEN, MAX_NAME_LEN, MAX_TRANSFER_FRAME,
-    MAX_UNIT_LEN,
+    encode, encode_frame, name_hash, Delta, Digest, FetchEnded, FetchHeader, FetchRequest,
+    FetchStatus, Fetching, Hello, Message, NameHash, NodeId, PackageSet, MAX_ARCHS, MAX_ARCH_LEN,
+    MAX_DELTA_CHANGES, MAX_DELTA_LEN, MAX_DIGEST_LEN, MAX_DIGEST_PACKAGES, MAX_FETCHING_LEN,
+    MAX_FETCH_ENDED_LEN, MAX_FETCH_HEADER_LEN, MAX_FETCH_REQUEST_LEN, MAX_FRAME, MAX_HELLO_LEN,
+    MAX_NAME_LEN, MAX_TRANSFER_FRAME, MAX_UNIT_LEN,
 };
 
 /// Encodes the worst case and checks it reaches (`exact`) or stays under
@@ -61,6 +61,18 @@ fn worst_case_sizes_meet_the_documented_bounds() {
     };
     check_worst(Message::FetchHeader(header), MAX_FETCH_HEADER_LEN, true);
 
+    let fetching = Fetching {
+        file_name: "a".repeat(MAX_NAME_LEN),
+        size: u64::MAX,
+    };
+    check_worst(Message::Fetching(fetching), MAX_FETCHING_LEN, true);
+
+    let ended = FetchEnded {
+        file_name: "a".repeat(MAX_NAME_LEN),
+        complete: true,
+    };
+    check_worst(Message::FetchEnded(ended), MAX_FETCH_ENDED_LEN, true);
+
     check_worst(Message::ResyncRequest, MAX_UNIT_LEN, true);
     check_worst(Message::Goodbye, MAX_UNIT_LEN, true);
 
@@ -81,7 +93,14 @@ fn worst_case_sizes_meet_the_documented_bounds() {
 
 #[test]
 fn bounds_fit_their_streams_frames() {
-    for bound in [MAX_HELLO_LEN, MAX_DIGEST_LEN, MAX_DELTA_LEN, MAX_UNIT_LEN] {
+    for bound in [
+        MAX_HELLO_LEN,
+        MAX_DIGEST_LEN,
+        MAX_DELTA_LEN,
+        MAX_UNIT_LEN,
+        MAX_FETCHING_LEN,
+        MAX_FETCH_ENDED_LEN,
+    ] {
         assert!(bound <= MAX_FRAME, "{bound}");
     }
     for bound in [MAX_FETCH_REQUEST_LEN, MAX_FETCH_HEADER_LEN] {

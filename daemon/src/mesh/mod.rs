@@ -13,11 +13,14 @@
 //!   throughput, RTT, failures, penalties).
 //! - `inflight`: what the mesh serves of downloads still arriving here,
 //!   and what hosts announce about their own WAN fetches.
+//! - `fetching`: the pure state of announced WAN fetches (this host's,
+//!   what each link was told, what each peer said).
 //! - `publish`: this host's index as a digest and numbered deltas.
 //! - `service`: how the daemon starts and stops all of the above.
 
 pub mod choice;
 pub mod discovery;
+pub mod fetching;
 pub mod inflight;
 pub mod link;
 pub mod peers;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::discovery::Discovery;
+use super::inflight::InFlightFiles;
 use super::link::{mesh_tag, Mesh, MeshKey, MeshOptions};
 use super::publish::Publisher;
 use super::Announce;
@@ -19,11 +20,14 @@ use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
 
 /// The mesh's IO, made ready by `main`: a bound UDP socket, the discovery
-/// source (none with `--no-mdns`), and each static peer's addresses.
+/// source (none with `--no-mdns`), each static peer's addresses, and the
+/// downloads under way that peers may read as they grow (the download
+/// engine's; [`NoDownloads`](super::inflight::NoDownloads) without one).
 pub struct MeshParts {
     pub socket: UdpSocket,
     pub discovery: Option<Box<dyn Discovery>>,
     pub static_peers: Vec<Vec<SocketAddr>>,
+    pub in_flight: Arc<dyn InFlightFiles>,
 }
 
 impl std::fmt::Debug for MeshParts {
@@ -65,6 +69,7 @@ impl MeshService {
         options.mesh_key = mesh_key;
         // Peers are served from the same index pacman is.
         options.index = index;
+        options.in_flight = parts.in_flight;
         let mesh = Mesh::start(parts.socket, options, publisher, shutdown.clone())?;
         for addrs in parts.static_peers {
             mesh.add_static(addrs);

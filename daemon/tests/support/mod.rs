@@ -2,5 +2,6 @@
 
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod mirror;
 pub mod stranger;

@@ -1,18 +1,24 @@
 //! A raw QUIC peer with a fresh identity of its own: the tests' way of
-//! sending a mesh what no pacmeshd would.
+//! sending a mesh what no pacmeshd would, or of speaking an older
+//! protocol version.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use pacmesh_proto::{encode_frame, Hello, Message, MAX_FRAME, PROTOCOL_VERSION};
+use pacmesh_proto::{encode_frame, FrameDecoder, Hello, Message, MAX_FRAME, PROTOCOL_VERSION};
 use pacmeshd::identity::{Identity, NodeId};
 use pacmeshd::mesh::link::tls;
+
+/// The longest a stranger waits for the mesh's next control frame.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Stranger {
     pub me: Identity,
     pub conn: quinn::Connection,
     pub send: quinn::SendStream,
     pub recv: quinn::RecvStream,
+    decoder: FrameDecoder,
     /// Kept so the connection lives as long as the stranger.
     _endpoint: quinn::Endpoint,
 }
@@ -38,24 +44,54 @@ impl Stranger {
             conn,
             send,
             recv,
+            decoder: FrameDecoder::control(),
             _endpoint: endpoint,
         }
     }
 
-    /// Sends a valid Hello and waits for the answer (its Hello and Digest):
-    /// the link is then up on the other side.
+    /// Sends a valid Hello of this protocol version and waits for the
+    /// answer (its Hello and Digest): the link is then up on the other
+    /// side.
     pub async fn hello(&mut self) {
-        let hello = Message::Hello(Hello {
+        self.hello_as(PROTOCOL_VERSION).await;
+    }
+
+    /// [`Stranger::hello`] as a peer of protocol `version`.
+    pub async fn hello_as(&mut self, version: u32) {
+        self.send_message(&Message::Hello(Hello {
             node_id: self.me.node_id(),
-            version: PROTOCOL_VERSION,
+            version,
             archs: vec!["x86_64".into()],
             mesh_proof: None,
-        });
+        }))
+        .await;
+        let hello = self.next_message().await;
+        assert!(matches!(hello, Message::Hello(_)), "{hello:?}");
+        let digest = self.next_message().await;
+        assert!(matches!(digest, Message::Digest(_)), "{digest:?}");
+    }
+
+    /// Writes one framed message on the control stream.
+    pub async fn send_message(&mut self, message: &Message) {
         self.send
-            .write_all(&encode_frame(&hello, MAX_FRAME).expect("frame"))
+            .write_all(&encode_frame(message, MAX_FRAME).expect("frame"))
             .await
-            .expect("hello");
-        let mut buf = [0u8; 1024];
-        let _ = self.recv.read(&mut buf).await.expect("answer");
+            .expect("written");
+    }
+
+    /// The mesh's next control-stream message.
+    pub async fn next_message(&mut self) -> Message {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(message) = self.decoder.next_message().expect("a valid frame") {
+                return message;
+            }
+            let read = tokio::time::timeout(READ_TIMEOUT, self.recv.read(&mut buf))
+                .await
+                .expect("a frame in time")
+                .expect("control stream open");
+            let n = read.expect("control stream not finished");
+            self.decoder.feed(&buf[..n]).expect("a valid frame");
+        }
     }
 }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use pacmesh_proto::{
-    validate_name, Delta, Digest, FetchHeader, FetchRequest, FetchStatus, Hello, Message, NameHash,
-    NodeId, PackageSet, MAX_ARCHS,
+    validate_name, Delta, Digest, FetchEnded, FetchHeader, FetchRequest, FetchStatus, Fetching,
+    Hello, Message, NameHash, NodeId, PackageSet, MAX_ARCHS,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -82,5 +82,13 @@ pub fn arb_message() -> impl Strategy<Value = Message> {
             Message::FetchRequest(FetchRequest { file_name, offset })
         }),
         arb_fetch_header().prop_map(Message::FetchHeader),
+        (arb_file_name(), any::<u64>())
+            .prop_map(|(file_name, size)| Message::Fetching(Fetching { file_name, size })),
+        (arb_file_name(), any::<bool>()).prop_map(|(file_name, complete)| {
+            Message::FetchEnded(FetchEnded {
+                file_name,
+                complete,
+            })
+        }),
     ]
 }

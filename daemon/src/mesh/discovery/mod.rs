@@ -32,8 +32,9 @@ const TARGET: &str = "pacmesh::peers";
 pub trait Discovery: Send {
     /// Starts announcing `me` and browsing; peers arrive on `events` —
     /// never this host itself (filtered by node id, not instance name),
-    /// never another mesh (TXT mesh tag differs), another protocol
-    /// version, or a host with no architecture in common.
+    /// never another mesh (TXT mesh tag differs), a protocol version
+    /// older than `link::MIN_PROTOCOL_VERSION`, or a host with no
+    /// architecture in common.
     fn start(
         &mut self,
         me: &Announce,

@@ -20,7 +20,7 @@ fn announce(n: u8) -> Announce {
         quic_port: 15680,
         archs: vec!["x86_64".into(), "any".into()],
         mesh_tag: "open".into(),
-        protocol_version: 1,
+        protocol_version: pacmesh_proto::PROTOCOL_VERSION,
     }
 }
 
@@ -85,7 +85,12 @@ fn filter() {
         set("mesh", "k3y"),
         Err(Ignored::OtherMesh("k3y".into())),
     );
-    check("version", set("v", "2"), Err(Ignored::Version(2)));
+    // Older and newer versions link (newer ones add only messages that
+    // older peers are never sent); below the oldest supported, not.
+    check("version 1", set("v", "1"), Ok(()));
+    check("version 2", set("v", "2"), Ok(()));
+    check("a later version", set("v", "3"), Ok(()));
+    check("version 0", set("v", "0"), Err(Ignored::Version(0)));
     check(
         "only another arch",
         set("arch", "aarch64"),
@@ -254,13 +259,13 @@ fn tracker_reports_each_ignore_reason_once() {
     let again = t.resolved(name, &seen(&stranger, vec![v4(3), v4(4)]));
     assert_eq!((again.events, again.newly_ignored), (vec![], None));
     // Still another mesh (checked before the version): not reported again.
-    stranger.protocol_version = 9;
+    stranger.protocol_version = 0;
     let still = t.resolved(name, &seen(&stranger, vec![v4(3)]));
     assert_eq!(still.newly_ignored, None);
     // Its reason changes: reported again.
     stranger.mesh_tag = "open".into();
-    let v9 = t.resolved(name, &seen(&stranger, vec![v4(3)]));
-    assert_eq!(v9.newly_ignored, Some(Ignored::Version(9)));
+    let v0 = t.resolved(name, &seen(&stranger, vec![v4(3)]));
+    assert_eq!(v0.newly_ignored, Some(Ignored::Version(0)));
     // An ignored announcement's goodbye is no Down.
     assert_eq!(t.removed(name), None);
     // Myself: reported (logged at debug) once, never an event.

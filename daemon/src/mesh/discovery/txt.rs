@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 
+use super::super::link::MIN_PROTOCOL_VERSION;
 use super::super::{Announce, NodeId, PeerAd};
 
 /// TXT keys, short because the whole record travels in every response.
@@ -69,7 +70,7 @@ pub enum Ignored {
     Myself,
     /// Another mesh (its tag); never linked, not even tried.
     OtherMesh(String),
-    /// Another protocol version.
+    /// A protocol version older than this host links with.
     Version(u32),
     /// None of its architectures is one of ours.
     NoCommonArch,
@@ -89,9 +90,11 @@ impl fmt::Display for Ignored {
     }
 }
 
-/// Decides whether `seen` is a peer of `me`: the same mesh tag, the same
-/// protocol version, an architecture in common (`any` counts), and at
-/// least one address it can be dialled at.
+/// Decides whether `seen` is a peer of `me`: the same mesh tag, a protocol
+/// version this host links with (any from [`MIN_PROTOCOL_VERSION`] on:
+/// newer versions only add what older peers are never sent), an
+/// architecture in common (`any` counts), and at least one address it can
+/// be dialled at.
 pub fn decode(me: &Announce, seen: &Resolved) -> Result<PeerAd, Ignored> {
     let (id, addrs) = decode_peer(me, seen)?;
     Ok(PeerAd {
@@ -120,7 +123,7 @@ pub(super) fn decode_peer(
         .get(KEY_VERSION)
         .ok_or(Ignored::Malformed("no version"))?;
     let version: u32 = version.parse().map_err(|_| Ignored::Malformed("version"))?;
-    if version != me.protocol_version {
+    if version < MIN_PROTOCOL_VERSION {
         return Err(Ignored::Version(version));
     }
     let port = seen.get(KEY_PORT).ok_or(Ignored::Malformed("no port"))?;

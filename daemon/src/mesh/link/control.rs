@@ -1,14 +1,14 @@
 //! One link's life, from a finished TLS handshake to its close: the first
 //! exchange, registration in the peer table (settling duplicates), then
-//! the control stream — our digest and deltas out, the peer's in — until
-//! either end stops.
+//! the control stream — our digest, deltas and (to version 2 peers)
+//! announced WAN downloads out, the peer's in — until either end stops.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use pacmesh_proto::{DeltaOutcome, Hello, Message, NodeId, PROTOCOL_VERSION};
 use quinn::Connection;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 use super::close::{describe, peer_code, CloseCode};
@@ -16,6 +16,7 @@ use super::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use super::hello::{greet, HelloError};
 use super::key::Role;
 use super::{Inner, Link, TARGET};
+use crate::mesh::fetching::{announces_to, OwnFetches, SentFetches};
 use crate::mesh::peers::{self, LinkRank};
 
 /// Wait for the peer to close after our `Goodbye`, before closing anyway.
@@ -104,7 +105,7 @@ async fn run_link(inner: Arc<Inner>, conn: Connection, role: Role, peer: NodeId)
         dialer,
         tiebreak: greeted.tiebreak,
     };
-    let link = Arc::new(Link::new(peer, conn.clone(), rank, greeted.hello.archs));
+    let link = Arc::new(Link::new(peer, conn.clone(), rank, greeted.hello));
     if !inner.register(&link) {
         tracing::debug!("another link to this peer survives; closing this one");
         CloseCode::Duplicate.close(&conn);
@@ -193,7 +194,7 @@ async fn exchange(
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
     tokio::select! {
         end = read_loop(inner, link, reader, cmd_tx) => end,
-        end = write_loop(inner, writer, cmd_rx) => end,
+        end = write_loop(inner, link, writer, cmd_rx) => end,
         // Every later stream the peer opens is a transfer (`serve`).
         e = super::serve::accept_transfers(inner.clone(), link.clone()) => End::Closed(e),
         e = link.conn.closed() => End::Closed(e),
@@ -249,12 +250,27 @@ async fn read_loop(
             Message::FetchRequest(_) | Message::FetchHeader(_) => {
                 return End::Protocol("fetch message on the control stream".into())
             }
+            Message::Fetching(fetching) => {
+                let heard = link.fetches().on_fetching(fetching, Instant::now());
+                match heard {
+                    Ok(true) => inner.fetchers_changed.send_modify(|n| *n += 1),
+                    Ok(false) => {}
+                    Err(e) => return End::Protocol(e.to_string()),
+                }
+            }
+            Message::FetchEnded(ended) => {
+                let known = link.fetches().on_ended(&ended.file_name);
+                if known {
+                    inner.fetchers_changed.send_modify(|n| *n += 1);
+                }
+            }
         }
     }
 }
 
 async fn write_loop(
     inner: &Arc<Inner>,
+    link: &Link,
     mut writer: FrameWriter,
     mut cmds: mpsc::Receiver<Cmd>,
 ) -> End {
@@ -262,7 +278,20 @@ async fn write_loop(
     if let Err(e) = writer.send(&Message::Digest(digest)).await {
         return End::Write(e);
     }
+    // A version 1 peer would close the link on an announcement's tag.
+    let mut own = announces_to(link.version).then(|| inner.own_fetches.subscribe());
+    let mut sent = SentFetches::default();
+    // Right after the digest: every download under way now.
+    let mut out = match &mut own {
+        Some(own) => sent.sync(&own.borrow_and_update()),
+        None => Vec::new(),
+    };
     loop {
+        for message in out.drain(..) {
+            if let Err(e) = writer.send(&message).await {
+                return End::Write(e);
+            }
+        }
         let message = tokio::select! {
             biased;
             () = inner.shutdown.cancelled() => {
@@ -282,6 +311,12 @@ async fn write_loop(
                 // The reader ended: `exchange` is returning already.
                 None => std::future::pending().await,
             },
+            // Before deltas: a peer missing a file should hear of our
+            // download of it as early as it can.
+            own = own_changed(&mut own) => {
+                out = sent.sync(&own.borrow_and_update());
+                continue;
+            }
             delta = deltas.recv() => match delta {
                 Ok(delta) => Message::Delta((*delta).clone()),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -298,4 +333,19 @@ async fn write_loop(
             return End::Write(e);
         }
     }
+}
+
+/// Waits until this host's announced downloads change; never, for a peer
+/// that is not told of them.
+async fn own_changed(
+    own: &mut Option<watch::Receiver<OwnFetches>>,
+) -> &mut watch::Receiver<OwnFetches> {
+    let Some(rx) = own else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        // The sender lives in `Inner`, as long as every link: not reached.
+        std::future::pending::<()>().await;
+    }
+    rx
 }

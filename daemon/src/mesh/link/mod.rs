@@ -9,19 +9,26 @@
 //! - `dial`: dial targets (discovered and static) with backoff; accepting.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
-//! - `serve`: the serving end of transfer streams (uploads), reading files
-//!   with `crate::cachefile`.
+//! - `serve`: the serving end of transfer streams (uploads): cache files
+//!   with `crate::cachefile`, downloads still arriving from
+//!   `mesh::inflight`; `body` sends either.
 //! - `transfer`: the asking end, [`Mesh::fetch`] and [`PeerDownload`].
+//! - `announce`: this host's WAN downloads told to its peers
+//!   ([`Mesh::announce`]) and theirs heard ([`Mesh::fetchers`]).
+//! - `options`: [`MeshOptions`].
 //!
 //! The decisions (backoff, duplicates, liveness) are in `mesh::peers`;
 //! which holder to fetch from is in `mesh::choice`.
 
+mod announce;
+mod body;
 mod close;
 mod control;
 mod dial;
 mod frames;
 mod hello;
 mod key;
+mod options;
 mod serve;
 mod socket;
 pub mod tls;
@@ -34,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use pacmesh_proto::{name_hash, DigestState, NodeId};
+use pacmesh_proto::{name_hash, DigestState, Hello, NodeId};
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -43,70 +50,28 @@ use tokio_util::task::TaskTracker;
 pub use close::CloseCode;
 pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
 pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
-pub use serve::UPLOAD_PRIORITY;
+pub use options::MeshOptions;
+pub use serve::{
+    RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN, UPLOAD_PRIORITY,
+};
 pub use socket::{size_buffers, BUFFER_BYTES};
 pub use transfer::{FetchError, PeerDownload};
 
-use super::choice::{Choice, ChoicePolicy};
+use super::choice::Choice;
+pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
+use super::fetching::{OwnFetches, PeerFetches};
+use super::inflight::InFlightFiles;
 use super::peers::{self, BackoffPolicy, LinkFacts, LinkRank};
 use super::publish::Publisher;
 use super::DiscoveryEvent;
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
-use crate::index::CacheIndex;
 
 /// Log target of link up/down events.
 const TARGET: &str = "pacmesh::peers";
 
 /// The longest `closed()` takes after shutdown.
 const CLOSE_BUDGET: Duration = Duration::from_secs(2);
-
-/// What the mesh needs to run.
-#[derive(Debug, Clone)]
-pub struct MeshOptions {
-    pub identity: Arc<Identity>,
-    /// `None`: an open mesh (tag [`OPEN_TAG`]).
-    pub mesh_key: Option<MeshKey>,
-    /// Sent in `Hello`.
-    pub archs: Vec<String>,
-    /// QUIC keep-alive interval (2 s).
-    pub keep_alive: Duration,
-    /// A peer silent this long is dropped (10 s).
-    pub idle_timeout: Duration,
-    /// The local cache index that uploads are served from (the daemon's
-    /// `State::index`). Default: an empty index, so nothing is served.
-    pub index: SharedIndex,
-    /// Uploads at once, to all peers together; more are answered `Busy`
-    /// (4).
-    pub max_uploads: usize,
-    /// A peer download with no bytes for this long fails `Stalled` (3 s).
-    pub stall_timeout: Duration,
-    /// Penalty length and measurement knobs of the peer choice.
-    pub choice: ChoicePolicy,
-    /// Test only: every upload sends this many body bytes, then nothing
-    /// more while holding its stream open, as a stalled peer would.
-    /// Always `None` in the daemon.
-    pub test_stall_after: Option<u64>,
-}
-
-impl MeshOptions {
-    /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
-    /// nothing to serve, 4 uploads, stall timeout 3 s, penalties 10 min.
-    pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
-        MeshOptions {
-            identity,
-            mesh_key: None,
-            archs,
-            keep_alive: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(10),
-            index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
-            max_uploads: 4,
-            stall_timeout: Duration::from_secs(3),
-            choice: ChoicePolicy::default(),
-            test_stall_after: None,
-        }
-    }
-}
 
 /// One linked peer, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -166,7 +131,11 @@ pub(crate) struct Link {
     addr: SocketAddr,
     rank: LinkRank,
     archs: Vec<String>,
+    /// The peer's `Hello.version`: what it may be sent.
+    version: u32,
     digest: RwLock<DigestState>,
+    /// The WAN downloads the peer announced on this link.
+    fetches: Mutex<PeerFetches>,
     /// (UDP datagrams received when last looked, when they last grew).
     heard: Mutex<(u64, Instant)>,
     /// Set by whoever closes the link on purpose.
@@ -174,15 +143,17 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    fn new(peer: NodeId, conn: quinn::Connection, rank: LinkRank, archs: Vec<String>) -> Self {
+    fn new(peer: NodeId, conn: quinn::Connection, rank: LinkRank, hello: Hello) -> Self {
         Link {
             peer,
             addr: conn.remote_address(),
             heard: Mutex::new((conn.stats().udp_rx.datagrams, Instant::now())),
             conn,
             rank,
-            archs,
+            archs: hello.archs,
+            version: hello.version,
             digest: RwLock::new(DigestState::new()),
+            fetches: Mutex::new(PeerFetches::default()),
             closed_with: OnceLock::new(),
         }
     }
@@ -219,6 +190,10 @@ impl Link {
 
     fn write_digest(&self) -> RwLockWriteGuard<'_, DigestState> {
         self.digest.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fetches(&self) -> MutexGuard<'_, PeerFetches> {
+        self.fetches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn status(&self) -> PeerStatus {
@@ -260,11 +235,20 @@ pub(crate) struct Inner {
     targets: Mutex<dial::Targets>,
     /// Bumped whenever a link comes or goes, to wake waiting dialers.
     changed: watch::Sender<u64>,
+    /// This host's announced WAN downloads; every v2 link's writer
+    /// watches it.
+    own_fetches: watch::Sender<OwnFetches>,
+    /// Bumped whenever a peer's announced downloads change or a link comes
+    /// or goes ([`Mesh::fetchers_changed`]).
+    fetchers_changed: watch::Sender<u64>,
     /// What uploads are served from.
     index: SharedIndex,
+    /// Downloads under way here, served to peers as they grow.
+    in_flight: Arc<dyn InFlightFiles>,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
     stall_timeout: Duration,
+    growing_stall_timeout: Duration,
     test_stall_after: Option<u64>,
     choice: Mutex<Choice>,
     peer_bytes: Mutex<HashMap<NodeId, Arc<PeerBytes>>>,
@@ -294,6 +278,13 @@ impl Inner {
         self.links().contains_key(peer)
     }
 
+    /// A link came or went: wakes the dialers and whoever waits on the
+    /// peers' announced downloads (a gone link takes its own with it).
+    fn links_changed(&self) {
+        self.changed.send_modify(|n| *n += 1);
+        self.fetchers_changed.send_modify(|n| *n += 1);
+    }
+
     /// Makes `link` the link to its peer unless an existing one wins
     /// (`peers::resolve_duplicate`); false when `link` lost.
     fn register(&self, link: &Arc<Link>) -> bool {
@@ -309,7 +300,7 @@ impl Inner {
         }
         links.insert(link.peer, link.clone());
         drop(links);
-        self.changed.send_modify(|n| *n += 1);
+        self.links_changed();
         true
     }
 
@@ -319,7 +310,7 @@ impl Inner {
         if links.get(&link.peer).is_some_and(|l| Arc::ptr_eq(l, link)) {
             links.remove(&link.peer);
             drop(links);
-            self.changed.send_modify(|n| *n += 1);
+            self.links_changed();
         }
     }
 
@@ -329,7 +320,7 @@ impl Inner {
         if let Some(link) = removed {
             link.close(code);
             tracing::info!(target: TARGET, peer = %peer, reason = code.reason(), "link down");
-            self.changed.send_modify(|n| *n += 1);
+            self.links_changed();
         }
     }
 }
@@ -390,9 +381,13 @@ impl Mesh {
             links: RwLock::new(HashMap::new()),
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
+            own_fetches: watch::Sender::new(OwnFetches::default()),
+            fetchers_changed: watch::Sender::new(0),
             index: opts.index,
+            in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
             stall_timeout: opts.stall_timeout,
+            growing_stall_timeout: opts.growing_stall_timeout,
             test_stall_after: opts.test_stall_after,
             choice: Mutex::new(Choice::new(opts.choice)),
             peer_bytes: Mutex::new(HashMap::new()),

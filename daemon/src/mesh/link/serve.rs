@@ -3,6 +3,13 @@
 //! `FetchHeader`, then (when `Ok`) the file's raw bytes from the offset to
 //! the end.
 //!
+//! A file comes from the cache index or, when the index does not have it,
+//! from a download under way on this host (`mesh::inflight`), whose bytes
+//! go out as they arrive; a peer that joins our WAN fetch this way reads
+//! at the WAN's pace. If that download's bytes turn out not to verify,
+//! the stream is reset with [`RESET_BAD_BYTES`], so the asker drops
+//! everything it got from it without blaming us.
+//!
 //! Uploads never starve this host's own pacman. What that means here:
 //! - at most `max_uploads` run at once (for all peers together); a request
 //!   beyond that is answered `Busy` at once, so the asker goes to another
@@ -20,7 +27,7 @@
 //! the host's own downloads use, and the bounded count keeps CPU use (QUIC
 //! is CPU-bound here, FIELD-NOTES) to at most `max_uploads` streams.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pacmesh_proto::{
@@ -28,11 +35,14 @@ use pacmesh_proto::{
     Message, MAX_TRANSFER_FRAME,
 };
 use quinn::{RecvStream, SendStream, VarInt};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
+use super::body::{send_body, Source};
 use super::close::CloseCode;
 use super::{Inner, Link, TARGET};
 use crate::cachefile::{open_regular, ChunkReader};
+use crate::mesh::inflight::{BoxFuture, GrowingError, GrowingRead};
 
 /// Send priority of upload streams; the control stream keeps quinn's 0.
 pub const UPLOAD_PRIORITY: i32 = -1;
@@ -44,6 +54,10 @@ pub const YIELD_EVERY: u64 = 1 << 20;
 pub const RESET_SHUTDOWN: VarInt = VarInt::from_u32(1);
 pub const RESET_FILE_ERROR: VarInt = VarInt::from_u32(2);
 pub const RESET_NO_REQUEST: VarInt = VarInt::from_u32(3);
+/// The download being served as it grew did not verify here: the asker
+/// must drop every byte it got on this stream (and not blame this host;
+/// its source sent them). Seen by the asker as `FetchError::SourceBad`.
+pub const RESET_BAD_BYTES: VarInt = VarInt::from_u32(4);
 
 /// Accepts the peer's transfer streams for as long as the link lasts; each
 /// is served by its own task. Returns the connection's end.
@@ -130,82 +144,125 @@ async fn serve_stream(
 async fn upload(inner: &Inner, link: &Link, send: &mut SendStream, request: FetchRequest) {
     let _ = send.set_priority(UPLOAD_PRIORITY);
     let FetchRequest { file_name, offset } = request;
-    let path = if classify(&file_name).is_cacheable() {
-        inner
-            .index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .locate(&file_name)
-    } else {
-        None
+    let (opened, _permit) = match open(inner, &file_name, offset).await {
+        Ok(opened) => opened,
+        Err(status) => return refuse(send, &file_name, status).await,
     };
-    let Some(path) = path else {
-        return refuse(send, &file_name, FetchStatus::NotFound).await;
-    };
-    let Ok(permit) = inner.uploads.clone().try_acquire_owned() else {
-        return refuse(send, &file_name, FetchStatus::Busy).await;
-    };
-    let (file, meta) = match tokio::task::spawn_blocking(move || open_regular(&path)).await {
-        Ok(Ok(opened)) => opened,
-        // Gone since the index saw it.
-        Ok(Err(_)) | Err(_) => return refuse(send, &file_name, FetchStatus::NotFound).await,
-    };
-    let size = meta.len();
-    if offset > size {
-        return refuse(send, &file_name, FetchStatus::BadOffset).await;
-    }
-    let header = Message::FetchHeader(FetchHeader::ok(size, unix_secs(&meta)));
+    let header = Message::FetchHeader(FetchHeader::ok(opened.size, opened.mtime));
     if !write_header(send, &header).await {
         return;
     }
+    let source = opened.source.kind();
     let started = tokio::time::Instant::now();
-    let counters = inner.peer_bytes(link.peer);
-    let mut chunks = ChunkReader::new(file, offset, size);
-    let mut sent = 0u64;
-    let result: Result<(), String> = async {
-        loop {
-            let chunk = match chunks.next().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    let _ = send.reset(RESET_FILE_ERROR);
-                    return Err(format!("reading the file: {e}"));
-                }
-            };
-            let chunk = match inner.test_stall_after {
-                Some(limit) if sent + chunk.len() as u64 >= limit => {
-                    let _ = send
-                        .write_chunk(chunk.slice(..(limit - sent) as usize))
-                        .await;
-                    // Test only: hold the stream open and send nothing
-                    // more, until the asker gives up.
-                    let _ = send.stopped().await;
-                    return Err("test stall".into());
-                }
-                _ => chunk,
-            };
-            let len = chunk.len() as u64;
-            send.write_chunk(chunk).await.map_err(|e| e.to_string())?;
-            counters.sent.fetch_add(len, Relaxed);
-            inner.bytes_to_peers.fetch_add(len, Relaxed);
-            if (sent + len) / YIELD_EVERY != sent / YIELD_EVERY {
-                tokio::task::yield_now().await;
-            }
-            sent += len;
-        }
-    }
-    .await;
-    drop(permit);
+    let len = opened.size - offset;
+    let (bytes, result) = send_body(inner, link, send, opened.source, len).await;
     let ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(()) => {
             let _ = send.finish();
-            tracing::debug!(file = %file_name, offset, bytes = sent, ms, "upload done");
+            tracing::debug!(file = %file_name, source, offset, bytes, ms, "upload done");
         }
         Err(reason) => {
-            tracing::debug!(file = %file_name, offset, bytes = sent, ms, %reason, "upload cut")
+            tracing::debug!(file = %file_name, source, offset, bytes, ms, %reason, "upload cut")
         }
     }
+}
+
+/// A file ready to be sent from an offset already checked.
+struct Opened {
+    size: u64,
+    mtime: i64,
+    source: Source,
+}
+
+/// Where a requested file is.
+enum Found {
+    Cached(PathBuf),
+    Growing(BoxFuture<'static, Result<GrowingRead, GrowingError>>),
+}
+
+/// Finds the file, takes an upload slot and opens it from `offset`; the
+/// status to refuse with otherwise.
+async fn open(
+    inner: &Inner,
+    file_name: &str,
+    offset: u64,
+) -> Result<(Opened, OwnedSemaphorePermit), FetchStatus> {
+    if !classify(file_name).is_cacheable() {
+        return Err(FetchStatus::NotFound);
+    }
+    let cached = inner
+        .index
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .locate(file_name);
+    let found = match cached {
+        Some(path) => Found::Cached(path),
+        None => match inner.in_flight.open(file_name, offset) {
+            Some(growing) => Found::Growing(growing),
+            None => return Err(FetchStatus::NotFound),
+        },
+    };
+    let permit = inner
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| FetchStatus::Busy)?;
+    let opened = match found {
+        Found::Cached(path) => open_cached(path, offset).await?,
+        Found::Growing(growing) => open_growing(inner, file_name, growing, offset).await?,
+    };
+    Ok((opened, permit))
+}
+
+async fn open_cached(path: PathBuf, offset: u64) -> Result<Opened, FetchStatus> {
+    let (file, meta) = match tokio::task::spawn_blocking(move || open_regular(&path)).await {
+        Ok(Ok(opened)) => opened,
+        // Gone since the index saw it.
+        Ok(Err(_)) | Err(_) => return Err(FetchStatus::NotFound),
+    };
+    let size = meta.len();
+    check_offset(offset, size)?;
+    Ok(Opened {
+        size,
+        mtime: unix_secs(&meta),
+        source: Source::File(ChunkReader::new(file, offset, size)),
+    })
+}
+
+/// Waits for the download's size, at most the idle timeout (10 s by
+/// default): shorter than the asker's growing stall timeout (15 s), so it
+/// hears `NotFound` before it gives up on us.
+async fn open_growing(
+    inner: &Inner,
+    file_name: &str,
+    growing: BoxFuture<'static, Result<GrowingRead, GrowingError>>,
+    offset: u64,
+) -> Result<Opened, FetchStatus> {
+    let read = match tokio::time::timeout(inner.idle_timeout, growing).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            tracing::debug!(file = %file_name, error = %e, "download to serve ended before its size");
+            return Err(FetchStatus::NotFound);
+        }
+        Err(_) => {
+            tracing::debug!(file = %file_name, "download to serve: no size in time");
+            return Err(FetchStatus::NotFound);
+        }
+    };
+    check_offset(offset, read.size)?;
+    Ok(Opened {
+        size: read.size,
+        mtime: read.mtime,
+        source: Source::Growing(read.chunks),
+    })
+}
+
+fn check_offset(offset: u64, size: u64) -> Result<(), FetchStatus> {
+    if offset > size {
+        return Err(FetchStatus::BadOffset);
+    }
+    Ok(())
 }
 
 async fn write_header(send: &mut SendStream, header: &Message) -> bool {

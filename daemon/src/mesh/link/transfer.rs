@@ -4,6 +4,13 @@
 //! timeout. Each download keeps the peer's record in `mesh::choice` up to
 //! date by itself: in flight while it lives, then its throughput and, when
 //! the peer failed it, a failure.
+//!
+//! [`Mesh::fetch_growing`] reads from a peer that is itself downloading the
+//! file from the WAN: its bytes come at the WAN's pace, so it waits longer
+//! for each, and it measures no throughput (that would rate the peer by
+//! its mirror). When the peer's download does not verify there, the
+//! stream ends in [`FetchError::SourceBad`], which is the mirror's fault
+//! and never counts against the peer.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use pacmesh_proto::{
 use quinn::{RecvStream, VarInt};
 
 use super::close::{describe, CloseCode};
+use super::serve::RESET_BAD_BYTES;
 use super::{Inner, Link, Mesh, PeerBytes};
 
 /// Largest chunk handed out by [`PeerDownload::next_chunk`].
@@ -25,8 +33,9 @@ const MAX_CHUNK: usize = 256 * 1024;
 /// Stop code sent when the asker gives up on a stream.
 const STOP_GAVE_UP: VarInt = VarInt::from_u32(1);
 
-/// Why a fetch from a peer failed, by where it failed. Every variant means
-/// "continue from the bytes received so far at another source".
+/// Why a fetch from a peer failed, by where it failed. Every variant but
+/// [`FetchError::SourceBad`] means "continue from the bytes received so
+/// far at another source".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
@@ -46,6 +55,19 @@ pub enum FetchError {
     /// frame also closes the link.
     #[error("peer broke the transfer protocol: {0}")]
     Protocol(String),
+    /// The fetching peer's source sent bytes that did not verify; drop
+    /// everything from it. Not the peer's fault: not recorded against it.
+    #[error("the fetching peer's source sent bytes that did not verify")]
+    SourceBad,
+}
+
+impl FetchError {
+    /// Whether the failure is the peer's, and counts against it in
+    /// `mesh::choice`: not when there was no link to ask, nor when the
+    /// peer's own source (its mirror) sent bad bytes.
+    pub fn is_peer_failure(&self) -> bool {
+        !matches!(self, FetchError::NoLink | FetchError::SourceBad)
+    }
 }
 
 impl From<quinn::ConnectionError> for FetchError {
@@ -58,6 +80,7 @@ impl From<quinn::ReadError> for FetchError {
     fn from(e: quinn::ReadError) -> Self {
         match e {
             quinn::ReadError::ConnectionLost(c) => c.into(),
+            quinn::ReadError::Reset(code) if code == RESET_BAD_BYTES => FetchError::SourceBad,
             quinn::ReadError::Reset(code) => {
                 FetchError::Link(format!("peer reset the transfer stream (code {code})"))
             }
@@ -82,12 +105,16 @@ struct Outcome {
     started: Instant,
     bytes: u64,
     /// `Some(ok)` once the transfer ended on its own; `None` at drop means
-    /// the asker abandoned it, which says nothing about the peer's health.
+    /// the asker abandoned it, or the peer's source failed it, which says
+    /// nothing about the peer's health.
     ended: Option<bool>,
+    /// Whether the throughput says something about the peer (not when its
+    /// bytes come at its mirror's pace).
+    measured: bool,
 }
 
 impl Outcome {
-    fn start(inner: &Arc<Inner>, peer: NodeId) -> Self {
+    fn start(inner: &Arc<Inner>, peer: NodeId, measured: bool) -> Self {
         inner.choice().started(peer);
         Outcome {
             inner: inner.clone(),
@@ -95,7 +122,17 @@ impl Outcome {
             started: Instant::now(),
             bytes: 0,
             ended: None,
+            measured,
         }
+    }
+
+    /// Ended by `err`: a failure of the peer, unless its source failed.
+    fn failed(&mut self, err: &FetchError) {
+        self.ended = if err.is_peer_failure() {
+            Some(false)
+        } else {
+            None
+        };
     }
 }
 
@@ -105,9 +142,11 @@ impl Drop for Outcome {
         let took = now.saturating_duration_since(self.started);
         let mut choice = self.inner.choice();
         choice.ended(self.peer);
+        // Bytes 0: counts a failure without a throughput sample.
+        let bytes = if self.measured { self.bytes } else { 0 };
         match self.ended {
-            Some(ok) => choice.record_transfer(self.peer, self.bytes, took, ok, now),
-            None => choice.record_sample(self.peer, self.bytes, took),
+            Some(ok) => choice.record_transfer(self.peer, bytes, took, ok, now),
+            None => choice.record_sample(self.peer, bytes, took),
         }
     }
 }
@@ -161,7 +200,9 @@ impl PeerDownload {
 
     /// The next bytes, in order; `Ok(None)` once all `size - offset` bytes
     /// came. Waits at most the stall timeout for each chunk. After an
-    /// error every call returns that error again. Cancel-safe.
+    /// error every call returns that error again; after
+    /// [`FetchError::SourceBad`], every byte this download handed out must
+    /// be dropped. Cancel-safe.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -207,22 +248,61 @@ impl PeerDownload {
     fn fail(&mut self, err: FetchError) -> FetchError {
         tracing::debug!(peer = %self.outcome.peer, received = self.received, error = %err, "peer download failed");
         let _ = self.recv.stop(STOP_GAVE_UP);
-        self.outcome.ended = Some(false);
+        self.outcome.failed(&err);
         self.failed = Some(err.clone());
         err
     }
+}
+
+/// How long a download waits for the peer, and whether it measures it.
+#[derive(Debug, Clone, Copy)]
+struct Patience {
+    stall: Duration,
+    measured: bool,
 }
 
 impl Mesh {
     /// Asks `peer` for `file_name` from byte `offset` on. Waits at most the
     /// stall timeout for the header. Refusals, stalls and broken links are
     /// recorded against the peer (see `mesh::choice`); [`FetchError::NoLink`]
-    /// is not.
+    /// and [`FetchError::SourceBad`] are not.
     pub async fn fetch(
         &self,
         peer: NodeId,
         file_name: &str,
         offset: u64,
+    ) -> Result<PeerDownload, FetchError> {
+        let patience = Patience {
+            stall: self.inner.stall_timeout,
+            measured: true,
+        };
+        self.fetch_with(peer, file_name, offset, patience).await
+    }
+
+    /// [`Mesh::fetch`] from a peer that announced it is downloading
+    /// `file_name` from the WAN ([`Mesh::fetchers`]): its bytes are served
+    /// as they reach it, so the header and each chunk may take up to
+    /// `MeshOptions::growing_stall_timeout` (15 s), and the transfer's
+    /// throughput is not measured against the peer.
+    pub async fn fetch_growing(
+        &self,
+        peer: NodeId,
+        file_name: &str,
+        offset: u64,
+    ) -> Result<PeerDownload, FetchError> {
+        let patience = Patience {
+            stall: self.inner.growing_stall_timeout,
+            measured: false,
+        };
+        self.fetch_with(peer, file_name, offset, patience).await
+    }
+
+    async fn fetch_with(
+        &self,
+        peer: NodeId,
+        file_name: &str,
+        offset: u64,
+        patience: Patience,
     ) -> Result<PeerDownload, FetchError> {
         let link = self
             .inner
@@ -237,13 +317,13 @@ impl Mesh {
         // Only a name no peer could hold (validate_name) fails here.
         let request = encode_frame(&request, MAX_TRANSFER_FRAME)
             .map_err(|e| FetchError::Protocol(format!("cannot ask for {file_name:?}: {e}")))?;
-        let mut outcome = Outcome::start(&self.inner, peer);
-        let stall = self.inner.stall_timeout;
+        let mut outcome = Outcome::start(&self.inner, peer, patience.measured);
+        let stall = patience.stall;
         let asked = tokio::time::timeout(stall, ask(&link, &request)).await;
         let (recv, header, first) = match asked {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
-                outcome.ended = Some(false);
+                outcome.failed(&e);
                 return Err(e);
             }
             Err(_) => {
@@ -322,4 +402,32 @@ fn bad_frame(link: &Link, reason: String) -> FetchError {
     tracing::warn!(target: super::TARGET, peer = %link.peer, %reason, "link closed: bad frame from peer");
     link.close(CloseCode::Protocol);
     FetchError::Protocol(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_source_is_not_the_peers_failure() {
+        let table = [
+            (FetchError::NoLink, false),
+            (FetchError::SourceBad, false),
+            (FetchError::Stalled, true),
+            (FetchError::Refused(FetchStatus::Busy), true),
+            (FetchError::Link("reset".into()), true),
+            (FetchError::Protocol("bad header".into()), true),
+        ];
+        for (err, want) in table {
+            assert_eq!(err.is_peer_failure(), want, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn the_bad_bytes_reset_is_source_bad() {
+        let err = FetchError::from(quinn::ReadError::Reset(RESET_BAD_BYTES));
+        assert_eq!(err, FetchError::SourceBad);
+        let other = FetchError::from(quinn::ReadError::Reset(super::super::RESET_FILE_ERROR));
+        assert!(matches!(other, FetchError::Link(_)), "{other:?}");
+    }
 }

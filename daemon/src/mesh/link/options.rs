@@ -1,0 +1,89 @@
+//! What the mesh is started with: [`MeshOptions`] and its defaults.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::key::MeshKey;
+use crate::identity::Identity;
+use crate::index::watch::SharedIndex;
+use crate::index::CacheIndex;
+use crate::mesh::choice::ChoicePolicy;
+use crate::mesh::inflight::{InFlightFiles, NoDownloads};
+
+/// What the mesh needs to run.
+#[derive(Clone)]
+pub struct MeshOptions {
+    pub identity: Arc<Identity>,
+    /// `None`: an open mesh (tag [`super::OPEN_TAG`]).
+    pub mesh_key: Option<MeshKey>,
+    /// Sent in `Hello`.
+    pub archs: Vec<String>,
+    /// QUIC keep-alive interval (2 s).
+    pub keep_alive: Duration,
+    /// A peer silent this long is dropped (10 s).
+    pub idle_timeout: Duration,
+    /// The local cache index that uploads are served from (the daemon's
+    /// `State::index`). Default: an empty index, so nothing is served.
+    pub index: SharedIndex,
+    /// Downloads under way on this host, served to peers as they grow
+    /// when a requested file is not in the index. Default:
+    /// [`NoDownloads`].
+    pub in_flight: Arc<dyn InFlightFiles>,
+    /// Uploads at once, to all peers together; more are answered `Busy`
+    /// (4).
+    pub max_uploads: usize,
+    /// A peer download with no bytes for this long fails `Stalled` (3 s).
+    pub stall_timeout: Duration,
+    /// The same for [`super::Mesh::fetch_growing`], whose bytes come at
+    /// the fetching peer's WAN speed (15 s): longer than the mirror
+    /// client's 10 s stall limit, so the fetching peer notices a stalled
+    /// mirror (and fails over) before its readers give up on it.
+    pub growing_stall_timeout: Duration,
+    /// Penalty length and measurement knobs of the peer choice.
+    pub choice: ChoicePolicy,
+    /// Test only: every upload sends this many body bytes, then nothing
+    /// more while holding its stream open, as a stalled peer would.
+    /// Always `None` in the daemon.
+    pub test_stall_after: Option<u64>,
+}
+
+impl MeshOptions {
+    /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
+    /// nothing to serve, 4 uploads, stall timeouts 3 s (15 s growing),
+    /// penalties 10 min.
+    pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
+        MeshOptions {
+            identity,
+            mesh_key: None,
+            archs,
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
+            in_flight: Arc::new(NoDownloads),
+            max_uploads: 4,
+            stall_timeout: Duration::from_secs(3),
+            growing_stall_timeout: Duration::from_secs(15),
+            choice: ChoicePolicy::default(),
+            test_stall_after: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for MeshOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The index and the in-flight files are left out: large, or not
+        // `Debug`.
+        f.debug_struct("MeshOptions")
+            .field("identity", &self.identity)
+            .field("mesh_key", &self.mesh_key)
+            .field("archs", &self.archs)
+            .field("keep_alive", &self.keep_alive)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_uploads", &self.max_uploads)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("growing_stall_timeout", &self.growing_stall_timeout)
+            .field("choice", &self.choice)
+            .field("test_stall_after", &self.test_stall_after)
+            .finish_non_exhaustive()
+    }
+}
