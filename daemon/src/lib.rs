@@ -178,7 +178,7 @@ pub enum Control {
 pub async fn run(
     env: setup::Environment,
     listeners: Vec<TcpListener>,
-    mesh_parts: mesh::service::MeshParts,
+    mut mesh_parts: mesh::service::MeshParts,
     control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -190,6 +190,8 @@ pub async fn run(
     cache_dirs.push(store.dir().to_path_buf());
     let stats = Arc::new(Stats::default());
     let engine = fetch::Engine::new(incoming, store, stats.clone());
+    // Peers may join this host's WAN fetches while they arrive.
+    mesh_parts.in_flight = Arc::new(engine.clone());
     let publisher = Arc::new(mesh::publish::Publisher::default());
     let sink = publisher.clone();
     let on_change: index::watch::ChangeSink = Arc::new(move |changes| sink.change(changes));

@@ -58,6 +58,20 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// the cache index).
 const LINGER: Duration = Duration::from_secs(10);
 
+/// How long after keeping a file it fetched on its claim a host tells its
+/// peers the fetch is done: long enough for the cache index to see the
+/// file and the digest delta to go out (milliseconds, normally).
+const ANNOUNCE_DONE_AFTER: Duration = Duration::from_secs(1);
+
+/// How a download ended, for what follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Failed,
+    Done,
+    /// Kept, and fetched on our claim: peers are told, a little later.
+    KeptAfterClaim,
+}
+
 /// What kind of download a transfer is: it decides how requests wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -225,8 +239,16 @@ impl Engine {
                     () = tokio::time::sleep(MAX_DURATION) => None,
                     () = abandoned(&running) => None,
                 };
-                let ok = engine.finish(&job, result, writer, started);
+                let ended = engine.finish(&job, result, writer, started);
+                let ok = ended != Ended::Failed;
                 let _ = done_tx.send(Some(ok));
+                if ended == Ended::KeptAfterClaim {
+                    // Peers hear "done" once the file is in our digest, so
+                    // none of them goes to the WAN in between; until then
+                    // it is still served from here as a fetch.
+                    tokio::time::sleep(ANNOUNCE_DONE_AFTER).await;
+                    job.sources.ended(&job.name, true);
+                }
                 if ok {
                     tokio::time::sleep(LINGER).await;
                 }
@@ -237,14 +259,15 @@ impl Engine {
         Some(transfer)
     }
 
-    /// Keeps or discards a download that ended, counts it, tells peers.
+    /// Keeps or discards a download that ended, counts it, tells peers of
+    /// a failure.
     fn finish<S: Sources>(
         &self,
         job: &Job<S>,
         result: Option<Result<drive::Finished, drive::DriveError>>,
         writer: growing::Writer,
         started: Instant,
-    ) -> bool {
+    ) -> Ended {
         let ms = started.elapsed().as_millis() as u64;
         let finished = match result {
             Some(Ok(f)) => f,
@@ -253,7 +276,7 @@ impl Engine {
                 writer.fail(GrowingError::from(&e));
                 // Whatever we announced (a claim, a fetch) is over.
                 job.sources.ended(&job.name, false);
-                return false;
+                return Ended::Failed;
             }
             None => {
                 info!(
@@ -261,10 +284,8 @@ impl Engine {
                     "download dropped (given up, over time, or nobody waits)"
                 );
                 writer.fail(GrowingError::Abandoned);
-                if job.kind == Kind::Fetch {
-                    job.sources.ended(&job.name, false);
-                }
-                return false;
+                job.sources.ended(&job.name, false);
+                return Ended::Failed;
             }
         };
         let stats = &self.inner.stats;
@@ -293,10 +314,14 @@ impl Engine {
             writer.complete_unkept();
             false
         };
-        if finished.claimed {
-            job.sources.ended(&job.name, kept);
+        match (finished.claimed, kept) {
+            (true, true) => Ended::KeptAfterClaim,
+            (true, false) => {
+                job.sources.ended(&job.name, false);
+                Ended::Done
+            }
+            (false, _) => Ended::Done,
         }
-        true
     }
 
     fn remove(&self, transfer: &Arc<Transfer>) {

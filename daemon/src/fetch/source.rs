@@ -95,7 +95,7 @@ fn peer_failure(e: FetchError) -> Failure {
         FetchError::NoLink | FetchError::Refused(_) => Failure::Unavailable(e.to_string()),
         FetchError::Stalled | FetchError::Link(_) => Failure::Broke(e.to_string()),
         FetchError::Protocol(_) => Failure::Bad(e.to_string()),
-        _ => Failure::Broke(e.to_string()),
+        FetchError::SourceBad => Failure::SourceBad,
     }
 }
 

@@ -186,11 +186,14 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
         good
     );
-    assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
     assert_eq!(
         *fake.opens.lock().unwrap(),
         vec![(SourceId::Mirror(0), 0), (SourceId::Mirror(1), 20_000)]
     );
+    // "Done" goes out once the digest had time to list the file.
+    assert!(fake.ended.lock().unwrap().is_empty());
+    tokio::time::sleep(ANNOUNCE_DONE_AFTER * 2).await;
+    assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
     assert_eq!(
         std::fs::read_dir(dir.path().join("incoming"))
             .unwrap()
@@ -243,7 +246,8 @@ async fn a_joiner_whose_fetcher_dies_continues_at_the_mirror_from_the_byte_reach
         *fake.opens.lock().unwrap(),
         vec![(SourceId::Fetcher(F), 0), (SourceId::Mirror(0), 12_000)]
     );
-    // We claimed and fetched the rest: the others were told it is done.
+    // We claimed and fetched the rest: the others are told it is done.
+    tokio::time::sleep(ANNOUNCE_DONE_AFTER * 2).await;
     assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
     assert!(fake.penalised.lock().unwrap().is_empty());
 }
