@@ -462,18 +462,7 @@ impl Host {
     /// `GET url` from inside this host (so `http://127.0.0.1:…` is this host's loopback),
     /// through `pacmesh-netprobe get`; an error if no HTTP response came.
     pub fn http_get(&self, url: &str) -> anyhow::Result<Response> {
-        let out = self
-            .netprobe()
-            .args(["get", url])
-            .stdin(Stdio::null())
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "GET {url} in {}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        parse_response(&out.stdout)
+        http_get_in(&self.name, url)
     }
 
     /// `pacman` with `root`'s config and `args` ([`PacmanRoot::pacman_args`]) in this host, not
@@ -525,6 +514,23 @@ impl Host {
     pub fn start_daemon(&self, args: DaemonArgs) -> NsDaemon<'_> {
         NsDaemon::start(self, args)
     }
+}
+
+/// `GET url` from inside the namespace `netns` through `pacmesh-netprobe get` (see
+/// [`Host::http_get`]); for code that keeps a namespace's name rather than its [`Host`].
+pub fn http_get_in(netns: &str, url: &str) -> anyhow::Result<Response> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", netns])
+        .arg(netprobe_path())
+        .args(["get", url])
+        .stdin(Stdio::null())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "GET {url} in {netns}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    parse_response(&out.stdout)
 }
 
 /// The first `CacheDir` of a pacman.conf (pacman's own default when there is none is not

@@ -18,6 +18,7 @@
 pub mod daemon;
 mod eventually;
 pub mod fixtures;
+pub mod fleet;
 pub mod http;
 pub mod lan;
 pub mod net;

@@ -1,9 +1,19 @@
 //! The upstream mirror: a real nginx serving a directory, logging every request — on
 //! 127.0.0.1 in the test's own namespace ([`Upstream::start`]), or on a [`Host`]'s LAN address
-//! inside its namespace ([`Upstream::start_in`]).
+//! inside its namespace ([`Upstream::start_in`], [`Upstream::start_in_with`]).
+//!
+//! What it sent is accounted from its access log (client address, method, path, status,
+//! `Range`, body bytes): [`Upstream::bytes_by_file`], [`Upstream::total_body_bytes`]; call
+//! [`Upstream::wait_idle`] first so every finished request is in the log. What it is sending
+//! right now comes from the kernel ([`Upstream::open_connections`]: bytes each client has
+//! acknowledged), so a test can act once a transfer reached a byte count ("kill the mirror
+//! after 10 MB"), never after a guessed sleep. [`ServeOptions`] throttle each response
+//! (`limit_rate`) or serve another file under a path (a corrupt copy); [`Upstream::kill`] is
+//! a mirror dying mid-file.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,9 +26,49 @@ use crate::net::{free_tcp_port, loopback, port_answers};
 /// The port [`Upstream::start_in`] listens on (the host namespace is the test's own).
 pub const LAN_PORT: u16 = 80;
 
+/// nginx's `stub_status` page, left out of the access log: what [`Upstream::wait_idle`] reads.
+const STATUS_PATH: &str = "/_upstream/stub_status";
+
+/// How an [`Upstream`] serves beyond the defaults (all off by default).
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// nginx `limit_rate`, per response (e.g. `"480k"`: 480 KiB/s): each client's transfer
+    /// is slow on its own, however many run at once — unlike a tc cap on the host, which
+    /// they share.
+    pub limit_rate: Option<String>,
+    /// Request paths (e.g. `/repo/os/x86_64/x.pkg.tar.zst`) answered from another file:
+    /// nginx `location = PATH { alias FILE; }`.
+    pub replacements: Vec<(String, PathBuf)>,
+}
+
+impl ServeOptions {
+    /// Sets [`ServeOptions::limit_rate`].
+    pub fn limit_rate(mut self, rate: &str) -> Self {
+        self.limit_rate = Some(rate.to_string());
+        self
+    }
+    /// Serves `file` for requests of `path` (see [`ServeOptions::replacements`]).
+    pub fn replace(mut self, path: &str, file: &Path) -> Self {
+        self.replacements
+            .push((path.to_string(), file.to_path_buf()));
+        self
+    }
+}
+
+/// A TCP connection of the upstream that is open now, as the kernel sees it (`ss -ti`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenConnection {
+    pub client: SocketAddr,
+    /// Bytes sent on it that the client's kernel acknowledged (`bytes_acked`): response
+    /// headers and bodies of every request on this connection so far.
+    pub bytes_acked: u64,
+}
+
 /// One line of the access log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedRequest {
+    /// The client's address (`$remote_addr`).
+    pub remote_addr: Option<IpAddr>,
     pub method: String,
     /// The request target as sent (`$request_uri`: not decoded, query included).
     pub path: String,
@@ -46,6 +96,10 @@ pub struct Upstream {
     ip: Ipv4Addr,
     port: u16,
     root: PathBuf,
+    /// The namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
+    /// Set by [`Upstream::kill`].
+    killed: bool,
 }
 
 impl Upstream {
@@ -72,11 +126,19 @@ impl Upstream {
     /// nginx has bound its socket (it writes its pid file after that); killed on drop, and
     /// by the `Lan`'s drop at the latest.
     pub fn start_in(host: &Host, root: &Path) -> Upstream {
+        Self::start_in_with(host, root, &ServeOptions::default())
+    }
+
+    /// [`Upstream::start_in`] serving as `options` say.
+    pub fn start_in_with(host: &Host, root: &Path, options: &ServeOptions) -> Upstream {
         let root = root
             .canonicalize()
             .unwrap_or_else(|e| panic!("upstream root {}: {e}", root.display()));
-        let mut upstream = Self::spawn(&root, host.ip(), LAN_PORT, |program| host.exec(program))
-            .unwrap_or_else(|e| panic!("nginx did not start in {}: {e}", host.name()));
+        let mut upstream = Self::spawn(&root, host.ip(), LAN_PORT, options, |program| {
+            host.exec(program)
+        })
+        .unwrap_or_else(|e| panic!("nginx did not start in {}: {e}", host.name()));
+        upstream.netns = Some(host.name().to_string());
         let pid_file = upstream.prefix.path().join("nginx.pid");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -103,7 +165,13 @@ impl Upstream {
 
     fn try_start(root: &Path) -> Result<Upstream, String> {
         let port = free_tcp_port();
-        let mut upstream = Self::spawn(root, Ipv4Addr::LOCALHOST, port, |p| Command::new(p))?;
+        let mut upstream = Self::spawn(
+            root,
+            Ipv4Addr::LOCALHOST,
+            port,
+            &ServeOptions::default(),
+            |p| Command::new(p),
+        )?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if port_answers(loopback(port)) {
@@ -125,6 +193,7 @@ impl Upstream {
         root: &Path,
         ip: Ipv4Addr,
         port: u16,
+        options: &ServeOptions,
         command: impl FnOnce(&str) -> Command,
     ) -> Result<Upstream, String> {
         let prefix = tempfile::Builder::new()
@@ -132,7 +201,8 @@ impl Upstream {
             .tempdir()
             .expect("creating nginx's prefix dir");
         let conf = prefix.path().join("nginx.conf");
-        std::fs::write(&conf, config(prefix.path(), root, ip, port)).expect("writing nginx.conf");
+        std::fs::write(&conf, config(prefix.path(), root, ip, port, options))
+            .expect("writing nginx.conf");
         let stderr = std::fs::File::create(prefix.path().join("stderr.log"))
             .expect("creating nginx's stderr log");
         let child = command("nginx")
@@ -153,6 +223,8 @@ impl Upstream {
             ip,
             port,
             root: root.to_path_buf(),
+            netns: None,
+            killed: false,
         })
     }
 
@@ -205,6 +277,127 @@ impl Upstream {
             .collect()
     }
 
+    /// Body bytes sent (`$body_bytes_sent`) per file name (last path segment), summed over
+    /// every logged request: what each file cost this mirror.
+    pub fn bytes_by_file(&self) -> BTreeMap<String, u64> {
+        let mut by_file = BTreeMap::new();
+        for r in self.requests() {
+            *by_file.entry(r.file_name().to_string()).or_insert(0) += r.bytes;
+        }
+        by_file
+    }
+
+    /// Body bytes sent for every logged request.
+    pub fn total_body_bytes(&self) -> u64 {
+        self.requests().iter().map(|r| r.bytes).sum()
+    }
+
+    /// One line per file name: its requests as `CLIENT METHOD STATUS BYTES [RANGE]`, for
+    /// failure messages.
+    pub fn transfer_report(&self) -> String {
+        let mut by_file: BTreeMap<String, Vec<LoggedRequest>> = BTreeMap::new();
+        for r in self.requests() {
+            by_file
+                .entry(r.file_name().to_string())
+                .or_default()
+                .push(r);
+        }
+        let mut s = format!("upstream {}:\n", self.url());
+        for (file, requests) in by_file {
+            let gets = requests.iter().filter(|r| r.method == "GET").count();
+            let bytes: u64 = requests.iter().map(|r| r.bytes).sum();
+            let _ = writeln!(s, "  {file}: {gets} GET, {bytes} body bytes");
+            for r in requests {
+                let client = r.remote_addr.map_or("?".to_string(), |a| a.to_string());
+                let range = r.range.as_deref().unwrap_or("");
+                let _ = writeln!(
+                    s,
+                    "    {client} {} {} {} {range}",
+                    r.method, r.status, r.bytes
+                );
+            }
+        }
+        s
+    }
+
+    /// Waits until nginx has no request in progress but the status query asking it, so
+    /// every request so far is in the access log (nginx, one process, updates its counters
+    /// and writes the log line in the same step); immediately if it was killed. Panics after
+    /// `timeout`.
+    pub fn wait_idle(&self, timeout: Duration) {
+        if self.killed {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let busy = self.requests_in_progress();
+            match busy {
+                Ok(0) => return,
+                _ if Instant::now() >= deadline => panic!(
+                    "upstream {} still busy after {timeout:?}: {busy:?}\n{}",
+                    self.url(),
+                    self.transfer_report()
+                ),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Requests nginx is reading or answering, not counting the status query itself.
+    fn requests_in_progress(&self) -> anyhow::Result<u64> {
+        let url = format!("{}{STATUS_PATH}", self.url());
+        let response = match &self.netns {
+            Some(ns) => crate::lan::http_get_in(ns, &url)?,
+            None => crate::http::try_get(&url, &[])?,
+        };
+        anyhow::ensure!(response.status == 200, "{url}: {}", response.status);
+        let text = response.text();
+        let count = |key: &str| -> anyhow::Result<u64> {
+            text.split_whitespace()
+                .skip_while(|w| *w != key)
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("no {key} in {text:?}"))
+        };
+        Ok(count("Reading:")? + count("Writing:")?.saturating_sub(1))
+    }
+
+    /// Its TCP connections that are open now (`ss -ti` in its namespace), with the bytes
+    /// each client has acknowledged. A finished transfer's connection may be gone (or
+    /// kept alive for the next request): this is for transfers under way.
+    pub fn open_connections(&self) -> Vec<OpenConnection> {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "ss"]);
+                c
+            }
+            None => Command::new("ss"),
+        };
+        cmd.args(["-tinH", "state", "established"])
+            .arg(format!("( sport = :{} )", self.port));
+        let out = crate::process::run_ok(&mut cmd);
+        let local = SocketAddr::from((self.ip, self.port));
+        parse_ss(&String::from_utf8_lossy(&out.stdout), local)
+    }
+
+    /// The first open connection whose client acknowledged at least `bytes` (see
+    /// [`Upstream::open_connections`]).
+    pub fn connection_past(&self, bytes: u64) -> Option<OpenConnection> {
+        self.open_connections()
+            .into_iter()
+            .find(|c| c.bytes_acked >= bytes)
+    }
+
+    /// SIGKILLs nginx, as a mirror dying mid-transfer: its clients see their connections
+    /// close early. The access log stays readable ([`Upstream::requests`]); the requests it
+    /// was answering are not in it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.killed = true;
+    }
+
     /// nginx's error log (startup problems, 404 reasons).
     pub fn error_log(&self) -> String {
         let mut s = String::new();
@@ -232,12 +425,23 @@ impl Drop for Upstream {
     }
 }
 
-fn config(prefix: &Path, root: &Path, ip: Ipv4Addr, port: u16) -> String {
+fn config(prefix: &Path, root: &Path, ip: Ipv4Addr, port: u16, options: &ServeOptions) -> String {
     let p = prefix.display();
     let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
         .iter()
         .map(|t| format!("    {t}_temp_path {p}/{t}_temp;\n"))
         .collect();
+    let mut locations = String::new();
+    if let Some(rate) = &options.limit_rate {
+        let _ = writeln!(locations, "        limit_rate {rate};");
+    }
+    for (path, file) in &options.replacements {
+        let _ = writeln!(
+            locations,
+            "        location = {path} {{ alias {}; }}",
+            file.display()
+        );
+    }
     format!(
         r#"daemon off;
 master_process off;
@@ -250,14 +454,15 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_timeout 30s;
-    log_format pacmesh "$request_method\t$request_uri\t$status\t$body_bytes_sent\t$http_range\t$http_user_agent";
+    log_format pacmesh "$remote_addr\t$request_method\t$request_uri\t$status\t$body_bytes_sent\t$http_range\t$http_user_agent";
     access_log {p}/access.log pacmesh;
     server {{
         listen {ip}:{port};
         server_name localhost;
         root {root};
         location / {{ autoindex on; }}
-    }}
+        location = {STATUS_PATH} {{ stub_status; access_log off; }}
+{locations}    }}
 }}
 "#,
         root = root.display()
@@ -266,11 +471,12 @@ http {{
 
 fn parse_line(line: &str) -> Option<LoggedRequest> {
     let f: Vec<&str> = line.split('\t').collect();
-    let [method, path, status, bytes, range, agent] = f.as_slice() else {
+    let [remote, method, path, status, bytes, range, agent] = f.as_slice() else {
         return None;
     };
     let opt = |s: &str| (s != "-").then(|| s.to_string());
     Some(LoggedRequest {
+        remote_addr: remote.parse().ok(),
         method: method.to_string(),
         path: path.to_string(),
         status: status.parse().ok()?,
@@ -278,4 +484,77 @@ fn parse_line(line: &str) -> Option<LoggedRequest> {
         range: opt(range),
         user_agent: opt(agent),
     })
+}
+
+/// `ss -tinH state established` output: a line `RECV-Q SEND-Q LOCAL PEER` per connection,
+/// then an indented line of `key:value` details. Connections not on `local` are left out.
+fn parse_ss(text: &str, local: SocketAddr) -> Vec<OpenConnection> {
+    let mut out: Vec<OpenConnection> = Vec::new();
+    let mut current: Option<OpenConnection> = None;
+    for line in text.lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let Some(conn) = current.as_mut() {
+                if let Some(n) = line
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("bytes_acked:"))
+                    .and_then(|n| n.parse().ok())
+                {
+                    conn.bytes_acked = n;
+                }
+            }
+            continue;
+        }
+        out.extend(current.take());
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(l), Some(p)) = (f.get(2), f.get(3)) else {
+            continue;
+        };
+        let (Ok(l), Ok(client)) = (l.parse::<SocketAddr>(), p.parse::<SocketAddr>()) else {
+            continue;
+        };
+        if l == local {
+            current = Some(OpenConnection {
+                client,
+                bytes_acked: 0,
+            });
+        }
+    }
+    out.extend(current);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ss_connections() {
+        let text = "0 2872000 10.1.2.1:80 10.1.2.3:41464\n\t bbr wscale:10,10 bytes_sent:142848 \
+                    bytes_acked:128000 segs_out:6\n0 0 10.1.2.1:80 10.1.2.4:5000\n\t cubic \
+                    rto:204\n0 0 10.1.2.1:81 10.1.2.4:5001\n\t bytes_acked:9\n";
+        let local: SocketAddr = "10.1.2.1:80".parse().unwrap();
+        assert_eq!(
+            parse_ss(text, local),
+            vec![
+                OpenConnection {
+                    client: "10.1.2.3:41464".parse().unwrap(),
+                    bytes_acked: 128_000
+                },
+                OpenConnection {
+                    client: "10.1.2.4:5000".parse().unwrap(),
+                    bytes_acked: 0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_a_log_line() {
+        let r = parse_line("10.1.2.3\tGET\t/r/os/x/a.pkg.tar.zst\t206\t100\tbytes=5-\tpacman/6")
+            .unwrap();
+        assert_eq!(r.remote_addr, Some(IpAddr::from([10, 1, 2, 3])));
+        assert_eq!((r.status, r.bytes), (206, 100));
+        assert_eq!(r.range.as_deref(), Some("bytes=5-"));
+        assert_eq!(r.file_name(), "a.pkg.tar.zst");
+    }
 }
