@@ -84,7 +84,10 @@ pub async fn drive<S: Sources>(
                             start: opened.start,
                         })
                     }
-                    Err(failure) => machine.on(Event::Failed(failure)),
+                    Err(failure) => {
+                        tracing::info!(?source, offset, ?failure, "source unavailable");
+                        machine.on(Event::Failed(failure))
+                    }
                 }
             }
             Action::Read => {
@@ -110,7 +113,11 @@ pub async fn drive<S: Sources>(
                         }
                     }
                     Ok(None) => machine.on(Event::Ended),
-                    Err(failure) => machine.on(Event::Failed(failure)),
+                    Err(failure) => {
+                        let source = machine.current();
+                        tracing::info!(?source, at = machine.pos(), ?failure, "source failed");
+                        machine.on(Event::Failed(failure))
+                    }
                 }
             }
             Action::Restart => {
@@ -131,6 +138,7 @@ pub async fn drive<S: Sources>(
                 let size = machine.size().or(expected.map(|e| e.size)).unwrap_or(0);
                 writer.set_claim(ClaimState::Pending);
                 let claimant = sources.claim(name, size).await;
+                tracing::info!(?claimant, at = machine.pos(), "claim settled");
                 claimed = claimant == super::machine::Claimant::Us;
                 writer.set_claim(if claimed {
                     ClaimState::Won

@@ -247,6 +247,8 @@ pub(crate) struct Inner {
     in_flight: Arc<dyn InFlightFiles>,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
+    /// One permit per upload of a file still arriving.
+    growing_uploads: Arc<Semaphore>,
     stall_timeout: Duration,
     growing_stall_timeout: Duration,
     test_stall_after: Option<u64>,
@@ -386,6 +388,7 @@ impl Mesh {
             index: opts.index,
             in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
+            growing_uploads: Arc::new(Semaphore::new(opts.max_growing_uploads)),
             stall_timeout: opts.stall_timeout,
             growing_stall_timeout: opts.growing_stall_timeout,
             test_stall_after: opts.test_stall_after,

@@ -29,9 +29,13 @@ pub struct MeshOptions {
     /// when a requested file is not in the index. Default:
     /// [`NoDownloads`].
     pub in_flight: Arc<dyn InFlightFiles>,
-    /// Uploads at once, to all peers together; more are answered `Busy`
-    /// (4).
+    /// Uploads of cached files at once, to all peers together; more are
+    /// answered `Busy` (8).
     pub max_uploads: usize,
+    /// Uploads of downloads still arriving (joined WAN fetches) at once
+    /// (64): they go at the WAN's pace, so they cost little, and refusing
+    /// one sends a host to the WAN for a file this host is fetching.
+    pub max_growing_uploads: usize,
     /// A peer download with no bytes for this long fails `Stalled` (3 s).
     pub stall_timeout: Duration,
     /// The same for [`super::Mesh::fetch_growing`], whose bytes come at
@@ -49,7 +53,7 @@ pub struct MeshOptions {
 
 impl MeshOptions {
     /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
-    /// nothing to serve, 4 uploads, stall timeouts 3 s (15 s growing),
+    /// nothing to serve, 8 uploads (64 of growing files), stall timeouts 3 s (15 s growing),
     /// penalties 10 min.
     pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
         MeshOptions {
@@ -60,7 +64,8 @@ impl MeshOptions {
             idle_timeout: Duration::from_secs(10),
             index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
             in_flight: Arc::new(NoDownloads),
-            max_uploads: 4,
+            max_uploads: 8,
+            max_growing_uploads: 64,
             stall_timeout: Duration::from_secs(3),
             growing_stall_timeout: Duration::from_secs(15),
             choice: ChoicePolicy::default(),
@@ -80,6 +85,7 @@ impl std::fmt::Debug for MeshOptions {
             .field("keep_alive", &self.keep_alive)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_uploads", &self.max_uploads)
+            .field("max_growing_uploads", &self.max_growing_uploads)
             .field("stall_timeout", &self.stall_timeout)
             .field("growing_stall_timeout", &self.growing_stall_timeout)
             .field("choice", &self.choice)

@@ -11,9 +11,11 @@
 //! everything it got from it without blaming us.
 //!
 //! Uploads never starve this host's own pacman. What that means here:
-//! - at most `max_uploads` run at once (for all peers together); a request
-//!   beyond that is answered `Busy` at once, so the asker goes to another
-//!   holder or the mirror instead of waiting on us;
+//! - at most `max_uploads` uploads of cached files run at once (for all
+//!   peers together); a request beyond that is answered `Busy` at once, so
+//!   the asker goes to another holder or the mirror instead of waiting on
+//!   us. Uploads of files still arriving (peers joining our WAN fetch) have
+//!   their own, larger limit: they go at the WAN's pace;
 //! - an upload's stream has a lower quinn priority than the control
 //!   stream, so digests, deltas and goodbyes are never queued behind file
 //!   bytes on a busy link;
@@ -203,8 +205,11 @@ async fn open(
             None => return Err(FetchStatus::NotFound),
         },
     };
-    let permit = inner
-        .uploads
+    let slots = match found {
+        Found::Cached(_) => &inner.uploads,
+        Found::Growing(_) => &inner.growing_uploads,
+    };
+    let permit = slots
         .clone()
         .try_acquire_owned()
         .map_err(|_| FetchStatus::Busy)?;
