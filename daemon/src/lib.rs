@@ -1,5 +1,5 @@
 //! pacmeshd: serves this host's pacman cache to pacman and redirects
-//! everything else to the real mirror (DESIGN.md, "Request flow").
+//! everything else to the real mirror (docs/DESIGN.md, "Request flow").
 //!
 //! The daemon is built from pure decisions (`http::target`, `http::range`,
 //! `plan`, `index::CacheIndex`) and an IO edge (`http::serve`,

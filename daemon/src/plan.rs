@@ -1,8 +1,8 @@
-//! Which source serves a file request (pure): the whole request ladder of
-//! the design (local cache → a download under way → peers holding it → a
-//! peer fetching it → this daemon fetching it → the mirror's redirect →
-//! 404), for one host, in one place. The HTTP layer only matches on the
-//! answer.
+//! Which source serves a file request (pure): the whole request ladder
+//! (local cache → a download under way → peers holding it → a peer
+//! fetching it → this daemon fetching it → the mirror's redirect → 404;
+//! docs/DESIGN.md, "The ladder"), for one host, in one place. The HTTP
+//! layer only matches on the answer.
 
 use std::path::PathBuf;
 

@@ -101,7 +101,7 @@ pub struct Stats {
     bytes_peer_inflight: AtomicU64,
 }
 
-/// `requests` in the status JSON (DESIGN.md, "Observability").
+/// `requests` in the status JSON (docs/DESIGN.md, "Status JSON").
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct RequestCounts {
     pub local: u64,

@@ -9,7 +9,7 @@ use std::fmt;
 /// The longest file name accepted, as the Linux `NAME_MAX`.
 pub const MAX_NAME_LEN: usize = 255;
 
-/// How the request flow treats a file (DESIGN.md, "Request flow", step 1).
+/// How the request flow treats a file (docs/DESIGN.md, "Classifying a request").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
     /// `*.pkg.tar` with an optional compression suffix.

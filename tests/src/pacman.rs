@@ -9,8 +9,9 @@ use tempfile::TempDir;
 
 use crate::process::{describe, show_command};
 
-/// A pacman setup confined to a temp dir (FIELD-NOTES: `--root` alone would leave
-/// CacheDir, GPGDir and HookDir on the host), with one `[repo]` section.
+/// A pacman setup confined to a temp dir (`--root` alone would leave CacheDir, GPGDir
+/// and HookDir on the host: docs/DESIGN.md, "makepkg, repo-add and pacman in tests"),
+/// with one `[repo]` section.
 /// The config file is rewritten by every setter; the dir is removed on drop.
 pub struct PacmanRoot {
     dir: TempDir,

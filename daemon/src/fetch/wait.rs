@@ -5,7 +5,8 @@
 //! follows at most 10 redirects per download; each redirect counts, the
 //! final one to the mirror and any the mirror itself sends included
 //! (libalpm `dload.c`: `CURLOPT_MAXREDIRS` 10, `CURLOPT_LOW_SPEED_TIME`
-//! 10; measured with pacman 6.0.2, see docs/DESIGN.md). So a request waits
+//! 10; measured with pacman 6.0.2: docs/DESIGN.md, "pacman behaviours we
+//! depend on"). So a request waits
 //! up to [`WAIT_PER_HOP`], then, if the download is worth more waiting, is
 //! answered with a `307` to its own URL carrying the hop count; after
 //! [`MAX_HOPS`] such hops the answer is the mirror's redirect, which

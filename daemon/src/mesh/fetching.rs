@@ -1,8 +1,9 @@
-//! Downloads from the WAN that hosts announce on their links (request flow
-//! step 2.3), as pure state: this host's own set ([`OwnFetches`]), what
-//! one link was told of it ([`SentFetches`]), and what one peer told us
-//! ([`PeerFetches`]). The link code keeps them under locks and moves the
-//! messages; nothing here touches a socket or reads the clock.
+//! Downloads from the WAN that hosts announce on their links
+//! (docs/DESIGN.md, "A peer fetching it now"), as pure state: this host's
+//! own set ([`OwnFetches`]), what one link was told of it
+//! ([`SentFetches`]), and what one peer told us ([`PeerFetches`]). The
+//! link code keeps them under locks and moves the messages; nothing here
+//! touches a socket or reads the clock.
 //!
 //! A link is sent the difference between what it was told and the set
 //! now, never a log of announcements: a link that fell behind, or that

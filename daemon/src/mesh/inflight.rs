@@ -1,7 +1,7 @@
 //! What the mesh needs from the downloads running on this host, and what
-//! it tells the download engine about its peers' downloads (request flow
-//! step 2.3: a host that misses a file a peer is fetching right now joins
-//! that fetch instead of going to the WAN itself).
+//! it tells the download engine about its peers' downloads (a host that
+//! misses a file a peer is fetching right now joins that fetch instead of
+//! going to the WAN itself: docs/DESIGN.md, "A peer fetching it now").
 //!
 //! The mesh does not know how downloads are made: the engine
 //! (`crate::fetch`) implements [`InFlightFiles`], and the mesh serves a

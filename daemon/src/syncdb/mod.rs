@@ -1,5 +1,6 @@
 //! What this host's own pacman sync databases say each package file must
-//! be: its size and SHA-256 (DESIGN.md, "Request flow", step 2.2). Every
+//! be: its size and SHA-256 (docs/DESIGN.md, "Verification against the
+//! sync databases"). Every
 //! byte received from a peer is checked against them, never against
 //! anything a peer says.
 //!

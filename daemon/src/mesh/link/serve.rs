@@ -27,7 +27,8 @@
 //!
 //! There is no bandwidth cap: on a LAN the upload direction is not what
 //! the host's own downloads use, and the bounded count keeps CPU use (QUIC
-//! is CPU-bound here, FIELD-NOTES) to at most `max_uploads` streams.
+//! is CPU-bound here: docs/DESIGN.md, "QUIC throughput") to at most
+//! `max_uploads` streams.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! UDP socket buffers sized for bulk transfer: at the default size the
-//! kernel drops packets on fast links (FIELD-NOTES: 1–2 % loss and a third
-//! less throughput over veth; 4 MiB gives no loss).
+//! kernel drops packets on fast links (1–2 % loss and a third less
+//! throughput over veth; 4 MiB gives no loss: docs/DESIGN.md, "QUIC
+//! throughput").
 //!
 //! rustix rather than socket2: socket2 has no `SO_RCVBUFFORCE`, and a raw
 //! `setsockopt` would need `unsafe`, which the workspace forbids.
