@@ -407,7 +407,9 @@ impl Transfer {
                         info!(file = %self.name, done = shown.len, hop, "still arriving; pacman asked back");
                         Answer::ComeBack
                     }
-                    wait::AfterWait::OutOfHops if members_trusted && self.kind == Kind::Join => {
+                    // Our own fetch streams already; a join of a member's
+                    // fetch (from the start, or after a lost claim) may.
+                    wait::AfterWait::OutOfHops if members_trusted && self.kind != Kind::Holders => {
                         info!(file = %self.name, done = shown.len, hop,
                             "join longer than pacman's redirects; streaming the member's bytes");
                         Answer::StreamUnverified(self.growing.clone())

@@ -63,25 +63,29 @@ pub fn budget_left(hop: u32) -> Duration {
     WAIT_PER_HOP * (MAX_HOPS + 1).saturating_sub(hop + 1)
 }
 
-/// Whether the download is worth another hop: hops are left, it moved
-/// during the wait, and at its pace so far it ends within the hops left
-/// (a holder on the LAN must also keep [`MIN_HOLDER_RATE`]).
+/// Whether the download is worth another hop. A holder on the LAN must
+/// have moved during the wait, keep [`MIN_HOLDER_RATE`] and, at its pace
+/// so far, end within the hops left. A download paced by the WAN (a
+/// mirror, or a peer fetching from one) is waited for while hops are
+/// left, however slow: pacman going to the mirror would share the same
+/// WAN, and a source that died is failed over by the download itself
+/// (its stall limits are shorter than the hops left).
 pub fn after_wait(hop: u32, course: Course) -> AfterWait {
-    if !course.moved || course.done == 0 {
+    if course.wan_paced {
+        return if hop < MAX_HOPS {
+            AfterWait::ComeBack
+        } else {
+            AfterWait::OutOfHops
+        };
+    }
+    if hop >= MAX_HOPS || !course.moved || course.done == 0 {
         return AfterWait::GiveUp;
     }
     let secs = course.elapsed.as_secs_f64().max(1e-3);
     let rate = course.done as f64 / secs;
-    if !course.wan_paced && rate < MIN_HOLDER_RATE as f64 {
-        return AfterWait::GiveUp;
-    }
     let left = course.size.saturating_sub(course.done) as f64 / rate;
-    if hop >= MAX_HOPS || (course.size > 0 && left > budget_left(hop).as_secs_f64()) {
-        return if course.wan_paced {
-            AfterWait::OutOfHops
-        } else {
-            AfterWait::GiveUp
-        };
+    if rate < MIN_HOLDER_RATE as f64 || (course.size > 0 && left > budget_left(hop).as_secs_f64()) {
+        return AfterWait::GiveUp;
     }
     AfterWait::ComeBack
 }
@@ -124,27 +128,30 @@ mod tests {
             (0, course(8, 80 * MIB, 100 * MIB, false), ComeBack),
             // A holder under 2 MiB/s is left for the mirror.
             (0, course(8, 8 * MIB, 100 * MIB, false), GiveUp),
-            // The same pace from the WAN is the WAN's: waited for…
+            // A holder that would not end within the hops left.
+            (6, course(60, 150 * MIB, 300 * MIB, false), GiveUp),
+            // The same pace from the WAN is the WAN's: waited for, even
+            // when it cannot end within the hops (a fetcher may have died
+            // and be replaced)…
             (0, course(8, 8 * MIB, 40 * MIB, true), ComeBack),
-            // …unless it cannot end within the hops left (7 × 8.5 s).
-            (0, course(8, 8 * MIB, 100 * MIB, true), OutOfHops),
-            // The last hop is never exceeded.
-            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, true), OutOfHops),
-            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, false), GiveUp),
+            (0, course(8, 8 * MIB, 1000 * MIB, true), ComeBack),
             (
                 MAX_HOPS - 1,
                 course(60, 99 * MIB, 100 * MIB, true),
                 ComeBack,
             ),
-            // Nothing arrived yet: not worth waiting for.
-            (0, course(8, 0, 0, true), GiveUp),
+            // …until the hops run out.
+            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, true), OutOfHops),
+            (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, false), GiveUp),
+            // Nothing arrived from a holder: not worth waiting for.
+            (0, course(8, 0, 0, false), GiveUp),
         ];
         for (hop, c, want) in table {
             assert_eq!(after_wait(hop, c), want, "hop {hop} {c:?}");
         }
         let stuck = Course {
             moved: false,
-            ..course(16, 50 * MIB, 100 * MIB, true)
+            ..course(16, 50 * MIB, 100 * MIB, false)
         };
         assert_eq!(after_wait(1, stuck), GiveUp);
     }

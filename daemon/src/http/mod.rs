@@ -239,7 +239,8 @@ async fn from_download(
         }
         fetch::Answer::Stream(growing) => {
             let shown = growing.shown();
-            let source = if shown.streamable && shown.end == fetch::growing::End::Running {
+            // Every byte from mirrors: our own fetch.
+            let source = if shown.streamable {
                 Source::MirrorFetch
             } else if state.expected(file).is_some() || shown.streamable {
                 Source::Peer

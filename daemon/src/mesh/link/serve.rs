@@ -194,17 +194,23 @@ async fn open(
     if !classify(file_name).is_cacheable() {
         return Err(FetchStatus::NotFound);
     }
-    let cached = inner
-        .index
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .locate(file_name);
-    let found = match cached {
-        Some(path) => Found::Cached(path),
-        None => match inner.in_flight.open(file_name, offset) {
-            Some(growing) => Found::Growing(growing),
-            None => return Err(FetchStatus::NotFound),
-        },
+    // A download of ours comes first: a peer asking for a file we are
+    // fetching is joining that fetch, and a copy of the same name in a
+    // cache dir meanwhile may be one pacman is about to reject (it writes
+    // a corrupt download there before checking it).
+    let found = match inner.in_flight.open(file_name, offset) {
+        Some(growing) => Found::Growing(growing),
+        None => {
+            let cached = inner
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .locate(file_name);
+            match cached {
+                Some(path) => Found::Cached(path),
+                None => return Err(FetchStatus::NotFound),
+            }
+        }
     };
     let slots = match found {
         Found::Cached(_) => &inner.uploads,
