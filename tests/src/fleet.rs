@@ -49,7 +49,7 @@ use crate::fixtures::{FixturePackage, FixtureRepo};
 use crate::lan::{Host, Lan, NsDaemon, DAEMON_SERVER_URL};
 use crate::pacman::PacmanRoot;
 use crate::process::{run_ok, show_command};
-use crate::upstream::{ServeOptions, Upstream};
+use crate::upstream::{LoggedRequest, ServeOptions, Upstream};
 
 /// The WAN link the tests model: what each mirror host may send, in tc's syntax.
 pub const WAN_RATE: &str = "100mbit";
@@ -371,6 +371,14 @@ pub struct FileUse {
 impl WanUse {
     /// The mirrors' logged requests for `pkgs`' files (databases and anything else left out).
     pub fn of(mirrors: &[Upstream], pkgs: &[FixturePackage]) -> WanUse {
+        Self::from_requests(mirrors.iter().flat_map(Upstream::requests), pkgs)
+    }
+
+    /// [`WanUse::of`] over given log lines, e.g. those of one benchmark run.
+    pub fn from_requests(
+        requests: impl IntoIterator<Item = LoggedRequest>,
+        pkgs: &[FixturePackage],
+    ) -> WanUse {
         let mut files: BTreeMap<String, FileUse> = pkgs
             .iter()
             .map(|p| {
@@ -384,7 +392,7 @@ impl WanUse {
                 )
             })
             .collect();
-        for r in mirrors.iter().flat_map(Upstream::requests) {
+        for r in requests {
             let Some(file) = files.get_mut(r.file_name()) else {
                 continue;
             };
