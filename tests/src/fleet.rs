@@ -69,11 +69,24 @@ impl<'a> Node<'a> {
     /// A pacman root for `repo` listing its daemon, then `mirrors` (pacman `Server` values),
     /// with `ParallelDownloads = 5` as in Arch's stock pacman.conf; and the daemon, started.
     pub fn start(host: &'a Host, repo: &str, mirrors: &[String]) -> Node<'a> {
+        Node::start_with(host, repo, mirrors, &[])
+    }
+
+    /// [`Node::start`], the daemon started with `extra` flags too.
+    pub fn start_with(
+        host: &'a Host,
+        repo: &str,
+        mirrors: &[String],
+        extra: &[std::ffi::OsString],
+    ) -> Node<'a> {
         let mut servers = vec![DAEMON_SERVER_URL.to_string()];
         servers.extend(mirrors.iter().cloned());
         let mut pacman = PacmanRoot::new(repo, &servers);
         pacman.add_option("ParallelDownloads = 5");
-        let daemon = host.start_daemon(DaemonArgs::new(&pacman.conf_path()));
+        let args = extra
+            .iter()
+            .fold(DaemonArgs::new(&pacman.conf_path()), |args, a| args.arg(a));
+        let daemon = host.start_daemon(args);
         assert_eq!(daemon.cache_dir(), pacman.cache_dir());
         Node { daemon, pacman }
     }
@@ -227,6 +240,17 @@ impl<'a> Fleet<'a> {
         mirrors: &[ServeOptions],
         nodes: usize,
     ) -> Fleet<'a> {
+        Fleet::start_with(lan, repo, mirrors, nodes, &[])
+    }
+
+    /// [`Fleet::start`], every daemon started with `extra` flags too (e.g. `--mesh-key F`).
+    pub fn start_with(
+        lan: &'a Lan,
+        repo: &FixtureRepo,
+        mirrors: &[ServeOptions],
+        nodes: usize,
+        extra: &[std::ffi::OsString],
+    ) -> Fleet<'a> {
         let m = mirrors.len();
         assert!(
             lan.hosts().len() >= m + nodes,
@@ -241,7 +265,7 @@ impl<'a> Fleet<'a> {
             .collect();
         let urls: Vec<String> = mirrors.iter().map(Upstream::server_url).collect();
         let nodes = (0..nodes)
-            .map(|i| Node::start(lan.host(m + i), repo.repo_name(), &urls))
+            .map(|i| Node::start_with(lan.host(m + i), repo.repo_name(), &urls, extra))
             .collect();
         let fleet = Fleet {
             lan,

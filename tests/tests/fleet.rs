@@ -343,12 +343,24 @@ enum Source {
     Mirror,
 }
 
-/// The branch the engine is meant to take; `None` until it is decided (then either branch
-/// passes if its own checks hold).
-const EXPECTED_SOURCE: Option<Source> = None;
-
+/// Without a mesh key, a join that cannot end within pacman's redirects sends pacman to the
+/// mirror as soon as that is clear (nothing unverified reaches pacman).
 #[test]
 fn peer_fetch_longer_than_the_redirect_budget() {
+    redirect_budget(None, Source::Mirror);
+}
+
+/// With a mesh key, the same join streams the member's bytes to pacman as they arrive: the
+/// package crosses the WAN once.
+#[test]
+fn peer_fetch_longer_than_the_redirect_budget_between_keyed_members() {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keys.path().join("mesh.key");
+    std::fs::write(&key, "a fleet's own mesh key, 32 bytes or more\n").expect("writing the key");
+    redirect_budget(Some(&key), Source::Peer);
+}
+
+fn redirect_budget(mesh_key: Option<&Path>, expected: Source) {
     if !tools_present() {
         return;
     }
@@ -357,7 +369,11 @@ fn peer_fetch_longer_than_the_redirect_budget() {
     // Hosts: the mirror, node 0 = A (fetches first), node 1 = B (joins).
     let lan = Lan::new(3);
     let mirrors = [ServeOptions::default().limit_rate(SLOW_MIRROR_RATE)];
-    let fleet = Fleet::start(&lan, &repo, &mirrors, 2);
+    let extra: Vec<std::ffi::OsString> = match mesh_key {
+        Some(key) => vec!["--mesh-key".into(), key.into()],
+        None => Vec::new(),
+    };
+    let fleet = Fleet::start_with(&lan, &repo, &mirrors, 2, &extra);
     fleet.sync_all();
     // `-Sy`'s database redirect counts as `mirror_redirect` too: count from here.
     let before = fleet.nodes[1].daemon.status();
@@ -430,12 +446,10 @@ fn peer_fetch_longer_than_the_redirect_budget() {
             );
         }
     }
-    if let Some(expected) = EXPECTED_SOURCE {
-        assert_eq!(
-            source,
-            expected,
-            "B's copy of {} came from {source:?}: {status}",
-            big.file_name()
-        );
-    }
+    assert_eq!(
+        source,
+        expected,
+        "B's copy of {} came from {source:?}: {status}",
+        big.file_name()
+    );
 }

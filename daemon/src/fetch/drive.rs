@@ -133,11 +133,11 @@ pub async fn drive<S: Sources>(
                 sources.penalise(&peers, name, &why);
                 machine.resume()
             }
-            Action::Claim => {
+            Action::Claim { exclude } => {
                 stream = None;
                 let size = machine.size().or(expected.map(|e| e.size)).unwrap_or(0);
                 writer.set_claim(ClaimState::Pending);
-                let claimant = sources.claim(name, size).await;
+                let claimant = sources.claim(name, size, &exclude).await;
                 tracing::info!(?claimant, at = machine.pos(), "claim settled");
                 claimed = claimant == super::machine::Claimant::Us;
                 writer.set_claim(if claimed {

@@ -39,6 +39,8 @@ pub struct Shown {
     pub streamable: bool,
     /// Where this host's claim to fetch the file from the WAN stands.
     pub claim: ClaimState,
+    /// When the last bytes were written (or the download began).
+    pub last_write: tokio::time::Instant,
     pub end: End,
 }
 
@@ -105,6 +107,7 @@ pub fn create(incoming: &Path, name: &str) -> std::io::Result<Writer> {
         generation: 0,
         streamable: false,
         claim: ClaimState::None,
+        last_write: tokio::time::Instant::now(),
         end: End::Running,
     });
     Ok(Writer {
@@ -153,18 +156,24 @@ impl Writer {
     pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         self.file.write_all(chunk)?;
         let n = chunk.len() as u64;
-        self.shared.shown.send_modify(|s| s.len += n);
+        self.shared.shown.send_modify(|s| {
+            s.len += n;
+            s.last_write = tokio::time::Instant::now();
+        });
         Ok(())
     }
 
     /// Throws every byte away; readers of the old bytes fail.
     pub fn restart(&mut self) -> std::io::Result<()> {
-        self.file.set_len(0)?;
-        std::io::Seek::rewind(&mut self.file)?;
+        // The generation first: a reader that finds the file shorter than
+        // it was told then also finds the new generation (`BadBytes`),
+        // never a "shrank" disk error.
         self.shared.shown.send_modify(|s| {
             s.len = 0;
             s.generation += 1;
         });
+        self.file.set_len(0)?;
+        std::io::Seek::rewind(&mut self.file)?;
         Ok(())
     }
 
@@ -214,6 +223,11 @@ impl Growing {
     /// The progress as it is now.
     pub fn shown(&self) -> Shown {
         self.shown.borrow().clone()
+    }
+
+    /// Readers of the download now (responses, peers, waiting requests).
+    pub fn readers(&self) -> usize {
+        self.shown.receiver_count()
     }
 
     pub fn watch(&self) -> watch::Receiver<Shown> {
@@ -320,6 +334,12 @@ impl Reader {
                     .file
                     .read_at(&mut buf, self.pos)
                     .map_err(|e| GrowingError::Io(e.to_string()))?;
+                // The writer may have thrown its bytes away (truncated the
+                // file) since the look above: that is bad bytes, not a
+                // disk error.
+                if self.growing.shown.borrow().generation != self.generation {
+                    return Err(GrowingError::BadBytes);
+                }
                 if n == 0 {
                     return Err(GrowingError::Io("the download shrank".into()));
                 }

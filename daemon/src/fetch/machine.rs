@@ -120,8 +120,10 @@ pub enum Action {
     /// These peers' bytes were in a file that did not verify.
     Penalise { peers: Vec<NodeId>, why: String },
     /// Settle with the other hosts who fetches from the WAN (the fetcher
-    /// we joined is gone); answer with `Event::Claimed`.
-    Claim,
+    /// we joined is gone); answer with `Event::Claimed`. `exclude`: the
+    /// fetchers that failed us (their announcements may outlive them by a
+    /// moment).
+    Claim { exclude: Vec<NodeId> },
     /// Every byte is in: check the whole file, answer `Event::Verified`.
     Verify,
     /// The file is complete (and verified, or allowed unverified).
@@ -147,6 +149,8 @@ pub struct Machine {
     mirrors: Vec<SourceId>,
     /// Mirrors whose copy turned out bad: never asked again.
     bad_mirrors: Vec<SourceId>,
+    /// Fetching peers that failed us: never joined again.
+    gone_fetchers: Vec<NodeId>,
     /// Set by an action that needs a `resume` before the next decision.
     pending: Option<Action>,
 }
@@ -166,6 +170,7 @@ impl Machine {
             opens: Vec::new(),
             mirrors,
             bad_mirrors: Vec::new(),
+            gone_fetchers: Vec::new(),
             pending: None,
         }
     }
@@ -193,6 +198,13 @@ impl Machine {
         self.next_source()
     }
 
+    /// A claim, leaving out the fetchers that failed us.
+    pub fn claim(&self) -> Action {
+        Action::Claim {
+            exclude: self.gone_fetchers.clone(),
+        }
+    }
+
     /// The action after one that needed no answer (`Restart`, `Penalise`).
     pub fn resume(&mut self) -> Action {
         self.pending.take().unwrap_or_else(|| self.next_source())
@@ -212,10 +224,13 @@ impl Machine {
                 self.queue.extend(self.mirrors.iter().copied());
                 self.next_source()
             }
-            Event::Claimed(Claimant::Peer(peer)) => {
+            Event::Claimed(Claimant::Peer(peer)) if !self.gone_fetchers.contains(&peer) => {
                 self.queue.push_front(SourceId::Fetcher(peer));
                 self.next_source()
             }
+            // A claim must not send us back to a fetcher that failed us;
+            // if it does, the mirrors are what is left.
+            Event::Claimed(Claimant::Peer(_)) => self.next_source(),
         }
     }
 
@@ -262,9 +277,12 @@ impl Machine {
         let source = self.current.take();
         match failure {
             Failure::Unavailable(_) | Failure::Broke(_) => {
-                if let Some(SourceId::Fetcher(_)) = source {
+                if let Some(SourceId::Fetcher(peer)) = source {
                     // The fetch we joined is gone: settle who goes on.
-                    return Action::Claim;
+                    if !self.gone_fetchers.contains(&peer) {
+                        self.gone_fetchers.push(peer);
+                    }
+                    return self.claim();
                 }
                 self.next_source()
             }

@@ -222,7 +222,7 @@ impl Engine {
                     job.expected.as_ref().map(|e| e.size),
                 );
                 let first = match job.kind {
-                    Kind::Fetch => Action::Claim,
+                    Kind::Fetch => machine.claim(),
                     Kind::Holders | Kind::Join => machine.start(),
                 };
                 let work = drive::drive(
@@ -342,7 +342,10 @@ async fn abandoned(transfer: &Transfer) {
     loop {
         tokio::time::sleep(ABANDONED / 3).await;
         let claimed = transfer.growing.shown().claim != ClaimState::None;
-        if !claimed && transfer.kind != Kind::Fetch && transfer.idle() >= ABANDONED {
+        // A response streaming the download (or a peer joining it) holds
+        // a reader: wanted still.
+        let read = transfer.growing.readers() > 0;
+        if !claimed && !read && transfer.kind != Kind::Fetch && transfer.idle() >= ABANDONED {
             return;
         }
     }
@@ -401,6 +404,7 @@ impl Transfer {
                     size: shown.size.unwrap_or(0),
                     wan_paced: self.kind != Kind::Holders,
                     moved: shown.len > at_start || shown.generation > 0,
+                    idle: shown.last_write.elapsed(),
                 };
                 match wait::after_wait(hop, course) {
                     wait::AfterWait::ComeBack => {

@@ -43,8 +43,14 @@ pub trait Sources: Send + Sync + 'static {
         size: Option<u64>,
     ) -> impl Future<Output = Result<(Self::Stream, Opened), Failure>> + Send;
 
-    /// Settles who fetches `name` from the WAN (`fetch::claim`).
-    fn claim(&self, name: &str, size: u64) -> impl Future<Output = Claimant> + Send;
+    /// Settles who fetches `name` from the WAN (`fetch::claim`), leaving
+    /// the peers in `exclude` out (fetchers that failed us).
+    fn claim(
+        &self,
+        name: &str,
+        size: u64,
+        exclude: &[NodeId],
+    ) -> impl Future<Output = Claimant> + Send;
 
     /// Tells the other hosts our WAN fetch of `name` ended.
     fn ended(&self, name: &str, complete: bool);
@@ -160,10 +166,18 @@ impl Sources for MeshSources {
         }
     }
 
-    async fn claim(&self, name: &str, size: u64) -> Claimant {
+    async fn claim(&self, name: &str, size: u64, exclude: &[NodeId]) -> Claimant {
         let me = self.mesh.node_id();
+        let fetchers = || -> Vec<NodeId> {
+            self.mesh
+                .fetchers(name)
+                .iter()
+                .map(|f| f.node)
+                .filter(|n| !exclude.contains(n))
+                .collect()
+        };
         // Someone fetches it already: join the one every joiner picks.
-        let fetching: Vec<NodeId> = self.mesh.fetchers(name).iter().map(|f| f.node).collect();
+        let fetching = fetchers();
         if !fetching.is_empty() {
             return Claimant::Peer(claim::winner_among(&fetching, name));
         }
@@ -172,7 +186,7 @@ impl Sources for MeshSources {
             size,
         });
         tokio::time::sleep(CLAIM_WINDOW).await;
-        let claimants: Vec<NodeId> = self.mesh.fetchers(name).iter().map(|f| f.node).collect();
+        let claimants = fetchers();
         let winner = claim::winner(me, &claimants, name);
         if winner == me {
             Claimant::Us

@@ -43,6 +43,8 @@ pub struct Course {
     pub wan_paced: bool,
     /// Bytes arrived during the request's wait.
     pub moved: bool,
+    /// Since the last bytes arrived.
+    pub idle: Duration,
 }
 
 /// What to answer a request whose wait of `WAIT_PER_HOP` ran out at hop
@@ -63,19 +65,32 @@ pub fn budget_left(hop: u32) -> Duration {
     WAIT_PER_HOP * (MAX_HOPS + 1).saturating_sub(hop + 1)
 }
 
+/// A download with no new bytes for this long is failing over (or about
+/// to): its pace so far says nothing about when it ends.
+pub const STALLED: Duration = Duration::from_secs(2);
+
 /// Whether the download is worth another hop. A holder on the LAN must
 /// have moved during the wait, keep [`MIN_HOLDER_RATE`] and, at its pace
 /// so far, end within the hops left. A download paced by the WAN (a
-/// mirror, or a peer fetching from one) is waited for while hops are
-/// left, however slow: pacman going to the mirror would share the same
-/// WAN, and a source that died is failed over by the download itself
-/// (its stall limits are shorter than the hops left).
+/// mirror, or a peer fetching from one) is not judged by its rate (pacman
+/// going to the mirror would share the same WAN) but by whether, at its
+/// pace, it ends within the hops left; one that stalled is waited for
+/// while hops are left, since the download fails its source over by
+/// itself (its stall limits are shorter than the hops left).
 pub fn after_wait(hop: u32, course: Course) -> AfterWait {
     if course.wan_paced {
-        return if hop < MAX_HOPS {
-            AfterWait::ComeBack
-        } else {
+        if hop >= MAX_HOPS {
+            return AfterWait::OutOfHops;
+        }
+        if course.idle >= STALLED || course.done == 0 || course.size == 0 {
+            return AfterWait::ComeBack;
+        }
+        let rate = course.done as f64 / course.elapsed.as_secs_f64().max(1e-3);
+        let left = course.size.saturating_sub(course.done) as f64 / rate;
+        return if left > budget_left(hop).as_secs_f64() {
             AfterWait::OutOfHops
+        } else {
+            AfterWait::ComeBack
         };
     }
     if hop >= MAX_HOPS || !course.moved || course.done == 0 {
@@ -117,6 +132,7 @@ mod tests {
             size,
             wan_paced,
             moved: true,
+            idle: Duration::ZERO,
         }
     }
 
@@ -130,17 +146,16 @@ mod tests {
             (0, course(8, 8 * MIB, 100 * MIB, false), GiveUp),
             // A holder that would not end within the hops left.
             (6, course(60, 150 * MIB, 300 * MIB, false), GiveUp),
-            // The same pace from the WAN is the WAN's: waited for, even
-            // when it cannot end within the hops (a fetcher may have died
-            // and be replaced)…
+            // The same pace from the WAN is the WAN's: waited for…
             (0, course(8, 8 * MIB, 40 * MIB, true), ComeBack),
-            (0, course(8, 8 * MIB, 1000 * MIB, true), ComeBack),
             (
                 MAX_HOPS - 1,
                 course(60, 99 * MIB, 100 * MIB, true),
                 ComeBack,
             ),
-            // …until the hops run out.
+            // …unless it cannot end within the hops left (7 × 8.5 s)…
+            (0, course(8, 8 * MIB, 1000 * MIB, true), OutOfHops),
+            // …and never past the last hop.
             (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, true), OutOfHops),
             (MAX_HOPS, course(60, 99 * MIB, 100 * MIB, false), GiveUp),
             // Nothing arrived from a holder: not worth waiting for.
@@ -154,6 +169,14 @@ mod tests {
             ..course(16, 50 * MIB, 100 * MIB, false)
         };
         assert_eq!(after_wait(1, stuck), GiveUp);
+        // A WAN download that stalled (its fetcher died, a mirror hangs)
+        // is failing over: its slow pace so far is not held against it.
+        let failing_over = Course {
+            idle: STALLED,
+            ..course(8, 3 * MIB, 40 * MIB, true)
+        };
+        assert_eq!(after_wait(0, failing_over), ComeBack);
+        assert_eq!(after_wait(MAX_HOPS, failing_over), OutOfHops);
     }
 
     #[test]

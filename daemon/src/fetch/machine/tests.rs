@@ -183,13 +183,23 @@ fn a_fetcher_that_breaks_leads_to_a_claim_before_any_mirror() {
                 Action::Read,
             ),
             (Some(Event::Bytes(25)), Action::Read),
-            (Some(broke()), Action::Claim),
+            (
+                Some(broke()),
+                Action::Claim {
+                    exclude: vec![peer(3)],
+                },
+            ),
             // Another joiner won: join it from the byte reached.
             (
                 Some(Event::Claimed(Claimant::Peer(peer(4)))),
                 open(SourceId::Fetcher(peer(4)), 25),
             ),
-            (Some(unavailable()), Action::Claim),
+            (
+                Some(unavailable()),
+                Action::Claim {
+                    exclude: vec![peer(3), peer(4)],
+                },
+            ),
             // Nobody else: we continue at the mirrors.
             (Some(Event::Claimed(Claimant::Us)), open(M0, 25)),
         ],
