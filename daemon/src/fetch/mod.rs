@@ -39,7 +39,7 @@ use crate::mesh::inflight::{BoxFuture, GrowingError, GrowingRead, InFlightFiles}
 use crate::stats::Stats;
 use crate::syncdb::Expected;
 use growing::{ClaimState, End, Growing};
-use machine::{Action, Machine, SourceId};
+use machine::{Machine, SourceId};
 use source::Sources;
 
 /// Downloads under way at once; past this, requests go to the mirror.

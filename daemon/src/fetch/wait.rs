@@ -22,6 +22,18 @@ pub const WAIT_PER_HOP: Duration = Duration::from_millis(8500);
 /// pacman's 10.
 pub const MAX_HOPS: u32 = 7;
 
+/// pacman's redirect limit per download (libalpm's `CURLOPT_MAXREDIRS`).
+pub const PACMAN_MAX_REDIRECTS: u32 = 10;
+/// pacman's silence limit (`CURLOPT_LOW_SPEED_TIME`, at 1 byte/s).
+pub const PACMAN_SILENCE: Duration = Duration::from_secs(10);
+/// Redirects left for the mirror's own (mirrorbrain-style mirrors use one).
+pub const MIRROR_REDIRECTS: u32 = 2;
+
+// The come-backs, the final redirect to the mirror and the mirror's own
+// fit pacman's limit, and every wait ends before pacman's patience does.
+const _: () = assert!(MAX_HOPS + 1 + MIRROR_REDIRECTS <= PACMAN_MAX_REDIRECTS);
+const _: () = assert!(WAIT_PER_HOP.as_millis() < PACMAN_SILENCE.as_millis());
+
 /// The query parameter that carries the hop count in a come-back URL.
 pub const HOP_PARAM: &str = "pacmesh_hop";
 
@@ -180,11 +192,9 @@ mod tests {
     }
 
     #[test]
-    fn hops_fit_pacmans_redirect_limit() {
-        // Come-backs plus the final redirect leave two for the mirror.
-        assert!(MAX_HOPS + 1 <= 10 - 2);
-        assert!(WAIT_PER_HOP < Duration::from_secs(10));
+    fn the_budget_runs_out_at_the_last_hop() {
         assert_eq!(budget_left(MAX_HOPS), Duration::ZERO);
+        assert_eq!(budget_left(0), WAIT_PER_HOP * MAX_HOPS);
     }
 
     #[test]
