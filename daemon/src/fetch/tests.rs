@@ -81,10 +81,11 @@ impl Sources for Arc<Fake> {
         _size: Option<u64>,
     ) -> Result<(FakeStream, Opened), Failure> {
         self.opens.lock().unwrap().push((source, offset));
-        let script = self
-            .scripts
-            .get(&source)
-            .ok_or_else(|| Failure::Unavailable("no such source".into()))?;
+        let Some(script) = self.scripts.get(&source) else {
+            // A mirror that takes its time to refuse (a connect timeout).
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            return Err(Failure::Unavailable("no such source".into()));
+        };
         let stream = FakeStream {
             bytes: script.bytes.clone(),
             pos: offset as usize,
@@ -417,5 +418,31 @@ async fn a_join_longer_than_pacmans_redirects_streams_only_between_keyed_members
         growing.shown().end,
         growing::End::Running,
         "streamed before it is complete"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_no_mirror_answers_pacman_gets_the_redirect_not_a_broken_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(1000, 6);
+    // No scripts: every source is unavailable.
+    let fake = Arc::new(Fake::default());
+    let t = engine
+        .start(Job {
+            name: NAME.into(),
+            kind: Kind::Fetch,
+            sources: fake,
+            order: vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+            expected: Some(expected(&good)),
+            keep: true,
+        })
+        .unwrap();
+    assert!(matches!(t.answer(0, false).await, Answer::Elsewhere));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("incoming"))
+            .unwrap()
+            .count(),
+        0
     );
 }
