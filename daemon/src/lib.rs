@@ -14,6 +14,7 @@ pub mod identity;
 pub mod index;
 pub mod mesh;
 pub mod mirror_client;
+pub mod mirrorlist;
 pub mod mirrors;
 pub mod plan;
 pub mod sd_notify;
@@ -46,9 +47,9 @@ pub struct State {
     /// Whether files the sync databases cannot verify may come from peers.
     pub unverified_from_peers: bool,
     pub index: SharedIndex,
-    /// Replaced whole on reload (SIGHUP); requests read it under a brief
-    /// read lock.
-    pub mirrors: RwLock<Arc<MirrorTable>>,
+    /// Replaced whole on reload (SIGHUP), and when a mirrorlist changes;
+    /// requests read it under a brief read lock.
+    pub mirrors: Arc<RwLock<Arc<MirrorTable>>>,
     pub stats: Arc<Stats>,
     pub started: Instant,
 }
@@ -217,7 +218,7 @@ pub async fn run(
         mirror_client: mirror_client::MirrorClient::new(),
         unverified_from_peers: env.unverified_from_peers,
         index,
-        mirrors: RwLock::new(Arc::new(env.mirrors)),
+        mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),
         stats,
         started: Instant::now(),
     });
@@ -233,6 +234,11 @@ pub async fn run(
     });
     tokio::spawn(apply_controls(state.clone(), control));
     tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
+    tokio::spawn(mirrorlist::follow(
+        state.mirrors.clone(),
+        env.own_servers,
+        shutdown.clone(),
+    ));
     http::serve(state, listeners, shutdown).await;
     service.stopped().await;
     Ok(())
