@@ -40,6 +40,10 @@ pub struct State {
     /// This host's sync databases, against which peers' bytes are checked;
     /// `None` without a pacman.conf (then nothing verifies).
     pub syncdb: Option<Arc<syncdb::SyncDbs>>,
+    /// Caching-mirror mode: the databases proxied for clients, against
+    /// which the packages they ask for are verified first. `None` in local
+    /// mode.
+    pub fed: Option<Arc<syncdb::FedDbs>>,
     /// Every download under way (from peers, peers' fetches, mirrors).
     pub engine: fetch::Engine,
     /// The mirror sources of those downloads.
@@ -60,8 +64,15 @@ impl State {
         self.index.read().ok()?.locate(name)
     }
 
-    /// What this host's sync databases say `file` must be.
+    /// What the databases say `file` must be: in mirror mode the proxied
+    /// database of the request's repo and architecture first, then this
+    /// host's own sync databases.
     pub fn expected(&self, file: &http::target::FileTarget) -> Option<syncdb::Expected> {
+        if let (Some(fed), Some(repo), Some(arch)) = (&self.fed, &file.repo, &file.arch) {
+            if let Some(expected) = fed.lookup_in(arch, repo, &file.name) {
+                return Some(expected);
+            }
+        }
         let db = self.syncdb.as_ref()?;
         match &file.repo {
             Some(repo) => db
@@ -104,6 +115,7 @@ impl State {
             holders: &holders,
             fetchers: &fetchers,
             linked,
+            fetch_misses: self.fed.is_some(),
             peers_allowed: self.unverified_from_peers || self.expected(file).is_some(),
             mirror_urls: &urls,
         };
@@ -185,7 +197,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let incoming = env.store_dir.join("incoming");
     clean_incoming(&incoming)?;
-    let store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    let mut store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    if let Some(mirror) = &env.mirror_mode {
+        // A caching mirror keeps what it fetched for its clients.
+        store.max_age = fetch::store::MIRROR_MAX_AGE;
+        store.max_bytes = mirror.store_max_bytes;
+    }
     let mut cache_dirs = env.cache_dirs;
     // Kept downloads are served and offered to peers like pacman's cache.
     cache_dirs.push(store.dir().to_path_buf());
@@ -210,10 +227,15 @@ pub async fn run(
         Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
         None => None,
     };
+    let fed = env
+        .mirror_mode
+        .as_ref()
+        .map(|_| Arc::new(syncdb::FedDbs::default()));
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
         syncdb,
+        fed,
         engine,
         mirror_client: mirror_client::MirrorClient::new(),
         unverified_from_peers: env.unverified_from_peers,

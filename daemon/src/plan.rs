@@ -2,7 +2,9 @@
 //! (local cache → a download under way → peers holding it → a peer
 //! fetching it → this daemon fetching it → the mirror's redirect → 404;
 //! docs/DESIGN.md, "The ladder"), for one host, in one place. The HTTP
-//! layer only matches on the answer.
+//! layer only matches on the answer. In caching-mirror mode the daemon
+//! fetches every miss itself, peer or not (docs/DESIGN.md,
+//! "Caching-mirror mode").
 
 use std::path::PathBuf;
 
@@ -45,6 +47,9 @@ pub struct Facts<'a> {
     pub fetchers: &'a [NodeId],
     /// At least one peer is linked.
     pub linked: bool,
+    /// Caching-mirror mode: every miss is fetched here (and kept), with or
+    /// without a peer.
+    pub fetch_misses: bool,
     /// The sync databases know its size and checksum, or files they
     /// cannot verify may come from peers anyway.
     pub peers_allowed: bool,
@@ -96,7 +101,7 @@ pub fn plan(file: &FileTarget, facts: &Facts<'_>) -> Plan {
             order,
         };
     }
-    if facts.linked && !facts.mirror_urls.is_empty() {
+    if (facts.linked || facts.fetch_misses) && !facts.mirror_urls.is_empty() {
         return Plan::Download {
             kind: Kind::Fetch,
             order: mirrors.collect(),
@@ -223,6 +228,29 @@ mod tests {
                 kind: Kind::Fetch,
                 order: mirrors.to_vec(),
             },
+        );
+        // A caching mirror fetches a miss with no peer linked.
+        check(
+            &pkg,
+            Facts {
+                linked: false,
+                fetch_misses: true,
+                ..base.clone()
+            },
+            Plan::Download {
+                kind: Kind::Fetch,
+                order: mirrors.to_vec(),
+            },
+        );
+        check(
+            &pkg,
+            Facts {
+                linked: false,
+                fetch_misses: true,
+                mirror_urls: &[],
+                ..base.clone()
+            },
+            Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
         );
         // HEAD and databases: the mirror, even when cached.
         check(

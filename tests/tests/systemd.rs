@@ -217,7 +217,8 @@ fn default_toml_lists_every_key_with_its_default() {
             "verified_only",
             "mode",
             "[mirror]",
-            "db_revalidate_s"
+            "db_revalidate_s",
+            "store_max_gib"
         ]
     );
     assert!(

@@ -7,6 +7,7 @@
 //!
 //! [mirror]
 //! db_revalidate_s = 60
+//! store_max_gib = 16
 //!
 //! [[mirror.repo]]
 //! name = "core"
@@ -36,6 +37,12 @@ pub const DEFAULT_DB_REVALIDATE: Duration = Duration::from_secs(60);
 /// mirror's clients on old databases for days.
 pub const MAX_DB_REVALIDATE: Duration = Duration::from_secs(24 * 3600);
 
+/// The store's size cap in mirror mode, when `store_max_gib` is not set.
+pub const DEFAULT_STORE_MAX_GIB: u64 = 16;
+
+/// The largest `store_max_gib` accepted (1 PiB: anything more is a typo).
+const MAX_STORE_GIB: u64 = 1 << 20;
+
 /// The variables pacman expands in a `Server` URL, and so do we.
 const VARIABLES: [&str; 2] = ["$repo", "$arch"];
 
@@ -47,6 +54,10 @@ pub struct RawMirror {
     /// asks upstream again (0: at every request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_revalidate_s: Option<u64>,
+    /// The packages kept for clients, at most this many GiB (oldest go
+    /// first; kept at most 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_max_gib: Option<u64>,
     /// `[[mirror.repo]]`: repositories served with upstreams of their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo: Vec<RawMirrorRepo>,
@@ -74,6 +85,7 @@ pub struct RawMirrorRepo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorConfig {
     pub db_revalidate: Duration,
+    pub store_max_bytes: u64,
     pub repos: Vec<MirrorRepo>,
 }
 
@@ -81,6 +93,7 @@ impl Default for MirrorConfig {
     fn default() -> Self {
         MirrorConfig {
             db_revalidate: DEFAULT_DB_REVALIDATE,
+            store_max_bytes: DEFAULT_STORE_MAX_GIB << 30,
             repos: Vec::new(),
         }
     }
@@ -121,6 +134,17 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
             ))
         }
         Some(s) => Duration::from_secs(s),
+    };
+    let store_max_bytes = match raw.store_max_gib {
+        None => DEFAULT_STORE_MAX_GIB << 30,
+        Some(gib) if (1..=MAX_STORE_GIB).contains(&gib) => gib << 30,
+        Some(gib) => {
+            return Err(err(
+                "mirror.store_max_gib".into(),
+                gib.to_string(),
+                &format!("from 1 to {MAX_STORE_GIB}"),
+            ))
+        }
     };
     let mut repos: Vec<MirrorRepo> = Vec::new();
     for (i, r) in raw.repo.iter().enumerate() {
@@ -178,6 +202,7 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
     }
     Ok(MirrorConfig {
         db_revalidate,
+        store_max_bytes,
         repos,
     })
 }
@@ -187,6 +212,7 @@ impl MirrorConfig {
     pub fn to_raw(&self) -> RawMirror {
         RawMirror {
             db_revalidate_s: Some(self.db_revalidate.as_secs()),
+            store_max_gib: Some(self.store_max_bytes >> 30),
             repo: self
                 .repos
                 .iter()

@@ -159,6 +159,7 @@ mode = "mirror"
 
 [mirror]
 db_revalidate_s = 30
+store_max_gib = 100
 
 [[mirror.repo]]
 name = "core"
@@ -176,6 +177,7 @@ fn mirror_table_is_read_and_printed_back() {
     let (config, _) = load_with(MIRROR_TOML, &[]);
     let config = config.expect("valid");
     assert_eq!(config.mirror.db_revalidate, Duration::from_secs(30));
+    assert_eq!(config.mirror.store_max_bytes, 100 << 30);
     assert_eq!(
         config.mirror.repos,
         vec![
@@ -216,6 +218,10 @@ fn bad_mirror_tables_name_key_and_file() {
             vec!["$FILE", "db_revalidate_s"],
         ),
         ("[mirror]\ncolour = 1".into(), vec!["$FILE", "colour"]),
+        (
+            "[mirror]\nstore_max_gib = 0".into(),
+            vec!["$FILE", "`mirror.store_max_gib`", "from 1"],
+        ),
         (
             repo("servers = [\"http://m/$repo\"]"),
             vec!["$FILE", "name"],

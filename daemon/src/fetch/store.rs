@@ -17,6 +17,9 @@ use super::growing::Writer;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
 /// The kept files' total size cap.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+/// A caching mirror keeps what it fetched this long (its size cap is the
+/// config's `mirror.store_max_gib`).
+pub const MIRROR_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often the sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
