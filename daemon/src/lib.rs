@@ -8,6 +8,7 @@
 
 pub mod cachefile;
 pub mod config;
+pub mod dbproxy;
 pub mod fetch;
 pub mod http;
 pub mod identity;
@@ -43,7 +44,7 @@ pub struct State {
     /// Caching-mirror mode: the databases proxied for clients, against
     /// which the packages they ask for are verified first. `None` in local
     /// mode.
-    pub fed: Option<Arc<syncdb::FedDbs>>,
+    pub dbproxy: Option<Arc<dbproxy::DbProxy>>,
     /// Every download under way (from peers, peers' fetches, mirrors).
     pub engine: fetch::Engine,
     /// The mirror sources of those downloads.
@@ -68,8 +69,8 @@ impl State {
     /// database of the request's repo and architecture first, then this
     /// host's own sync databases.
     pub fn expected(&self, file: &http::target::FileTarget) -> Option<syncdb::Expected> {
-        if let (Some(fed), Some(repo), Some(arch)) = (&self.fed, &file.repo, &file.arch) {
-            if let Some(expected) = fed.lookup_in(arch, repo, &file.name) {
+        if let (Some(proxy), Some(repo), Some(arch)) = (&self.dbproxy, &file.repo, &file.arch) {
+            if let Some(expected) = proxy.fed().lookup_in(arch, repo, &file.name) {
                 return Some(expected);
             }
         }
@@ -115,7 +116,7 @@ impl State {
             holders: &holders,
             fetchers: &fetchers,
             linked,
-            fetch_misses: self.fed.is_some(),
+            fetch_misses: self.dbproxy.is_some(),
             peers_allowed: self.unverified_from_peers || self.expected(file).is_some(),
             mirror_urls: &urls,
         };
@@ -227,17 +228,30 @@ pub async fn run(
         Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
         None => None,
     };
-    let fed = env
-        .mirror_mode
-        .as_ref()
-        .map(|_| Arc::new(syncdb::FedDbs::default()));
+    let mirror_client = mirror_client::MirrorClient::new();
+    let dbproxy = match &env.mirror_mode {
+        Some(mirror) => {
+            let (dir, client, interval) = (
+                env.store_dir.clone(),
+                mirror_client.clone(),
+                mirror.db_revalidate,
+            );
+            let fed = Arc::new(syncdb::FedDbs::default());
+            let proxy = tokio::task::spawn_blocking(move || {
+                dbproxy::DbProxy::open(&dir, fed, client, interval)
+            })
+            .await??;
+            Some(Arc::new(proxy))
+        }
+        None => None,
+    };
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
         syncdb,
-        fed,
+        dbproxy,
         engine,
-        mirror_client: mirror_client::MirrorClient::new(),
+        mirror_client,
         unverified_from_peers: env.unverified_from_peers,
         index,
         mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),

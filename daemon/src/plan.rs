@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use pacmesh_proto::NodeId;
+use pacmesh_proto::{FileKind, NodeId};
 
 use crate::fetch::claim::winner_among;
 use crate::fetch::machine::SourceId;
@@ -26,6 +26,9 @@ pub enum Plan {
     Running,
     /// Start a download from these sources, in order.
     Download { kind: Kind, order: Vec<SourceId> },
+    /// Caching-mirror mode: a database or its signature, proxied
+    /// (`crate::dbproxy`).
+    Database,
     /// 307 to the real mirror.
     Redirect(String),
     /// 404 so pacman moves on to its next `Server` at once.
@@ -73,6 +76,13 @@ pub fn plan(file: &FileTarget, facts: &Facts<'_>) -> Plan {
         }
         None => Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
     };
+    // A caching mirror proxies the databases its clients sync from.
+    if facts.fetch_misses && matches!(file.kind, FileKind::Database | FileKind::DatabaseSig) {
+        return match facts.mirror_urls {
+            [] => fallback(),
+            _ => Plan::Database,
+        };
+    }
     // Databases are never served from a cache or a peer: they are what
     // packages are verified against.
     if !cacheable || !facts.get {
@@ -249,6 +259,31 @@ mod tests {
                 fetch_misses: true,
                 mirror_urls: &[],
                 ..base.clone()
+            },
+            Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
+        );
+        // A caching mirror proxies databases and their signatures, GET or
+        // HEAD; not for a repo it has no upstream for.
+        let mirror = Facts {
+            fetch_misses: true,
+            ..base.clone()
+        };
+        for name in ["core.db", "core.db.sig", "core.files.tar.gz"] {
+            check(&target(Some("core"), name), mirror.clone(), Plan::Database);
+        }
+        check(
+            &target(Some("core"), "core.db"),
+            Facts {
+                get: false,
+                ..mirror.clone()
+            },
+            Plan::Database,
+        );
+        check(
+            &target(Some("core"), "core.db"),
+            Facts {
+                mirror_urls: &[],
+                ..mirror.clone()
             },
             Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
         );

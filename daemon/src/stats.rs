@@ -17,6 +17,9 @@ pub enum Source {
     MirrorRedirect,
     /// Fetched from the mirrors by this daemon and streamed to pacman.
     MirrorFetch,
+    /// Caching-mirror mode: a proxied database or its signature (or why
+    /// none could be had).
+    Database,
     NotFound,
     BadRequest,
     Status,
@@ -31,6 +34,7 @@ impl Source {
             Source::PeerWait => "peer_wait",
             Source::MirrorRedirect => "mirror_redirect",
             Source::MirrorFetch => "mirror_fetch",
+            Source::Database => "database",
             Source::NotFound => "not_found",
             Source::BadRequest => "bad_request",
             Source::Status => "status",
@@ -93,6 +97,7 @@ pub struct Stats {
     peer_wait: AtomicU64,
     mirror_redirect: AtomicU64,
     mirror_fetch: AtomicU64,
+    database: AtomicU64,
     not_found: AtomicU64,
     bad_request: AtomicU64,
     bytes_local: AtomicU64,
@@ -113,6 +118,8 @@ pub struct RequestCounts {
     pub peer_wait: u64,
     pub mirror_redirect: u64,
     pub mirror_fetch: u64,
+    /// Caching-mirror mode: databases and their signatures.
+    pub database: u64,
     pub not_found: u64,
     pub bad_request: u64,
 }
@@ -146,6 +153,7 @@ impl Stats {
             Source::PeerWait => &self.peer_wait,
             Source::MirrorRedirect => &self.mirror_redirect,
             Source::MirrorFetch => &self.mirror_fetch,
+            Source::Database => &self.database,
             Source::NotFound => &self.not_found,
             Source::BadRequest => &self.bad_request,
             Source::Status => return,
@@ -179,6 +187,7 @@ impl Stats {
             peer_wait: self.peer_wait.load(Relaxed),
             mirror_redirect: self.mirror_redirect.load(Relaxed),
             mirror_fetch: self.mirror_fetch.load(Relaxed),
+            database: self.database.load(Relaxed),
             not_found: self.not_found.load(Relaxed),
             bad_request: self.bad_request.load(Relaxed),
         }

@@ -34,6 +34,7 @@ pub fn render(state: &State) -> String {
         ("peer_wait", r.peer_wait),
         ("mirror_redirect", r.mirror_redirect),
         ("mirror_fetch", r.mirror_fetch),
+        ("database", r.database),
         ("not_found", r.not_found),
         ("bad_request", r.bad_request),
     ] {

@@ -2,6 +2,7 @@
 //! and the dispatch from a parsed target to a response.
 
 mod body;
+mod db;
 pub mod file_body;
 mod local;
 mod metrics;
@@ -212,6 +213,9 @@ async fn serve_file(
                     return answer;
                 }
                 return mirror_answer(state, file);
+            }
+            Plan::Database => {
+                return db::respond(state, req.method(), req.headers(), req.uri(), file).await
             }
             Plan::Redirect(location) => {
                 return (text(redirect(&location), ""), Source::MirrorRedirect)
