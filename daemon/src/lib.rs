@@ -165,6 +165,32 @@ impl State {
         }
     }
 
+    /// Caching-mirror mode's counters and what it keeps, for status,
+    /// metrics and the page; `None` in local mode.
+    pub fn mirror_status(&self) -> Option<stats::MirrorStatus> {
+        let proxy = self.dbproxy.as_ref()?;
+        let store = self.engine.store();
+        let kept = store.list(|_| false).unwrap_or_default();
+        let requests = self.stats.requests();
+        Some(stats::MirrorStatus {
+            packages: stats::MirrorPackages {
+                hits: requests.local,
+                misses: requests.mirror_fetch,
+                bytes_upstream: self.stats.bytes(0).mirror_fetch,
+                kept: kept.len(),
+                kept_bytes: kept.iter().map(|k| k.size).sum(),
+                max_bytes: store.max_bytes,
+            },
+            databases: proxy.counts(),
+            repos: proxy
+                .fed()
+                .repos()
+                .into_iter()
+                .map(|(arch, repo, files)| stats::ProxiedRepo { arch, repo, files })
+                .collect(),
+        })
+    }
+
     /// The cache dirs and how many files they hold, for status.
     pub fn index_summary(&self) -> (Vec<String>, usize) {
         match self.index.read() {

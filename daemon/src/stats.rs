@@ -140,6 +140,42 @@ pub struct ByteCounts {
     pub wan_saved: u64,
 }
 
+/// `mirror` in the status JSON: caching-mirror mode only
+/// (docs/DESIGN.md, "Status JSON").
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MirrorStatus {
+    pub packages: MirrorPackages,
+    pub databases: crate::dbproxy::DbCounts,
+    /// The proxied databases the verification table holds.
+    pub repos: Vec<ProxiedRepo>,
+}
+
+/// `mirror.packages`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MirrorPackages {
+    /// Package requests answered from a kept file (`requests.local`).
+    pub hits: u64,
+    /// Package requests answered from a download (`requests.mirror_fetch`:
+    /// a miss, or a request joining one under way).
+    pub misses: u64,
+    /// Package bytes fetched from upstreams (`bytes.mirror_fetch`).
+    pub bytes_upstream: u64,
+    /// Packages kept in the store, and their bytes.
+    pub kept: usize,
+    pub kept_bytes: u64,
+    /// The store's cap (`mirror.store_max_gib`).
+    pub max_bytes: u64,
+}
+
+/// One proxied database in `mirror.repos`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ProxiedRepo {
+    pub arch: String,
+    pub repo: String,
+    /// Package files it lists.
+    pub files: usize,
+}
+
 impl Stats {
     pub fn count(&self, source: Source) {
         let counter = match source {

@@ -465,6 +465,11 @@ impl Host {
         http_get_in(&self.name, url)
     }
 
+    /// [`Host::http_get`] with extra request headers, e.g. `("Range", "bytes=100-")`.
+    pub fn http_get_with(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
+        http_get_in_with(&self.name, url, headers)
+    }
+
     /// `pacman` with `root`'s config and `args` ([`PacmanRoot::pacman_args`]) in this host, not
     /// yet run: `127.0.0.1` in its `Server` lines is this host's daemon.
     pub fn pacman_command(&self, root: &PacmanRoot, args: &[&str]) -> Command {
@@ -519,10 +524,20 @@ impl Host {
 /// `GET url` from inside the namespace `netns` through `pacmesh-netprobe get` (see
 /// [`Host::http_get`]); for code that keeps a namespace's name rather than its [`Host`].
 pub fn http_get_in(netns: &str, url: &str) -> anyhow::Result<Response> {
+    http_get_in_with(netns, url, &[])
+}
+
+/// [`http_get_in`] with extra request headers.
+pub fn http_get_in_with(
+    netns: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Response> {
     let out = Command::new("ip")
         .args(["netns", "exec", netns])
         .arg(netprobe_path())
         .args(["get", url])
+        .args(headers.iter().map(|(k, v)| format!("{k}: {v}")))
         .stdin(Stdio::null())
         .output()?;
     anyhow::ensure!(

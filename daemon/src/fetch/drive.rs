@@ -103,7 +103,15 @@ pub async fn drive<S: Sources>(
                             None => Ok(()),
                         };
                         match checked {
-                            Err(why) => machine.on(Event::Failed(Failure::Bad(why))),
+                            Err(why) => {
+                                let source = machine.current();
+                                tracing::warn!(
+                                    why,
+                                    ?source,
+                                    "the download does not match the database"
+                                );
+                                machine.on(Event::Failed(Failure::Bad(why)))
+                            }
                             Ok(()) => {
                                 writer
                                     .write(&bytes)
@@ -155,6 +163,10 @@ pub async fn drive<S: Sources>(
                     Some(v) => v.finish().map(|()| true).map_err(|m| m.to_string()),
                     None => Ok(false),
                 };
+                if let Err(why) = &verdict {
+                    let source = machine.current();
+                    tracing::warn!(why, ?source, "the download does not match the database");
+                }
                 machine.on(Event::Verified(verdict))
             }
             Action::Done { verified } => {
