@@ -38,8 +38,8 @@ pacman's help.
 Include file: GENERATED names {DEFAULT_INCLUDE_PATH} when it exists and the
 daemon is at the default address (`pacmeshd --print-include` prints it).
 Otherwise pacsrv writes its own, pacmesh-include-PORT in the cache dir,
-naming the port it probed: `CacheServer = …` when `$PACMAN --version` says
-pacman 6.1 or later, `Server = …` otherwise.
+naming the port it probed: `CacheServer = ...` when `$PACMAN --version` says
+pacman 6.1 or later, `Server = ...` otherwise.
 
 Files (CACHE is the cache dir):
   {ROOT_CACHE_DIR}/   CACHE when run as root

@@ -61,6 +61,10 @@ struct Run {
     /// How many hosts installed.
     hosts: usize,
     wan_ratio: f64,
+    /// Mirror GETs for package files beyond one per file: second
+    /// transfers (two fetchers, a resume at the mirror, a host that went
+    /// there itself).
+    extra_gets: usize,
     last_done_s: f64,
     /// CPU-seconds of each node's daemon during the run (empty in plain mode).
     daemon_cpu_s: Vec<f64>,
@@ -196,6 +200,7 @@ fn measure(fleet: &Fleet, repo: &FixtureRepo, mode: Mode, which: &[usize], tck: 
         mode,
         hosts: which.len(),
         wan_ratio: wan.ratio(),
+        extra_gets: wan.files.values().map(|f| f.gets.saturating_sub(1)).sum(),
         last_done_s,
         daemon_cpu_s,
         error_lines,
@@ -213,11 +218,12 @@ fn print_run(round: usize, run: &Run) {
             .join(" ")
     };
     println!(
-        "round {round} {:<7} {} host(s): WAN {:.2}× unique, last done {:.1} s, pacmeshd CPU-s \
-         per host [{cpu}], pacman error lines {}",
+        "round {round} {:<7} {} host(s): WAN {:.2}× unique ({} extra GETs), last done {:.1} s, \
+         pacmeshd CPU-s per host [{cpu}], pacman error lines {}",
         run.mode.name(),
         run.hosts,
         run.wan_ratio,
+        run.extra_gets,
         run.last_done_s,
         run.error_lines
     );
@@ -327,6 +333,30 @@ fn main() {
     println!(
         "\npacmesh ÷ plain, time until the last host is done: {:.2}×",
         last_done[1] / last_done[0]
+    );
+    let alone_plain = median(
+        runs.iter()
+            .filter(|r| r.mode == Mode::Plain && r.hosts == 1)
+            .map(|r| r.last_done_s)
+            .collect(),
+    );
+    println!(
+        "pacmesh fleet ÷ one host alone without pacmesh, time until the last host is done: {:.2}×",
+        last_done[1] / alone_plain
+    );
+    let extra: usize = runs
+        .iter()
+        .filter(|r| r.mode == Mode::Pacmesh && r.hosts > 1)
+        .map(|r| r.extra_gets)
+        .sum();
+    let fleet_runs = runs
+        .iter()
+        .filter(|r| r.mode == Mode::Pacmesh && r.hosts > 1)
+        .count();
+    println!(
+        "pacmesh fleet runs: {extra} extra mirror GETs for {} package downloads (two fetchers, or a \
+         host at the mirror itself)",
+        fleet_runs * hosts * repo.packages().len()
     );
     println!("total {:.0} s", began.elapsed().as_secs_f64());
     drop(fleet);

@@ -105,6 +105,27 @@ fn four_hosts_upgrading_at_once_download_each_package_once() {
         wan.ratio(),
         fleet.describe_hosts()
     );
+    // The daemons' own accounts agree with the mirror's: what they fetched from it adds up
+    // to what it sent, and every host got the rest from its neighbours, part of it from
+    // their fetches while those were under way.
+    let sum = |key: &str| -> u64 { fleet.nodes.iter().map(|n| n.counter(key)).sum() };
+    let fetched = sum("/bytes/mirror_fetch");
+    assert_eq!(
+        fetched, wan.sent_bytes,
+        "the daemons' bytes.mirror_fetch vs the mirror's log"
+    );
+    let unique = wan.unique_bytes;
+    let saved = sum("/bytes/wan_saved");
+    assert!(
+        saved >= 3 * unique,
+        "four hosts, each package fetched once: the others' {} bytes should show as saved, \
+         the daemons say {saved}",
+        3 * unique
+    );
+    assert!(
+        sum("/bytes/peer_inflight") > 0,
+        "no host counted bytes from a neighbour's fetch under way"
+    );
 }
 
 /// A connection of mirror 0 that has carried at least a quarter of the big package: more

@@ -11,8 +11,9 @@
 //! passes; outside, the kernel still sees root's uid, so owner-permission checks on /root and
 //! on the checkout pass. No permission of any file is changed. fakeroot works unchanged inside.
 //!
-//! One release build (~3 min on 2 cores); the crates are fetched first (online if needed) so
-//! the build itself runs offline.
+//! The PKGBUILD builds into the suite's own target dir with the suite's profile (see
+//! `PACMESH_TARGET_DIR` in it), so this costs no second compilation of the workspace; the
+//! crates are fetched first (online if needed) so the build itself runs offline.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -105,6 +106,15 @@ fn home_dir(var: &str, fallback: &str) -> Option<OsString> {
     })
 }
 
+/// The cargo profile this suite was built with (`dev` for target/debug).
+fn suite_profile() -> String {
+    let dir = pacmesh_tests::workspace::profile_dir();
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
 /// Runs makepkg on packaging/PKGBUILD with every output dir under `work`; returns the package.
 fn makepkg(root: &Path, work: &Path, version: &str) -> PathBuf {
     // Fill the registry cache now (the network is used only if a crate is missing), so that
@@ -149,7 +159,12 @@ fn makepkg(root: &Path, work: &Path, version: &str) -> PathBuf {
     .env("LOGDEST", dir("logdest"))
     .env("PACKAGER", "pacmesh tests <tests@pacmesh.invalid>")
     .env("CARGO_NET_OFFLINE", "true")
-    .env_remove("CARGO_TARGET_DIR");
+    .env_remove("CARGO_TARGET_DIR")
+    // Build into the suite's own target dir with its profile: the workspace is compiled
+    // already, so the packaging is checked without a second (release) build from cold. The
+    // PKGBUILD's default, a release build in $srcdir/target, is what users get.
+    .env("PACMESH_TARGET_DIR", pacmesh_tests::workspace::target_dir())
+    .env("PACMESH_CARGO_PROFILE", suite_profile());
     // Inside the namespace HOME is still root's, but say where the toolchain and the registry
     // cache are in case they were moved.
     for (var, fallback) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {

@@ -182,7 +182,7 @@ fn pacmeshd_sections() -> String {
         ),
         (
             "/var/lib/pacmesh",
-            "The daemon's identity key and peer scores.",
+            "The daemon's identity key.",
         ),
         ("/var/cache/pacmesh", "The daemon's own package store."),
         (

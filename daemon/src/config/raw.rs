@@ -44,7 +44,7 @@ pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quic_listen: Option<String>,
 
-    /// Identity key and peer scores [default: /var/lib/pacmesh]
+    /// The identity key [default: /var/lib/pacmesh]
     #[arg(long, value_name = "DIR")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,

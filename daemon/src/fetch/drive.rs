@@ -69,11 +69,10 @@ pub async fn drive<S: Sources>(
     let mut action = first;
     loop {
         // pacman may see the bytes as they come only while every one of
-        // them is a mirror's (see `fetch`), and only once that mirror
-        // answered: a request is not sent a 200 by a download whose
-        // mirror refuses it at once (it gets the mirror's redirect).
+        // them is a mirror's (see `fetch`), and only once a mirror
+        // answered: until then a request can still get the redirect.
         let from_mirror = machine.current().is_some_and(SourceId::is_mirror);
-        writer.set_streamable(from_mirror && stream.is_some() && machine.only_mirror_bytes());
+        writer.set_streamable(stream.is_some() && from_mirror && machine.only_mirror_bytes());
         action = match action {
             Action::Open { source, offset } => {
                 stream = None;

@@ -120,24 +120,14 @@ impl Sources for MeshSources {
         size: Option<u64>,
     ) -> Result<(SourceStream, Opened), Failure> {
         match source {
-            SourceId::Holder(peer) => {
-                let download = self
-                    .mesh
-                    .fetch(peer, name, offset)
-                    .await
-                    .map_err(peer_failure)?;
-                let opened = Opened {
-                    size: download.size,
-                    start: offset,
-                };
-                Ok((SourceStream::Peer(download), opened))
-            }
-            SourceId::Fetcher(peer) => {
-                let download = self
-                    .mesh
-                    .fetch_growing(peer, name, offset)
-                    .await
-                    .map_err(peer_failure)?;
+            SourceId::Holder(peer) | SourceId::Fetcher(peer) => {
+                let download = if matches!(source, SourceId::Holder(_)) {
+                    self.mesh.fetch(peer, name, offset).await
+                } else {
+                    // Paced by the peer's WAN: a longer stall limit.
+                    self.mesh.fetch_growing(peer, name, offset).await
+                }
+                .map_err(peer_failure)?;
                 let opened = Opened {
                     size: download.size,
                     start: offset,

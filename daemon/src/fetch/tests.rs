@@ -38,6 +38,22 @@ struct Script {
     break_at: Option<usize>,
 }
 
+impl Fake {
+    /// Sources serving these scripts; every other source is unavailable.
+    fn serving<const N: usize>(scripts: [(SourceId, Script); N]) -> Arc<Fake> {
+        Arc::new(Fake {
+            scripts: HashMap::from(scripts),
+            ..Fake::default()
+        })
+    }
+}
+
+impl Script {
+    fn new(bytes: Vec<u8>, break_at: Option<usize>) -> Script {
+        Script { bytes, break_at }
+    }
+}
+
 #[derive(Default)]
 struct Fake {
     scripts: HashMap<SourceId, Script>,
@@ -81,10 +97,11 @@ impl Sources for Arc<Fake> {
         _size: Option<u64>,
     ) -> Result<(FakeStream, Opened), Failure> {
         self.opens.lock().unwrap().push((source, offset));
-        let script = self
-            .scripts
-            .get(&source)
-            .ok_or_else(|| Failure::Unavailable("no such source".into()))?;
+        let Some(script) = self.scripts.get(&source) else {
+            // A mirror that takes its time to refuse (a connect timeout).
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            return Err(Failure::Unavailable("no such source".into()));
+        };
         let stream = FakeStream {
             bytes: script.bytes.clone(),
             pos: offset as usize,
@@ -114,10 +131,44 @@ impl Sources for Arc<Fake> {
     }
 }
 
+/// Starts a download of `good` (what the database says) named `name`.
+fn start(
+    engine: &Engine,
+    name: &str,
+    kind: Kind,
+    sources: Arc<Fake>,
+    order: Vec<SourceId>,
+    good: &[u8],
+) -> Arc<Transfer> {
+    engine
+        .start(Job {
+            name: name.into(),
+            kind,
+            sources,
+            order,
+            expected: Some(expected(good)),
+            keep: true,
+        })
+        .expect("a download starts")
+}
+
 fn engine(dir: &std::path::Path) -> Engine {
     let store = store::Store::new(dir.join("fetched")).unwrap();
     std::fs::create_dir_all(dir.join("incoming")).unwrap();
     Engine::new(dir.join("incoming"), store, Arc::new(Stats::default()))
+}
+
+/// Everything a peer joining a download reads from it.
+async fn drain(mut chunks: Box<dyn crate::mesh::inflight::GrowingChunks>) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(c) = chunks
+        .next_chunk()
+        .await
+        .expect("the joined download fails")
+    {
+        out.extend_from_slice(&c);
+    }
+    out
 }
 
 async fn read_all(mut r: growing::Reader) -> Result<Vec<u8>, GrowingError> {
@@ -135,35 +186,18 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     let good = content(50_000, 1);
-    let fake = Arc::new(Fake {
-        scripts: HashMap::from([
-            (
-                SourceId::Mirror(0),
-                Script {
-                    bytes: good.clone(),
-                    break_at: Some(20_000),
-                },
-            ),
-            (
-                SourceId::Mirror(1),
-                Script {
-                    bytes: good.clone(),
-                    break_at: None,
-                },
-            ),
-        ]),
-        ..Fake::default()
-    });
-    let t = engine
-        .start(Job {
-            name: NAME.into(),
-            kind: Kind::Fetch,
-            sources: fake.clone(),
-            order: vec![SourceId::Mirror(0), SourceId::Mirror(1)],
-            expected: Some(expected(&good)),
-            keep: true,
-        })
-        .unwrap();
+    let fake = Fake::serving([
+        (SourceId::Mirror(0), Script::new(good.clone(), Some(20_000))),
+        (SourceId::Mirror(1), Script::new(good.clone(), None)),
+    ]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+        &good,
+    );
     // pacman's request gets a stream as soon as the mirror answered.
     let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("no stream")
@@ -176,11 +210,7 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
         pacman, good,
         "one unbroken download across the mirror switch"
     );
-    let mut chunks = joiner.chunks;
-    let mut peer = Vec::new();
-    while let Some(c) = chunks.next_chunk().await.unwrap() {
-        peer.extend_from_slice(&c);
-    }
+    let peer = drain(joiner.chunks).await;
     assert_eq!(peer, good);
     assert_eq!(
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
@@ -207,35 +237,21 @@ async fn a_joiner_whose_fetcher_dies_continues_at_the_mirror_from_the_byte_reach
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     let good = content(30_000, 2);
-    let fake = Arc::new(Fake {
-        scripts: HashMap::from([
-            (
-                SourceId::Fetcher(F),
-                Script {
-                    bytes: good.clone(),
-                    break_at: Some(12_000),
-                },
-            ),
-            (
-                SourceId::Mirror(0),
-                Script {
-                    bytes: good.clone(),
-                    break_at: None,
-                },
-            ),
-        ]),
-        ..Fake::default()
-    });
-    let t = engine
-        .start(Job {
-            name: NAME.into(),
-            kind: Kind::Join,
-            sources: fake.clone(),
-            order: vec![SourceId::Fetcher(F), SourceId::Mirror(0)],
-            expected: Some(expected(&good)),
-            keep: true,
-        })
-        .unwrap();
+    let fake = Fake::serving([
+        (
+            SourceId::Fetcher(F),
+            Script::new(good.clone(), Some(12_000)),
+        ),
+        (SourceId::Mirror(0), Script::new(good.clone(), None)),
+    ]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Join,
+        fake.clone(),
+        vec![SourceId::Fetcher(F), SourceId::Mirror(0)],
+        &good,
+    );
     let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("not done within one wait")
     };
@@ -259,35 +275,18 @@ async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
     let good = content(20_000, 3);
     let mut bad = good.clone();
     bad[10_000] ^= 0xff;
-    let fake = Arc::new(Fake {
-        scripts: HashMap::from([
-            (
-                SourceId::Mirror(0),
-                Script {
-                    bytes: bad,
-                    break_at: None,
-                },
-            ),
-            (
-                SourceId::Mirror(1),
-                Script {
-                    bytes: good.clone(),
-                    break_at: None,
-                },
-            ),
-        ]),
-        ..Fake::default()
-    });
-    let t = engine
-        .start(Job {
-            name: NAME.into(),
-            kind: Kind::Fetch,
-            sources: fake.clone(),
-            order: vec![SourceId::Mirror(0), SourceId::Mirror(1)],
-            expected: Some(expected(&good)),
-            keep: true,
-        })
-        .unwrap();
+    let fake = Fake::serving([
+        (SourceId::Mirror(0), Script::new(bad, None)),
+        (SourceId::Mirror(1), Script::new(good.clone(), None)),
+    ]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+        &good,
+    );
     let joiner = engine.open(NAME, 0).unwrap().await.unwrap();
     let mut chunks = joiner.chunks;
     let first = loop {
@@ -303,11 +302,7 @@ async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
     );
     // Asked again, the fetch serves the good copy from mirror 1.
     let again = engine.open(NAME, 0).unwrap().await.unwrap();
-    let mut chunks = again.chunks;
-    let mut got = Vec::new();
-    while let Some(c) = chunks.next_chunk().await.unwrap() {
-        got.extend_from_slice(&c);
-    }
+    let got = drain(again.chunks).await;
     assert!(got == good, "the second read is not mirror 1's copy");
     // The download went on at mirror 1 and kept only the good copy.
     let mut outcome = t.outcome.clone();
@@ -329,34 +324,20 @@ async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
     let good = content(10_000, 4);
     let fake = Arc::new(Fake {
         scripts: HashMap::from([
-            (
-                SourceId::Fetcher(F),
-                Script {
-                    bytes: good.clone(),
-                    break_at: None,
-                },
-            ),
-            (
-                SourceId::Mirror(0),
-                Script {
-                    bytes: good.clone(),
-                    break_at: None,
-                },
-            ),
+            (SourceId::Fetcher(F), Script::new(good.clone(), None)),
+            (SourceId::Mirror(0), Script::new(good.clone(), None)),
         ]),
         claims: Mutex::new(VecDeque::from([Claimant::Peer(F)])),
         ..Fake::default()
     });
-    let t = engine
-        .start(Job {
-            name: NAME.into(),
-            kind: Kind::Fetch,
-            sources: fake.clone(),
-            order: vec![SourceId::Mirror(0)],
-            expected: Some(expected(&good)),
-            keep: true,
-        })
-        .unwrap();
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
     let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("no answer")
     };
@@ -373,26 +354,15 @@ async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
 /// A join at 100 KB/s of a 10 MB file: far past pacman's redirects.
 fn slow_join(engine: &Engine, name: &str) -> Arc<Transfer> {
     let good = content(10_000_000, 5);
-    let fake = Arc::new(Fake {
-        scripts: HashMap::from([(
-            SourceId::Fetcher(F),
-            Script {
-                bytes: good.clone(),
-                break_at: None,
-            },
-        )]),
-        ..Fake::default()
-    });
-    engine
-        .start(Job {
-            name: name.into(),
-            kind: Kind::Join,
-            sources: fake,
-            order: vec![SourceId::Fetcher(F)],
-            expected: Some(expected(&good)),
-            keep: true,
-        })
-        .unwrap()
+    let fake = Fake::serving([(SourceId::Fetcher(F), Script::new(good.clone(), None))]);
+    start(
+        engine,
+        name,
+        Kind::Join,
+        fake,
+        vec![SourceId::Fetcher(F)],
+        &good,
+    )
 }
 
 #[tokio::test(start_paused = true)]
@@ -417,5 +387,29 @@ async fn a_join_longer_than_pacmans_redirects_streams_only_between_keyed_members
         growing.shown().end,
         growing::End::Running,
         "streamed before it is complete"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_no_mirror_answers_pacman_gets_the_redirect_not_a_broken_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(1000, 6);
+    // No scripts: every source is unavailable.
+    let fake = Arc::new(Fake::default());
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake,
+        vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+        &good,
+    );
+    assert!(matches!(t.answer(0, false).await, Answer::Elsewhere));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("incoming"))
+            .unwrap()
+            .count(),
+        0
     );
 }

@@ -60,22 +60,18 @@ pub fn serve_open(
     } else {
         RangeSpec::Full
     };
-    let (status, start, end) = match range {
-        RangeSpec::Full => (StatusCode::OK, 0, size),
-        RangeSpec::Partial { start, end } => {
-            let value = format!("bytes {start}-{end}/{size}");
-            builder = builder.header(header::CONTENT_RANGE, value);
-            (StatusCode::PARTIAL_CONTENT, start, end + 1)
-        }
-        RangeSpec::Unsatisfiable => {
-            on_done(StatusCode::RANGE_NOT_SATISFIABLE, 0, true);
-            return builder
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Body::empty())
-                .map_err(io::Error::other);
-        }
-    };
+    let span = range.span(size);
+    if let Some(value) = &span.content_range {
+        builder = builder.header(header::CONTENT_RANGE, value);
+    }
+    if span.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        on_done(span.status, 0, true);
+        return builder
+            .status(span.status)
+            .body(Body::empty())
+            .map_err(io::Error::other);
+    }
+    let (status, start, end) = (span.status, span.start, span.end);
     builder = builder
         .status(status)
         .header(

@@ -1,5 +1,7 @@
 //! `Range` and the conditional headers, decided without IO (pure).
 
+use http::StatusCode;
+
 use std::time::SystemTime;
 
 /// What part of a file of known size to send.
@@ -11,6 +13,44 @@ pub enum RangeSpec {
     Partial { start: u64, end: u64 },
     /// 416.
     Unsatisfiable,
+}
+
+/// What a response for a [`RangeSpec`] sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub status: StatusCode,
+    /// Bytes `start..end` of the file (empty for 416).
+    pub start: u64,
+    pub end: u64,
+    /// The `Content-Range` header's value, for 206 and 416.
+    pub content_range: Option<String>,
+}
+
+impl RangeSpec {
+    /// The status, bytes and `Content-Range` to answer with, for a file of
+    /// `size` bytes.
+    pub fn span(self, size: u64) -> Span {
+        match self {
+            RangeSpec::Full => Span {
+                status: StatusCode::OK,
+                start: 0,
+                end: size,
+                content_range: None,
+            },
+            RangeSpec::Partial { start, end } => Span {
+                status: StatusCode::PARTIAL_CONTENT,
+                start,
+                end: end + 1,
+                content_range: Some(format!("bytes {start}-{end}/{size}")),
+            },
+            RangeSpec::Unsatisfiable => Span {
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                start: 0,
+                end: 0,
+                content_range: Some(format!("bytes */{size}")),
+            },
+        }
+    }
 }
 
 /// Parses a `Range` header for a file of `size` bytes. Only a single byte

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Response, StatusCode};
 
 use super::local::OnDone;
-use super::range::{parse_range, RangeSpec};
+use super::range::parse_range;
 use super::Body;
 use crate::fetch::growing::Growing;
 
@@ -32,21 +32,15 @@ pub fn respond(
     let mut builder = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream");
-    let (status, start, end) = match parse_range(range, size) {
-        RangeSpec::Full => (StatusCode::OK, 0, size),
-        RangeSpec::Partial { start, end } => {
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
-            (StatusCode::PARTIAL_CONTENT, start, end + 1)
-        }
-        RangeSpec::Unsatisfiable => {
-            on_done(StatusCode::RANGE_NOT_SATISFIABLE, 0, true);
-            return builder
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .body(Body::empty())
-                .ok();
-        }
-    };
+    let span = parse_range(range, size).span(size);
+    if let Some(value) = &span.content_range {
+        builder = builder.header(header::CONTENT_RANGE, value);
+    }
+    if span.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        on_done(span.status, 0, true);
+        return builder.status(span.status).body(Body::empty()).ok();
+    }
+    let (status, start, end) = (span.status, span.start, span.end);
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
     let mut reader = if verified_only {
         growing.reader_for_pacman(start)

@@ -17,6 +17,10 @@ fn open(source: SourceId, offset: u64) -> Action {
     Action::Open { source, offset }
 }
 
+fn opened(size: u64, start: u64) -> Option<Event> {
+    Some(Event::Opened { size, start })
+}
+
 fn broke() -> Event {
     Event::Failed(Failure::Broke("stalled".into()))
 }
@@ -44,32 +48,14 @@ fn holders_in_order_then_mirrors_continuing_from_the_byte_reached() {
         &mut m,
         open(H1, 0),
         &[
-            (
-                Some(Event::Opened {
-                    size: 100,
-                    start: 0,
-                }),
-                Action::Read,
-            ),
+            (opened(100, 0), Action::Read),
             (Some(Event::Bytes(30)), Action::Read),
             (Some(broke()), open(H2, 30)),
             (Some(unavailable()), open(M0, 30)),
-            (
-                Some(Event::Opened {
-                    size: 100,
-                    start: 30,
-                }),
-                Action::Read,
-            ),
+            (opened(100, 30), Action::Read),
             (Some(Event::Bytes(40)), Action::Read),
             (Some(broke()), open(M1, 70)),
-            (
-                Some(Event::Opened {
-                    size: 100,
-                    start: 70,
-                }),
-                Action::Read,
-            ),
+            (opened(100, 70), Action::Read),
             (Some(Event::Bytes(30)), Action::Read),
             (Some(Event::Ended), Action::Verify),
             (
@@ -90,10 +76,10 @@ fn only_peers_whose_bytes_were_used_are_penalised() {
         open(H1, 0),
         &[
             (Some(unavailable()), open(H2, 0)),
-            (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
+            (opened(10, 0), Action::Read),
             (Some(Event::Bytes(4)), Action::Read),
             (Some(broke()), open(M0, 4)),
-            (Some(Event::Opened { size: 10, start: 4 }), Action::Read),
+            (opened(10, 4), Action::Read),
             (Some(Event::Bytes(6)), Action::Read),
             (Some(Event::Ended), Action::Verify),
             (
@@ -118,7 +104,7 @@ fn a_wrong_size_is_the_answering_peers_fault_before_any_byte() {
         open(H1, 0),
         &[
             (
-                Some(Event::Opened { size: 11, start: 0 }),
+                opened(11, 0),
                 Action::Penalise {
                     peers: vec![peer(1)],
                     why: "size 11 where 10 was expected".into(),
@@ -137,7 +123,7 @@ fn overrunning_the_size_is_bad() {
         &mut m,
         open(H1, 0),
         &[
-            (Some(Event::Opened { size: 5, start: 0 }), Action::Read),
+            (opened(5, 0), Action::Read),
             (
                 Some(Event::Bytes(6)),
                 Action::Penalise {
@@ -156,10 +142,10 @@ fn a_mirror_that_ignores_range_is_read_from_zero() {
         &mut m,
         open(H1, 0),
         &[
-            (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
+            (opened(10, 0), Action::Read),
             (Some(Event::Bytes(3)), Action::Read),
             (Some(broke()), open(M0, 3)),
-            (Some(Event::Opened { size: 10, start: 0 }), Action::Restart),
+            (opened(10, 0), Action::Restart),
             (None, Action::Read),
             (Some(Event::Bytes(10)), Action::Read),
             (Some(Event::Ended), Action::Verify),
@@ -175,13 +161,7 @@ fn a_fetcher_that_breaks_leads_to_a_claim_before_any_mirror() {
         &mut m,
         open(F3, 0),
         &[
-            (
-                Some(Event::Opened {
-                    size: 100,
-                    start: 0,
-                }),
-                Action::Read,
-            ),
+            (opened(100, 0), Action::Read),
             (Some(Event::Bytes(25)), Action::Read),
             (
                 Some(broke()),
@@ -213,13 +193,7 @@ fn a_fetchers_bad_upstream_drops_its_bytes_and_blames_nobody() {
         &mut m,
         open(F3, 0),
         &[
-            (
-                Some(Event::Opened {
-                    size: 100,
-                    start: 0,
-                }),
-                Action::Read,
-            ),
+            (opened(100, 0), Action::Read),
             (Some(Event::Bytes(60)), Action::Read),
             (Some(Event::Failed(Failure::SourceBad)), Action::Restart),
             (None, open(F3, 0)),
@@ -256,7 +230,7 @@ fn a_stream_that_ends_short_goes_on_elsewhere() {
         &mut m,
         open(M0, 0),
         &[
-            (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
+            (opened(10, 0), Action::Read),
             (Some(Event::Bytes(7)), Action::Read),
             (Some(Event::Ended), open(M1, 7)),
             (
@@ -275,7 +249,7 @@ fn a_mirror_whose_copy_is_corrupt_is_not_asked_again() {
         &mut m,
         open(M0, 0),
         &[
-            (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
+            (opened(10, 0), Action::Read),
             (Some(Event::Bytes(10)), Action::Read),
             (Some(Event::Ended), Action::Verify),
             (
@@ -283,7 +257,7 @@ fn a_mirror_whose_copy_is_corrupt_is_not_asked_again() {
                 Action::Restart,
             ),
             (None, open(M1, 0)),
-            (Some(Event::Opened { size: 10, start: 0 }), Action::Read),
+            (opened(10, 0), Action::Read),
             (Some(Event::Bytes(10)), Action::Read),
             (Some(Event::Ended), Action::Verify),
             (
@@ -301,7 +275,7 @@ fn unverifiable_files_are_done_unverified() {
         &mut m,
         open(M0, 0),
         &[
-            (Some(Event::Opened { size: 4, start: 0 }), Action::Read),
+            (opened(4, 0), Action::Read),
             (Some(Event::Bytes(4)), Action::Read),
             (Some(Event::Ended), Action::Verify),
             (
