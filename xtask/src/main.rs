@@ -180,10 +180,7 @@ fn pacmeshd_sections() -> String {
              (CacheServer from pacman 6.1 on, Server before), and a pacman hook rewrites it \
              whenever pacman or pacmesh is installed or upgraded.",
         ),
-        (
-            "/var/lib/pacmesh",
-            "The daemon's identity key.",
-        ),
+        ("/var/lib/pacmesh", "The daemon's identity key."),
         ("/var/cache/pacmesh", "The daemon's own package store."),
         (
             "/etc/conf.d/pacmesh",

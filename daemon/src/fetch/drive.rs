@@ -70,9 +70,14 @@ pub async fn drive<S: Sources>(
     loop {
         // pacman may see the bytes as they come only while every one of
         // them is a mirror's (see `fetch`), and only once a mirror
-        // answered: until then a request can still get the redirect.
-        let from_mirror = machine.current().is_some_and(SourceId::is_mirror);
-        writer.set_streamable(stream.is_some() && from_mirror && machine.only_mirror_bytes());
+        // answered: until then a request can still get the redirect. Judged
+        // while a source is open, so a download that ends (or fails over)
+        // with mirror bytes only stays streamable: a request joining it then
+        // is still a mirror fetch, not a peer download.
+        if stream.is_some() {
+            let from_mirror = machine.current().is_some_and(SourceId::is_mirror);
+            writer.set_streamable(from_mirror && machine.only_mirror_bytes());
+        }
         action = match action {
             Action::Open { source, offset } => {
                 stream = None;

@@ -413,3 +413,31 @@ async fn when_no_mirror_answers_pacman_gets_the_redirect_not_a_broken_stream() {
         0
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_mirror_download_stays_streamable_for_requests_joining_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(30_000, 7);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake,
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
+    let Answer::Stream(growing) = t.answer(0, false).await else {
+        panic!("no stream")
+    };
+    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    // Kept, and still in the table for a moment: a late request joins it
+    // and sees the mirror's bytes (counted as a mirror fetch).
+    let Answer::Stream(late) = t.answer(0, false).await else {
+        panic!("no stream for a late request")
+    };
+    let shown = late.shown();
+    assert_eq!(shown.end, growing::End::Complete);
+    assert!(shown.streamable, "{shown:?}");
+}
