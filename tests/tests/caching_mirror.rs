@@ -5,7 +5,8 @@
 //! still works from the kept database (its response carrying the stale warning) and cached
 //! packages still install; a database that is not a database is neither kept nor served (the
 //! next upstream's is, or the client gets a clear error); a package with the wrong hash is not
-//! kept; an upstream that ignores Range still gives a resuming client the right bytes.
+//! kept; an upstream that ignores Range still gives a resuming client the right bytes, and
+//! takes over from an upstream dying mid-file without the client seeing anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use pacmesh_tests::caching::{Client, MirrorHost};
 use pacmesh_tests::fixtures::{FixturePackage, FixtureRepo, PkgSpec};
 use pacmesh_tests::fleet::{
-    assert_clean_output, files_under, output_text, sha256_file, wait_all, PacmanRun,
+    assert_clean_output, await_event, files_under, output_text, sha256_file, wait_all, PacmanRun,
 };
 use pacmesh_tests::lan::Lan;
 use pacmesh_tests::prereq::{self, WHOLE_SYSTEM_TOOLS};
@@ -28,6 +29,8 @@ const BIG: &str = "cmbig";
 const PACMAN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an upstream may take to log its last request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for a transfer to reach the byte count it acts at.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Databases revalidated at most once an hour: within a test, never twice.
 const REVALIDATE_RARELY: u64 = 3600;
 
@@ -411,4 +414,56 @@ fn an_upstream_that_ignores_range_still_gives_resuming_clients_the_right_bytes()
             pkg.file_name()
         );
     }
+}
+
+#[test]
+fn an_upstream_dying_mid_file_then_one_ignoring_range_is_unseen_by_the_client() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let big = repo.package(BIG);
+    let lan = Lan::new(4);
+    // Upstream 0 sends 2 MiB/s per response, so the 8 MiB package takes 4 s from it.
+    let mut dying = Upstream::start_in_with(
+        lan.host(0),
+        repo.root(),
+        &ServeOptions::default().limit_rate("2m"),
+    );
+    let whole = Upstream::start_in_with(
+        lan.host(1),
+        repo.root(),
+        &ServeOptions::default().ignore_range(),
+    );
+    let mirror = MirrorHost::start(
+        lan.host(2),
+        REPO,
+        &[dying.server_url(), whole.server_url()],
+        REVALIDATE_RARELY,
+    );
+    let client = Client::new(lan.host(3), REPO, &mirror);
+    client.sync();
+    let mut runs = vec![client.spawn_pacman(&["-S", big.name()])];
+    let at = big.size() / 4;
+    await_event(
+        &mut runs,
+        EVENT_TIMEOUT,
+        &format!("upstream 0 past {at} bytes of {}", big.file_name()),
+        || dying.connection_past(at),
+    );
+    dying.kill();
+    let run = wait_all(runs, PACMAN_TIMEOUT).remove(0);
+    client.check_installed(&[big], &run.output);
+    whole.wait_idle(IDLE_TIMEOUT);
+    let gets = whole.gets_for(big.file_name());
+    assert!(
+        gets.len() == 1 && gets[0].status == 200 && gets[0].range.is_some(),
+        "upstream 1 was asked once, with a Range it ignored:\n{}",
+        whole.transfer_report()
+    );
+    assert!(
+        mirror.kept_packages().iter().any(|n| n == big.file_name()),
+        "{} kept",
+        big.file_name()
+    );
 }

@@ -64,6 +64,8 @@ pub async fn drive<S: Sources>(
 ) -> Result<Finished, DriveError> {
     let mut verifier = expected.cloned().map(Verifier::new);
     let mut stream: Option<S::Stream> = None;
+    // What a `Skip` read past the bytes it discarded: the next `Read`'s.
+    let mut carry: Option<bytes::Bytes> = None;
     let mut tally = Tally::default();
     let mut claimed = false;
     let mut action = first;
@@ -81,6 +83,7 @@ pub async fn drive<S: Sources>(
         action = match action {
             Action::Open { source, offset } => {
                 stream = None;
+                carry = None;
                 match sources.open(source, name, offset, machine.size()).await {
                     Ok((s, opened)) => {
                         stream = Some(s);
@@ -96,11 +99,36 @@ pub async fn drive<S: Sources>(
                     }
                 }
             }
+            Action::Skip(n) => {
+                let Some(s) = stream.as_mut() else {
+                    return Err(DriveError::NoSource("skip with no source open".into()));
+                };
+                match skip(s, n).await {
+                    Ok(rest) => {
+                        carry = rest;
+                        machine.on(Event::Skipped)
+                    }
+                    Err(failure) => {
+                        let source = machine.current();
+                        tracing::info!(
+                            ?source,
+                            at = machine.pos(),
+                            ?failure,
+                            "source failed while skipping"
+                        );
+                        machine.on(Event::Failed(failure))
+                    }
+                }
+            }
             Action::Read => {
                 let Some(s) = stream.as_mut() else {
                     return Err(DriveError::NoSource("read with no source open".into()));
                 };
-                match s.next_chunk().await {
+                let next = match carry.take() {
+                    Some(rest) => Ok(Some(rest)),
+                    None => s.next_chunk().await,
+                };
+                match next {
                     Ok(Some(bytes)) => {
                         let checked = match verifier.as_mut() {
                             Some(v) => v.update(&bytes).map_err(|m| m.to_string()),
@@ -135,7 +163,10 @@ pub async fn drive<S: Sources>(
                 }
             }
             Action::Restart => {
-                stream = None;
+                // The source stays open: after a mirror that ignored our
+                // Range, its stream is read from its byte 0 next; after bad
+                // bytes, the next action opens another source anyway.
+                carry = None;
                 writer
                     .restart()
                     .map_err(|e| DriveError::Disk(e.to_string()))?;
@@ -185,6 +216,25 @@ pub async fn drive<S: Sources>(
             Action::GiveUp(why) => return Err(DriveError::NoSource(why)),
         };
     }
+}
+
+/// Reads and discards `n` bytes of `stream`; returns what it read past
+/// them. A stream that ends first broke.
+async fn skip<T: Stream>(stream: &mut T, n: u64) -> Result<Option<bytes::Bytes>, Failure> {
+    let mut left = n;
+    while left > 0 {
+        let Some(mut chunk) = stream.next_chunk().await? else {
+            return Err(Failure::Broke(format!(
+                "ended {left} bytes before the byte reached"
+            )));
+        };
+        let len = chunk.len() as u64;
+        if len > left {
+            return Ok(Some(chunk.split_off(left as usize)));
+        }
+        left -= len;
+    }
+    Ok(None)
 }
 
 impl From<&DriveError> for GrowingError {
