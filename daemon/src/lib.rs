@@ -385,5 +385,8 @@ fn reload(state: &State, env: setup::Environment) {
     if dirs != new_dirs {
         tracing::warn!(?new_dirs, "cache dirs changed: they take effect at restart");
     }
+    if env.mirror_mode.is_some() != state.dbproxy.is_some() {
+        tracing::warn!("mode changed: it takes effect at restart");
+    }
     tracing::info!(repos, "reloaded configuration");
 }

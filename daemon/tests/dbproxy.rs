@@ -339,3 +339,28 @@ async fn what_is_not_a_database_is_neither_kept_nor_served() {
     assert_eq!(file(proxy.answer(&key(), true, &both, 0).await).0, b"sig");
     assert_eq!(db_files_under(store.path()), 1, "{:?}", walk(store.path()));
 }
+
+#[tokio::test]
+async fn made_up_architectures_cannot_grow_the_table() {
+    let store = tempfile::tempdir().unwrap();
+    let proxy = open(store.path(), Duration::from_secs(3600));
+    for i in 0..pacmeshd::dbproxy::MAX_DATABASES {
+        let key = DbKey {
+            arch: format!("arch{i}"),
+            ..key()
+        };
+        // No upstream for it: a failure, remembered.
+        assert!(matches!(
+            proxy.answer(&key, false, &[], 0).await,
+            DbAnswer::Fail(_)
+        ));
+    }
+    let one_more = DbKey {
+        arch: "one_more".into(),
+        ..key()
+    };
+    match proxy.answer(&one_more, false, &[], 0).await {
+        DbAnswer::Fail(why) => assert!(why.contains("too many"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -35,6 +35,11 @@ use fresh::{Check, Decision};
 use store::{DbStore, Generation};
 use upstream::Fetched;
 
+/// Databases tracked at most (kept, or asked for and failed): a client
+/// naming made-up architectures cannot grow the table, nor make the
+/// upstreams be asked for each.
+pub const MAX_DATABASES: usize = 1024;
+
 /// One proxied database: where a request names it, and its file name
 /// (`core.db`, never its `.sig`: the pair is one database).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -178,6 +183,10 @@ impl DbProxy {
     ) -> DbAnswer {
         let decision = {
             let mut entries = self.entries();
+            if !entries.contains_key(key) && entries.len() >= MAX_DATABASES {
+                warn!(db = %key.name, arch = %key.arch, limit = MAX_DATABASES, "too many databases; not proxied");
+                return DbAnswer::Fail("this mirror proxies too many databases already");
+            }
             let entry = entries
                 .entry(key.clone())
                 .or_insert_with(|| Entry::new(None));
