@@ -6,6 +6,7 @@
 //! `index::watch`) that is handed bound sockets by `main`, so tests run
 //! whole daemons in-process on port 0.
 
+pub mod admin;
 pub mod cachefile;
 pub mod config;
 pub mod dbproxy;
@@ -45,6 +46,8 @@ pub struct State {
     /// which the packages they ask for are verified first. `None` in local
     /// mode.
     pub dbproxy: Option<Arc<dbproxy::DbProxy>>,
+    /// Mirror mode's admin token; `None`: admin actions are off.
+    pub admin_token: Option<admin::AdminToken>,
     /// Every download under way (from peers, peers' fetches, mirrors).
     pub engine: fetch::Engine,
     /// The mirror sources of those downloads.
@@ -276,6 +279,7 @@ pub async fn run(
         mesh: service.mesh.clone(),
         syncdb,
         dbproxy,
+        admin_token: env.admin_token,
         engine,
         mirror_client,
         unverified_from_peers: env.unverified_from_peers,

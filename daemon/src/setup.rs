@@ -10,6 +10,7 @@ use anyhow::Context;
 use pacmesh_conf::{OwnServers, PacmanConf};
 use tracing::{info, warn};
 
+use crate::admin::AdminToken;
 use crate::config::{Config, MirrorConfig, MirrorRepo, Mode};
 use crate::identity::Identity;
 use crate::index::MAX_CACHE_DIRS;
@@ -36,6 +37,8 @@ pub struct Environment {
     pub own_servers: OwnServers,
     /// Caching-mirror mode, and its `[mirror]` settings.
     pub mirror_mode: Option<MirrorConfig>,
+    /// Mirror mode's admin token (`mirror.admin_token_file`).
+    pub admin_token: Option<AdminToken>,
     pub state_dir: PathBuf,
     pub store_dir: PathBuf,
 }
@@ -96,7 +99,14 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         }
         None => None,
     };
+    let admin_token = match (&config.mode, &config.mirror.admin_token_file) {
+        (Mode::Mirror, Some(path)) => {
+            Some(AdminToken::load(path).context("mirror.admin_token_file")?)
+        }
+        _ => None,
+    };
     Ok(Environment {
+        admin_token,
         identity,
         mesh_key,
         archs,

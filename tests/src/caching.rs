@@ -43,15 +43,17 @@ impl<'a> MirrorHost<'a> {
     /// Starts the mirror for `repo` with `upstreams` (pacman `Server` templates), revalidating
     /// databases at most every `revalidate_s` seconds (0: at every request).
     pub fn start(host: &'a Host, repo: &str, upstreams: &[String], revalidate_s: u64) -> Self {
-        Self::start_with(host, repo, upstreams, revalidate_s, &[])
+        Self::start_with(host, repo, upstreams, revalidate_s, "", &[])
     }
 
-    /// [`MirrorHost::start`] with `extra` daemon flags.
+    /// [`MirrorHost::start`] with `mirror_keys` (TOML lines) added to its `[mirror]` table
+    /// and `extra` daemon flags.
     pub fn start_with(
         host: &'a Host,
         repo: &str,
         upstreams: &[String],
         revalidate_s: u64,
+        mirror_keys: &str,
         extra: &[OsString],
     ) -> Self {
         let dir = tempfile::Builder::new()
@@ -63,8 +65,8 @@ impl<'a> MirrorHost<'a> {
         std::fs::write(
             &config,
             format!(
-                "mode = \"mirror\"\nno_mdns = true\n\n[mirror]\ndb_revalidate_s = {revalidate_s}\n\n\
-                 [[mirror.repo]]\nname = \"{repo}\"\nservers = [{}]\n",
+                "mode = \"mirror\"\nno_mdns = true\n\n[mirror]\ndb_revalidate_s = {revalidate_s}\n\
+                 {mirror_keys}\n\n[[mirror.repo]]\nname = \"{repo}\"\nservers = [{}]\n",
                 servers.join(", ")
             ),
         )
@@ -86,6 +88,11 @@ impl<'a> MirrorHost<'a> {
     /// What a client's mirrorlist says: `Server = http://IP:15680/$repo/os/$arch`.
     pub fn server_url(&self) -> String {
         format!("http://{}:{PORT}/$repo/os/$arch", self.host().ip())
+    }
+
+    /// `http://IP:15680/_pacmesh/admin/ACTION`.
+    pub fn admin_url(&self, action: &str) -> String {
+        format!("http://{}:{PORT}/_pacmesh/admin/{action}", self.host().ip())
     }
 
     /// `http://IP:15680/REPO/os/ARCH/FILE`, for plain GETs from a client host.

@@ -6,7 +6,8 @@
 //! packages still install; a database that is not a database is neither kept nor served (the
 //! next upstream's is, or the client gets a clear error); a package with the wrong hash is not
 //! kept; an upstream that ignores Range still gives a resuming client the right bytes, and
-//! takes over from an upstream dying mid-file without the client seeing anything.
+//! takes over from an upstream dying mid-file without the client seeing anything; admin
+//! actions are refused without the token and run with it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -466,4 +467,109 @@ fn an_upstream_dying_mid_file_then_one_ignoring_range_is_unseen_by_the_client() 
         "{} kept",
         big.file_name()
     );
+}
+
+#[test]
+fn admin_actions_are_refused_without_the_token_and_run_with_it() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let (a, b) = (repo.package("cm-a"), repo.package("cm-b"));
+    // The upstream serves a copy of the repo, whose database the test changes.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let root = scratch.path().join("root");
+    run_ok(Command::new("cp").arg("-a").arg(repo.root()).arg(&root));
+    let token = "a-long-enough-admin-token-1234";
+    let token_file = scratch.path().join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("writing the token");
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod 600");
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        &format!("admin_token_file = {:?}", token_file.display().to_string()),
+        &[],
+    );
+    let client = Client::new(lan.host(2), REPO, &mirror);
+    client.sync();
+    let out = client.install(&[a, b]);
+    client.check_installed(&[a, b], &out);
+
+    // Refused without the token, with a wrong one, and as a GET; from the LAN.
+    let host = client.host();
+    let refresh = mirror.admin_url("refresh");
+    let bearer = format!("Bearer {token}");
+    let post = |url: &str, auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|v| ("Authorization", v)).into_iter().collect();
+        host.http_post_with(url, &headers).expect("an answer")
+    };
+    let none = post(&refresh, None);
+    assert_eq!(
+        (none.status, none.header("WWW-Authenticate")),
+        (401, Some("Bearer"))
+    );
+    assert_eq!(
+        post(&refresh, Some("Bearer not-the-token-at-all")).status,
+        403
+    );
+    let get = host
+        .http_get_with(&refresh, &[("Authorization", &bearer)])
+        .expect("an answer");
+    assert_eq!(get.status, 405);
+    assert_eq!(post(&mirror.admin_url("reboot"), Some(&bearer)).status, 404);
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(
+        upstream.gets_for(&db_name()).len(),
+        1,
+        "nothing refused reached upstream"
+    );
+
+    // cm-b leaves the repository upstream.
+    let repo_dir = root.join(REPO).join("os").join(repo.arch());
+    let tarball = repo_dir.join(format!("{REPO}.db.tar.gz"));
+    run_ok(
+        Command::new("repo-remove")
+            .arg("-q")
+            .arg(&tarball)
+            .arg(b.name()),
+    );
+    // repo-remove makes `{repo}.db` a symlink to the tarball again: a copy, as the fixtures.
+    let db = repo_dir.join(db_name());
+    std::fs::remove_file(&db).expect("removing the db link");
+    std::fs::copy(&tarball, &db).expect("replacing the db");
+
+    // With the token: the refresh fetches the new database...
+    let done = post(&refresh, Some(&bearer));
+    assert_eq!(done.status, 200, "{}", done.text());
+    let report: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
+    assert_eq!(
+        (report["asked"].as_u64(), report["fresh"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let served = host
+        .http_get(&mirror.file_url(REPO, repo.arch(), &db_name()))
+        .expect("the db");
+    assert_eq!(
+        served.body,
+        std::fs::read(repo_dir.join(db_name())).expect("db")
+    );
+    // ...and the purge removes the kept package it no longer lists.
+    let purged = post(&mirror.admin_url("purge"), Some(&bearer));
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let report: serde_json::Value = serde_json::from_slice(&purged.body).expect("JSON");
+    assert_eq!(
+        report["removed"],
+        serde_json::json!([b.file_name()]),
+        "{report}"
+    );
+    assert_eq!(mirror.kept_packages(), vec![a.file_name().to_string()]);
 }

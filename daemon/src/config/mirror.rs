@@ -8,6 +8,7 @@
 //! [mirror]
 //! db_revalidate_s = 60
 //! store_max_gib = 16
+//! admin_token_file = "/etc/pacmesh/admin.token"
 //!
 //! [[mirror.repo]]
 //! name = "core"
@@ -58,6 +59,10 @@ pub struct RawMirror {
     /// first; kept at most 30 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_max_gib: Option<u64>,
+    /// A file holding the token admin actions (`/_pacmesh/admin/…`) need;
+    /// none: admin actions are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
     /// `[[mirror.repo]]`: repositories served with upstreams of their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo: Vec<RawMirrorRepo>,
@@ -86,6 +91,7 @@ pub struct RawMirrorRepo {
 pub struct MirrorConfig {
     pub db_revalidate: Duration,
     pub store_max_bytes: u64,
+    pub admin_token_file: Option<PathBuf>,
     pub repos: Vec<MirrorRepo>,
 }
 
@@ -94,6 +100,7 @@ impl Default for MirrorConfig {
         MirrorConfig {
             db_revalidate: DEFAULT_DB_REVALIDATE,
             store_max_bytes: DEFAULT_STORE_MAX_GIB << 30,
+            admin_token_file: None,
             repos: Vec::new(),
         }
     }
@@ -146,6 +153,15 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
             ))
         }
     };
+    if let Some(path) = &raw.admin_token_file {
+        if !path.is_absolute() {
+            return Err(err(
+                "mirror.admin_token_file".into(),
+                path.display().to_string(),
+                "must be an absolute path",
+            ));
+        }
+    }
     let mut repos: Vec<MirrorRepo> = Vec::new();
     for (i, r) in raw.repo.iter().enumerate() {
         let key = |field: &str| format!("mirror.repo[{i}].{field}");
@@ -203,6 +219,7 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
     Ok(MirrorConfig {
         db_revalidate,
         store_max_bytes,
+        admin_token_file: raw.admin_token_file.clone(),
         repos,
     })
 }
@@ -213,6 +230,7 @@ impl MirrorConfig {
         RawMirror {
             db_revalidate_s: Some(self.db_revalidate.as_secs()),
             store_max_gib: Some(self.store_max_bytes >> 30),
+            admin_token_file: self.admin_token_file.clone(),
             repo: self
                 .repos
                 .iter()

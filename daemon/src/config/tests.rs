@@ -160,6 +160,7 @@ mode = "mirror"
 [mirror]
 db_revalidate_s = 30
 store_max_gib = 100
+admin_token_file = "/etc/pacmesh/admin.token"
 
 [[mirror.repo]]
 name = "core"
@@ -178,6 +179,10 @@ fn mirror_table_is_read_and_printed_back() {
     let config = config.expect("valid");
     assert_eq!(config.mirror.db_revalidate, Duration::from_secs(30));
     assert_eq!(config.mirror.store_max_bytes, 100 << 30);
+    assert_eq!(
+        config.mirror.admin_token_file,
+        Some(PathBuf::from("/etc/pacmesh/admin.token"))
+    );
     assert_eq!(
         config.mirror.repos,
         vec![
@@ -218,6 +223,10 @@ fn bad_mirror_tables_name_key_and_file() {
             vec!["$FILE", "db_revalidate_s"],
         ),
         ("[mirror]\ncolour = 1".into(), vec!["$FILE", "colour"]),
+        (
+            "[mirror]\nadmin_token_file = \"admin.token\"".into(),
+            vec!["$FILE", "`mirror.admin_token_file`", "absolute"],
+        ),
         (
             "[mirror]\nstore_max_gib = 0".into(),
             vec!["$FILE", "`mirror.store_max_gib`", "from 1"],

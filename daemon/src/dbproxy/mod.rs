@@ -40,6 +40,20 @@ use upstream::Fetched;
 /// upstreams be asked for each.
 pub const MAX_DATABASES: usize = 1024;
 
+/// The longest an admin refresh waits for the upstreams.
+pub const REFRESH_ALL_WAIT: Duration = Duration::from_secs(60);
+
+/// What an admin refresh did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Kept databases asked about.
+    pub asked: usize,
+    /// Current (304) or replaced by a newer pair.
+    pub fresh: usize,
+    /// Every upstream failed (or still running when the wait ended).
+    pub failed: usize,
+}
+
 /// One proxied database: where a request names it, and its file name
 /// (`core.db`, never its `.sig`: the pair is one database).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -340,6 +354,35 @@ impl DbProxy {
                 check
             }
         }
+    }
+
+    /// Asks the upstreams about every kept database now (the admin
+    /// refresh), joining refreshes under way; waits for all of them, at
+    /// most [`REFRESH_ALL_WAIT`]. `urls`: a database's URL at each
+    /// upstream.
+    pub async fn refresh_all(self: &Arc<Self>, urls: impl Fn(&DbKey) -> Vec<String>) -> Refreshed {
+        let keys: Vec<DbKey> = self
+            .entries()
+            .iter()
+            .filter(|(_, e)| e.current.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut report = Refreshed::default();
+        let waits: Vec<_> = keys.iter().map(|k| self.refresh(k, &urls(k))).collect();
+        let all = async {
+            for mut rx in waits {
+                let check = rx.wait_for(Option::is_some).await.ok().and_then(|c| *c);
+                match check {
+                    Some(Check::Fresh) => report.fresh += 1,
+                    _ => report.failed += 1,
+                }
+            }
+        };
+        if tokio::time::timeout(REFRESH_ALL_WAIT, all).await.is_err() {
+            warn!("admin refresh: some databases still being fetched");
+        }
+        report.asked = keys.len();
+        report
     }
 
     /// Counters and what is kept, for status and metrics.

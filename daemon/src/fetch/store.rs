@@ -113,6 +113,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Removes the kept files `unwanted` names; returns those removed (a
+    /// response still reading one finishes: its handle keeps the data).
+    pub fn remove_where(&self, unwanted: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for kept in self.list(|_| false)? {
+            if unwanted(&kept.name) && std::fs::remove_file(self.dir.join(&kept.name)).is_ok() {
+                gone.push(kept.name);
+            }
+        }
+        gone.sort();
+        Ok(gone)
+    }
+
     /// Applies [`sweep`] once; returns what was removed.
     pub fn sweep_once(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
         let gone = sweep(self.list(elsewhere)?, self.max_age, self.max_bytes);

@@ -47,6 +47,12 @@ impl FedDbs {
         self.tables().get(arch)?.lookup_in(repo, file_name)
     }
 
+    /// Whether any proxied database, of any architecture, lists
+    /// `file_name`.
+    pub fn lists(&self, file_name: &str) -> bool {
+        self.tables().values().any(|t| t.lists(file_name))
+    }
+
     /// (architecture, repo, files listed) of every database fed in.
     pub fn repos(&self) -> Vec<(String, String, usize)> {
         let tables = self.tables();
@@ -128,6 +134,8 @@ mod tests {
         assert_eq!(size("aarch64", "core"), Some(20));
         assert_eq!(size("aarch64", "extra"), None);
         assert_eq!(size("riscv64", "core"), None);
+        assert!(fed.lists("a-1-1-any.pkg.tar.zst"));
+        assert!(!fed.lists("b-1-1-any.pkg.tar.zst"));
         // Fed again: replaced.
         fed.feed("x86_64", "core", parsed("b-1-1-any.pkg.tar.zst", 5));
         assert_eq!(size("x86_64", "core"), None);

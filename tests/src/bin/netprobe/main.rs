@@ -17,6 +17,8 @@
 //!   wait 8.5 s on its upstream); prints the status line, the headers, a blank
 //!   line and the (de-chunked) body. Exits 1 with a message on stderr if no
 //!   response came.
+//! - `post http://IP:PORT/PATH [NAME:VALUE]…`: the same as a POST without a
+//!   body.
 //!
 //! - `quic-garbage IP:PORT`: completes TLS on pacmesh's ALPN as a stranger,
 //!   sends garbage, prints `PMH closed REASON` when the daemon closes the
@@ -90,7 +92,11 @@ fn main() -> ExitCode {
                 println!("PMH reply {from}");
             }
         }
-        Some((mode, [url, headers @ ..])) if mode == "get" => match http_get(url, headers) {
+        Some((mode, [url, headers @ ..])) if mode == "get" || mode == "post" => match http_request(
+            &mode.to_uppercase(),
+            url,
+            headers,
+        ) {
             Ok(response) => {
                 let mut out = std::io::stdout().lock();
                 if out.write_all(&response).and_then(|()| out.flush()).is_err() {
@@ -98,7 +104,7 @@ fn main() -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("pacmesh-netprobe: GET {url}: {e}");
+                eprintln!("pacmesh-netprobe: {mode} {url}: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -120,7 +126,7 @@ fn main() -> ExitCode {
         _ => {
             return usage(
                 "expected `serve IP`, `probe PROTO:IP:PORT...`, `mcast-listen GROUP:PORT IP`, \
-                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...` or `quic-garbage IP:PORT`",
+                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...`, `post URL [NAME:VALUE]...` or `quic-garbage IP:PORT`",
             )
         }
     }
@@ -280,9 +286,9 @@ fn split_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, authority.to_owned(), path.to_owned()))
 }
 
-/// `GET url` with `headers` (`Name: value` each) over a fresh connection; the
-/// response with any chunked body decoded.
-fn http_get(url: &str, headers: &[String]) -> Result<Vec<u8>, String> {
+/// `METHOD url` (no body) with `headers` (`Name: value` each) over a fresh
+/// connection; the response with any chunked body decoded.
+fn http_request(method: &str, url: &str, headers: &[String]) -> Result<Vec<u8>, String> {
     let (addr, authority, path) = split_url(url)?;
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
@@ -291,7 +297,7 @@ fn http_get(url: &str, headers: &[String]) -> Result<Vec<u8>, String> {
         .and_then(|()| stream.set_write_timeout(Some(HTTP_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
          {extra}Connection: close\r\n\r\n"
     );
     stream
