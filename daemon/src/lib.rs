@@ -6,14 +6,17 @@
 //! `index::watch`) that is handed bound sockets by `main`, so tests run
 //! whole daemons in-process on port 0.
 
+pub mod admin;
 pub mod cachefile;
 pub mod config;
+pub mod dbproxy;
 pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod index;
 pub mod mesh;
 pub mod mirror_client;
+pub mod mirrorlist;
 pub mod mirrors;
 pub mod plan;
 pub mod sd_notify;
@@ -39,6 +42,12 @@ pub struct State {
     /// This host's sync databases, against which peers' bytes are checked;
     /// `None` without a pacman.conf (then nothing verifies).
     pub syncdb: Option<Arc<syncdb::SyncDbs>>,
+    /// Caching-mirror mode: the databases proxied for clients, against
+    /// which the packages they ask for are verified first. `None` in local
+    /// mode.
+    pub dbproxy: Option<Arc<dbproxy::DbProxy>>,
+    /// Mirror mode's admin token; `None`: admin actions are off.
+    pub admin_token: Option<admin::AdminToken>,
     /// Every download under way (from peers, peers' fetches, mirrors).
     pub engine: fetch::Engine,
     /// The mirror sources of those downloads.
@@ -46,9 +55,9 @@ pub struct State {
     /// Whether files the sync databases cannot verify may come from peers.
     pub unverified_from_peers: bool,
     pub index: SharedIndex,
-    /// Replaced whole on reload (SIGHUP); requests read it under a brief
-    /// read lock.
-    pub mirrors: RwLock<Arc<MirrorTable>>,
+    /// Replaced whole on reload (SIGHUP), and when a mirrorlist changes;
+    /// requests read it under a brief read lock.
+    pub mirrors: Arc<RwLock<Arc<MirrorTable>>>,
     pub stats: Arc<Stats>,
     pub started: Instant,
 }
@@ -59,8 +68,15 @@ impl State {
         self.index.read().ok()?.locate(name)
     }
 
-    /// What this host's sync databases say `file` must be.
+    /// What the databases say `file` must be: in mirror mode the proxied
+    /// database of the request's repo and architecture first, then this
+    /// host's own sync databases.
     pub fn expected(&self, file: &http::target::FileTarget) -> Option<syncdb::Expected> {
+        if let (Some(proxy), Some(repo), Some(arch)) = (&self.dbproxy, &file.repo, &file.arch) {
+            if let Some(expected) = proxy.fed().lookup_in(arch, repo, &file.name) {
+                return Some(expected);
+            }
+        }
         let db = self.syncdb.as_ref()?;
         match &file.repo {
             Some(repo) => db
@@ -103,6 +119,7 @@ impl State {
             holders: &holders,
             fetchers: &fetchers,
             linked,
+            fetch_misses: self.dbproxy.is_some(),
             peers_allowed: self.unverified_from_peers || self.expected(file).is_some(),
             mirror_urls: &urls,
         };
@@ -151,6 +168,32 @@ impl State {
         }
     }
 
+    /// Caching-mirror mode's counters and what it keeps, for status,
+    /// metrics and the page; `None` in local mode.
+    pub fn mirror_status(&self) -> Option<stats::MirrorStatus> {
+        let proxy = self.dbproxy.as_ref()?;
+        let store = self.engine.store();
+        let kept = store.list(|_| false).unwrap_or_default();
+        let requests = self.stats.requests();
+        Some(stats::MirrorStatus {
+            packages: stats::MirrorPackages {
+                hits: requests.local,
+                misses: requests.mirror_fetch,
+                bytes_upstream: self.stats.bytes(0).mirror_fetch,
+                kept: kept.len(),
+                kept_bytes: kept.iter().map(|k| k.size).sum(),
+                max_bytes: store.max_bytes,
+            },
+            databases: proxy.counts(),
+            repos: proxy
+                .fed()
+                .repos()
+                .into_iter()
+                .map(|(arch, repo, files)| stats::ProxiedRepo { arch, repo, files })
+                .collect(),
+        })
+    }
+
     /// The cache dirs and how many files they hold, for status.
     pub fn index_summary(&self) -> (Vec<String>, usize) {
         match self.index.read() {
@@ -184,7 +227,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let incoming = env.store_dir.join("incoming");
     clean_incoming(&incoming)?;
-    let store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    let mut store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    if let Some(mirror) = &env.mirror_mode {
+        // A caching mirror keeps what it fetched for its clients.
+        store.max_age = fetch::store::MIRROR_MAX_AGE;
+        store.max_bytes = mirror.store_max_bytes;
+    }
     let mut cache_dirs = env.cache_dirs;
     // Kept downloads are served and offered to peers like pacman's cache.
     cache_dirs.push(store.dir().to_path_buf());
@@ -209,15 +257,34 @@ pub async fn run(
         Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
         None => None,
     };
+    let mirror_client = mirror_client::MirrorClient::new();
+    let dbproxy = match &env.mirror_mode {
+        Some(mirror) => {
+            let (dir, client, interval) = (
+                env.store_dir.clone(),
+                mirror_client.clone(),
+                mirror.db_revalidate,
+            );
+            let fed = Arc::new(syncdb::FedDbs::default());
+            let proxy = tokio::task::spawn_blocking(move || {
+                dbproxy::DbProxy::open(&dir, fed, client, interval)
+            })
+            .await??;
+            Some(Arc::new(proxy))
+        }
+        None => None,
+    };
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
         syncdb,
+        dbproxy,
+        admin_token: env.admin_token,
         engine,
-        mirror_client: mirror_client::MirrorClient::new(),
+        mirror_client,
         unverified_from_peers: env.unverified_from_peers,
         index,
-        mirrors: RwLock::new(Arc::new(env.mirrors)),
+        mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),
         stats,
         started: Instant::now(),
     });
@@ -233,6 +300,11 @@ pub async fn run(
     });
     tokio::spawn(apply_controls(state.clone(), control));
     tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
+    tokio::spawn(mirrorlist::follow(
+        state.mirrors.clone(),
+        env.own_servers,
+        shutdown.clone(),
+    ));
     http::serve(state, listeners, shutdown).await;
     service.stopped().await;
     Ok(())
@@ -316,6 +388,9 @@ fn reload(state: &State, env: setup::Environment) {
         .collect();
     if dirs != new_dirs {
         tracing::warn!(?new_dirs, "cache dirs changed: they take effect at restart");
+    }
+    if env.mirror_mode.is_some() != state.dbproxy.is_some() {
+        tracing::warn!("mode changed: it takes effect at restart");
     }
     tracing::info!(repos, "reloaded configuration");
 }

@@ -1,12 +1,14 @@
 //! pacmeshd as an HTTP(S) client of the real mirrors: one GET from a byte
 //! offset, whose body arrives chunk by chunk, each within a stall limit.
-//! Used by the download engine (`crate::fetch`) for every mirror source.
+//! Used by the download engine (`crate::fetch`) for every mirror source,
+//! and, with `If-Modified-Since`, by a caching mirror revalidating its
+//! databases (`crate::dbproxy`).
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, Request, StatusCode, Uri};
+use http::{header, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -49,6 +51,8 @@ pub struct MirrorBody {
     /// The whole file's size, when the mirror said (`Content-Range`'s
     /// total, or `Content-Length` of a 200).
     pub size: Option<u64>,
+    /// The mirror's `Last-Modified`, when it sent one.
+    pub last_modified: Option<SystemTime>,
     body: Incoming,
 }
 
@@ -127,6 +131,32 @@ impl MirrorClient {
     /// `GET url` from byte `offset` on (a `Range` request when `offset` >
     /// 0), following redirects.
     pub async fn get_from(&self, url: &str, offset: u64) -> Result<MirrorBody, MirrorError> {
+        let response = self.send(url, offset, None).await?;
+        body_of(response, offset)
+    }
+
+    /// `GET url` with `If-Modified-Since: since` when given (a database
+    /// revalidated: `crate::dbproxy`), following redirects. A 404 is
+    /// `MirrorError::Status(404)`.
+    pub async fn get_if_modified_since(
+        &self,
+        url: &str,
+        since: Option<SystemTime>,
+    ) -> Result<Conditional, MirrorError> {
+        let response = self.send(url, 0, since).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Conditional::NotModified);
+        }
+        body_of(response, 0).map(Conditional::Body)
+    }
+
+    /// Sends the GET, following redirects; the final response's head.
+    async fn send(
+        &self,
+        url: &str,
+        offset: u64,
+        since: Option<SystemTime>,
+    ) -> Result<Response<Incoming>, MirrorError> {
         let mut uri: Uri = url
             .parse()
             .map_err(|_| MirrorError::BadUrl(url.to_owned()))?;
@@ -134,6 +164,9 @@ impl MirrorClient {
             let mut request = Request::get(uri.clone()).header(header::USER_AGENT, USER_AGENT);
             if offset > 0 {
                 request = request.header(header::RANGE, format!("bytes={offset}-"));
+            }
+            if let Some(since) = since {
+                request = request.header(header::IF_MODIFIED_SINCE, httpdate::fmt_http_date(since));
             }
             let request = request
                 .body(Empty::new())
@@ -143,7 +176,7 @@ impl MirrorClient {
                 .map_err(|_| MirrorError::Timeout(HEAD_TIMEOUT))?
                 .map_err(|e| MirrorError::Http(describe(&e)))?;
             let status = response.status();
-            if status.is_redirection() {
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let location = response
                     .headers()
                     .get(header::LOCATION)
@@ -152,38 +185,55 @@ impl MirrorClient {
                 uri = follow(&uri, location)?;
                 continue;
             }
-            let length = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let (start, size) = match status {
-                StatusCode::OK => (0, length),
-                StatusCode::PARTIAL_CONTENT => {
-                    let range = response
-                        .headers()
-                        .get(header::CONTENT_RANGE)
-                        .and_then(|v| v.to_str().ok());
-                    match range.and_then(range_start) {
-                        Some(start) if start == offset => (start, range.and_then(range_total)),
-                        _ => {
-                            return Err(MirrorError::WrongRange {
-                                got: range.map(str::to_owned),
-                                asked: offset,
-                            })
-                        }
-                    }
-                }
-                other => return Err(MirrorError::Status(other)),
-            };
-            return Ok(MirrorBody {
-                start,
-                size,
-                body: response.into_body(),
-            });
+            return Ok(response);
         }
         Err(MirrorError::Redirects)
     }
+}
+
+/// The answer to a conditional GET.
+#[derive(Debug)]
+pub enum Conditional {
+    /// 304: the copy we have is current.
+    NotModified,
+    Body(MirrorBody),
+}
+
+/// The body of a 200, or of a 206 starting at `offset`.
+fn body_of(response: Response<Incoming>, offset: u64) -> Result<MirrorBody, MirrorError> {
+    let headers = response.headers();
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let last_modified = headers
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let (start, size) = match response.status() {
+        StatusCode::OK => (0, length),
+        StatusCode::PARTIAL_CONTENT => {
+            let range = headers
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok());
+            match range.and_then(range_start) {
+                Some(start) if start == offset => (start, range.and_then(range_total)),
+                _ => {
+                    return Err(MirrorError::WrongRange {
+                        got: range.map(str::to_owned),
+                        asked: offset,
+                    })
+                }
+            }
+        }
+        other => return Err(MirrorError::Status(other)),
+    };
+    Ok(MirrorBody {
+        start,
+        size,
+        last_modified,
+        body: response.into_body(),
+    })
 }
 
 /// The first byte of `Content-Range: bytes FIRST-LAST/SIZE`.

@@ -1,7 +1,12 @@
 //! The real mirrors of each repository, from pacman.conf, in pacman's order
 //! with pacmesh's own server left out, and how a redirect to one is written.
+//! In caching-mirror mode, `[[mirror.repo]]` entries add repositories (or
+//! replace pacman.conf's servers for one) with upstreams of their own: a
+//! list, a mirrorlist file read again when it changes (`crate::mirrorlist`),
+//! and the architectures served.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -20,16 +25,57 @@ const PATH_UNSAFE: &AsciiSet = &CONTROLS
     .add(b'<')
     .add(b'>');
 
+/// One repo's upstreams: URL templates with `$repo`/`$arch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upstreams {
+    /// pacman.conf's `Server` lines, or a `[[mirror.repo]]`'s `servers`.
+    pub servers: Vec<String>,
+    /// A `[[mirror.repo]]`'s mirrorlist and the servers it listed when
+    /// last read (tried after `servers`).
+    pub mirrorlist: Option<PathBuf>,
+    pub listed: Vec<String>,
+    /// The architectures served; empty: any.
+    pub archs: Vec<String>,
+}
+
+impl Upstreams {
+    /// Plain servers for every architecture (pacman.conf's repos).
+    pub fn servers(servers: Vec<String>) -> Upstreams {
+        Upstreams {
+            servers,
+            ..Upstreams::default()
+        }
+    }
+
+    /// Every template, in the order they are tried.
+    pub fn templates(&self) -> impl Iterator<Item = &str> {
+        self.servers.iter().chain(&self.listed).map(String::as_str)
+    }
+
+    fn serves_arch(&self, arch: &str) -> bool {
+        self.archs.is_empty() || self.archs.iter().any(|a| a == arch)
+    }
+}
+
 /// Each repo's real mirrors (`Server` URL templates with `$repo`/`$arch`).
 #[derive(Debug, Clone, Default)]
 pub struct MirrorTable {
-    repos: HashMap<String, Vec<String>>,
+    repos: HashMap<String, Upstreams>,
     /// Used for every repo when pacman.conf is absent.
     fallback: Option<String>,
 }
 
 impl MirrorTable {
+    /// Repos with plain server lists (pacman.conf's).
     pub fn new(repos: impl IntoIterator<Item = (String, Vec<String>)>) -> Self {
+        Self::with_upstreams(
+            repos
+                .into_iter()
+                .map(|(name, servers)| (name, Upstreams::servers(servers))),
+        )
+    }
+
+    pub fn with_upstreams(repos: impl IntoIterator<Item = (String, Upstreams)>) -> Self {
         MirrorTable {
             repos: repos.into_iter().collect(),
             fallback: None,
@@ -48,16 +94,18 @@ impl MirrorTable {
     /// gives it one.
     pub fn first(&self, repo: &str) -> Option<&str> {
         match self.repos.get(repo) {
-            Some(servers) => servers.first().map(String::as_str),
+            Some(up) => up.templates().next(),
             None => self.fallback.as_deref(),
         }
     }
 
     /// The URL of `name` at each of `repo`'s mirrors, in pacman.conf's
-    /// order (empty when pacman.conf does not know the repo).
+    /// order (empty when pacman.conf does not know the repo, or the repo
+    /// is not served for `arch`).
     pub fn file_urls(&self, repo: &str, arch: &str, name: &str) -> Vec<String> {
         let templates: Vec<&str> = match self.repos.get(repo) {
-            Some(servers) => servers.iter().map(String::as_str).collect(),
+            Some(up) if up.serves_arch(arch) => up.templates().collect(),
+            Some(_) => Vec::new(),
             None => self.fallback.as_deref().into_iter().collect(),
         };
         templates
@@ -68,6 +116,29 @@ impl MirrorTable {
 
     pub fn repo_count(&self) -> usize {
         self.repos.len()
+    }
+
+    /// Repos whose upstreams include a mirrorlist, with its path.
+    pub fn mirrorlists(&self) -> Vec<(String, PathBuf)> {
+        let mut lists: Vec<(String, PathBuf)> = self
+            .repos
+            .iter()
+            .filter_map(|(name, up)| Some((name.clone(), up.mirrorlist.clone()?)))
+            .collect();
+        lists.sort();
+        lists
+    }
+
+    /// This table with the servers listed by the mirrorlist at `path`
+    /// replaced by `listed`, in every repo that uses it.
+    pub fn with_listed(&self, path: &Path, listed: &[String]) -> MirrorTable {
+        let mut next = self.clone();
+        for up in next.repos.values_mut() {
+            if up.mirrorlist.as_deref() == Some(path) {
+                up.listed = listed.to_vec();
+            }
+        }
+        next
     }
 }
 
@@ -133,5 +204,56 @@ mod tests {
         assert_eq!(table.first("unknown"), None);
         let fallback = MirrorTable::fallback_only(DEFAULT_MIRROR);
         assert_eq!(fallback.first("anything"), Some(DEFAULT_MIRROR));
+    }
+
+    #[test]
+    fn upstreams_of_a_caching_mirror() {
+        let list = PathBuf::from("/etc/pacman.d/mirrorlist");
+        let table = MirrorTable::with_upstreams([
+            (
+                "alarm".to_string(),
+                Upstreams {
+                    servers: vec!["http://a/$arch/$repo".into()],
+                    mirrorlist: Some(list.clone()),
+                    listed: vec!["http://b/$repo/os/$arch".into()],
+                    archs: vec!["aarch64".into()],
+                },
+            ),
+            (
+                "core".to_string(),
+                Upstreams {
+                    mirrorlist: Some(list.clone()),
+                    ..Upstreams::default()
+                },
+            ),
+        ]);
+        let check = |t: &MirrorTable, repo, arch, want: &[&str]| {
+            assert_eq!(t.file_urls(repo, arch, "f"), want, "{repo}/{arch}");
+        };
+        check(
+            &table,
+            "alarm",
+            "aarch64",
+            &["http://a/aarch64/alarm/f", "http://b/alarm/os/aarch64/f"],
+        );
+        // Not served for this architecture; unknown repo.
+        check(&table, "alarm", "x86_64", &[]);
+        check(&table, "extra", "x86_64", &[]);
+        check(&table, "core", "x86_64", &[]);
+        assert_eq!(
+            table.mirrorlists(),
+            vec![
+                ("alarm".into(), list.clone()),
+                ("core".into(), list.clone())
+            ]
+        );
+        let table = table.with_listed(&list, &["http://c/$repo/os/$arch".into()]);
+        check(
+            &table,
+            "alarm",
+            "aarch64",
+            &["http://a/aarch64/alarm/f", "http://c/alarm/os/aarch64/f"],
+        );
+        check(&table, "core", "x86_64", &["http://c/core/os/x86_64/f"]);
     }
 }

@@ -2,11 +2,13 @@
 //! (local cache → a download under way → peers holding it → a peer
 //! fetching it → this daemon fetching it → the mirror's redirect → 404;
 //! docs/DESIGN.md, "The ladder"), for one host, in one place. The HTTP
-//! layer only matches on the answer.
+//! layer only matches on the answer. In caching-mirror mode the daemon
+//! fetches every miss itself, peer or not (docs/DESIGN.md,
+//! "Caching-mirror mode").
 
 use std::path::PathBuf;
 
-use pacmesh_proto::NodeId;
+use pacmesh_proto::{FileKind, NodeId};
 
 use crate::fetch::claim::winner_among;
 use crate::fetch::machine::SourceId;
@@ -24,6 +26,9 @@ pub enum Plan {
     Running,
     /// Start a download from these sources, in order.
     Download { kind: Kind, order: Vec<SourceId> },
+    /// Caching-mirror mode: a database or its signature, proxied
+    /// (`crate::dbproxy`).
+    Database,
     /// 307 to the real mirror.
     Redirect(String),
     /// 404 so pacman moves on to its next `Server` at once.
@@ -45,6 +50,9 @@ pub struct Facts<'a> {
     pub fetchers: &'a [NodeId],
     /// At least one peer is linked.
     pub linked: bool,
+    /// Caching-mirror mode: every miss is fetched here (and kept), with or
+    /// without a peer.
+    pub fetch_misses: bool,
     /// The sync databases know its size and checksum, or files they
     /// cannot verify may come from peers anyway.
     pub peers_allowed: bool,
@@ -68,6 +76,13 @@ pub fn plan(file: &FileTarget, facts: &Facts<'_>) -> Plan {
         }
         None => Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
     };
+    // A caching mirror proxies the databases its clients sync from.
+    if facts.fetch_misses && matches!(file.kind, FileKind::Database | FileKind::DatabaseSig) {
+        return match facts.mirror_urls {
+            [] => fallback(),
+            _ => Plan::Database,
+        };
+    }
     // Databases are never served from a cache or a peer: they are what
     // packages are verified against.
     if !cacheable || !facts.get {
@@ -96,7 +111,7 @@ pub fn plan(file: &FileTarget, facts: &Facts<'_>) -> Plan {
             order,
         };
     }
-    if facts.linked && !facts.mirror_urls.is_empty() {
+    if (facts.linked || facts.fetch_misses) && !facts.mirror_urls.is_empty() {
         return Plan::Download {
             kind: Kind::Fetch,
             order: mirrors.collect(),
@@ -223,6 +238,54 @@ mod tests {
                 kind: Kind::Fetch,
                 order: mirrors.to_vec(),
             },
+        );
+        // A caching mirror fetches a miss with no peer linked.
+        check(
+            &pkg,
+            Facts {
+                linked: false,
+                fetch_misses: true,
+                ..base.clone()
+            },
+            Plan::Download {
+                kind: Kind::Fetch,
+                order: mirrors.to_vec(),
+            },
+        );
+        check(
+            &pkg,
+            Facts {
+                linked: false,
+                fetch_misses: true,
+                mirror_urls: &[],
+                ..base.clone()
+            },
+            Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
+        );
+        // A caching mirror proxies databases and their signatures, GET or
+        // HEAD; not for a repo it has no upstream for.
+        let mirror = Facts {
+            fetch_misses: true,
+            ..base.clone()
+        };
+        for name in ["core.db", "core.db.sig", "core.files.tar.gz"] {
+            check(&target(Some("core"), name), mirror.clone(), Plan::Database);
+        }
+        check(
+            &target(Some("core"), "core.db"),
+            Facts {
+                get: false,
+                ..mirror.clone()
+            },
+            Plan::Database,
+        );
+        check(
+            &target(Some("core"), "core.db"),
+            Facts {
+                mirror_urls: &[],
+                ..mirror.clone()
+            },
+            Plan::NotFound("repo unknown to pacman.conf or without a mirror"),
         );
         // HEAD and databases: the mirror, even when cached.
         check(

@@ -10,11 +10,12 @@ use anyhow::Context;
 use pacmesh_conf::{OwnServers, PacmanConf};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::admin::AdminToken;
+use crate::config::{Config, MirrorConfig, MirrorRepo, Mode};
 use crate::identity::Identity;
 use crate::index::MAX_CACHE_DIRS;
 use crate::mesh::link::MeshKey;
-use crate::mirrors::{MirrorTable, DEFAULT_MIRROR};
+use crate::mirrors::{MirrorTable, Upstreams, DEFAULT_MIRROR};
 
 /// The resolved environment `run` works in.
 #[derive(Debug)]
@@ -32,6 +33,12 @@ pub struct Environment {
     pub unverified_from_peers: bool,
     pub cache_dirs: Vec<PathBuf>,
     pub mirrors: MirrorTable,
+    /// pacmesh's own HTTP addresses, never an upstream.
+    pub own_servers: OwnServers,
+    /// Caching-mirror mode, and its `[mirror]` settings.
+    pub mirror_mode: Option<MirrorConfig>,
+    /// Mirror mode's admin token (`mirror.admin_token_file`).
+    pub admin_token: Option<AdminToken>,
     pub state_dir: PathBuf,
     pub store_dir: PathBuf,
 }
@@ -52,17 +59,7 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
     let state_dir = writable_dir(&config.state_dir, config.state_dir_is_default, "state_dir")?;
 
     let own = OwnServers::new(&config.http_listen);
-    let mirrors = match &pacman {
-        Some(conf) => MirrorTable::new(conf.repos.iter().map(|repo| {
-            let urls = repo
-                .real_mirrors(&own)
-                .into_iter()
-                .map(|s| s.url.clone())
-                .collect();
-            (repo.name.clone(), urls)
-        })),
-        None => MirrorTable::fallback_only(DEFAULT_MIRROR),
-    };
+    let mirrors = mirror_table(config, pacman.as_ref(), &own)?;
 
     let mut cache_dirs = Vec::new();
     for dir in pacman.iter().flat_map(|c| c.options.cache_dirs.iter()) {
@@ -102,7 +99,14 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         }
         None => None,
     };
+    let admin_token = match (&config.mode, &config.mirror.admin_token_file) {
+        (Mode::Mirror, Some(path)) => {
+            Some(AdminToken::load(path).context("mirror.admin_token_file")?)
+        }
+        _ => None,
+    };
     Ok(Environment {
+        admin_token,
         identity,
         mesh_key,
         archs,
@@ -110,9 +114,63 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         unverified_from_peers: !config.verified_only,
         cache_dirs,
         mirrors,
+        own_servers: own,
+        mirror_mode: (config.mode == Mode::Mirror).then(|| config.mirror.clone()),
         state_dir,
         store_dir,
     })
+}
+
+/// Each repo's upstreams: pacman.conf's real mirrors, and in mirror mode
+/// the `[[mirror.repo]]` entries (which replace pacman.conf's servers for
+/// the repos they name). With neither, every repo goes to the fallback.
+fn mirror_table(
+    config: &Config,
+    pacman: Option<&PacmanConf>,
+    own: &OwnServers,
+) -> anyhow::Result<MirrorTable> {
+    let mut repos: Vec<(String, Upstreams)> = pacman
+        .iter()
+        .flat_map(|conf| conf.repos.iter())
+        .map(|repo| {
+            let urls = repo
+                .real_mirrors(own)
+                .into_iter()
+                .map(|s| s.url.clone())
+                .collect();
+            (repo.name.clone(), Upstreams::servers(urls))
+        })
+        .collect();
+    let configured: &[MirrorRepo] = match config.mode {
+        Mode::Mirror => &config.mirror.repos,
+        Mode::Local => &[],
+    };
+    if pacman.is_none() && configured.is_empty() {
+        return Ok(MirrorTable::fallback_only(DEFAULT_MIRROR));
+    }
+    for (i, repo) in configured.iter().enumerate() {
+        if let Some(url) = repo.servers.iter().find(|u| own.is_own_url(u)) {
+            anyhow::bail!(
+                "mirror.repo[{i}].servers: {url} is this daemon; a mirror cannot be its own upstream"
+            );
+        }
+        let listed = match &repo.mirrorlist {
+            Some(path) => crate::mirrorlist::read(path, own)
+                .with_context(|| format!("mirror.repo[{i}].mirrorlist"))?,
+            None => Vec::new(),
+        };
+        repos.retain(|(name, _)| *name != repo.name);
+        repos.push((
+            repo.name.clone(),
+            Upstreams {
+                servers: repo.servers.clone(),
+                mirrorlist: repo.mirrorlist.clone(),
+                listed,
+                archs: repo.archs.clone(),
+            },
+        ));
+    }
+    Ok(MirrorTable::with_upstreams(repos))
 }
 
 fn load_pacman_conf(config: &Config) -> anyhow::Result<Option<PacmanConf>> {
@@ -196,5 +254,70 @@ mod tests {
             assert_eq!(announced_archs(Some(&configured)), *want, "{configured:?}");
         }
         assert_eq!(announced_archs(None), vec![std::env::consts::ARCH, "any"]);
+    }
+
+    fn config(toml: &str, dir: &Path) -> Config {
+        let path = dir.join("pacmeshd.toml");
+        std::fs::write(&path, toml).unwrap();
+        let raw = crate::config::RawConfig {
+            config: Some(path),
+            ..Default::default()
+        };
+        crate::config::load(raw).expect("valid config")
+    }
+
+    #[test]
+    fn a_caching_mirror_s_upstreams() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("mirrorlist");
+        std::fs::write(&list, "Server = http://listed/$repo/os/$arch\n").unwrap();
+        let pacman = PacmanConf::parse(
+            "[core]\nServer = http://pacman-conf/$repo/os/$arch\n\
+             [extra]\nServer = http://pacman-conf/$repo/os/$arch\n",
+            dir.path().join("pacman.conf"),
+        )
+        .unwrap();
+        let toml = format!(
+            "mode = \"mirror\"\n[[mirror.repo]]\nname = \"extra\"\n\
+             servers = [\"http://own/$repo\"]\nmirrorlist = \"{}\"\n\
+             [[mirror.repo]]\nname = \"alarm\"\narch = [\"aarch64\"]\n\
+             servers = [\"http://arm/$arch/$repo\"]\n",
+            list.display()
+        );
+        let mirror = config(&toml, dir.path());
+        let own = OwnServers::new(&mirror.http_listen);
+        let table = mirror_table(&mirror, Some(&pacman), &own).unwrap();
+        let urls = |repo, arch| table.file_urls(repo, arch, "f");
+        assert_eq!(
+            urls("core", "x86_64"),
+            ["http://pacman-conf/core/os/x86_64/f"]
+        );
+        assert_eq!(
+            urls("extra", "x86_64"),
+            ["http://own/extra/f", "http://listed/extra/os/x86_64/f"]
+        );
+        assert_eq!(urls("alarm", "aarch64"), ["http://arm/aarch64/alarm/f"]);
+        assert!(urls("alarm", "x86_64").is_empty());
+        assert!(urls("unknown", "x86_64").is_empty());
+        // Without pacman.conf, only the configured repos.
+        let table = mirror_table(&mirror, None, &own).unwrap();
+        assert!(table.file_urls("core", "x86_64", "f").is_empty());
+        // In local mode the [mirror] table is not used.
+        let local = config(&toml.replace("\"mirror\"\n[[", "\"local\"\n[["), dir.path());
+        let table = mirror_table(&local, None, &own).unwrap();
+        assert_eq!(table.first("extra"), Some(DEFAULT_MIRROR));
+        // A mirror cannot be its own upstream; a missing mirrorlist is an error.
+        let looped = config(
+            &toml.replace("http://own/$repo", "http://localhost:15680/$repo"),
+            dir.path(),
+        );
+        let err = mirror_table(&looped, None, &own).unwrap_err().to_string();
+        assert!(err.contains("mirror.repo[0].servers"), "{err}");
+        std::fs::remove_file(&list).unwrap();
+        let err = format!("{:#}", mirror_table(&mirror, None, &own).unwrap_err());
+        assert!(
+            err.contains("mirror.repo[0].mirrorlist") && err.contains("mirrorlist"),
+            "{err}"
+        );
     }
 }

@@ -17,6 +17,9 @@ pub enum Source {
     MirrorRedirect,
     /// Fetched from the mirrors by this daemon and streamed to pacman.
     MirrorFetch,
+    /// Caching-mirror mode: a proxied database or its signature (or why
+    /// none could be had).
+    Database,
     NotFound,
     BadRequest,
     Status,
@@ -31,6 +34,7 @@ impl Source {
             Source::PeerWait => "peer_wait",
             Source::MirrorRedirect => "mirror_redirect",
             Source::MirrorFetch => "mirror_fetch",
+            Source::Database => "database",
             Source::NotFound => "not_found",
             Source::BadRequest => "bad_request",
             Source::Status => "status",
@@ -93,6 +97,7 @@ pub struct Stats {
     peer_wait: AtomicU64,
     mirror_redirect: AtomicU64,
     mirror_fetch: AtomicU64,
+    database: AtomicU64,
     not_found: AtomicU64,
     bad_request: AtomicU64,
     bytes_local: AtomicU64,
@@ -113,6 +118,8 @@ pub struct RequestCounts {
     pub peer_wait: u64,
     pub mirror_redirect: u64,
     pub mirror_fetch: u64,
+    /// Caching-mirror mode: databases and their signatures.
+    pub database: u64,
     pub not_found: u64,
     pub bad_request: u64,
 }
@@ -133,6 +140,42 @@ pub struct ByteCounts {
     pub wan_saved: u64,
 }
 
+/// `mirror` in the status JSON: caching-mirror mode only
+/// (docs/DESIGN.md, "Status JSON").
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MirrorStatus {
+    pub packages: MirrorPackages,
+    pub databases: crate::dbproxy::DbCounts,
+    /// The proxied databases the verification table holds.
+    pub repos: Vec<ProxiedRepo>,
+}
+
+/// `mirror.packages`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MirrorPackages {
+    /// Package requests answered from a kept file (`requests.local`).
+    pub hits: u64,
+    /// Package requests answered from a download (`requests.mirror_fetch`:
+    /// a miss, or a request joining one under way).
+    pub misses: u64,
+    /// Package bytes fetched from upstreams (`bytes.mirror_fetch`).
+    pub bytes_upstream: u64,
+    /// Packages kept in the store, and their bytes.
+    pub kept: usize,
+    pub kept_bytes: u64,
+    /// The store's cap (`mirror.store_max_gib`).
+    pub max_bytes: u64,
+}
+
+/// One proxied database in `mirror.repos`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ProxiedRepo {
+    pub arch: String,
+    pub repo: String,
+    /// Package files it lists.
+    pub files: usize,
+}
+
 impl Stats {
     pub fn count(&self, source: Source) {
         let counter = match source {
@@ -146,6 +189,7 @@ impl Stats {
             Source::PeerWait => &self.peer_wait,
             Source::MirrorRedirect => &self.mirror_redirect,
             Source::MirrorFetch => &self.mirror_fetch,
+            Source::Database => &self.database,
             Source::NotFound => &self.not_found,
             Source::BadRequest => &self.bad_request,
             Source::Status => return,
@@ -179,6 +223,7 @@ impl Stats {
             peer_wait: self.peer_wait.load(Relaxed),
             mirror_redirect: self.mirror_redirect.load(Relaxed),
             mirror_fetch: self.mirror_fetch.load(Relaxed),
+            database: self.database.load(Relaxed),
             not_found: self.not_found.load(Relaxed),
             bad_request: self.bad_request.load(Relaxed),
         }

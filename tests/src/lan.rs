@@ -465,6 +465,16 @@ impl Host {
         http_get_in(&self.name, url)
     }
 
+    /// [`Host::http_get`] with extra request headers, e.g. `("Range", "bytes=100-")`.
+    pub fn http_get_with(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
+        http_get_in_with(&self.name, url, headers)
+    }
+
+    /// `POST url` without a body, with extra request headers, from inside this host.
+    pub fn http_post_with(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
+        http_in(&self.name, "post", url, headers)
+    }
+
     /// `pacman` with `root`'s config and `args` ([`PacmanRoot::pacman_args`]) in this host, not
     /// yet run: `127.0.0.1` in its `Server` lines is this host's daemon.
     pub fn pacman_command(&self, root: &PacmanRoot, args: &[&str]) -> Command {
@@ -519,15 +529,36 @@ impl Host {
 /// `GET url` from inside the namespace `netns` through `pacmesh-netprobe get` (see
 /// [`Host::http_get`]); for code that keeps a namespace's name rather than its [`Host`].
 pub fn http_get_in(netns: &str, url: &str) -> anyhow::Result<Response> {
+    http_get_in_with(netns, url, &[])
+}
+
+/// [`http_get_in`] with extra request headers.
+pub fn http_get_in_with(
+    netns: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Response> {
+    http_in(netns, "get", url, headers)
+}
+
+/// `pacmesh-netprobe get|post URL HEADER…` inside `netns`.
+fn http_in(
+    netns: &str,
+    mode: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Response> {
     let out = Command::new("ip")
         .args(["netns", "exec", netns])
         .arg(netprobe_path())
-        .args(["get", url])
+        .args([mode, url])
+        .args(headers.iter().map(|(k, v)| format!("{k}: {v}")))
         .stdin(Stdio::null())
         .output()?;
     anyhow::ensure!(
         out.status.success(),
-        "GET {url} in {netns}: {}",
+        "{} {url} in {netns}: {}",
+        mode.to_uppercase(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
     parse_response(&out.stdout)

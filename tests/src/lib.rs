@@ -15,6 +15,7 @@
 //! assert!(pacman.installed("hello"));
 //! ```
 
+pub mod caching;
 pub mod daemon;
 mod eventually;
 pub mod fixtures;

@@ -39,12 +39,20 @@ pub struct ServeOptions {
     /// Request paths (e.g. `/repo/os/x86_64/x.pkg.tar.zst`) answered from another file:
     /// nginx `location = PATH { alias FILE; }`.
     pub replacements: Vec<(String, PathBuf)>,
+    /// Answer every request whole, `Range` or not (nginx `max_ranges 0`): a mirror that
+    /// ignores Range.
+    pub ignore_range: bool,
 }
 
 impl ServeOptions {
     /// Sets [`ServeOptions::limit_rate`].
     pub fn limit_rate(mut self, rate: &str) -> Self {
         self.limit_rate = Some(rate.to_string());
+        self
+    }
+    /// Sets [`ServeOptions::ignore_range`].
+    pub fn ignore_range(mut self) -> Self {
+        self.ignore_range = true;
         self
     }
     /// Serves `file` for requests of `path` (see [`ServeOptions::replacements`]).
@@ -434,6 +442,9 @@ fn config(prefix: &Path, root: &Path, ip: Ipv4Addr, port: u16, options: &ServeOp
     let mut locations = String::new();
     if let Some(rate) = &options.limit_rate {
         let _ = writeln!(locations, "        limit_rate {rate};");
+    }
+    if options.ignore_range {
+        let _ = writeln!(locations, "        max_ranges 0;");
     }
     for (path, file) in &options.replacements {
         let _ = writeln!(

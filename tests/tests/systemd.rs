@@ -186,14 +186,20 @@ fn sysusers_and_tmpfiles_apply_to_a_root() {
 #[test]
 fn default_toml_lists_every_key_with_its_default() {
     let text = shipped("pacmeshd.toml");
+    // `#key = value` and `#[table]` lines; examples (`#   …`) are not defaults.
     let commented: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix('#'))
-        .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| is_key(k)))
+        .filter(|l| {
+            l.split_once(" = ").is_some_and(|(k, _)| is_key(k))
+                || l.strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .is_some_and(is_key)
+        })
         .collect();
     let keys: Vec<&str> = commented
         .iter()
-        .map(|l| l.split_once(" = ").expect("filtered on it").0)
+        .map(|l| l.split_once(" = ").map_or(*l, |(k, _)| k))
         .collect();
     assert_eq!(
         keys,
@@ -209,7 +215,10 @@ fn default_toml_lists_every_key_with_its_default() {
             "no_mdns",
             "serve_lan",
             "verified_only",
-            "mode"
+            "mode",
+            "[mirror]",
+            "db_revalidate_s",
+            "store_max_gib"
         ]
     );
     assert!(

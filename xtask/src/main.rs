@@ -171,7 +171,10 @@ fn pacmeshd_sections() -> String {
         (
             config,
             "The configuration: every option above is also a key, in snake_case \
-             (--http-listen is http_listen); flags win over the file.",
+             (--http-listen is http_listen); flags win over the file. Its [mirror] table \
+             (file only) sets caching-mirror mode's repositories and upstreams \
+             ([[mirror.repo]] name, arch, servers, mirrorlist), db_revalidate_s, \
+             store_max_gib and admin_token_file.",
         ),
         (
             include,
@@ -181,7 +184,11 @@ fn pacmeshd_sections() -> String {
              whenever pacman or pacmesh is installed or upgraded.",
         ),
         ("/var/lib/pacmesh", "The daemon's identity key."),
-        ("/var/cache/pacmesh", "The daemon's own package store."),
+        (
+            "/var/cache/pacmesh",
+            "The daemon's own package store; in caching-mirror mode also the packages and \
+             databases it keeps for its clients (fetched/ and db/).",
+        ),
         (
             "/etc/conf.d/pacmesh",
             "The ports pacmesh-ports.service opens in the host firewall.",

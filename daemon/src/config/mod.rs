@@ -2,9 +2,11 @@
 //! file and the flags exactly; [`RawConfig::validate`] turns it into the
 //! checked [`Config`] the daemon uses, naming key and file on any error.
 
+pub mod mirror;
 mod raw;
 mod validate;
 
+pub use mirror::{MirrorConfig, MirrorRepo};
 pub use raw::RawConfig;
 pub use validate::{Config, ConfigError, Mode, Origin};
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use super::mirror::RawMirror;
 use super::validate::{Origin, Sourced};
 
 /// pacmeshd shares this host's pacman cache with pacman and its neighbours.
@@ -80,10 +81,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub verified_only: bool,
 
-    /// `local`, or `mirror` for caching-mirror mode
+    /// `local`, or `mirror` for caching-mirror mode (serves other
+    /// machines on the LAN, fetching and keeping what they ask for)
     #[arg(long, value_name = "local|mirror")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+
+    /// Caching-mirror mode's repositories and upstreams (`[mirror]`; the
+    /// config file only)
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<RawMirror>,
 
     /// Print the effective configuration as TOML and exit
     #[arg(long)]
@@ -140,6 +148,7 @@ impl RawConfig {
             serve_lan: self.serve_lan || file.serve_lan,
             verified_only: self.verified_only || file.verified_only,
             mode: one(self.mode, file.mode),
+            mirror: file.mirror.map(|m| (m, from_file.clone())),
         }
     }
 }
@@ -159,4 +168,6 @@ pub struct Merged {
     pub serve_lan: bool,
     pub verified_only: bool,
     pub mode: Option<Sourced>,
+    /// `[mirror]`, from the file only.
+    pub mirror: Option<(RawMirror, Origin)>,
 }

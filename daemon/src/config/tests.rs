@@ -1,5 +1,6 @@
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -73,7 +74,6 @@ fn bad_values_name_key_and_file() {
             &["$FILE", "`peer`", "HOST:PORT"],
         ),
         ("mode = \"turbo\"", &[], &["$FILE", "`mode`", "turbo"]),
-        ("mode = \"mirror\"", &[], &["`mode`", "not available"]),
         (
             "store_dir = \"relative/dir\"",
             &[],
@@ -138,4 +138,143 @@ fn printed_config_loads_back_to_the_same_config() {
     assert_eq!(again.extra_cache_dirs, config.extra_cache_dirs);
     assert_eq!(again.mdns, config.mdns);
     assert_eq!(again.pacman_conf, config.pacman_conf);
+}
+
+#[test]
+fn mirror_mode_listens_on_the_lan() {
+    let (config, _) = load_with("mode = \"mirror\"", &["--http-listen", "127.0.0.1:9001"]);
+    let config = config.expect("mirror mode is accepted");
+    assert_eq!(config.mode, Mode::Mirror);
+    assert_eq!(config.http_listen, vec!["[::]:9001".parse().unwrap()]);
+    assert!(!config.http_listen_is_default);
+    let (config, _) = load_with("", &["--mode", "mirror"]);
+    assert_eq!(
+        config.expect("valid").http_listen,
+        vec!["[::]:15680".parse().unwrap()]
+    );
+}
+
+const MIRROR_TOML: &str = r#"
+mode = "mirror"
+
+[mirror]
+db_revalidate_s = 30
+store_max_gib = 100
+admin_token_file = "/etc/pacmesh/admin.token"
+
+[[mirror.repo]]
+name = "core"
+arch = ["aarch64"]
+servers = ["http://mirror.archlinuxarm.org/$arch/$repo"]
+
+[[mirror.repo]]
+name = "extra"
+servers = ["https://a.example/$repo/os/$arch"]
+mirrorlist = "/etc/pacman.d/mirrorlist"
+"#;
+
+#[test]
+fn mirror_table_is_read_and_printed_back() {
+    let (config, _) = load_with(MIRROR_TOML, &[]);
+    let config = config.expect("valid");
+    assert_eq!(config.mirror.db_revalidate, Duration::from_secs(30));
+    assert_eq!(config.mirror.store_max_bytes, 100 << 30);
+    assert_eq!(
+        config.mirror.admin_token_file,
+        Some(PathBuf::from("/etc/pacmesh/admin.token"))
+    );
+    assert_eq!(
+        config.mirror.repos,
+        vec![
+            MirrorRepo {
+                name: "core".into(),
+                archs: vec!["aarch64".into()],
+                servers: vec!["http://mirror.archlinuxarm.org/$arch/$repo".into()],
+                mirrorlist: None,
+            },
+            MirrorRepo {
+                name: "extra".into(),
+                archs: vec![],
+                servers: vec!["https://a.example/$repo/os/$arch".into()],
+                mirrorlist: Some("/etc/pacman.d/mirrorlist".into()),
+            },
+        ]
+    );
+    let (again, _) = load_with(&config.to_toml(), &[]);
+    let again = again.expect("printed config loads");
+    assert_eq!(
+        (&again.mode, &again.mirror, &again.http_listen),
+        (&config.mode, &config.mirror, &config.http_listen)
+    );
+    let (plain, _) = load_with("", &[]);
+    assert_eq!(plain.expect("valid").mirror, MirrorConfig::default());
+}
+
+#[test]
+fn bad_mirror_tables_name_key_and_file() {
+    let repo = |body: &str| format!("[[mirror.repo]]\n{body}\n");
+    let table: Vec<(String, Vec<&str>)> = vec![
+        (
+            "[mirror]\ndb_revalidate_s = 999999".into(),
+            vec!["$FILE", "`mirror.db_revalidate_s`", "at most"],
+        ),
+        (
+            "[mirror]\ndb_revalidate_s = -1".into(),
+            vec!["$FILE", "db_revalidate_s"],
+        ),
+        ("[mirror]\ncolour = 1".into(), vec!["$FILE", "colour"]),
+        (
+            "[mirror]\nadmin_token_file = \"admin.token\"".into(),
+            vec!["$FILE", "`mirror.admin_token_file`", "absolute"],
+        ),
+        (
+            "[mirror]\nstore_max_gib = 0".into(),
+            vec!["$FILE", "`mirror.store_max_gib`", "from 1"],
+        ),
+        (
+            repo("servers = [\"http://m/$repo\"]"),
+            vec!["$FILE", "name"],
+        ),
+        (
+            repo("name = \"a/core\"\nservers = [\"http://m/$repo\"]"),
+            vec!["$FILE", "`mirror.repo[0].name`", "`/`"],
+        ),
+        (
+            repo("name = \"core\""),
+            vec!["$FILE", "`mirror.repo[0].servers`", "mirrorlist"],
+        ),
+        (
+            repo("name = \"core\"\nservers = [\"http://m/$repo\", \"ftp://m/$repo\"]"),
+            vec![
+                "$FILE",
+                "`mirror.repo[0].servers[1]`",
+                "ftp://m/$repo",
+                "http://",
+            ],
+        ),
+        (
+            repo("name = \"core\"\nservers = [\"http://m/$repo/$carch\"]"),
+            vec!["$FILE", "`mirror.repo[0].servers[0]`", "$repo and $arch"],
+        ),
+        (
+            repo("name = \"core\"\narch = [\"arm/v7\"]\nservers = [\"http://m/$repo\"]"),
+            vec!["$FILE", "`mirror.repo[0].arch[0]`", "arm/v7"],
+        ),
+        (
+            repo("name = \"core\"\nmirrorlist = \"mirrorlist\""),
+            vec!["$FILE", "`mirror.repo[0].mirrorlist`", "absolute"],
+        ),
+        (
+            repo("name = \"core\"\nservers = [\"http://m/$repo\"]")
+                + &repo("name = \"core\"\nservers = [\"http://n/$repo\"]"),
+            vec!["$FILE", "`mirror.repo[1].name`", "once"],
+        ),
+        (
+            repo("name = \"core\"\nserver = [\"http://m/$repo\"]"),
+            vec!["$FILE", "server"],
+        ),
+    ];
+    for (toml, needles) in &table {
+        check_err(toml, &[], needles);
+    }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use pacmesh_conf::DEFAULT_HTTP_PORT;
 
+use super::mirror::{self, MirrorConfig};
 use super::raw::{Merged, RawConfig};
 
 /// Where a configuration value came from, for error messages.
@@ -51,7 +52,8 @@ pub enum ConfigError {
     Toml { path: PathBuf, message: String },
     #[error("{origin}: `{key}` = {value:?}: {reason}")]
     Invalid {
-        key: &'static str,
+        /// The key as written, e.g. `http_listen` or `mirror.repo[0].servers[1]`.
+        key: String,
         value: String,
         origin: Origin,
         reason: String,
@@ -63,7 +65,9 @@ pub enum ConfigError {
 pub enum Mode {
     /// Serve the local cache, redirect misses to the real mirror.
     Local,
-    /// Caching mirror: fetch misses and keep them (not in this version).
+    /// Caching mirror for machines that do not run pacmesh: listens on the
+    /// LAN, fetches every miss and keeps it, proxies the databases
+    /// (docs/DESIGN.md, "Caching-mirror mode").
     Mirror,
 }
 
@@ -89,6 +93,8 @@ pub struct Config {
     pub serve_lan: bool,
     pub verified_only: bool,
     pub mode: Mode,
+    /// `[mirror]`: checked whatever the mode, used in mirror mode.
+    pub mirror: MirrorConfig,
 }
 
 pub const DEFAULT_PACMAN_CONF: &str = "/etc/pacman.conf";
@@ -97,6 +103,17 @@ pub const DEFAULT_STORE_DIR: &str = "/var/cache/pacmesh";
 
 impl Merged {
     pub fn validate(self) -> Result<Config, ConfigError> {
+        let mode = match self.mode.as_ref().map(|s| (s, s.value.as_str())) {
+            None | Some((_, "local")) => Mode::Local,
+            Some((_, "mirror")) => Mode::Mirror,
+            Some((s, _)) => return Err(invalid("mode", s, "expected `local` or `mirror`")),
+        };
+        let mirror = match &self.mirror {
+            Some((raw, origin)) => mirror::validate(raw, origin)?,
+            None => MirrorConfig::default(),
+        };
+        // A caching mirror serves the LAN, as `serve_lan` does.
+        let serve_lan = self.serve_lan || mode == Mode::Mirror;
         let http_listen_is_default = self.http_listen.is_empty();
         let mut http_listen = if http_listen_is_default {
             vec![
@@ -109,7 +126,7 @@ impl Merged {
                 .map(|s| socket_addr("http_listen", s))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        if self.serve_lan {
+        if serve_lan {
             // One dual-stack wildcard socket covers loopback too; binding it
             // beside 127.0.0.1 on the same port would fail with EADDRINUSE.
             let port = http_listen.first().map_or(DEFAULT_HTTP_PORT, |a| a.port());
@@ -124,17 +141,6 @@ impl Merged {
             .iter()
             .map(|s| host_port("peer", s).map(|()| s.value.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mode = match self.mode.as_ref().map(|s| (s, s.value.as_str())) {
-            None | Some((_, "local")) => Mode::Local,
-            Some((s, "mirror")) => {
-                return Err(invalid(
-                    "mode",
-                    s,
-                    "caching-mirror mode is not available in this version",
-                ));
-            }
-            Some((s, _)) => return Err(invalid("mode", s, "expected `local` or `mirror`")),
-        };
         let extra_cache_dirs = self
             .cache_dir
             .iter()
@@ -159,7 +165,7 @@ impl Merged {
             pacman_conf_explicit: !pacman_conf_default,
             extra_cache_dirs,
             http_listen,
-            http_listen_is_default: http_listen_is_default && !self.serve_lan,
+            http_listen_is_default: http_listen_is_default && !serve_lan,
             quic_listen,
             state_dir,
             state_dir_is_default,
@@ -171,13 +177,14 @@ impl Merged {
             serve_lan: self.serve_lan,
             verified_only: self.verified_only,
             mode,
+            mirror,
         })
     }
 }
 
 fn invalid(key: &'static str, s: &Sourced, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.to_owned(),
         value: s.value.clone(),
         origin: s.origin.clone(),
         reason: reason.into(),
@@ -243,6 +250,7 @@ impl Config {
                 Mode::Local => "local".into(),
                 Mode::Mirror => "mirror".into(),
             }),
+            mirror: Some(self.mirror.to_raw()),
             ..RawConfig::default()
         };
         toml::to_string(&raw).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))

@@ -64,18 +64,26 @@ pub async fn drive<S: Sources>(
 ) -> Result<Finished, DriveError> {
     let mut verifier = expected.cloned().map(Verifier::new);
     let mut stream: Option<S::Stream> = None;
+    // What a `Skip` read past the bytes it discarded: the next `Read`'s.
+    let mut carry: Option<bytes::Bytes> = None;
     let mut tally = Tally::default();
     let mut claimed = false;
     let mut action = first;
     loop {
         // pacman may see the bytes as they come only while every one of
         // them is a mirror's (see `fetch`), and only once a mirror
-        // answered: until then a request can still get the redirect.
-        let from_mirror = machine.current().is_some_and(SourceId::is_mirror);
-        writer.set_streamable(stream.is_some() && from_mirror && machine.only_mirror_bytes());
+        // answered: until then a request can still get the redirect. Judged
+        // while a source is open, so a download that ends (or fails over)
+        // with mirror bytes only stays streamable: a request joining it then
+        // is still a mirror fetch, not a peer download.
+        if stream.is_some() {
+            let from_mirror = machine.current().is_some_and(SourceId::is_mirror);
+            writer.set_streamable(from_mirror && machine.only_mirror_bytes());
+        }
         action = match action {
             Action::Open { source, offset } => {
                 stream = None;
+                carry = None;
                 match sources.open(source, name, offset, machine.size()).await {
                     Ok((s, opened)) => {
                         stream = Some(s);
@@ -91,18 +99,51 @@ pub async fn drive<S: Sources>(
                     }
                 }
             }
+            Action::Skip(n) => {
+                let Some(s) = stream.as_mut() else {
+                    return Err(DriveError::NoSource("skip with no source open".into()));
+                };
+                match skip(s, n).await {
+                    Ok(rest) => {
+                        carry = rest;
+                        machine.on(Event::Skipped)
+                    }
+                    Err(failure) => {
+                        let source = machine.current();
+                        tracing::info!(
+                            ?source,
+                            at = machine.pos(),
+                            ?failure,
+                            "source failed while skipping"
+                        );
+                        machine.on(Event::Failed(failure))
+                    }
+                }
+            }
             Action::Read => {
                 let Some(s) = stream.as_mut() else {
                     return Err(DriveError::NoSource("read with no source open".into()));
                 };
-                match s.next_chunk().await {
+                let next = match carry.take() {
+                    Some(rest) => Ok(Some(rest)),
+                    None => s.next_chunk().await,
+                };
+                match next {
                     Ok(Some(bytes)) => {
                         let checked = match verifier.as_mut() {
                             Some(v) => v.update(&bytes).map_err(|m| m.to_string()),
                             None => Ok(()),
                         };
                         match checked {
-                            Err(why) => machine.on(Event::Failed(Failure::Bad(why))),
+                            Err(why) => {
+                                let source = machine.current();
+                                tracing::warn!(
+                                    why,
+                                    ?source,
+                                    "the download does not match the database"
+                                );
+                                machine.on(Event::Failed(Failure::Bad(why)))
+                            }
                             Ok(()) => {
                                 writer
                                     .write(&bytes)
@@ -122,7 +163,10 @@ pub async fn drive<S: Sources>(
                 }
             }
             Action::Restart => {
-                stream = None;
+                // The source stays open: after a mirror that ignored our
+                // Range, its stream is read from its byte 0 next; after bad
+                // bytes, the next action opens another source anyway.
+                carry = None;
                 writer
                     .restart()
                     .map_err(|e| DriveError::Disk(e.to_string()))?;
@@ -154,6 +198,10 @@ pub async fn drive<S: Sources>(
                     Some(v) => v.finish().map(|()| true).map_err(|m| m.to_string()),
                     None => Ok(false),
                 };
+                if let Err(why) = &verdict {
+                    let source = machine.current();
+                    tracing::warn!(why, ?source, "the download does not match the database");
+                }
                 machine.on(Event::Verified(verdict))
             }
             Action::Done { verified } => {
@@ -168,6 +216,25 @@ pub async fn drive<S: Sources>(
             Action::GiveUp(why) => return Err(DriveError::NoSource(why)),
         };
     }
+}
+
+/// Reads and discards `n` bytes of `stream`; returns what it read past
+/// them. A stream that ends first broke.
+async fn skip<T: Stream>(stream: &mut T, n: u64) -> Result<Option<bytes::Bytes>, Failure> {
+    let mut left = n;
+    while left > 0 {
+        let Some(mut chunk) = stream.next_chunk().await? else {
+            return Err(Failure::Broke(format!(
+                "ended {left} bytes before the byte reached"
+            )));
+        };
+        let len = chunk.len() as u64;
+        if len > left {
+            return Ok(Some(chunk.split_off(left as usize)));
+        }
+        left -= len;
+    }
+    Ok(None)
 }
 
 impl From<&DriveError> for GrowingError {

@@ -24,6 +24,12 @@
 //!   (its download restarts at its next mirror).
 //! - After bad bytes the mirrors are queued again (a mirror whose bytes
 //!   alone were bad is not: its copy is corrupt).
+//! - A mirror that ignores a Range request (its bytes start at 0 again):
+//!   when every byte so far is a mirror's, its first bytes are skipped up
+//!   to the byte reached, so readers streaming the download go on
+//!   undisturbed (the verifier still checks the whole file); when a peer's
+//!   bytes are in the file they are thrown away instead, and the file is
+//!   read from the mirror's byte 0 (then it may be streamed to pacman).
 //! - Every source is tried at most [`MAX_OPENS`] times in one download.
 
 use std::collections::VecDeque;
@@ -98,6 +104,8 @@ pub enum Event {
     Verified(Result<bool, String>),
     /// The result of `Claim`: who fetches from the mirrors now.
     Claimed(Claimant),
+    /// The bytes of a `Skip` were read and discarded.
+    Skipped,
 }
 
 /// Who won a claim to fetch a file from the WAN.
@@ -114,6 +122,9 @@ pub enum Action {
     Open { source: SourceId, offset: u64 },
     /// Go on reading the source opened last.
     Read,
+    /// Read and discard this many bytes of the source opened last (it
+    /// ignored our Range and starts at 0), then answer `Event::Skipped`.
+    Skip(u64),
     /// Throw away every byte written (truncate to 0), then ask again
     /// (feed nothing: call [`Machine::resume`]).
     Restart,
@@ -218,6 +229,7 @@ impl Machine {
             Event::Ended => self.ended(),
             Event::Failed(failure) => self.failed(failure),
             Event::Verified(result) => self.verified(result),
+            Event::Skipped => Action::Read,
             Event::Claimed(Claimant::Us) => {
                 // We fetch: the mirrors go next, whatever was queued.
                 self.queue.retain(|s| !s.is_mirror());
@@ -242,8 +254,14 @@ impl Machine {
         }
         self.size = Some(size);
         if start != self.pos {
-            // A mirror ignored our Range: its bytes start at 0 again, so
-            // the file is emptied and its stream read from the start.
+            // A mirror ignored our Range: its bytes start at 0 again.
+            let mirror = self.current.is_some_and(SourceId::is_mirror);
+            if start == 0 && mirror && self.only_mirror_bytes() {
+                // Skip what we have: readers streaming it go on.
+                return Action::Skip(self.pos);
+            }
+            // A peer's bytes are in the file: empty it, and read the
+            // mirror's stream from the start.
             self.throw_away();
             return self.restart_then(Action::Read);
         }

@@ -175,6 +175,12 @@ impl Sources for MeshSources {
             name: name.to_owned(),
             size,
         });
+        if !self.mesh.has_links() {
+            // Nobody to hear the claim or make one (a caching mirror on its
+            // own): no window to wait out. A peer linking later is told of
+            // the fetch when its link comes up.
+            return Claimant::Us;
+        }
         tokio::time::sleep(CLAIM_WINDOW).await;
         let claimants = fetchers();
         let winner = claim::winner(me, &claimants, name);

@@ -17,6 +17,9 @@ use super::growing::Writer;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
 /// The kept files' total size cap.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
+/// A caching mirror keeps what it fetched this long (its size cap is the
+/// config's `mirror.store_max_gib`).
+pub const MIRROR_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often the sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -108,6 +111,19 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Removes the kept files `unwanted` names; returns those removed (a
+    /// response still reading one finishes: its handle keeps the data).
+    pub fn remove_where(&self, unwanted: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for kept in self.list(|_| false)? {
+            if unwanted(&kept.name) && std::fs::remove_file(self.dir.join(&kept.name)).is_ok() {
+                gone.push(kept.name);
+            }
+        }
+        gone.sort();
+        Ok(gone)
     }
 
     /// Applies [`sweep`] once; returns what was removed.

@@ -36,6 +36,8 @@ fn expected(good: &[u8]) -> Expected {
 struct Script {
     bytes: Vec<u8>,
     break_at: Option<usize>,
+    /// Ignores the offset asked for: its stream starts at byte 0.
+    whole: bool,
 }
 
 impl Fake {
@@ -50,7 +52,20 @@ impl Fake {
 
 impl Script {
     fn new(bytes: Vec<u8>, break_at: Option<usize>) -> Script {
-        Script { bytes, break_at }
+        Script {
+            bytes,
+            break_at,
+            whole: false,
+        }
+    }
+
+    /// A source that ignores Range requests.
+    fn whole(bytes: Vec<u8>) -> Script {
+        Script {
+            bytes,
+            break_at: None,
+            whole: true,
+        }
     }
 }
 
@@ -102,14 +117,15 @@ impl Sources for Arc<Fake> {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             return Err(Failure::Unavailable("no such source".into()));
         };
+        let start = if script.whole { 0 } else { offset };
         let stream = FakeStream {
             bytes: script.bytes.clone(),
-            pos: offset as usize,
+            pos: start as usize,
             break_at: script.break_at,
         };
         let opened = Opened {
             size: script.bytes.len() as u64,
-            start: offset,
+            start,
         };
         Ok((stream, opened))
     }
@@ -411,5 +427,94 @@ async fn when_no_mirror_answers_pacman_gets_the_redirect_not_a_broken_stream() {
             .unwrap()
             .count(),
         0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_mirror_download_stays_streamable_for_requests_joining_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(30_000, 7);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake,
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
+    let Answer::Stream(growing) = t.answer(0, false).await else {
+        panic!("no stream")
+    };
+    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    // Kept, and still in the table for a moment: a late request joins it
+    // and sees the mirror's bytes (counted as a mirror fetch).
+    let Answer::Stream(late) = t.answer(0, false).await else {
+        panic!("no stream for a late request")
+    };
+    let shown = late.shown();
+    assert_eq!(shown.end, growing::End::Complete);
+    assert!(shown.streamable, "{shown:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mirror_ignoring_range_after_a_mirror_died_keeps_pacmans_stream_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(50_000, 8);
+    let fake = Fake::serving([
+        (SourceId::Mirror(0), Script::new(good.clone(), Some(20_500))),
+        (SourceId::Mirror(1), Script::whole(good.clone())),
+    ]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0), SourceId::Mirror(1)],
+        &good,
+    );
+    let Answer::Stream(growing) = t.answer(0, false).await else {
+        panic!("no stream")
+    };
+    // One reader from the start: never told its bytes were thrown away.
+    let pacman = read_all(growing.reader_for_pacman(0)).await.unwrap();
+    assert_eq!(pacman, good);
+    assert_eq!(
+        std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
+        good
+    );
+    assert_eq!(
+        *fake.opens.lock().unwrap(),
+        vec![(SourceId::Mirror(0), 0), (SourceId::Mirror(1), 20_500)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mirror_ignoring_range_after_a_holder_is_read_from_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(20_000, 9);
+    let holder = SourceId::Holder(NodeId([1; 32]));
+    let fake = Fake::serving([
+        (holder, Script::new(good.clone(), Some(3_000))),
+        (SourceId::Mirror(0), Script::whole(good.clone())),
+    ]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Holders,
+        fake,
+        vec![holder, SourceId::Mirror(0)],
+        &good,
+    );
+    let Answer::Stream(growing) = t.answer(0, false).await else {
+        panic!("no stream")
+    };
+    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    assert_eq!(
+        std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
+        good
     );
 }

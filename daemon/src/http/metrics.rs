@@ -18,6 +18,72 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// Caching-mirror mode's families.
+fn mirror(out: &mut String, m: &crate::stats::MirrorStatus) {
+    let d = &m.databases;
+    family(
+        out,
+        "pacmesh_mirror_upstream_bytes_total",
+        "counter",
+        "Bytes a caching mirror fetched from its upstreams, by kind.",
+    );
+    let _ = writeln!(
+        out,
+        "pacmesh_mirror_upstream_bytes_total{{kind=\"package\"}} {}",
+        m.packages.bytes_upstream
+    );
+    let _ = writeln!(
+        out,
+        "pacmesh_mirror_upstream_bytes_total{{kind=\"database\"}} {}",
+        d.bytes_upstream
+    );
+    family(
+        out,
+        "pacmesh_mirror_store_bytes",
+        "gauge",
+        "Bytes a caching mirror keeps, by kind.",
+    );
+    let _ = writeln!(
+        out,
+        "pacmesh_mirror_store_bytes{{kind=\"package\"}} {}",
+        m.packages.kept_bytes
+    );
+    let _ = writeln!(
+        out,
+        "pacmesh_mirror_store_bytes{{kind=\"database\"}} {}",
+        d.kept_bytes
+    );
+    family(
+        out,
+        "pacmesh_mirror_store_max_bytes",
+        "gauge",
+        "A caching mirror's cap on kept packages.",
+    );
+    let _ = writeln!(
+        out,
+        "pacmesh_mirror_store_max_bytes {}",
+        m.packages.max_bytes
+    );
+    family(
+        out,
+        "pacmesh_mirror_databases_total",
+        "counter",
+        "A caching mirror's database events: served, stale_served, fetched, not_modified, failed_check.",
+    );
+    for (event, n) in [
+        ("served", d.served),
+        ("stale_served", d.stale_served),
+        ("fetched", d.fetched),
+        ("not_modified", d.not_modified),
+        ("failed_check", d.failed_checks),
+    ] {
+        let _ = writeln!(
+            out,
+            "pacmesh_mirror_databases_total{{event=\"{event}\"}} {n}"
+        );
+    }
+}
+
 pub fn render(state: &State) -> String {
     let mut out = String::with_capacity(2048);
     let r = state.stats.requests();
@@ -34,6 +100,7 @@ pub fn render(state: &State) -> String {
         ("peer_wait", r.peer_wait),
         ("mirror_redirect", r.mirror_redirect),
         ("mirror_fetch", r.mirror_fetch),
+        ("database", r.database),
         ("not_found", r.not_found),
         ("bad_request", r.bad_request),
     ] {
@@ -121,6 +188,10 @@ pub fn render(state: &State) -> String {
         "pacmesh_uptime_seconds {}",
         state.started.elapsed().as_secs()
     );
+
+    if let Some(m) = state.mirror_status() {
+        mirror(&mut out, &m);
+    }
 
     let name = "pacmesh_transfer_duration_seconds";
     family(

@@ -1,7 +1,9 @@
 //! pacmeshd's HTTP face for pacman: the accept loop, one span per request,
 //! and the dispatch from a parsed target to a response.
 
+mod admin;
 mod body;
+mod db;
 pub mod file_body;
 mod local;
 mod metrics;
@@ -36,6 +38,9 @@ use target::{parse_target, FileTarget, Target, TargetError};
 /// How long in-flight downloads may run on after a shutdown request before
 /// they are cut (pacman resumes a cut download at its next server).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Admin actions' paths (POSTs; `http/admin`).
+const ADMIN_PREFIX: &str = "/_pacmesh/admin/";
 
 /// A client that sends no complete request head for this long is dropped.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,7 +160,8 @@ async fn respond(
     req: &Request<Incoming>,
     started: Instant,
 ) -> (Response<Body>, Source) {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let admin = req.uri().path().starts_with(ADMIN_PREFIX);
+    if req.method() != Method::GET && req.method() != Method::HEAD && !admin {
         let response = Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
             .header(header::ALLOW, "GET, HEAD");
@@ -168,6 +174,9 @@ async fn respond(
         Ok(Target::Status) => (status::response(state), Source::Status),
         Ok(Target::Metrics) => (metrics::response(state), Source::Status),
         Ok(Target::Page) => (page::response(state), Source::Status),
+        Ok(Target::Admin(action)) => {
+            admin::respond(state, req.method(), req.headers(), &action).await
+        }
         Ok(Target::File(file)) => serve_file(state, req, &file, started).await,
         Err(e) => {
             let (code, source) = match e {
@@ -212,6 +221,9 @@ async fn serve_file(
                     return answer;
                 }
                 return mirror_answer(state, file);
+            }
+            Plan::Database => {
+                return db::respond(state, req.method(), req.headers(), req.uri(), file).await
             }
             Plan::Redirect(location) => {
                 return (text(redirect(&location), ""), Source::MirrorRedirect)

@@ -37,6 +37,46 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Caching-mirror mode: what it served, fetched and keeps.
+fn mirror(h: &mut String, m: &crate::stats::MirrorStatus) {
+    let (p, d) = (&m.packages, &m.databases);
+    let _ = writeln!(
+        h,
+        "<h2>Caching mirror</h2>\n<table id=\"mirror\">\
+         <tr><th></th><th>hits</th><th>misses</th><th>fetched upstream</th><th>kept</th></tr>\n\
+         <tr><td>packages</td><td>{}</td><td>{}</td><td>{}</td><td>{} files, {} of {}</td></tr>\n\
+         <tr><td>databases</td><td>{}</td><td>{}</td><td>{}</td><td>{} files, {}</td></tr>\n\
+         </table>\n<p>stale databases served: {} · upstream checks failed: {} · not modified: {}</p>",
+        p.hits,
+        p.misses,
+        esc(&human_bytes(p.bytes_upstream)),
+        p.kept,
+        esc(&human_bytes(p.kept_bytes)),
+        esc(&human_bytes(p.max_bytes)),
+        d.served,
+        d.fetched,
+        esc(&human_bytes(d.bytes_upstream)),
+        d.kept,
+        esc(&human_bytes(d.kept_bytes)),
+        d.stale_served,
+        d.failed_checks,
+        d.not_modified,
+    );
+    if !m.repos.is_empty() {
+        h.push_str("<ul>\n");
+        for r in &m.repos {
+            let _ = writeln!(
+                h,
+                "<li><code>{}/{}</code>: {} packages</li>",
+                esc(&r.repo),
+                esc(&r.arch),
+                r.files
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+}
+
 pub fn render(state: &State) -> String {
     let r = state.stats.requests();
     let b = state.stats.bytes(state.mesh.bytes_to_peers());
@@ -92,6 +132,9 @@ pub fn render(state: &State) -> String {
         "</table>\n<p>not found: {} · bad requests: {}</p>",
         r.not_found, r.bad_request
     );
+    if let Some(m) = state.mirror_status() {
+        mirror(&mut h, &m);
+    }
     h.push_str("<h2>Peers</h2>\n<table id=\"peers\"><tr><th>node</th><th>address</th><th>RTT</th><th>packages</th><th>received</th><th>sent</th></tr>\n");
     let peers = state.mesh.peers();
     if peers.is_empty() {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Body;
 use crate::mesh::link::PeerStatus;
-use crate::stats::{ByteCounts, RequestCounts};
+use crate::stats::{ByteCounts, MirrorStatus, RequestCounts};
 use crate::State;
 
 #[derive(Serialize)]
@@ -18,6 +18,8 @@ struct Status<'a> {
     bytes: ByteCounts,
     cache: Cache,
     repos: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<MirrorStatus>,
 }
 
 #[derive(Serialize)]
@@ -37,6 +39,7 @@ pub fn response(state: &State) -> Response<Body> {
         bytes: state.stats.bytes(state.mesh.bytes_to_peers()),
         cache: Cache { dirs, files },
         repos: state.mirrors().repo_count(),
+        mirror: state.mirror_status(),
     };
     let json = serde_json::to_vec_pretty(&status).unwrap_or_default();
     super::live_page("application/json", json)

@@ -26,6 +26,9 @@ pub enum Target {
     Metrics,
     /// The human page, `/_pacmesh/`.
     Page,
+    /// `/_pacmesh/admin/{action}`: a caching mirror's admin action (the
+    /// action's name, checked by `crate::admin`).
+    Admin(String),
     File(FileTarget),
 }
 
@@ -66,6 +69,7 @@ pub fn parse_target(path: &str) -> Result<Target, TargetError> {
         ["_pacmesh", "status"] => Ok(Target::Status),
         ["_pacmesh", "metrics"] => Ok(Target::Metrics),
         ["_pacmesh"] | ["_pacmesh", ""] => Ok(Target::Page),
+        ["_pacmesh", "admin", action] => Ok(Target::Admin((*action).to_owned())),
         ["_pacmesh", ..] => Err(TargetError::NotFound),
         [name] => file(None, None, name),
         [repo, "os", arch, name] => {
@@ -125,6 +129,11 @@ mod tests {
         check("/_pacmesh/metrics", Ok(Target::Metrics));
         check("/_pacmesh/", Ok(Target::Page));
         check("/_pacmesh", Ok(Target::Page));
+        check(
+            "/_pacmesh/admin/refresh",
+            Ok(Target::Admin("refresh".into())),
+        );
+        check("/_pacmesh/admin", Err(TargetError::NotFound));
         check(
             "/core/os/x86_64/a-1-1-any.pkg.tar.zst",
             file_in("core", "x86_64", "a-1-1-any.pkg.tar.zst", Package),

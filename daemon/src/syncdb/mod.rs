@@ -15,6 +15,8 @@
 //! - [`watch`] (IO): a `notify` watcher that reloads a db when pacman
 //!   renames a fresh copy into place or closes it after writing.
 //! - [`verify`] (pure): [`Verifier`] hashes a download as it arrives.
+//! - [`fed`]: in caching-mirror mode, the databases the daemon proxies,
+//!   per architecture, fed in as they are fetched (`crate::dbproxy`).
 //!
 //! A file the database lists without `%CSIZE%` or without `%SHA256SUM%`
 //! cannot be verified, so [`SyncDbs::lookup`] treats it exactly like a
@@ -24,6 +26,7 @@
 
 pub mod archive;
 pub mod desc;
+pub mod fed;
 pub mod load;
 pub mod table;
 pub mod verify;
@@ -34,6 +37,7 @@ mod tests;
 
 pub use archive::{parse_db, Compression, DbError, FormatError, ParsedDb, Skipped};
 pub use desc::{parse_desc, Desc, EntryError};
+pub use fed::{repo_of_proxied_db, FedDbs};
 pub use load::SyncDbs;
 pub use table::{repo_of_db_file, RepoDb, Table};
 pub use verify::{for_client, Mismatch, Verifier};

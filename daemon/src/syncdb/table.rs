@@ -55,6 +55,11 @@ impl Table {
         self.repos.get(repo)?.get(file_name)?.expected(repo)
     }
 
+    /// Whether any repo's database lists `file_name`.
+    pub fn lists(&self, file_name: &str) -> bool {
+        self.repos.values().any(|db| db.get(file_name).is_some())
+    }
+
     /// The entry as written, fields possibly missing (for diagnostics).
     pub fn entry(&self, repo: &str, file_name: &str) -> Option<DbEntry> {
         self.repos.get(repo)?.get(file_name).copied()

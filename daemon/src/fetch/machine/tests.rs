@@ -155,6 +155,38 @@ fn a_mirror_that_ignores_range_is_read_from_zero() {
 }
 
 #[test]
+fn a_mirror_that_ignores_range_after_another_mirror_is_skipped_to_the_byte_reached() {
+    let mut m = Machine::new([M0, M1], Some(10));
+    check(
+        &mut m,
+        open(M0, 0),
+        &[
+            (opened(10, 0), Action::Read),
+            (Some(Event::Bytes(4)), Action::Read),
+            (Some(broke()), open(M1, 4)),
+            (opened(10, 0), Action::Skip(4)),
+            (Some(Event::Skipped), Action::Read),
+            (Some(Event::Bytes(6)), Action::Read),
+            (Some(Event::Ended), Action::Verify),
+        ],
+    );
+    assert_eq!(m.pos(), 10);
+    // It breaks while skipping: the next source, from the byte reached.
+    let mut m = Machine::new([M0, M1, SourceId::Mirror(2)], Some(10));
+    check(
+        &mut m,
+        open(M0, 0),
+        &[
+            (opened(10, 0), Action::Read),
+            (Some(Event::Bytes(4)), Action::Read),
+            (Some(broke()), open(M1, 4)),
+            (opened(10, 0), Action::Skip(4)),
+            (Some(broke()), open(SourceId::Mirror(2), 4)),
+        ],
+    );
+}
+
+#[test]
 fn a_fetcher_that_breaks_leads_to_a_claim_before_any_mirror() {
     let mut m = Machine::new([F3, M0, M1], Some(100));
     check(

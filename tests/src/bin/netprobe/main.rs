@@ -12,9 +12,13 @@
 //!   route needed), sends `pacmesh mcast NONCE` to GROUP:PORT every 200 ms
 //!   until N listeners answered or 2 s passed; prints `PMH reply IP` for each
 //!   listener that answered (its own host's never does: loop is off).
-//! - `get http://IP:PORT/PATH`: one plain HTTP/1.1 GET (5 s timeouts); prints
-//!   the status line, the headers, a blank line and the (de-chunked) body. Exits
-//!   1 with a message on stderr if no response came.
+//! - `get http://IP:PORT/PATH [NAME:VALUE]…`: one plain HTTP/1.1 GET with
+//!   those extra headers (5 s to connect, 15 s per read: a caching mirror may
+//!   wait 8.5 s on its upstream); prints the status line, the headers, a blank
+//!   line and the (de-chunked) body. Exits 1 with a message on stderr if no
+//!   response came.
+//! - `post http://IP:PORT/PATH [NAME:VALUE]…`: the same as a POST without a
+//!   body.
 //!
 //! - `quic-garbage IP:PORT`: completes TLS on pacmesh's ALPN as a stranger,
 //!   sends garbage, prints `PMH closed REASON` when the daemon closes the
@@ -35,6 +39,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const LIFETIME: Duration = Duration::from_secs(120);
 const MCAST_WAIT: Duration = Duration::from_secs(2);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn main() -> ExitCode {
     std::thread::spawn(|| {
@@ -87,7 +92,11 @@ fn main() -> ExitCode {
                 println!("PMH reply {from}");
             }
         }
-        Some((mode, [url])) if mode == "get" => match http_get(url) {
+        Some((mode, [url, headers @ ..])) if mode == "get" || mode == "post" => match http_request(
+            &mode.to_uppercase(),
+            url,
+            headers,
+        ) {
             Ok(response) => {
                 let mut out = std::io::stdout().lock();
                 if out.write_all(&response).and_then(|()| out.flush()).is_err() {
@@ -95,7 +104,7 @@ fn main() -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("pacmesh-netprobe: GET {url}: {e}");
+                eprintln!("pacmesh-netprobe: {mode} {url}: {e}");
                 return ExitCode::FAILURE;
             }
         },
@@ -117,7 +126,7 @@ fn main() -> ExitCode {
         _ => {
             return usage(
                 "expected `serve IP`, `probe PROTO:IP:PORT...`, `mcast-listen GROUP:PORT IP`, \
-                 `mcast-send GROUP:PORT IP N`, `get URL` or `quic-garbage IP:PORT`",
+                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...`, `post URL [NAME:VALUE]...` or `quic-garbage IP:PORT`",
             )
         }
     }
@@ -277,17 +286,19 @@ fn split_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, authority.to_owned(), path.to_owned()))
 }
 
-/// `GET url` over a fresh connection; the response with any chunked body decoded.
-fn http_get(url: &str) -> Result<Vec<u8>, String> {
+/// `METHOD url` (no body) with `headers` (`Name: value` each) over a fresh
+/// connection; the response with any chunked body decoded.
+fn http_request(method: &str, url: &str, headers: &[String]) -> Result<Vec<u8>, String> {
     let (addr, authority, path) = split_url(url)?;
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     stream
-        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .set_read_timeout(Some(HTTP_READ_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(HTTP_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
-         Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
+         {extra}Connection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

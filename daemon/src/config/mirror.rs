@@ -1,0 +1,313 @@
+//! The `[mirror]` table of the config file: caching-mirror mode's own
+//! repositories and their upstreams (docs/DESIGN.md, "Caching-mirror
+//! mode"). File only: a table of repositories has no sensible flag form.
+//!
+//! ```toml
+//! mode = "mirror"
+//!
+//! [mirror]
+//! db_revalidate_s = 60
+//! store_max_gib = 16
+//! admin_token_file = "/etc/pacmesh/admin.token"
+//!
+//! [[mirror.repo]]
+//! name = "core"
+//! arch = ["aarch64"]
+//! servers = ["http://mirror.archlinuxarm.org/$arch/$repo"]
+//!
+//! [[mirror.repo]]
+//! name = "extra"
+//! mirrorlist = "/etc/pacman.d/mirrorlist"
+//! ```
+//!
+//! [`RawMirror`] is the table as written; [`validate`] checks every key
+//! (pure) and names the key and the file in its errors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::{ConfigError, Origin};
+
+/// How long a proxied database is served before it is checked upstream
+/// again, when `db_revalidate_s` is not set.
+pub const DEFAULT_DB_REVALIDATE: Duration = Duration::from_secs(60);
+
+/// The longest `db_revalidate_s` accepted: a day. Longer would leave a
+/// mirror's clients on old databases for days.
+pub const MAX_DB_REVALIDATE: Duration = Duration::from_secs(24 * 3600);
+
+/// The store's size cap in mirror mode, when `store_max_gib` is not set.
+pub const DEFAULT_STORE_MAX_GIB: u64 = 16;
+
+/// The largest `store_max_gib` accepted (1 PiB: anything more is a typo).
+const MAX_STORE_GIB: u64 = 1 << 20;
+
+/// The variables pacman expands in a `Server` URL, and so do we.
+const VARIABLES: [&str; 2] = ["$repo", "$arch"];
+
+/// `[mirror]` as written.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    /// Seconds a proxied database is served before `If-Modified-Since`
+    /// asks upstream again (0: at every request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_revalidate_s: Option<u64>,
+    /// The packages kept for clients, at most this many GiB (oldest go
+    /// first; kept at most 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_max_gib: Option<u64>,
+    /// A file holding the token admin actions (`/_pacmesh/admin/…`) need;
+    /// none: admin actions are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+    /// `[[mirror.repo]]`: repositories served with upstreams of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo: Vec<RawMirrorRepo>,
+}
+
+/// One `[[mirror.repo]]` as written.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirrorRepo {
+    pub name: String,
+    /// Architectures served for this repo; empty: whatever a request names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arch: Vec<String>,
+    /// Upstream URL templates (`$repo` and `$arch` expanded per request),
+    /// tried in order, before the mirrorlist's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    /// A pacman mirrorlist (`Server = URL` lines), read again when it
+    /// changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrorlist: Option<PathBuf>,
+}
+
+/// The checked `[mirror]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorConfig {
+    pub db_revalidate: Duration,
+    pub store_max_bytes: u64,
+    pub admin_token_file: Option<PathBuf>,
+    pub repos: Vec<MirrorRepo>,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            db_revalidate: DEFAULT_DB_REVALIDATE,
+            store_max_bytes: DEFAULT_STORE_MAX_GIB << 30,
+            admin_token_file: None,
+            repos: Vec::new(),
+        }
+    }
+}
+
+/// One checked `[[mirror.repo]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRepo {
+    pub name: String,
+    /// Empty: every architecture.
+    pub archs: Vec<String>,
+    pub servers: Vec<String>,
+    pub mirrorlist: Option<PathBuf>,
+}
+
+impl MirrorRepo {
+    /// Whether requests for `arch` are served from this repo's upstreams.
+    pub fn serves_arch(&self, arch: &str) -> bool {
+        self.archs.is_empty() || self.archs.iter().any(|a| a == arch)
+    }
+}
+
+/// Checks `raw` (read from the file `origin` names).
+pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, ConfigError> {
+    let err = |key: String, value: String, reason: &str| ConfigError::Invalid {
+        key,
+        value,
+        origin: origin.clone(),
+        reason: reason.to_owned(),
+    };
+    let db_revalidate = match raw.db_revalidate_s {
+        None => DEFAULT_DB_REVALIDATE,
+        Some(s) if Duration::from_secs(s) > MAX_DB_REVALIDATE => {
+            return Err(err(
+                "mirror.db_revalidate_s".into(),
+                s.to_string(),
+                &format!("at most {} seconds", MAX_DB_REVALIDATE.as_secs()),
+            ))
+        }
+        Some(s) => Duration::from_secs(s),
+    };
+    let store_max_bytes = match raw.store_max_gib {
+        None => DEFAULT_STORE_MAX_GIB << 30,
+        Some(gib) if (1..=MAX_STORE_GIB).contains(&gib) => gib << 30,
+        Some(gib) => {
+            return Err(err(
+                "mirror.store_max_gib".into(),
+                gib.to_string(),
+                &format!("from 1 to {MAX_STORE_GIB}"),
+            ))
+        }
+    };
+    if let Some(path) = &raw.admin_token_file {
+        if !path.is_absolute() {
+            return Err(err(
+                "mirror.admin_token_file".into(),
+                path.display().to_string(),
+                "must be an absolute path",
+            ));
+        }
+    }
+    let mut repos: Vec<MirrorRepo> = Vec::new();
+    for (i, r) in raw.repo.iter().enumerate() {
+        let key = |field: &str| format!("mirror.repo[{i}].{field}");
+        if let Err(e) = pacmesh_proto::validate_name(&r.name) {
+            return Err(err(key("name"), r.name.clone(), &e.to_string()));
+        }
+        if repos.iter().any(|seen| seen.name == r.name) {
+            return Err(err(
+                key("name"),
+                r.name.clone(),
+                "a repo is configured once (list all its servers in one entry)",
+            ));
+        }
+        for (j, arch) in r.arch.iter().enumerate() {
+            if !valid_arch(arch) {
+                return Err(err(
+                    format!("mirror.repo[{i}].arch[{j}]"),
+                    arch.clone(),
+                    "an architecture is 1 to 32 of A-Z, a-z, 0-9 and _",
+                ));
+            }
+        }
+        for (j, url) in r.servers.iter().enumerate() {
+            if let Err(why) = check_server(url) {
+                return Err(err(
+                    format!("mirror.repo[{i}].servers[{j}]"),
+                    url.clone(),
+                    &why,
+                ));
+            }
+        }
+        if let Some(path) = &r.mirrorlist {
+            if !path.is_absolute() {
+                return Err(err(
+                    key("mirrorlist"),
+                    path.display().to_string(),
+                    "must be an absolute path",
+                ));
+            }
+        }
+        if r.servers.is_empty() && r.mirrorlist.is_none() {
+            return Err(err(
+                key("servers"),
+                String::new(),
+                "a repo needs `servers`, a `mirrorlist`, or both",
+            ));
+        }
+        repos.push(MirrorRepo {
+            name: r.name.clone(),
+            archs: r.arch.clone(),
+            servers: r.servers.clone(),
+            mirrorlist: r.mirrorlist.clone(),
+        });
+    }
+    Ok(MirrorConfig {
+        db_revalidate,
+        store_max_bytes,
+        admin_token_file: raw.admin_token_file.clone(),
+        repos,
+    })
+}
+
+impl MirrorConfig {
+    /// The table as `--print-config` writes it (loads back to the same).
+    pub fn to_raw(&self) -> RawMirror {
+        RawMirror {
+            db_revalidate_s: Some(self.db_revalidate.as_secs()),
+            store_max_gib: Some(self.store_max_bytes >> 30),
+            admin_token_file: self.admin_token_file.clone(),
+            repo: self
+                .repos
+                .iter()
+                .map(|r| RawMirrorRepo {
+                    name: r.name.clone(),
+                    arch: r.archs.clone(),
+                    servers: r.servers.clone(),
+                    mirrorlist: r.mirrorlist.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An architecture name as pacman and the mesh's `Hello` carry it.
+fn valid_arch(arch: &str) -> bool {
+    (1..=pacmesh_proto::MAX_ARCH_LEN).contains(&arch.len())
+        && arch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `url` is an upstream template the daemon can fetch from: HTTP
+/// or HTTPS with a host, and no variable pacman would not expand either.
+/// Also used for the `Server` lines of a mirrorlist.
+pub fn check_server(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err("an upstream is an http:// or https:// URL".into());
+    }
+    let expanded = VARIABLES
+        .iter()
+        .fold(url.to_owned(), |u, v| u.replace(v, "x"));
+    if expanded.contains('$') {
+        return Err("only $repo and $arch are expanded".into());
+    }
+    match expanded.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+        _ => Err("not a URL with a host".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let table: &[(&str, bool)] = &[
+            ("https://geo.mirror.pkgbuild.com/$repo/os/$arch", true),
+            ("http://mirror.archlinuxarm.org/$arch/$repo", true),
+            ("HTTP://10.0.0.1:8080/arch/$repo/os/$arch/", true),
+            ("ftp://m/$repo", false),
+            ("file:///srv/repo", false),
+            ("/srv/repo", false),
+            ("https://m/$repo/os/$carch", false),
+            ("https:///$repo", false),
+            ("https://m/a b", false),
+        ];
+        for (url, ok) in table {
+            assert_eq!(
+                check_server(url).is_ok(),
+                *ok,
+                "{url}: {:?}",
+                check_server(url)
+            );
+        }
+    }
+
+    #[test]
+    fn arch_filter() {
+        let repo = |archs: &[&str]| MirrorRepo {
+            name: "core".into(),
+            archs: archs.iter().map(|a| a.to_string()).collect(),
+            servers: vec!["http://m/$repo".into()],
+            mirrorlist: None,
+        };
+        assert!(repo(&[]).serves_arch("riscv64"));
+        assert!(repo(&["aarch64", "armv7h"]).serves_arch("armv7h"));
+        assert!(!repo(&["aarch64"]).serves_arch("x86_64"));
+    }
+}

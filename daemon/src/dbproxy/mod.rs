@@ -1,0 +1,411 @@
+//! A caching mirror's databases (docs/DESIGN.md, "Proxied databases"):
+//! `{repo}.db`, `{repo}.files`, their `.tar.*` forms and signatures,
+//! fetched from the repo's upstreams, kept under the store dir as pairs,
+//! revalidated with `If-Modified-Since` at most every
+//! `mirror.db_revalidate_s`, and served stale with a `Warning` header when
+//! every upstream fails. Only databases that parse are kept or served;
+//! each `.db` kept also feeds the verification table (`syncdb::FedDbs`)
+//! that packages fetched for clients are checked against.
+//!
+//! - `fresh` (pure): when to ask upstream, and what a client gets.
+//! - `store`: the pairs on disk, one generation directory each.
+//! - `upstream`: asking the upstreams for a pair.
+//! - here: [`DbProxy`], one refresh per database at a time however many
+//!   clients ask, and its counters.
+
+pub mod fresh;
+pub mod store;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::mirror_client::MirrorClient;
+use crate::syncdb::{repo_of_proxied_db, FedDbs};
+use fresh::{Check, Decision};
+use store::{DbStore, Generation};
+use upstream::Fetched;
+
+/// Databases tracked at most (kept, or asked for and failed): a client
+/// naming made-up architectures cannot grow the table, nor make the
+/// upstreams be asked for each.
+pub const MAX_DATABASES: usize = 1024;
+
+/// The longest an admin refresh waits for the upstreams.
+pub const REFRESH_ALL_WAIT: Duration = Duration::from_secs(60);
+
+/// What an admin refresh did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Kept databases asked about.
+    pub asked: usize,
+    /// Current (304) or replaced by a newer pair.
+    pub fresh: usize,
+    /// Every upstream failed (or still running when the wait ended).
+    pub failed: usize,
+}
+
+/// One proxied database: where a request names it, and its file name
+/// (`core.db`, never its `.sig`: the pair is one database).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DbKey {
+    pub arch: String,
+    pub repo: String,
+    pub name: String,
+}
+
+/// What a request for a database (or its signature) gets.
+#[derive(Debug)]
+pub enum DbAnswer {
+    /// The file, opened, with the `Warning` to add if it is stale.
+    File {
+        file: File,
+        meta: Metadata,
+        warning: Option<&'static str>,
+    },
+    /// The database is kept, but its upstream has no signature for it.
+    NoSignature,
+    /// Still being fetched, nothing kept: ask again.
+    ComeBack,
+    /// No database can be had now.
+    Fail(&'static str),
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    served: AtomicU64,
+    stale: AtomicU64,
+    refreshed: AtomicU64,
+    not_modified: AtomicU64,
+    failed: AtomicU64,
+    bytes_upstream: AtomicU64,
+}
+
+/// `mirror.databases` in the status JSON.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DbCounts {
+    /// Database and signature responses with a body or a 304.
+    pub served: u64,
+    /// Of `served`: a stale copy, with a `Warning` header.
+    pub stale_served: u64,
+    /// New pairs fetched and kept.
+    pub fetched: u64,
+    /// Checks answered 304.
+    pub not_modified: u64,
+    /// Checks where every upstream failed.
+    pub failed_checks: u64,
+    /// Body bytes fetched from upstreams for databases.
+    pub bytes_upstream: u64,
+    /// Databases kept (pairs).
+    pub kept: usize,
+    /// Their bytes on disk.
+    pub kept_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    current: Option<Arc<Generation>>,
+    /// When the last check ended.
+    checked: Option<Instant>,
+    last: Check,
+    /// The refresh under way: its outcome once it ends.
+    refreshing: Option<watch::Receiver<Option<Check>>>,
+}
+
+impl Entry {
+    fn new(current: Option<Arc<Generation>>) -> Entry {
+        Entry {
+            current,
+            checked: None,
+            last: Check::Fresh,
+            refreshing: None,
+        }
+    }
+}
+
+/// The databases a caching mirror proxies. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct DbProxy {
+    store: DbStore,
+    fed: Arc<FedDbs>,
+    client: MirrorClient,
+    interval: Duration,
+    entries: Mutex<HashMap<DbKey, Entry>>,
+    counters: Counters,
+}
+
+impl DbProxy {
+    /// Opens the store under `store_dir` and feeds `fed` from the kept
+    /// databases. Blocking (it parses them): call from the blocking pool.
+    /// A kept database that no longer parses is dropped.
+    pub fn open(
+        store_dir: &Path,
+        fed: Arc<FedDbs>,
+        client: MirrorClient,
+        interval: Duration,
+    ) -> std::io::Result<DbProxy> {
+        let (store, found) = DbStore::open(store_dir)?;
+        let mut entries = HashMap::new();
+        for (key, generation) in found {
+            match upstream::parse_kept(&key.name, generation.db()) {
+                Ok(parsed) => {
+                    if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {
+                        let files = fed.feed(&key.arch, &key.repo, parsed);
+                        info!(arch = %key.arch, repo = %key.repo, files, "kept database loaded");
+                    }
+                    entries.insert(key, Entry::new(Some(Arc::new(generation))));
+                }
+                Err(why) => {
+                    warn!(db = %generation.db().display(), why, "kept database does not parse; dropped");
+                    generation.retire();
+                }
+            }
+        }
+        Ok(DbProxy {
+            store,
+            fed,
+            client,
+            interval,
+            entries: Mutex::new(entries),
+            counters: Counters::default(),
+        })
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<DbKey, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers a request for `key`'s database (`sig`: its signature).
+    /// `urls`: the database's URL at each upstream; `hop`: come-backs so
+    /// far.
+    pub async fn answer(
+        self: &Arc<Self>,
+        key: &DbKey,
+        sig: bool,
+        urls: &[String],
+        hop: u32,
+    ) -> DbAnswer {
+        let decision = {
+            let mut entries = self.entries();
+            if !entries.contains_key(key) && entries.len() >= MAX_DATABASES {
+                warn!(db = %key.name, arch = %key.arch, limit = MAX_DATABASES, "too many databases; not proxied");
+                return DbAnswer::Fail("this mirror proxies too many databases already");
+            }
+            let entry = entries
+                .entry(key.clone())
+                .or_insert_with(|| Entry::new(None));
+            fresh::decide(&fresh::Facts {
+                have_copy: entry.current.is_some(),
+                since_check: entry.checked.map(|t| t.elapsed()),
+                last: entry.last,
+                interval: self.interval,
+            })
+        };
+        let decision = match decision {
+            Decision::Refresh => {
+                let mut outcome = self.refresh(key, urls);
+                let ended =
+                    tokio::time::timeout(fresh::WAIT_PER_HOP, outcome.wait_for(Option::is_some))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok().and_then(|c| *c));
+                let have_copy = self.current(key).is_some();
+                fresh::after_wait(have_copy, ended, hop)
+            }
+            other => other,
+        };
+        match decision {
+            Decision::Serve(warning) => self.open_copy(key, sig, warning),
+            Decision::ComeBack => DbAnswer::ComeBack,
+            Decision::Fail(why) => DbAnswer::Fail(why),
+            Decision::Refresh => DbAnswer::Fail("no decision"),
+        }
+    }
+
+    fn current(&self, key: &DbKey) -> Option<Arc<Generation>> {
+        self.entries().get(key)?.current.clone()
+    }
+
+    fn open_copy(&self, key: &DbKey, sig: bool, warning: Option<&'static str>) -> DbAnswer {
+        let Some(generation) = self.current(key) else {
+            return DbAnswer::Fail(Check::Fresh.failure());
+        };
+        let path = if sig {
+            match generation.sig() {
+                Some(path) => path,
+                None => return DbAnswer::NoSignature,
+            }
+        } else {
+            generation.db()
+        };
+        match crate::cachefile::open_regular(path) {
+            Ok((file, meta)) => {
+                self.counters.served.fetch_add(1, Relaxed);
+                if let Some(warning) = warning {
+                    self.counters.stale.fetch_add(1, Relaxed);
+                    warn!(db = %key.name, arch = %key.arch, warning, "serving a stale database");
+                }
+                DbAnswer::File {
+                    file,
+                    meta,
+                    warning,
+                }
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "kept database unreadable");
+                DbAnswer::Fail(Check::Fresh.failure())
+            }
+        }
+    }
+
+    /// The refresh of `key` under way, or a new one.
+    fn refresh(self: &Arc<Self>, key: &DbKey, urls: &[String]) -> watch::Receiver<Option<Check>> {
+        let mut entries = self.entries();
+        let entry = entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(None));
+        if let Some(rx) = &entry.refreshing {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        entry.refreshing = Some(rx.clone());
+        let since = entry.current.as_ref().map(|g| g.modified);
+        let (proxy, key, urls) = (self.clone(), key.clone(), urls.to_vec());
+        let span =
+            tracing::info_span!("database", db = %key.name, arch = %key.arch, repo = %key.repo);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let check = proxy.check_upstream(&key, &urls, since).await;
+                let mut entries = proxy.entries();
+                if let Some(entry) = entries.get_mut(&key) {
+                    entry.checked = Some(Instant::now());
+                    entry.last = check;
+                    entry.refreshing = None;
+                }
+                drop(entries);
+                let _ = tx.send(Some(check));
+            },
+            span,
+        ));
+        rx
+    }
+
+    /// Asks the upstreams; keeps a new pair (and feeds the table) before
+    /// any client can see it.
+    async fn check_upstream(
+        &self,
+        key: &DbKey,
+        urls: &[String],
+        since: Option<std::time::SystemTime>,
+    ) -> Check {
+        let pending = match self.store.pending() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot write a database");
+                return Check::Unreachable;
+            }
+        };
+        match upstream::fetch_pair(&self.client, urls, &key.name, since, &pending).await {
+            Ok(Fetched::NotModified { url }) => {
+                self.counters.not_modified.fetch_add(1, Relaxed);
+                info!(url, "database not modified");
+                Check::Fresh
+            }
+            Ok(Fetched::New(pair)) => {
+                self.counters.bytes_upstream.fetch_add(pair.bytes, Relaxed);
+                let generation = match self.store.commit(key, pending, pair.modified, pair.has_sig)
+                {
+                    Ok(g) => Arc::new(g),
+                    Err(e) => {
+                        warn!(error = %e, "cannot keep a database");
+                        return Check::Unreachable;
+                    }
+                };
+                // Clients of the new database ask for what it lists: the
+                // table knows it before they can.
+                if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {
+                    let files = self.fed.feed(&key.arch, &key.repo, pair.parsed);
+                    info!(files, "verification table fed");
+                }
+                self.counters.refreshed.fetch_add(1, Relaxed);
+                let mut entries = self.entries();
+                let entry = entries
+                    .entry(key.clone())
+                    .or_insert_with(|| Entry::new(None));
+                if let Some(old) = entry.current.replace(generation) {
+                    old.retire();
+                }
+                Check::Fresh
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(1, Relaxed);
+                let check = e.check();
+                warn!(error = %e, ?check, "every upstream failed for this database");
+                check
+            }
+        }
+    }
+
+    /// Asks the upstreams about every kept database now (the admin
+    /// refresh), joining refreshes under way; waits for all of them, at
+    /// most [`REFRESH_ALL_WAIT`]. `urls`: a database's URL at each
+    /// upstream.
+    pub async fn refresh_all(self: &Arc<Self>, urls: impl Fn(&DbKey) -> Vec<String>) -> Refreshed {
+        let keys: Vec<DbKey> = self
+            .entries()
+            .iter()
+            .filter(|(_, e)| e.current.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut report = Refreshed::default();
+        let waits: Vec<_> = keys.iter().map(|k| self.refresh(k, &urls(k))).collect();
+        let all = async {
+            for mut rx in waits {
+                let check = rx.wait_for(Option::is_some).await.ok().and_then(|c| *c);
+                match check {
+                    Some(Check::Fresh) => report.fresh += 1,
+                    _ => report.failed += 1,
+                }
+            }
+        };
+        if tokio::time::timeout(REFRESH_ALL_WAIT, all).await.is_err() {
+            warn!("admin refresh: some databases still being fetched");
+        }
+        report.asked = keys.len();
+        report
+    }
+
+    /// Counters and what is kept, for status and metrics.
+    pub fn counts(&self) -> DbCounts {
+        let kept: Vec<Arc<Generation>> = self
+            .entries()
+            .values()
+            .filter_map(|e| e.current.clone())
+            .collect();
+        DbCounts {
+            served: self.counters.served.load(Relaxed),
+            stale_served: self.counters.stale.load(Relaxed),
+            fetched: self.counters.refreshed.load(Relaxed),
+            not_modified: self.counters.not_modified.load(Relaxed),
+            failed_checks: self.counters.failed.load(Relaxed),
+            bytes_upstream: self.counters.bytes_upstream.load(Relaxed),
+            kept: kept.len(),
+            kept_bytes: kept.iter().map(|g| g.bytes()).sum(),
+        }
+    }
+
+    /// The verification table fed from the kept databases.
+    pub fn fed(&self) -> &Arc<FedDbs> {
+        &self.fed
+    }
+}

@@ -1,0 +1,226 @@
+//! Asking the upstreams for a database and its signature, as a pair: the
+//! first upstream that answers is asked `If-Modified-Since` the copy's
+//! date; a new database must parse as a sync database, and its `.sig` is
+//! fetched from the same upstream right after (absent is fine: Arch's
+//! databases are not signed; an error is not). A database that does not
+//! parse, or whose signature could not be had, is not kept, and the next
+//! upstream is asked.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use http::StatusCode;
+use tracing::{info, warn};
+
+use super::fresh::Check;
+use super::store::Pending;
+use crate::mirror_client::{Conditional, MirrorBody, MirrorClient, MirrorError};
+use crate::syncdb::{parse_db, ParsedDb};
+
+/// The largest database accepted (Arch's biggest, `extra.files`, is about
+/// 60 MB).
+pub const MAX_DB_BYTES: u64 = 512 << 20;
+
+/// A new pair written into a [`Pending`] directory.
+#[derive(Debug)]
+pub struct NewPair {
+    /// The upstream's `Last-Modified` (else when it was fetched).
+    pub modified: SystemTime,
+    pub has_sig: bool,
+    /// What the database lists (for the verification table).
+    pub parsed: ParsedDb,
+    /// Body bytes fetched, signature included.
+    pub bytes: u64,
+    /// The upstream it came from.
+    pub url: String,
+}
+
+/// What asking the upstreams gave.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The copy is current (an upstream answered 304).
+    NotModified {
+        url: String,
+    },
+    New(NewPair),
+}
+
+/// Why no upstream gave the database.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.tried))]
+pub struct RefreshError {
+    /// Each upstream tried and why it failed.
+    pub tried: Vec<(String, Failure)>,
+}
+
+/// How one upstream failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer, an HTTP error, a 404.
+    Unreachable(String),
+    /// It sent something that is not a database, or no usable signature.
+    Unusable(String),
+}
+
+impl RefreshError {
+    /// What the client is told: unusable when any upstream answered with
+    /// a bad database, unreachable otherwise.
+    pub fn check(&self) -> Check {
+        if self
+            .tried
+            .iter()
+            .any(|(_, f)| matches!(f, Failure::Unusable(_)))
+        {
+            Check::Unusable
+        } else {
+            Check::Unreachable
+        }
+    }
+}
+
+fn describe(tried: &[(String, Failure)]) -> String {
+    if tried.is_empty() {
+        return "no upstream for this repository and architecture".into();
+    }
+    let each: Vec<String> = tried
+        .iter()
+        .map(|(url, f)| match f {
+            Failure::Unreachable(why) => format!("{url}: {why}"),
+            Failure::Unusable(why) => format!("{url}: unusable: {why}"),
+        })
+        .collect();
+    each.join("; ")
+}
+
+/// Asks `urls` (the database's URL at each upstream, in order) for the
+/// database named `name`, newer than `since` when a copy is kept, writing
+/// a new pair into `pending`.
+pub async fn fetch_pair(
+    client: &MirrorClient,
+    urls: &[String],
+    name: &str,
+    since: Option<SystemTime>,
+    pending: &Pending,
+) -> Result<Fetched, RefreshError> {
+    let mut tried = Vec::new();
+    for url in urls {
+        match fetch_from(client, url, name, since, pending.dir()).await {
+            Ok(fetched) => return Ok(fetched),
+            Err(failure) => {
+                warn!(url, ?failure, "upstream did not give the database");
+                tried.push((url.clone(), failure));
+            }
+        }
+    }
+    Err(RefreshError { tried })
+}
+
+async fn fetch_from(
+    client: &MirrorClient,
+    url: &str,
+    name: &str,
+    since: Option<SystemTime>,
+    dir: &Path,
+) -> Result<Fetched, Failure> {
+    let unreachable = |e: MirrorError| Failure::Unreachable(e.to_string());
+    let body = match client.get_if_modified_since(url, since).await {
+        Ok(Conditional::NotModified) => {
+            return Ok(Fetched::NotModified {
+                url: url.to_owned(),
+            })
+        }
+        Ok(Conditional::Body(body)) => body,
+        Err(e) => return Err(unreachable(e)),
+    };
+    let modified = body.last_modified.unwrap_or_else(SystemTime::now);
+    let db_path = dir.join(name);
+    let mut bytes = save(body, &db_path, modified).await?;
+    let parsed = parse(name, &db_path).await?;
+    let sig_url = format!("{url}.sig");
+    let sig_path = dir.join(format!("{name}.sig"));
+    let has_sig = match client.get_if_modified_since(&sig_url, None).await {
+        Ok(Conditional::Body(sig)) => {
+            let sig_modified = sig.last_modified.unwrap_or(modified);
+            bytes += save(sig, &sig_path, sig_modified).await?;
+            true
+        }
+        Err(MirrorError::Status(StatusCode::NOT_FOUND)) => false,
+        Ok(Conditional::NotModified) => {
+            return Err(Failure::Unusable(format!(
+                "{sig_url}: 304 to a request without a date"
+            )))
+        }
+        Err(e) => {
+            return Err(Failure::Unusable(format!(
+                "{sig_url}: {e} (a database is kept only with its signature)"
+            )))
+        }
+    };
+    info!(
+        url,
+        bytes,
+        has_sig,
+        files = parsed.entries.len(),
+        "database fetched"
+    );
+    Ok(Fetched::New(NewPair {
+        modified,
+        has_sig,
+        parsed,
+        bytes,
+        url: url.to_owned(),
+    }))
+}
+
+/// Writes `body` to `path` (at most [`MAX_DB_BYTES`]), synced, with mtime
+/// `modified`; returns its length.
+async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result<u64, Failure> {
+    let disk = |e: std::io::Error| Failure::Unreachable(format!("writing {}: {e}", path.display()));
+    let mut file = std::fs::File::create(path).map_err(disk)?;
+    let mut len = 0u64;
+    loop {
+        match body.next_chunk().await {
+            Ok(Some(chunk)) => {
+                len += chunk.len() as u64;
+                if len > MAX_DB_BYTES {
+                    return Err(Failure::Unusable(format!(
+                        "larger than {MAX_DB_BYTES} bytes"
+                    )));
+                }
+                file.write_all(&chunk).map_err(disk)?;
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Failure::Unreachable(e.to_string())),
+        }
+    }
+    if let Some(size) = body.size {
+        if size != len {
+            return Err(Failure::Unreachable(format!(
+                "ended after {len} of {size} bytes"
+            )));
+        }
+    }
+    file.set_modified(modified).map_err(disk)?;
+    file.sync_all().map_err(disk)?;
+    Ok(len)
+}
+
+/// Parses the database at `path` on the blocking pool (a large one takes
+/// tens of milliseconds).
+async fn parse(name: &str, path: &Path) -> Result<ParsedDb, Failure> {
+    let (name, path) = (name.to_owned(), path.to_owned());
+    let parsed = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+        parse_db(&name, &bytes).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| Failure::Unreachable(e.to_string()))?;
+    parsed.map_err(Failure::Unusable)
+}
+
+/// Reads and parses a kept database (at start).
+pub fn parse_kept(name: &str, path: &Path) -> Result<ParsedDb, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    parse_db(name, &bytes).map_err(|e| e.to_string())
+}

@@ -1,0 +1,575 @@
+//! Caching-mirror mode with the real pacman on machines that do not run pacmesh: an upstream
+//! (nginx) in a host of its own, `pacmeshd --mode mirror` in another, and clients whose only
+//! `Server` is the mirror host (see `pacmesh_tests::caching`). Proves: two netinstalls at the
+//! same moment make the upstream send each package once; with the upstream's link cut, `-Sy`
+//! still works from the kept database (its response carrying the stale warning) and cached
+//! packages still install; a database that is not a database is neither kept nor served (the
+//! next upstream's is, or the client gets a clear error); a package with the wrong hash is not
+//! kept; an upstream that ignores Range still gives a resuming client the right bytes, and
+//! takes over from an upstream dying mid-file without the client seeing anything; admin
+//! actions are refused without the token and run with it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pacmesh_tests::caching::{Client, MirrorHost};
+use pacmesh_tests::fixtures::{FixturePackage, FixtureRepo, PkgSpec};
+use pacmesh_tests::fleet::{
+    assert_clean_output, await_event, files_under, output_text, sha256_file, wait_all, PacmanRun,
+};
+use pacmesh_tests::lan::Lan;
+use pacmesh_tests::prereq::{self, WHOLE_SYSTEM_TOOLS};
+use pacmesh_tests::process::{run, run_ok};
+use pacmesh_tests::prometheus::{parse_with_prometheus, PYTHON};
+use pacmesh_tests::upstream::{ServeOptions, Upstream};
+
+const REPO: &str = "pmcmirror";
+const BIG: &str = "cmbig";
+/// Any pacman run here, on a LAN without a rate cap.
+const PACMAN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an upstream may take to log its last request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a test waits for a transfer to reach the byte count it acts at.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Databases revalidated at most once an hour: within a test, never twice.
+const REVALIDATE_RARELY: u64 = 3600;
+
+/// Four small packages and an 8 MiB one, shared by every test here.
+fn fixture() -> FixtureRepo {
+    FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 256 << 10),
+            PkgSpec::new("cm-b", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-c", "2.0-1", 1 << 20),
+            PkgSpec::new("cm-d", "1.0-1", 2 << 20),
+            PkgSpec::new(BIG, "1.0-1", 8 << 20),
+        ],
+    )
+}
+
+fn tools_present() -> bool {
+    prereq::require(WHOLE_SYSTEM_TOOLS)
+        && prereq::require(Lan::TOOLS)
+        && prereq::require(&["sha256sum", "tidy", PYTHON])
+}
+
+/// The value of the sample `name{labels}` (labels sorted, `k=v` joined by commas).
+fn sample(samples: &[String], key: &str) -> f64 {
+    samples
+        .iter()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in:\n{}", samples.join("\n")))
+}
+
+/// The human page is valid HTML (tidy finds no error) and has the mirror's table.
+fn check_page(mirror: &MirrorHost<'_>) {
+    let html = mirror.daemon.get("/_pacmesh/").text();
+    assert!(html.contains("<table id=\"mirror\">"), "{html}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("page.html");
+    std::fs::write(&path, &html).expect("writing the page");
+    let tidy = run(Command::new("tidy").args(["-errors", "-quiet"]).arg(&path));
+    // tidy: 0 = clean, 1 = warnings only, 2 = errors.
+    assert!(
+        tidy.status.code().is_some_and(|c| c < 2),
+        "tidy found errors:\n{}\n---\n{html}",
+        String::from_utf8_lossy(&tidy.stderr)
+    );
+}
+
+fn db_name() -> String {
+    format!("{REPO}.db")
+}
+
+/// `pkg`'s bytes with 4 KiB in the middle flipped: same size, wrong SHA-256.
+fn corrupt_copy(pkg: &FixturePackage, dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(pkg.path()).expect("reading the package");
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 4096] {
+        *b ^= 0x5a;
+    }
+    let path = dir.join(pkg.file_name());
+    std::fs::write(&path, bytes).expect("writing the corrupt copy");
+    path
+}
+
+/// Waits for every run and checks each exited 0 without an error line.
+fn all_succeed(runs: Vec<PacmanRun>) {
+    for run in wait_all(runs, PACMAN_TIMEOUT) {
+        assert!(
+            run.output.status.success(),
+            "{} failed:\n{}",
+            run.what,
+            output_text(&run.output)
+        );
+        assert_clean_output(&run.output, &run.what);
+    }
+}
+
+#[test]
+fn two_netinstalls_at_once_fetch_each_package_once() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let pkgs: Vec<&FixturePackage> = repo.packages().iter().collect();
+    let lan = Lan::new(4);
+    let upstream = Upstream::start_in(lan.host(0), repo.root());
+    let mirror = MirrorHost::start(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+    );
+    let clients = [
+        Client::new(lan.host(2), REPO, &mirror),
+        Client::new(lan.host(3), REPO, &mirror),
+    ];
+    all_succeed(clients.iter().map(|c| c.spawn_pacman(&["-Sy"])).collect());
+    let mut install = vec!["-S"];
+    install.extend(pkgs.iter().map(|p| p.name()));
+    let runs: Vec<PacmanRun> = clients.iter().map(|c| c.spawn_pacman(&install)).collect();
+    for (client, run) in clients.iter().zip(wait_all(runs, PACMAN_TIMEOUT)) {
+        client.check_installed(&pkgs, &run.output);
+    }
+    upstream.wait_idle(IDLE_TIMEOUT);
+    for pkg in &pkgs {
+        let gets = upstream.gets_for(pkg.file_name());
+        let bytes: u64 = gets.iter().map(|r| r.bytes).sum();
+        assert!(
+            gets.len() == 1 && bytes == pkg.size(),
+            "the upstream sent {} ({} B) in {} GETs ({bytes} B), not once:\n{}",
+            pkg.file_name(),
+            pkg.size(),
+            gets.len(),
+            upstream.transfer_report()
+        );
+    }
+    assert_eq!(
+        upstream.gets_for(&db_name()).len(),
+        1,
+        "two clients' -Sy at once: one database fetch\n{}",
+        upstream.transfer_report()
+    );
+    let mut want: Vec<String> = pkgs.iter().map(|p| p.file_name().to_string()).collect();
+    want.sort();
+    assert_eq!(mirror.kept_packages(), want, "every package kept, verified");
+    let status = mirror.daemon.status();
+    let served = status["requests"]["mirror_fetch"].as_u64().unwrap_or(0)
+        + status["requests"]["local"].as_u64().unwrap_or(0);
+    assert_eq!(
+        served,
+        2 * pkgs.len() as u64,
+        "each client's package requests answered from the fetch or the store: {status}"
+    );
+    let unique: u64 = pkgs.iter().map(|p| p.size()).sum();
+    let m = &status["mirror"];
+    assert_eq!(m["packages"]["bytes_upstream"], unique, "{status}");
+    assert_eq!(m["packages"]["kept"], pkgs.len(), "{status}");
+    assert_eq!(m["packages"]["kept_bytes"], unique, "{status}");
+    assert_eq!(m["databases"]["fetched"], 1, "{status}");
+    assert_eq!(m["repos"][0]["files"], pkgs.len(), "{status}");
+    let metrics = parse_with_prometheus(&mirror.daemon.get("/_pacmesh/metrics").text());
+    let upstream_bytes = "pacmesh_mirror_upstream_bytes_total{kind=package}";
+    assert_eq!(sample(&metrics, upstream_bytes), unique as f64);
+    let kept = "pacmesh_mirror_store_bytes{kind=package}";
+    assert_eq!(sample(&metrics, kept), unique as f64);
+    check_page(&mirror);
+}
+
+#[test]
+fn wan_down_serves_the_kept_database_stale_and_cached_packages() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let (a, b) = (repo.package("cm-a"), repo.package("cm-b"));
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), repo.root());
+    // Revalidated at every request, so every -Sy below asks the upstream.
+    let mirror = MirrorHost::start(lan.host(1), REPO, &[upstream.server_url()], 0);
+    let client = Client::new(lan.host(2), REPO, &mirror);
+    client.sync();
+    let out = client.install(&[a, b]);
+    client.check_installed(&[a, b], &out);
+
+    // The WAN goes down: the upstream host's link is cut.
+    run_ok(lan.host(0).exec("ip").args(["link", "set", "eth0", "down"]));
+    client.forget(a);
+    let out = client.pacman(&["-Syy"]);
+    assert!(
+        out.status.success(),
+        "pacman -Syy with the upstream gone:\n{}",
+        client.pacman.report(&out, "pacman -Syy")
+    );
+    assert_clean_output(&out, "pacman -Syy with the upstream gone");
+    let out = client.install(&[a]);
+    client.check_installed(&[a], &out);
+
+    // What the database responses carried, seen with a plain GET.
+    let url = mirror.file_url(REPO, repo.arch(), &db_name());
+    let response = client
+        .host()
+        .http_get(&url)
+        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
+    let warning = response.header("Warning").unwrap_or_default().to_string();
+    assert!(
+        response.status == 200 && warning.starts_with("110 ") && warning.contains("stale"),
+        "GET {url} with the upstream gone: {} with Warning {warning:?}\n{}",
+        response.status,
+        mirror.daemon.log()
+    );
+    assert_eq!(
+        response.body,
+        std::fs::read(repo.db_path()).expect("reading the fixture db"),
+        "the kept database is the upstream's"
+    );
+    assert!(
+        mirror.daemon.log().contains("serving a stale database"),
+        "no log line for the stale database:\n{}",
+        mirror.daemon.log()
+    );
+    let status = mirror.daemon.status();
+    assert!(
+        status["mirror"]["databases"]["stale_served"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "stale databases counted (pacman's and the GET): {status}"
+    );
+}
+
+#[test]
+fn a_database_that_is_not_a_database_is_neither_kept_nor_served() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let garbage = scratch.path().join("garbage.db");
+    std::fs::write(
+        &garbage,
+        "<html><body>Captive portal: log in first</body></html>\n",
+    )
+    .expect("writing the garbage");
+    // Hosts: a bad upstream, a good one, a mirror trying the bad one first, a mirror with
+    // only the bad one, and the clients.
+    let lan = Lan::new(5);
+    let bad = Upstream::start_in_with(
+        lan.host(0),
+        repo.root(),
+        &ServeOptions::default().replace(&repo.url_path(&db_name()), &garbage),
+    );
+    let good = Upstream::start_in(lan.host(1), repo.root());
+    let both = MirrorHost::start(
+        lan.host(2),
+        REPO,
+        &[bad.server_url(), good.server_url()],
+        REVALIDATE_RARELY,
+    );
+    let bad_only = MirrorHost::start(lan.host(3), REPO, &[bad.server_url()], REVALIDATE_RARELY);
+
+    // The next upstream's database is the one kept and served.
+    let client = Client::new(lan.host(4), REPO, &both);
+    client.sync();
+    let a = repo.package("cm-a");
+    let out = client.install(&[a]);
+    client.check_installed(&[a], &out);
+    let kept = both.kept_databases();
+    assert_eq!(kept.len(), 1, "one database kept: {kept:?}");
+    assert_eq!(sha256_file(&kept[0]), sha256_file(&repo.db_path()));
+
+    // With only the bad upstream: a clear error, nothing kept.
+    let url = bad_only.file_url(REPO, repo.arch(), &db_name());
+    let response = client.host().http_get(&url).expect("an answer");
+    assert!(
+        response.status == 502 && response.text().contains("not a usable database"),
+        "GET {url}: {} {}",
+        response.status,
+        response.text()
+    );
+    assert_eq!(bad_only.kept_databases(), Vec::<PathBuf>::new());
+    let stranded = Client::new(lan.host(4), REPO, &bad_only);
+    let out = stranded.pacman(&["-Sy"]);
+    assert!(
+        !out.status.success() && output_text(&out).contains("502"),
+        "pacman -Sy against a mirror with no usable database must fail, saying why:\n{}",
+        output_text(&out)
+    );
+}
+
+#[test]
+fn a_package_with_the_wrong_hash_is_never_kept_or_served_as_good() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let d = repo.package("cm-d");
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let corrupt = corrupt_copy(d, scratch.path());
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in_with(
+        lan.host(0),
+        repo.root(),
+        &ServeOptions::default().replace(&repo.url_path(d.file_name()), &corrupt),
+    );
+    let mirror = MirrorHost::start(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+    );
+    let client = Client::new(lan.host(2), REPO, &mirror);
+    client.sync();
+    // Twice: the second run resumes from what the first left, and must fail too.
+    for attempt in 1..=2 {
+        let out = client.install(&[d]);
+        assert!(
+            !out.status.success(),
+            "attempt {attempt}: pacman installed a package whose bytes do not match the \
+             database:\n{}",
+            output_text(&out)
+        );
+        assert!(
+            !mirror.kept_packages().iter().any(|n| n == d.file_name()),
+            "attempt {attempt}: the mirror kept the corrupt {}",
+            d.file_name()
+        );
+    }
+    let store = files_under(mirror.daemon.store_dir());
+    assert!(
+        !store.iter().any(|p| p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(d.file_name()))),
+        "nothing of the corrupt package left in the store: {store:?}"
+    );
+    assert!(
+        mirror.daemon.log().contains("SHA-256"),
+        "the mismatch is logged:\n{}",
+        mirror.daemon.log()
+    );
+}
+
+#[test]
+fn an_upstream_that_ignores_range_still_gives_resuming_clients_the_right_bytes() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let (big, d) = (repo.package(BIG), repo.package("cm-d"));
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in_with(
+        lan.host(0),
+        repo.root(),
+        &ServeOptions::default().ignore_range(),
+    );
+    let mirror = MirrorHost::start(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+    );
+    let client = Client::new(lan.host(2), REPO, &mirror);
+    client.sync();
+
+    // pacman resumes a download it had half done (its `.part` file) with a Range request.
+    let bytes = std::fs::read(big.path()).expect("reading the package");
+    let half = bytes.len() / 2;
+    let part = client
+        .pacman
+        .cache_dir()
+        .join(format!("{}.part", big.file_name()));
+    std::fs::write(&part, &bytes[..half]).expect("writing the .part file");
+    let out = client.install(&[big]);
+    client.check_installed(&[big], &out);
+
+    // A plain ranged GET of a package nobody fetched yet.
+    let from = d.size() / 3;
+    let url = mirror.file_url(REPO, repo.arch(), d.file_name());
+    let response = client
+        .host()
+        .http_get_with(&url, &[("Range", &format!("bytes={from}-"))])
+        .expect("an answer");
+    let want = std::fs::read(d.path()).expect("reading the package");
+    assert_eq!(response.status, 206, "{:?}", response.headers);
+    assert!(
+        response.body == want[from as usize..],
+        "the ranged answer is not the package's bytes from {from}"
+    );
+    upstream.wait_idle(IDLE_TIMEOUT);
+    for pkg in [big, d] {
+        let gets = upstream.gets_for(pkg.file_name());
+        assert!(
+            gets.len() == 1 && gets[0].status == 200,
+            "{}: one whole GET upstream\n{}",
+            pkg.file_name(),
+            upstream.transfer_report()
+        );
+    }
+    let kept = mirror.kept_packages();
+    for pkg in [big, d] {
+        assert!(
+            kept.iter().any(|n| n == pkg.file_name()),
+            "{} kept: {kept:?}",
+            pkg.file_name()
+        );
+    }
+}
+
+#[test]
+fn an_upstream_dying_mid_file_then_one_ignoring_range_is_unseen_by_the_client() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let big = repo.package(BIG);
+    let lan = Lan::new(4);
+    // Upstream 0 sends 2 MiB/s per response, so the 8 MiB package takes 4 s from it.
+    let mut dying = Upstream::start_in_with(
+        lan.host(0),
+        repo.root(),
+        &ServeOptions::default().limit_rate("2m"),
+    );
+    let whole = Upstream::start_in_with(
+        lan.host(1),
+        repo.root(),
+        &ServeOptions::default().ignore_range(),
+    );
+    let mirror = MirrorHost::start(
+        lan.host(2),
+        REPO,
+        &[dying.server_url(), whole.server_url()],
+        REVALIDATE_RARELY,
+    );
+    let client = Client::new(lan.host(3), REPO, &mirror);
+    client.sync();
+    let mut runs = vec![client.spawn_pacman(&["-S", big.name()])];
+    let at = big.size() / 4;
+    await_event(
+        &mut runs,
+        EVENT_TIMEOUT,
+        &format!("upstream 0 past {at} bytes of {}", big.file_name()),
+        || dying.connection_past(at),
+    );
+    dying.kill();
+    let run = wait_all(runs, PACMAN_TIMEOUT).remove(0);
+    client.check_installed(&[big], &run.output);
+    whole.wait_idle(IDLE_TIMEOUT);
+    let gets = whole.gets_for(big.file_name());
+    assert!(
+        gets.len() == 1 && gets[0].status == 200 && gets[0].range.is_some(),
+        "upstream 1 was asked once, with a Range it ignored:\n{}",
+        whole.transfer_report()
+    );
+    assert!(
+        mirror.kept_packages().iter().any(|n| n == big.file_name()),
+        "{} kept",
+        big.file_name()
+    );
+}
+
+#[test]
+fn admin_actions_are_refused_without_the_token_and_run_with_it() {
+    if !tools_present() {
+        return;
+    }
+    let repo = fixture();
+    let (a, b) = (repo.package("cm-a"), repo.package("cm-b"));
+    // The upstream serves a copy of the repo, whose database the test changes.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let root = scratch.path().join("root");
+    run_ok(Command::new("cp").arg("-a").arg(repo.root()).arg(&root));
+    let token = "a-long-enough-admin-token-1234";
+    let token_file = scratch.path().join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("writing the token");
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod 600");
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        &format!("admin_token_file = {:?}", token_file.display().to_string()),
+        &[],
+    );
+    let client = Client::new(lan.host(2), REPO, &mirror);
+    client.sync();
+    let out = client.install(&[a, b]);
+    client.check_installed(&[a, b], &out);
+
+    // Refused without the token, with a wrong one, and as a GET; from the LAN.
+    let host = client.host();
+    let refresh = mirror.admin_url("refresh");
+    let bearer = format!("Bearer {token}");
+    let post = |url: &str, auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|v| ("Authorization", v)).into_iter().collect();
+        host.http_post_with(url, &headers).expect("an answer")
+    };
+    let none = post(&refresh, None);
+    assert_eq!(
+        (none.status, none.header("WWW-Authenticate")),
+        (401, Some("Bearer"))
+    );
+    assert_eq!(
+        post(&refresh, Some("Bearer not-the-token-at-all")).status,
+        403
+    );
+    let get = host
+        .http_get_with(&refresh, &[("Authorization", &bearer)])
+        .expect("an answer");
+    assert_eq!(get.status, 405);
+    assert_eq!(post(&mirror.admin_url("reboot"), Some(&bearer)).status, 404);
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(
+        upstream.gets_for(&db_name()).len(),
+        1,
+        "nothing refused reached upstream"
+    );
+
+    // cm-b leaves the repository upstream.
+    let repo_dir = root.join(REPO).join("os").join(repo.arch());
+    let tarball = repo_dir.join(format!("{REPO}.db.tar.gz"));
+    run_ok(
+        Command::new("repo-remove")
+            .arg("-q")
+            .arg(&tarball)
+            .arg(b.name()),
+    );
+    // repo-remove makes `{repo}.db` a symlink to the tarball again: a copy, as the fixtures.
+    let db = repo_dir.join(db_name());
+    std::fs::remove_file(&db).expect("removing the db link");
+    std::fs::copy(&tarball, &db).expect("replacing the db");
+
+    // With the token: the refresh fetches the new database...
+    let done = post(&refresh, Some(&bearer));
+    assert_eq!(done.status, 200, "{}", done.text());
+    let report: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
+    assert_eq!(
+        (report["asked"].as_u64(), report["fresh"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let served = host
+        .http_get(&mirror.file_url(REPO, repo.arch(), &db_name()))
+        .expect("the db");
+    assert_eq!(
+        served.body,
+        std::fs::read(repo_dir.join(db_name())).expect("db")
+    );
+    // ...and the purge removes the kept package it no longer lists.
+    let purged = post(&mirror.admin_url("purge"), Some(&bearer));
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let report: serde_json::Value = serde_json::from_slice(&purged.body).expect("JSON");
+    assert_eq!(
+        report["removed"],
+        serde_json::json!([b.file_name()]),
+        "{report}"
+    );
+    assert_eq!(mirror.kept_packages(), vec![a.file_name().to_string()]);
+}
