@@ -4,4 +4,5 @@
 
 pub mod logs;
 pub mod mirror;
+pub mod node;
 pub mod stranger;

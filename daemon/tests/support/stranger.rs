@@ -73,10 +73,14 @@ impl Stranger {
 
     /// Writes one framed message on the control stream.
     pub async fn send_message(&mut self, message: &Message) {
+        self.try_send_message(message).await.expect("written");
+    }
+
+    /// [`Stranger::send_message`] to a mesh that may close the link.
+    pub async fn try_send_message(&mut self, message: &Message) -> Result<(), quinn::WriteError> {
         self.send
             .write_all(&encode_frame(message, MAX_FRAME).expect("frame"))
             .await
-            .expect("written");
     }
 
     /// The mesh's next control-stream message.

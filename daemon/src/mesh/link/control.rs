@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pacmesh_proto::{DeltaOutcome, Hello, Message, NodeId, PROTOCOL_VERSION};
+use pacmesh_proto::{DeltaOutcome, Hello, Message, NodeId, MAX_DIGEST_PACKAGES, PROTOCOL_VERSION};
 use quinn::Connection;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
@@ -236,10 +236,18 @@ async fn read_loop(
             Message::Digest(digest) => link.write_digest().on_digest(digest),
             Message::Delta(delta) => {
                 let outcome = link.write_digest().on_delta(&delta);
-                if outcome == DeltaOutcome::NeedResync {
-                    tracing::debug!(seq = delta.seq, "delta gap; asking for a resync");
-                    // A full queue already holds a request that will do.
-                    let _ = cmds.try_send(Cmd::AskResync);
+                match outcome {
+                    DeltaOutcome::NeedResync => {
+                        tracing::debug!(seq = delta.seq, "delta gap; asking for a resync");
+                        // A full queue already holds a request that will do.
+                        let _ = cmds.try_send(Cmd::AskResync);
+                    }
+                    DeltaOutcome::TooLarge => {
+                        return End::Protocol(format!(
+                            "deltas grow the digest past {MAX_DIGEST_PACKAGES} packages"
+                        ))
+                    }
+                    DeltaOutcome::Applied | DeltaOutcome::Stale | DeltaOutcome::AwaitingResync => {}
                 }
             }
             Message::ResyncRequest => {

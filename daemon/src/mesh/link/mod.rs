@@ -202,7 +202,7 @@ impl Link {
             node_id: self.peer,
             addr: self.addr,
             rtt_ms: self.conn.rtt().as_secs_f64() * 1000.0,
-            packages: self.read_digest().packages().len(),
+            packages: self.read_digest().len(),
             bytes_received: stats.udp_rx.bytes,
             bytes_sent: stats.udp_tx.bytes,
             file_bytes_received: 0,
