@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacmesh_proto::{encode_frame, FrameDecoder, Hello, Message, MAX_FRAME, PROTOCOL_VERSION};
+use pacmesh_proto::{
+    encode_frame, FetchHeader, FetchRequest, FrameDecoder, Hello, Message, MAX_FRAME,
+    MAX_TRANSFER_FRAME, PROTOCOL_VERSION,
+};
 use pacmeshd::identity::{Identity, NodeId};
 use pacmeshd::mesh::link::tls;
 
@@ -96,6 +99,40 @@ impl Stranger {
                 .expect("control stream open");
             let n = read.expect("control stream not finished");
             self.decoder.feed(&buf[..n]).expect("a valid frame");
+        }
+    }
+
+    /// Opens a transfer stream, asks for `file_name` from `offset` and
+    /// reads the header only (a few bytes of the body may come with it):
+    /// a peer that asks and then never reads.
+    pub async fn ask(
+        &self,
+        file_name: &str,
+        offset: u64,
+    ) -> (quinn::SendStream, quinn::RecvStream, FetchHeader) {
+        let (mut send, mut recv) = self.conn.open_bi().await.expect("transfer stream");
+        let request = Message::FetchRequest(FetchRequest {
+            file_name: file_name.into(),
+            offset,
+        });
+        let frame = encode_frame(&request, MAX_TRANSFER_FRAME).expect("frame");
+        send.write_all(&frame).await.expect("request written");
+        let mut decoder = FrameDecoder::transfer();
+        let mut buf = [0u8; 64];
+        loop {
+            // Only the header is decoded: what follows is the raw body.
+            if let Some(message) = decoder.next_message().expect("a valid header") {
+                let Message::FetchHeader(header) = message else {
+                    panic!("expected a FetchHeader, got {message:?}");
+                };
+                return (send, recv, header);
+            }
+            let read = tokio::time::timeout(READ_TIMEOUT, recv.read(&mut buf))
+                .await
+                .expect("a header in time")
+                .expect("transfer stream open");
+            let n = read.expect("transfer stream not finished");
+            decoder.feed(&buf[..n]).expect("a valid header");
         }
     }
 }

@@ -36,7 +36,7 @@ mod transfer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,7 +52,8 @@ pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
 pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
 pub use options::MeshOptions;
 pub use serve::{
-    RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN, UPLOAD_PRIORITY,
+    MAX_UPLOADS_PER_PEER, RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN,
+    RESET_STALLED, UPLOAD_PRIORITY, UPLOAD_STALL_TIMEOUT,
 };
 pub use socket::{size_buffers, BUFFER_BYTES};
 pub use transfer::{FetchError, PeerDownload};
@@ -136,6 +137,9 @@ pub(crate) struct Link {
     digest: RwLock<DigestState>,
     /// The WAN downloads the peer announced on this link.
     fetches: Mutex<PeerFetches>,
+    /// Uploads of cached files to this peer under way (its share of
+    /// `Inner::uploads`).
+    cached_uploads: AtomicUsize,
     /// (UDP datagrams received when last looked, when they last grew).
     heard: Mutex<(u64, Instant)>,
     /// Set by whoever closes the link on purpose.
@@ -154,6 +158,7 @@ impl Link {
             version: hello.version,
             digest: RwLock::new(DigestState::new()),
             fetches: Mutex::new(PeerFetches::default()),
+            cached_uploads: AtomicUsize::new(0),
             closed_with: OnceLock::new(),
         }
     }
@@ -247,6 +252,8 @@ pub(crate) struct Inner {
     in_flight: Arc<dyn InFlightFiles>,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
+    max_uploads_per_peer: usize,
+    upload_stall_timeout: Duration,
     /// One permit per upload of a file still arriving.
     growing_uploads: Arc<Semaphore>,
     stall_timeout: Duration,
@@ -388,6 +395,8 @@ impl Mesh {
             index: opts.index,
             in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
+            max_uploads_per_peer: opts.max_uploads_per_peer,
+            upload_stall_timeout: opts.upload_stall_timeout,
             growing_uploads: Arc::new(Semaphore::new(opts.max_growing_uploads)),
             stall_timeout: opts.stall_timeout,
             growing_stall_timeout: opts.growing_stall_timeout,

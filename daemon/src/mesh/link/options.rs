@@ -4,6 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::key::MeshKey;
+use super::serve::{MAX_UPLOADS_PER_PEER, UPLOAD_STALL_TIMEOUT};
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
 use crate::index::CacheIndex;
@@ -32,6 +33,13 @@ pub struct MeshOptions {
     /// Uploads of cached files at once, to all peers together; more are
     /// answered `Busy` (8).
     pub max_uploads: usize,
+    /// Of those, uploads one peer may hold at once
+    /// ([`MAX_UPLOADS_PER_PEER`], 4): more from it are answered `Busy`,
+    /// so one peer cannot take every slot.
+    pub max_uploads_per_peer: usize,
+    /// An upload whose asker takes nothing for this long is cut
+    /// ([`UPLOAD_STALL_TIMEOUT`], 10 s), freeing its slot.
+    pub upload_stall_timeout: Duration,
     /// Uploads of downloads still arriving (joined WAN fetches) at once
     /// (64): they go at the WAN's pace, so they cost little, and refusing
     /// one sends a host to the WAN for a file this host is fetching.
@@ -53,8 +61,9 @@ pub struct MeshOptions {
 
 impl MeshOptions {
     /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
-    /// nothing to serve, 8 uploads (64 of growing files), stall timeouts 3 s (15 s growing),
-    /// penalties 10 min.
+    /// nothing to serve, 8 uploads (4 per peer; 64 of growing files),
+    /// uploads cut after 10 s without progress, stall timeouts 3 s (15 s
+    /// growing), penalties 10 min.
     pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
         MeshOptions {
             identity,
@@ -65,6 +74,8 @@ impl MeshOptions {
             index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
             in_flight: Arc::new(NoDownloads),
             max_uploads: 8,
+            max_uploads_per_peer: MAX_UPLOADS_PER_PEER,
+            upload_stall_timeout: UPLOAD_STALL_TIMEOUT,
             max_growing_uploads: 64,
             stall_timeout: Duration::from_secs(3),
             growing_stall_timeout: Duration::from_secs(15),
@@ -85,6 +96,8 @@ impl std::fmt::Debug for MeshOptions {
             .field("keep_alive", &self.keep_alive)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_uploads", &self.max_uploads)
+            .field("max_uploads_per_peer", &self.max_uploads_per_peer)
+            .field("upload_stall_timeout", &self.upload_stall_timeout)
             .field("max_growing_uploads", &self.max_growing_uploads)
             .field("stall_timeout", &self.stall_timeout)
             .field("growing_stall_timeout", &self.growing_stall_timeout)
