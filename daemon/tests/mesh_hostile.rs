@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use pacmesh_proto::{Delta, Digest, FetchStatus, Message, NameHash, PackageSet};
 use pacmesh_proto::{MAX_DELTA_CHANGES, MAX_DIGEST_PACKAGES};
-use pacmeshd::mesh::link::{CloseCode, FetchError, PeerDownload, RESET_STALLED};
+use pacmeshd::mesh::admission::MAX_PENDING_PER_ADDR;
+use pacmeshd::mesh::link::{CloseCode, FetchError, MeshKey, PeerDownload, RESET_STALLED};
+use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::daemon::Daemon;
 use support::logs::{capture_logs, log_has_line};
 use support::node::Node;
 use support::stranger::Stranger;
@@ -183,4 +186,104 @@ async fn deltas_growing_a_digest_past_its_limit_close_the_link() {
         "no warning naming the peer and the limit"
     );
     assert!(a.mesh.peers().is_empty());
+}
+
+const KEY: &[u8] = b"a mesh key of thirty-two bytes!!";
+
+/// A client without the key opens 100 streams and writes 1 MB to each,
+/// never sending `Hello`: the daemon holds at most the pre-`Hello` window
+/// of it, and a keyed peer still links meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_flooding_streams_before_hello_costs_little_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("mesh.key");
+    std::fs::write(&key_file, KEY).expect("key");
+    let daemon = Daemon::start(&[], Some(&key_file));
+    // Settled: the first measurement after start-up work is done.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = daemon.rss();
+
+    let stranger = Stranger::connect(daemon.node_id, daemon.quic).await;
+    // A frame announcing 1 MiB, then 1 MB of it: waited for, not refused,
+    // by the frame decoder.
+    let mut bytes = (1u32 << 20).to_be_bytes().to_vec();
+    bytes.resize(4 + 1_000_000, 0x5a);
+    let bytes = std::sync::Arc::new(bytes);
+    let patience = Duration::from_secs(3);
+    let mut writers = Vec::new();
+    for _ in 0..100 {
+        let (conn, bytes) = (stranger.conn.clone(), bytes.clone());
+        writers.push(tokio::spawn(async move {
+            let (mut send, recv) = tokio::time::timeout(patience, conn.open_bi())
+                .await
+                .ok()?
+                .ok()?;
+            let _ = tokio::time::timeout(patience, send.write_all(&bytes)).await;
+            // Kept open: a dropped stream would be finished.
+            Some((send, recv))
+        }));
+    }
+    // The control stream the stranger opened on connecting, too.
+    let mut control = stranger.send;
+    let _ = tokio::time::timeout(patience, control.write_all(&bytes)).await;
+    let mut open = Vec::new();
+    for w in writers {
+        open.extend(w.await.expect("writer task"));
+    }
+    println!("{} more streams opened by the stranger", open.len());
+    let during = daemon.rss();
+    let grew = during.saturating_sub(before);
+    println!(
+        "daemon RSS {} KiB before, {} KiB with the flood (+{} KiB)",
+        before / 1024,
+        during / 1024,
+        grew / 1024
+    );
+    let reason = stranger.conn.close_reason();
+    assert!(
+        reason.is_none(),
+        "measured while the flood is pending: {reason:?}"
+    );
+    assert!(grew < 10 << 20, "RSS grew by {} KiB", grew / 1024);
+
+    // A peer with the key links while the stranger is still pending.
+    let keyed = Node::start(&[], |o| {
+        o.mesh_key = Some(MeshKey::from_bytes(KEY).expect("key"));
+    })
+    .await;
+    keyed.mesh.on_discovery(DiscoveryEvent::Up(PeerAd {
+        node_id: Some(daemon.node_id),
+        addrs: vec![daemon.quic],
+    }));
+    support::node::eventually("the keyed peer links", Duration::from_secs(5), || {
+        keyed
+            .mesh
+            .peers()
+            .iter()
+            .any(|p| p.node_id == daemon.node_id)
+    })
+    .await;
+}
+
+/// Connections that have not passed `Hello` are capped per source
+/// address; another source still gets in, and the slots come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_connections_are_capped_per_source() {
+    let a = Node::start(&[], |o| o.idle_timeout = Duration::from_secs(30)).await;
+    let (id, addr) = (a.id(), a.mesh.local_addr());
+    let from = |ip: [u8; 4]| std::net::SocketAddr::from((ip, 0));
+    let mut pending = Vec::new();
+    for _ in 0..MAX_PENDING_PER_ADDR {
+        let s = Stranger::try_connect_from(from([127, 0, 0, 2]), id, addr).await;
+        pending.push(s.expect("within the per-address cap (after a Retry)"));
+    }
+    let refused = Stranger::try_connect_from(from([127, 0, 0, 2]), id, addr).await;
+    assert!(refused.is_err(), "one more from the same source is refused");
+    let other = Stranger::try_connect_from(from([127, 0, 0, 3]), id, addr).await;
+    assert!(other.is_ok(), "another source gets in");
+    // A stranger that says Hello leaves the pending set.
+    let mut first = pending.remove(0);
+    first.hello().await;
+    let again = Stranger::try_connect_from(from([127, 0, 0, 2]), id, addr).await;
+    assert!(again.is_ok(), "a slot came back after a Hello");
 }

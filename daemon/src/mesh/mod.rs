@@ -7,6 +7,8 @@
 //!   tests), emitting [`DiscoveryEvent`]s.
 //! - `link`: the QUIC endpoint, TLS pinned to node ids, the mesh-key proof,
 //!   one link per peer with the control stream (Hello, Digest, Delta).
+//! - `admission`: the pure choice of which incoming connections to take
+//!   on before they proved anything (pending limits, QUIC Retry).
 //! - `peers`: the pure peer-table decisions (liveness, backoff, which of
 //!   two simultaneous links survives).
 //! - `choice`: the pure choice of which holder to download from (measured
@@ -18,6 +20,7 @@
 //! - `publish`: this host's index as a digest and numbered deltas.
 //! - `service`: how the daemon starts and stops all of the above.
 
+pub mod admission;
 pub mod choice;
 pub mod discovery;
 pub mod fetching;

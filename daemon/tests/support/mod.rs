@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod logs;
 pub mod mirror;
 pub mod node;

@@ -30,26 +30,37 @@ impl Stranger {
     /// Connects to node `id` at `addr`, completes TLS and ALPN, and opens
     /// the control stream.
     pub async fn connect(id: NodeId, addr: SocketAddr) -> Stranger {
+        let from = "127.0.0.1:0".parse().expect("addr");
+        Stranger::try_connect_from(from, id, addr)
+            .await
+            .expect("TLS and ALPN complete")
+    }
+
+    /// [`Stranger::connect`] from a socket bound to `from` (another
+    /// loopback address is another source); the mesh may refuse it.
+    pub async fn try_connect_from(
+        from: SocketAddr,
+        id: NodeId,
+        addr: SocketAddr,
+    ) -> Result<Stranger, quinn::ConnectionError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let me = Identity::load_or_create(dir.path()).expect("identity");
         let crypto = tls::client_crypto(&me, Some(id), Default::default()).expect("tls");
-        let mut endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        let mut endpoint = quinn::Endpoint::client(from).expect("endpoint");
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
         let conn = endpoint
             .connect(addr, tls::SERVER_NAME)
             .expect("connect")
-            .await
-            .expect("TLS and ALPN complete");
-        let (send, recv) = conn.open_bi().await.expect("stream");
-        Stranger {
+            .await?;
+        let (send, recv) = conn.open_bi().await?;
+        Ok(Stranger {
             me,
             conn,
             send,
             recv,
             decoder: FrameDecoder::control(),
             _endpoint: endpoint,
-        }
+        })
     }
 
     /// Sends a valid Hello of this protocol version and waits for the

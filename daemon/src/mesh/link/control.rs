@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 use super::close::{describe, peer_code, CloseCode};
+use super::dial::PendingHello;
 use super::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use super::hello::{greet, HelloError};
 use super::key::Role;
@@ -55,7 +56,14 @@ enum Cmd {
 }
 
 /// Runs a connection whose TLS handshake finished, until it closes.
-pub async fn run_connection(inner: Arc<Inner>, conn: Connection, role: Role) -> Outcome {
+/// `pending` (an accepted connection's admission slot) is given back once
+/// the first exchange ended, either way.
+pub async fn run_connection(
+    inner: Arc<Inner>,
+    conn: Connection,
+    role: Role,
+    pending: Option<PendingHello>,
+) -> Outcome {
     let addr = conn.remote_address();
     let Some(peer) = super::tls::peer_node_id(&conn) else {
         // The verifiers parsed the certificate already; cannot happen.
@@ -64,10 +72,18 @@ pub async fn run_connection(inner: Arc<Inner>, conn: Connection, role: Role) -> 
         return Outcome::Failed;
     };
     let span = tracing::info_span!("link", peer = %peer, %addr, ?role);
-    run_link(inner, conn, role, peer).instrument(span).await
+    run_link(inner, conn, role, peer, pending)
+        .instrument(span)
+        .await
 }
 
-async fn run_link(inner: Arc<Inner>, conn: Connection, role: Role, peer: NodeId) -> Outcome {
+async fn run_link(
+    inner: Arc<Inner>,
+    conn: Connection,
+    role: Role,
+    peer: NodeId,
+    pending: Option<PendingHello>,
+) -> Outcome {
     let ours = Hello {
         node_id: inner.local,
         version: PROTOCOL_VERSION,
@@ -82,6 +98,7 @@ async fn run_link(inner: Arc<Inner>, conn: Connection, role: Role, peer: NodeId)
             return Outcome::Failed;
         }
     };
+    drop(pending);
     let greeted = match greeted {
         Ok(Ok(g)) => g,
         Ok(Err(e)) => {

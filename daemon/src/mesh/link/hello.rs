@@ -159,6 +159,8 @@ pub async fn greet(
         None => return Err(HelloError::Finished),
     };
     check_hello(&hello, peer, key, &theirs_material).map_err(HelloError::Refused)?;
+    // Only now may the peer open transfer streams and send at full speed.
+    super::transport::open_up(conn);
     if role == Role::Acceptor {
         writer.send(&Message::Hello(ours)).await?;
     }

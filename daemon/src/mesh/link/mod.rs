@@ -9,6 +9,9 @@
 //! - `dial`: dial targets (discovered and static) with backoff; accepting.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
+//! - `transport`: the QUIC transport sized for pacmesh, tight until a
+//!   peer's `Hello` checked (`mesh::admission` decides which incoming
+//!   connections get that far).
 //! - `serve`: the serving end of transfer streams (uploads): cache files
 //!   with `crate::cachefile`, downloads still arriving from
 //!   `mesh::inflight`; `body` sends either.
@@ -33,6 +36,7 @@ mod serve;
 mod socket;
 pub mod tls;
 mod transfer;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -57,7 +61,12 @@ pub use serve::{
 };
 pub use socket::{size_buffers, BUFFER_BYTES};
 pub use transfer::{FetchError, PeerDownload};
+pub use transport::{
+    LINK_RECEIVE_WINDOW, LINK_STREAMS, PRE_HELLO_RECEIVE_WINDOW, PRE_HELLO_STREAMS, SEND_WINDOW,
+    STREAM_RECEIVE_WINDOW,
+};
 
+use super::admission::Admission;
 use super::choice::Choice;
 pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
 use super::fetching::{OwnFetches, PeerFetches};
@@ -237,6 +246,8 @@ pub(crate) struct Inner {
     policy: BackoffPolicy,
     /// The registered link per peer; read by `who_has`.
     links: RwLock<HashMap<NodeId, Arc<Link>>>,
+    /// Incoming connections that have not passed their first exchange.
+    admission: Mutex<Admission>,
     targets: Mutex<dial::Targets>,
     /// Bumped whenever a link comes or goes, to wake waiting dialers.
     changed: watch::Sender<u64>,
@@ -271,6 +282,10 @@ impl Inner {
 
     fn links_mut(&self) -> RwLockWriteGuard<'_, HashMap<NodeId, Arc<Link>>> {
         self.links.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn choice(&self) -> MutexGuard<'_, Choice> {
@@ -352,17 +367,14 @@ impl Mesh {
             .local_addr()
             .context("reading the QUIC socket's address")?;
 
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .keep_alive_interval(Some(opts.keep_alive))
-            .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(opts.idle_timeout).context("idle timeout")?,
-            ))
-            .max_concurrent_uni_streams(0u8.into());
-        let transport = Arc::new(transport);
+        let transport = Arc::new(transport::transport_config(
+            opts.keep_alive,
+            opts.idle_timeout,
+        )?);
         let crypto = tls::server_crypto(&opts.identity).context("TLS server configuration")?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport.clone());
+        transport::limit_incoming(&mut server);
         let runtime = quinn::default_runtime().context("Mesh::start needs a tokio runtime")?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -388,6 +400,7 @@ impl Mesh {
             tasks: TaskTracker::new(),
             policy: BackoffPolicy::default(),
             links: RwLock::new(HashMap::new()),
+            admission: Mutex::new(Admission::default()),
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
             own_fetches: watch::Sender::new(OwnFetches::default()),
