@@ -23,6 +23,9 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let flags = RawConfig::parse();
+    if let Some(path) = &flags.gen_mesh_key {
+        return gen_mesh_key(path);
+    }
     if flags.print_include {
         print!("{}", include_for_installed_pacman());
         return ExitCode::SUCCESS;
@@ -61,6 +64,25 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pacmeshd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--gen-mesh-key FILE`: writes a new key and says what to do with it.
+fn gen_mesh_key(path: &std::path::Path) -> ExitCode {
+    match pacmeshd::mesh::link::generate_mesh_key(path) {
+        Ok(()) => {
+            eprintln!(
+                "pacmeshd: wrote a new mesh key to {} (mode 0600). Copy it to every member \
+                 and set mesh_key to it; for the packaged service: \
+                 chgrp pacmesh {0} && chmod 0640 {0}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pacmeshd: {e}");
             ExitCode::FAILURE
         }
     }

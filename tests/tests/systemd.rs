@@ -181,6 +181,31 @@ fn sysusers_and_tmpfiles_apply_to_a_root() {
     let etc = std::fs::metadata(root.path().join("etc/pacmesh")).expect("/etc/pacmesh made");
     assert!(etc.is_dir());
     assert_eq!((etc.mode() & 0o7777, etc.uid()), (0o755, 0));
+
+    // A key made by `pacmeshd --gen-mesh-key` (root's, 0600) is given to
+    // the daemon's group, 0640: what pacmeshd's permission check accepts
+    // for a daemon running as pacmesh.
+    let key = root.path().join("etc/pacmesh/mesh.key");
+    std::fs::write(&key, "0".repeat(64) + "\n").expect("writing the key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    run_ok(
+        Command::new("systemd-tmpfiles")
+            .arg(format!("--root={}", root.path().display()))
+            .arg("--create"),
+    );
+    let gid: u32 = group
+        .lines()
+        .find_map(|l| l.strip_prefix("pacmesh:"))
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|g| g.parse().ok())
+        .expect("pacmesh's gid");
+    let meta = std::fs::metadata(&key).expect("the key");
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o640, 0, gid),
+        "mesh.key after tmpfiles"
+    );
 }
 
 #[test]

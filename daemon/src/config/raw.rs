@@ -90,6 +90,13 @@ pub struct RawConfig {
     #[serde(skip)]
     pub print_config: bool,
 
+    /// Write a new mesh key to FILE (32 random bytes as hex, mode 0600;
+    /// never over an existing file) and exit. Copy it to every member; for
+    /// the packaged service make it owner root, group pacmesh, mode 0640
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub gen_mesh_key: Option<PathBuf>,
+
     /// Print the contents of /etc/pacman.d/pacmesh (the Include that
     /// pacman.conf-insert adds) for the installed pacman and exit
     /// (CacheServer from pacman 6.1 on, Server before)

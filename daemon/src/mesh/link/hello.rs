@@ -188,8 +188,8 @@ mod tests {
 
     #[test]
     fn hello_check_table() {
-        let key = MeshKey::from_bytes(b"the mesh key of this lan").expect("key");
-        let other = MeshKey::from_bytes(b"another mesh key, longer").expect("key");
+        let key = MeshKey::from_bytes(b"the mesh key of this lan, 32 bytes").expect("key");
+        let other = MeshKey::from_bytes(b"another mesh key, also 32 bytes..").expect("key");
         let material = [3u8; 32];
         let good = Some(key.proof(&material));
         let bad = Some(other.proof(&material));

@@ -53,7 +53,10 @@ use tokio_util::task::TaskTracker;
 
 pub use close::CloseCode;
 pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
-pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
+pub use key::{
+    generate as generate_mesh_key, mesh_tag, permission_problem, MeshKey, MeshKeyError, Role,
+    GENERATED_KEY_BYTES, KEY_STRETCH_ITERATIONS, MIN_KEY_LEN, OPEN_TAG,
+};
 pub use options::MeshOptions;
 pub use serve::{
     MAX_UPLOADS_PER_PEER, RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN,
