@@ -85,6 +85,34 @@ impl Stranger {
         assert!(matches!(digest, Message::Digest(_)), "{digest:?}");
     }
 
+    /// [`Stranger::hello`] to a mesh that may refuse the link after the
+    /// first exchange: whether its `Hello` and `Digest` both came.
+    pub async fn try_hello(&mut self) -> bool {
+        let hello = Message::Hello(Hello {
+            node_id: self.me.node_id(),
+            version: PROTOCOL_VERSION,
+            archs: vec!["x86_64".into()],
+            mesh_proof: None,
+        });
+        if self.try_send_message(&hello).await.is_err() {
+            return false;
+        }
+        for _ in 0..2 {
+            match self.try_next_message().await {
+                Some(Message::Hello(_) | Message::Digest(_)) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Closes the connection and waits (briefly) for the close to go out,
+    /// so the mesh sees the peer leave at once.
+    pub async fn leave(self) {
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self._endpoint.wait_idle()).await;
+    }
+
     /// Writes one framed message on the control stream.
     pub async fn send_message(&mut self, message: &Message) {
         self.try_send_message(message).await.expect("written");
@@ -95,6 +123,20 @@ impl Stranger {
         self.send
             .write_all(&encode_frame(message, MAX_FRAME).expect("frame"))
             .await
+    }
+
+    /// The mesh's next control-stream message, or `None` when the stream
+    /// or the connection ended, or nothing came in time.
+    pub async fn try_next_message(&mut self) -> Option<Message> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(message) = self.decoder.next_message().ok()? {
+                return Some(message);
+            }
+            let read = tokio::time::timeout(READ_TIMEOUT, self.recv.read(&mut buf)).await;
+            let n = read.ok()?.ok()??;
+            self.decoder.feed(&buf[..n]).ok()?;
+        }
     }
 
     /// The mesh's next control-stream message.

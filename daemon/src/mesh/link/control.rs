@@ -16,7 +16,7 @@ use super::dial::PendingHello;
 use super::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use super::hello::{greet, HelloError};
 use super::key::Role;
-use super::{Inner, Link, TARGET};
+use super::{Inner, Link, Registration, TARGET};
 use crate::mesh::fetching::{announces_to, OwnFetches, SentFetches};
 use crate::mesh::peers::{self, LinkRank};
 
@@ -123,10 +123,18 @@ async fn run_link(
         tiebreak: greeted.tiebreak,
     };
     let link = Arc::new(Link::new(peer, conn.clone(), rank, greeted.hello));
-    if !inner.register(&link) {
-        tracing::debug!("another link to this peer survives; closing this one");
-        CloseCode::Duplicate.close(&conn);
-        return Outcome::Duplicate(peer);
+    match inner.register(&link) {
+        Registration::Registered => {}
+        Registration::Duplicate => {
+            tracing::debug!("another link to this peer survives; closing this one");
+            CloseCode::Duplicate.close(&conn);
+            return Outcome::Duplicate(peer);
+        }
+        Registration::Full => {
+            tracing::warn!(target: TARGET, peer = %peer, max = inner.max_links, "link refused: too many peers");
+            CloseCode::TooManyPeers.close(&conn);
+            return Outcome::Failed;
+        }
     }
     tracing::info!(target: TARGET, peer = %peer, addr = %link.addr, "link up");
 

@@ -66,6 +66,11 @@ impl Targets {
     }
 }
 
+/// Dial targets known now (discovered and static).
+pub(crate) fn target_count(inner: &Inner) -> usize {
+    lock(inner).entries.len()
+}
+
 fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, Targets> {
     inner.targets.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -57,7 +57,7 @@ pub use key::{
     generate as generate_mesh_key, mesh_tag, permission_problem, MeshKey, MeshKeyError, Role,
     GENERATED_KEY_BYTES, KEY_STRETCH_ITERATIONS, MIN_KEY_LEN, OPEN_TAG,
 };
-pub use options::MeshOptions;
+pub use options::{MeshOptions, MAX_LINKS};
 pub use serve::{
     MAX_UPLOADS_PER_PEER, RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN,
     RESET_STALLED, UPLOAD_PRIORITY, UPLOAD_STALL_TIMEOUT,
@@ -70,7 +70,7 @@ pub use transport::{
 };
 
 use super::admission::Admission;
-use super::choice::Choice;
+use super::choice::{Choice, MAX_GONE_PEERS};
 pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
 use super::fetching::{OwnFetches, PeerFetches};
 use super::inflight::InFlightFiles;
@@ -109,6 +109,25 @@ pub struct PeerStatus {
     pub penalised_until_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub penalty_reason: Option<String>,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    Registered,
+    /// Another link to the peer survives.
+    Duplicate,
+    /// [`MeshOptions::max_links`] links are up.
+    Full,
+}
+
+/// How many peers the mesh keeps something of ([`Mesh::tracked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    pub links: usize,
+    pub choice_records: usize,
+    pub byte_counters: usize,
+    pub dial_targets: usize,
 }
 
 /// File bytes moved to and from one peer, kept across its links.
@@ -249,6 +268,7 @@ pub(crate) struct Inner {
     policy: BackoffPolicy,
     /// The registered link per peer; read by `who_has`.
     links: RwLock<HashMap<NodeId, Arc<Link>>>,
+    max_links: usize,
     /// Incoming connections that have not passed their first exchange.
     admission: Mutex<Admission>,
     targets: Mutex<dial::Targets>,
@@ -313,22 +333,24 @@ impl Inner {
     }
 
     /// Makes `link` the link to its peer unless an existing one wins
-    /// (`peers::resolve_duplicate`); false when `link` lost.
-    fn register(&self, link: &Arc<Link>) -> bool {
+    /// (`peers::resolve_duplicate`) or the link table is full.
+    fn register(&self, link: &Arc<Link>) -> Registration {
         if self.shutdown.is_cancelled() {
-            return false;
+            return Registration::Duplicate;
         }
         let mut links = self.links_mut();
-        if let Some(existing) = links.get(&link.peer) {
-            match peers::resolve_duplicate(&existing.rank, &link.rank) {
-                peers::Keep::Existing => return false,
+        match links.get(&link.peer) {
+            Some(existing) => match peers::resolve_duplicate(&existing.rank, &link.rank) {
+                peers::Keep::Existing => return Registration::Duplicate,
                 peers::Keep::New => existing.close(CloseCode::Duplicate),
-            }
+            },
+            None if links.len() >= self.max_links => return Registration::Full,
+            None => {}
         }
         links.insert(link.peer, link.clone());
         drop(links);
         self.links_changed();
-        true
+        Registration::Registered
     }
 
     /// Forgets `link` if it is still the registered one.
@@ -338,6 +360,43 @@ impl Inner {
             links.remove(&link.peer);
             drop(links);
             self.links_changed();
+            self.forget_gone();
+        }
+    }
+
+    /// Bounds what is kept of peers that are not linked: their choice
+    /// records (`Choice::prune`) and byte counters (at most
+    /// [`MAX_GONE_PEERS`] each). Their announced downloads went with
+    /// their links.
+    fn forget_gone(&self) {
+        let linked: std::collections::HashSet<NodeId> = self.links().keys().copied().collect();
+        self.choice()
+            .prune(|id| linked.contains(id), Instant::now());
+        let mut bytes = self.peer_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gone = bytes.len().saturating_sub(linked.len());
+        if gone > MAX_GONE_PEERS {
+            bytes.retain(|id, _| {
+                if linked.contains(id) || gone <= MAX_GONE_PEERS {
+                    return true;
+                }
+                gone -= 1;
+                false
+            });
+        }
+    }
+
+    /// Peers with a link, a choice record and byte counters (for tests and
+    /// diagnostics).
+    fn tracked(&self) -> Tracked {
+        Tracked {
+            links: self.links().len(),
+            choice_records: self.choice().tracked(),
+            byte_counters: self
+                .peer_bytes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            dial_targets: dial::target_count(self),
         }
     }
 
@@ -348,6 +407,7 @@ impl Inner {
             link.close(code);
             tracing::info!(target: TARGET, peer = %peer, reason = code.reason(), "link down");
             self.links_changed();
+            self.forget_gone();
         }
     }
 }
@@ -403,6 +463,7 @@ impl Mesh {
             tasks: TaskTracker::new(),
             policy: BackoffPolicy::default(),
             links: RwLock::new(HashMap::new()),
+            max_links: opts.max_links,
             admission: Mutex::new(Admission::default()),
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
@@ -555,6 +616,13 @@ impl Mesh {
             })
             .map(|link| link.peer)
             .collect()
+    }
+
+    /// How many peers the mesh keeps something of: links, choice records,
+    /// byte counters, dial targets. Bounded however many identities came
+    /// and went (docs/DESIGN.md, "Limits").
+    pub fn tracked(&self) -> Tracked {
+        self.inner.tracked()
     }
 
     /// QUIC connections open now, links or not (one per peer once settled).

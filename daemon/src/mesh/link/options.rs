@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use super::key::MeshKey;
 use super::serve::{MAX_UPLOADS_PER_PEER, UPLOAD_STALL_TIMEOUT};
+
+/// Links kept at once by default: far more pacmesh hosts than one LAN
+/// segment holds, and at most about 300 MiB of peers' digests at their
+/// largest.
+pub const MAX_LINKS: usize = 256;
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
 use crate::index::CacheIndex;
@@ -51,6 +56,10 @@ pub struct MeshOptions {
     /// client's 10 s stall limit, so the fetching peer notices a stalled
     /// mirror (and fails over) before its readers give up on it.
     pub growing_stall_timeout: Duration,
+    /// Links kept at once ([`MAX_LINKS`], 256): a peer linking past it is
+    /// closed with `TooManyPeers`. Bounds what fresh identities can make
+    /// this host hold (a peer's digest is at most about 1.2 MiB).
+    pub max_links: usize,
     /// Penalty length and measurement knobs of the peer choice.
     pub choice: ChoicePolicy,
     /// Test only: every upload sends this many body bytes, then nothing
@@ -79,6 +88,7 @@ impl MeshOptions {
             max_growing_uploads: 64,
             stall_timeout: Duration::from_secs(3),
             growing_stall_timeout: Duration::from_secs(15),
+            max_links: MAX_LINKS,
             choice: ChoicePolicy::default(),
             test_stall_after: None,
         }
@@ -101,6 +111,7 @@ impl std::fmt::Debug for MeshOptions {
             .field("max_growing_uploads", &self.max_growing_uploads)
             .field("stall_timeout", &self.stall_timeout)
             .field("growing_stall_timeout", &self.growing_stall_timeout)
+            .field("max_links", &self.max_links)
             .field("choice", &self.choice)
             .field("test_stall_after", &self.test_stall_after)
             .finish_non_exhaustive()
