@@ -15,7 +15,8 @@ use tracing::{error, info, warn};
 use pacmeshd::config::{self, RawConfig};
 use pacmeshd::mesh::discovery::{mdns::MdnsDiscovery, Discovery};
 use pacmeshd::mesh::inflight::NoDownloads;
-use pacmeshd::mesh::service::MeshParts;
+use pacmeshd::mesh::service::{MeshParts, StaticPeer};
+use pacmeshd::mesh::split_static_peer;
 use pacmeshd::{setup, Control};
 
 /// sysexits' EX_USAGE: the configuration is wrong, restarting won't help.
@@ -137,8 +138,15 @@ fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
     };
     let mut static_peers = Vec::new();
     for peer in &config.peers {
-        match std::net::ToSocketAddrs::to_socket_addrs(peer.as_str()) {
-            Ok(addrs) => static_peers.push(addrs.collect()),
+        // Checked by config validation already.
+        let Ok((node, host_port)) = split_static_peer(peer) else {
+            continue;
+        };
+        match std::net::ToSocketAddrs::to_socket_addrs(host_port) {
+            Ok(addrs) => static_peers.push(StaticPeer {
+                node,
+                addrs: addrs.collect(),
+            }),
             Err(e) => warn!(peer = %peer, error = %e, "static peer does not resolve; skipped"),
         }
     }

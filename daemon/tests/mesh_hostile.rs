@@ -428,3 +428,89 @@ async fn five_thousand_fresh_identities_leave_bounded_state() {
         "who_has p99 {p99_after:?}"
     );
 }
+
+/// Binds `addr` again once the host that held it stopped.
+async fn rebind(addr: std::net::SocketAddr) -> std::net::UdpSocket {
+    let started = Instant::now();
+    loop {
+        match std::net::UdpSocket::bind(addr) {
+            Ok(socket) => return socket,
+            Err(e) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "{addr} still bound: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A static peer is pinned to the node id its first link had: another key
+/// answering at its address later is refused, with a line naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_peer_whose_key_changed_is_refused() {
+    capture_logs();
+    let a = Node::start(&[], |_| {}).await;
+    let b = Node::start(&[], |_| {}).await;
+    let (b_id, b_addr) = (b.id(), b.mesh.local_addr());
+    a.mesh.add_static(vec![b_addr]);
+    support::node::eventually("linked to the static peer", Duration::from_secs(5), || {
+        a.mesh.peers().iter().any(|p| p.node_id == b_id)
+    })
+    .await;
+
+    // B goes (its link's end pins its id); another key takes its address.
+    b.stop().await;
+    support::node::eventually("the id is pinned", Duration::from_secs(5), || {
+        log_has_line(&["static peer pinned", &b_id.to_string()])
+    })
+    .await;
+    let c = Node::start_at(rebind(b_addr).await, &[], |_| {}).await;
+    let c_id = c.id();
+    support::node::eventually("the refusal is logged", Duration::from_secs(10), || {
+        log_has_line(&[
+            "WARN",
+            "another key than the one pinned",
+            &b_id.to_string(),
+            &c_id.to_string(),
+        ])
+    })
+    .await;
+    assert!(
+        a.mesh.peers().iter().all(|p| p.node_id != c_id),
+        "never linked to C"
+    );
+}
+
+/// `ID@HOST:PORT`: a static peer whose key is not the named one is never
+/// linked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_peer_pinned_in_the_config_links_only_with_that_key() {
+    capture_logs();
+    let a = Node::start(&[], |_| {}).await;
+    let b = Node::start(&[], |_| {}).await;
+    let wrong = pacmeshd::identity::NodeId([0x42; 32]);
+    a.mesh
+        .add_static_pinned(Some(wrong), vec![b.mesh.local_addr()]);
+    let c = Node::start(&[], |_| {}).await;
+    a.mesh
+        .add_static_pinned(Some(c.id()), vec![c.mesh.local_addr()]);
+    support::node::eventually("the pinned peer links", Duration::from_secs(5), || {
+        a.mesh.peers().iter().any(|p| p.node_id == c.id())
+    })
+    .await;
+    support::node::eventually("the refusal is logged", Duration::from_secs(5), || {
+        log_has_line(&[
+            "WARN",
+            "another key than the one pinned",
+            &wrong.to_string(),
+            &b.id().to_string(),
+        ])
+    })
+    .await;
+    assert!(
+        a.mesh.peers().iter().all(|p| p.node_id != b.id()),
+        "never linked to B"
+    );
+}

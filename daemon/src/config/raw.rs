@@ -53,8 +53,9 @@ pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_dir: Option<PathBuf>,
 
-    /// Static peer (repeatable)
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Static peer (repeatable); NODE_ID@ accepts only the key with that
+    /// node id (else the one its first link had)
+    #[arg(long, value_name = "[NODE_ID@]HOST:PORT")]
     #[serde(default, alias = "peers")]
     pub peer: Vec<String>,
 

@@ -32,7 +32,17 @@ pub mod service;
 
 use std::net::SocketAddr;
 
-pub use pacmesh_proto::NodeId;
+pub use pacmesh_proto::{BadNodeId, NodeId};
+
+/// A static peer as configured: `HOST:PORT`, or `ID@HOST:PORT` naming the
+/// node id its key must hash to. Returns the id, if named, and the
+/// `HOST:PORT` part.
+pub fn split_static_peer(peer: &str) -> Result<(Option<NodeId>, &str), BadNodeId> {
+    match peer.split_once('@') {
+        Some((id, host_port)) => Ok((Some(id.parse()?), host_port)),
+        None => Ok((None, peer)),
+    }
+}
 
 /// The mDNS service type every pacmesh daemon announces.
 pub const SERVICE_TYPE: &str = "_pacmesh._udp.local.";

@@ -39,6 +39,29 @@ impl Node {
         files: &[(&str, &[u8])],
         tweak: impl FnOnce(&mut MeshOptions),
     ) -> Node {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        Node::start_on(socket, identity, state, files, tweak).await
+    }
+
+    /// A fresh host on `socket` (bound to a given address: another host
+    /// taking over a stopped one's address).
+    pub async fn start_at(
+        socket: UdpSocket,
+        files: &[(&str, &[u8])],
+        tweak: impl FnOnce(&mut MeshOptions),
+    ) -> Node {
+        let state = tempfile::tempdir().expect("state dir");
+        let identity = Arc::new(Identity::load_or_create(state.path()).expect("identity"));
+        Node::start_on(socket, identity, state, files, tweak).await
+    }
+
+    async fn start_on(
+        socket: UdpSocket,
+        identity: Arc<Identity>,
+        state: tempfile::TempDir,
+        files: &[(&str, &[u8])],
+        tweak: impl FnOnce(&mut MeshOptions),
+    ) -> Node {
         let cache = tempfile::tempdir().expect("cache dir");
         for (name, bytes) in files {
             std::fs::write(cache.path().join(name), bytes).expect("cache file");
@@ -59,7 +82,6 @@ impl Node {
         opts.idle_timeout = Duration::from_secs(2);
         opts.index = index;
         tweak(&mut opts);
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mesh = Mesh::start(socket, opts, publisher.clone(), shutdown.clone()).expect("mesh");
         Node {
             mesh,
@@ -84,6 +106,13 @@ impl Node {
     /// Dials `other` as if mDNS had announced it.
     pub fn discovers(&self, other: &Node) {
         self.mesh.on_discovery(other.ad());
+    }
+
+    /// Stops the mesh and waits until it closed (its socket is released
+    /// once the node is dropped).
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.mesh.closed().await;
     }
 
     /// Links to `other` and waits until its digest lists `file`.

@@ -32,6 +32,12 @@ struct Entry {
     next_addr: usize,
     /// Discovered: the announced id. Static: learnt from the certificate.
     node: Option<NodeId>,
+    /// The id a dial must find: discovered, the announced one; static, the
+    /// configured one (`ID@HOST:PORT`) or the one its first link had.
+    pinned: Option<NodeId>,
+    /// The last other id found at a pinned static address, so the refusal
+    /// is logged once per key rather than on every redial.
+    refused: Option<NodeId>,
     backoff: Backoff,
     cancel: CancellationToken,
 }
@@ -49,6 +55,7 @@ impl Targets {
         addrs: Vec<SocketAddr>,
         node: Option<NodeId>,
     ) -> (u64, CancellationToken) {
+        let pinned = node;
         self.generations += 1;
         let cancel = CancellationToken::new();
         let entry = Entry {
@@ -56,6 +63,8 @@ impl Targets {
             addrs,
             next_addr: 0,
             node,
+            pinned,
+            refused: None,
             backoff: Backoff::default(),
             cancel: cancel.clone(),
         };
@@ -111,7 +120,9 @@ pub(crate) fn withdraw(inner: &Inner, id: NodeId) {
     }
 }
 
-pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr) {
+/// A static peer at `addr`, pinned to `node` when the config names it
+/// (`ID@HOST:PORT`), else to the id its first link has.
+pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr, node: Option<NodeId>) {
     if inner.shutdown.is_cancelled() {
         return;
     }
@@ -120,7 +131,7 @@ pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr) {
     if targets.entries.contains_key(&target) {
         return;
     }
-    let (generation, cancel) = targets.insert(target, vec![addr], None);
+    let (generation, cancel) = targets.insert(target, vec![addr], node);
     drop(targets);
     inner
         .tasks
@@ -156,11 +167,7 @@ async fn dial_loop(inner: Arc<Inner>, target: Target, generation: u64, cancel: C
                 DialDecision::Dial if entry.addrs.is_empty() => Step::Wait(None),
                 DialDecision::Dial => {
                     let addr = entry.addrs[entry.next_addr % entry.addrs.len()];
-                    let expected = match target {
-                        Target::Node(id) => Some(id),
-                        Target::Static(_) => None,
-                    };
-                    Step::Dial(addr, expected)
+                    Step::Dial(addr, entry.pinned)
                 }
             }
         };
@@ -210,6 +217,13 @@ fn record(
     if entry.node.is_none() {
         entry.node = seen;
     }
+    if let (Outcome::WasLinked(id) | Outcome::Duplicate(id), None) = (outcome, entry.pinned) {
+        // A static peer's first link: its key is the one to find there
+        // from now on.
+        tracing::info!(to = %target_addr(&target), node = %id, "static peer pinned to the node id its link had");
+        entry.pinned = Some(id);
+        entry.node = Some(id);
+    }
     let now = Instant::now();
     match outcome {
         Outcome::WasLinked(_) => {
@@ -217,6 +231,23 @@ fn record(
         }
         Outcome::Duplicate(_) => {
             entry.backoff.on_failure(now, &inner.policy);
+        }
+        Outcome::Failed
+            if pinned_elsewhere(&target, entry.pinned, seen, inner.local)
+                && entry.refused != seen =>
+        {
+            entry.refused = seen;
+            entry.backoff.on_failure(now, &inner.policy);
+            entry.next_addr = entry.next_addr.wrapping_add(1);
+            tracing::warn!(
+                target: super::TARGET,
+                to = %target_addr(&target),
+                pinned = %entry.pinned.map(|p| p.to_string()).unwrap_or_default(),
+                found = %seen.map(|p| p.to_string()).unwrap_or_default(),
+                "static peer answered with another key than the one pinned; refusing it \
+                 (if its key changed on purpose, restart pacmeshd or write the new \
+                 ID@HOST:PORT in `peer`)"
+            );
         }
         Outcome::Failed if seen == Some(inner.local) => {
             tracing::warn!(to = %target_addr(&target), "static peer is this host; not dialing it");
@@ -235,6 +266,18 @@ fn record(
         }
     }
     true
+}
+
+/// A static peer's dial that found another key than its pinned one (not
+/// this host's own).
+fn pinned_elsewhere(
+    target: &Target,
+    pinned: Option<NodeId>,
+    seen: Option<NodeId>,
+    local: NodeId,
+) -> bool {
+    matches!(target, Target::Static(_))
+        && matches!((pinned, seen), (Some(p), Some(s)) if p != s && s != local)
 }
 
 fn target_addr(target: &Target) -> String {

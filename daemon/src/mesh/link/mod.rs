@@ -513,10 +513,18 @@ impl Mesh {
     }
 
     /// Peers configured by address: dialed with backoff for as long as the
-    /// daemon runs; their node id is learnt from their certificate.
+    /// daemon runs; their node id is learnt from their certificate, and
+    /// pinned from their first link on (a later key at the address is
+    /// refused).
     pub fn add_static(&self, addrs: Vec<SocketAddr>) {
+        self.add_static_pinned(None, addrs);
+    }
+
+    /// [`Mesh::add_static`] whose key must hash to `node` when it is given
+    /// (`ID@HOST:PORT` in the config).
+    pub fn add_static_pinned(&self, node: Option<NodeId>, addrs: Vec<SocketAddr>) {
         for addr in addrs {
-            dial::add_static(&self.inner, addr);
+            dial::add_static(&self.inner, addr, node);
         }
     }
 
