@@ -131,11 +131,6 @@ fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
     let socket = std::net::UdpSocket::bind(config.quic_listen)
         .with_context(|| format!("quic_listen {}", config.quic_listen))?;
     info!(addr = %socket.local_addr().unwrap_or(config.quic_listen), "quic listening");
-    let discovery: Option<Box<dyn Discovery>> = if config.mdns {
-        Some(Box::new(MdnsDiscovery::new()))
-    } else {
-        None
-    };
     let mut static_peers = Vec::new();
     for peer in &config.peers {
         // Checked by config validation already.
@@ -150,6 +145,16 @@ fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
             Err(e) => warn!(peer = %peer, error = %e, "static peer does not resolve; skipped"),
         }
     }
+    // Announcements at a static peer's address are dialled wherever it is.
+    let statics = static_peers
+        .iter()
+        .flat_map(|p: &StaticPeer| p.addrs.iter().map(SocketAddr::ip))
+        .collect();
+    let discovery: Option<Box<dyn Discovery>> = if config.mdns {
+        Some(Box::new(MdnsDiscovery::new().with_static_peers(statics)))
+    } else {
+        None
+    };
     Ok(MeshParts {
         socket,
         discovery,

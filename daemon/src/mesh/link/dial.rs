@@ -16,7 +16,7 @@ use super::key::Role;
 use super::tls::{self, SeenId};
 use super::Inner;
 use crate::mesh::admission::Admit;
-use crate::mesh::peers::{self, Backoff, DialDecision};
+use crate::mesh::peers::{self, Backoff, DialDecision, TargetFacts, TargetRoom};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
@@ -38,6 +38,8 @@ struct Entry {
     /// The last other id found at a pinned static address, so the refusal
     /// is logged once per key rather than on every redial.
     refused: Option<NodeId>,
+    /// A link to it came up at least once.
+    ever_linked: bool,
     backoff: Backoff,
     cancel: CancellationToken,
 }
@@ -65,6 +67,7 @@ impl Targets {
             node,
             pinned,
             refused: None,
+            ever_linked: false,
             backoff: Backoff::default(),
             cancel: cancel.clone(),
         };
@@ -105,6 +108,31 @@ pub(crate) fn announce(inner: &Arc<Inner>, id: NodeId, addrs: Vec<SocketAddr>) {
             wake(inner);
         }
         return;
+    }
+    let discovered: Vec<TargetFacts> = targets
+        .entries
+        .iter()
+        .filter_map(|(t, e)| match t {
+            Target::Node(id) => Some(TargetFacts {
+                id: *id,
+                failures: e.backoff.failures(),
+                ever_linked: e.ever_linked,
+            }),
+            Target::Static(_) => None,
+        })
+        .collect();
+    match peers::room_for_target(&discovered, peers::MAX_DIAL_TARGETS) {
+        TargetRoom::Add => {}
+        TargetRoom::Evict(old) => {
+            tracing::debug!(peer = %old, new = %id, "dial targets full; dropping one that keeps failing");
+            if let Some(entry) = targets.entries.remove(&Target::Node(old)) {
+                entry.cancel.cancel();
+            }
+        }
+        TargetRoom::Full => {
+            tracing::debug!(peer = %id, "dial targets full; not dialling this peer");
+            return;
+        }
     }
     let (generation, cancel) = targets.insert(target, addrs, Some(id));
     drop(targets);
@@ -216,6 +244,9 @@ fn record(
     }
     if entry.node.is_none() {
         entry.node = seen;
+    }
+    if matches!(outcome, Outcome::WasLinked(_) | Outcome::Duplicate(_)) {
+        entry.ever_linked = true;
     }
     if let (Outcome::WasLinked(id) | Outcome::Duplicate(id), None) = (outcome, entry.pinned) {
         // A static peer's first link: its key is the one to find there
