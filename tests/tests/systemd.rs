@@ -453,14 +453,20 @@ fn helper(ns: &str, mode: &str) -> Command {
 
 // ------------------------------------------------------------ pacmesh-ports
 
-/// A conf file for `pacmesh-ports` with SERVE_LAN set as given.
+/// A conf file for `pacmesh-ports` with SERVE_LAN set as given (and SOURCES
+/// left at its default, lan).
 fn ports_conf(dir: &Path, name: &str, serve_lan: bool) -> PathBuf {
+    ports_conf_with(dir, name, serve_lan, "")
+}
+
+/// [`ports_conf`] with `extra` lines appended.
+fn ports_conf_with(dir: &Path, name: &str, serve_lan: bool, extra: &str) -> PathBuf {
     let path = dir.join(name);
     let lan = if serve_lan { "yes" } else { "no" };
     std::fs::write(
         &path,
         format!(
-            "QUIC_PORT=15680\nMDNS_PORT=5353\nHTTP_PORT=15680\nSERVE_LAN={lan}\nINTERFACES=\"\"\n"
+            "QUIC_PORT=15680\nMDNS_PORT=5353\nHTTP_PORT=15680\nSERVE_LAN={lan}\nINTERFACES=\"\"\n{extra}"
         ),
     )
     .expect("writing conf");
@@ -556,18 +562,33 @@ fn ports_script_opens_and_closes_holes_in_nftables() {
     ports(&a, None, None, &lan, "open");
     let twice = hosts.ruleset();
     assert_eq!(twice, opened, "a second open changes nothing");
-    for comment in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
-        assert_eq!(
-            twice.matches(&format!("comment \"{comment}\"")).count(),
-            2,
-            "{comment} once in each of the two input chains:\n{twice}"
+    // By default (SOURCES=lan) only from A's own network and link-local:
+    // IPv4 networks in both chains (inet and ip), IPv6 ones in inet only.
+    for rule in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+        for (src, chains) in [
+            ("10.156.80.0/24", 2),
+            ("169.254.0.0/16", 2),
+            ("fe80::/10", 1),
+        ] {
+            let comment = format!("{rule},src={src}");
+            assert_eq!(
+                twice.matches(&format!("comment \"{comment}\"")).count(),
+                chains,
+                "{comment} once in each input chain of its family:\n{twice}"
+            );
+        }
+        assert!(
+            !twice.contains(&format!("comment \"{rule}\"")),
+            "no rule for any source:\n{twice}"
         );
     }
     let status =
         String::from_utf8_lossy(&ports(&a, None, None, &lan, "status").stdout).into_owned();
     for open in ["udp/15680", "udp/5353", "tcp/15680"] {
         assert!(
-            status.contains(&format!("nft inet testfw input: open {open}\n")),
+            status.contains(&format!(
+                "nft inet testfw input: open {open} from 10.156.80.0/24\n"
+            )),
             "status shows {open}:\n{status}"
         );
     }
@@ -601,6 +622,81 @@ fn ports_script_opens_and_closes_holes_in_nftables() {
     assert!(status.contains("nothing open"), "{status}");
 }
 
+/// By default the ports open only to the host's own networks: a peer that
+/// reaches A through a route, not on one of A's networks, stays shut out
+/// until SOURCES=any.
+#[test]
+fn ports_script_opens_only_to_the_lan_by_default() {
+    if !prereq::require(&["ip", "nft"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lan = ports_conf(dir.path(), "lan", true);
+    let any = ports_conf_with(dir.path(), "any", true, "SOURCES=any\n");
+    let mut hosts = Hosts::new();
+    let a = hosts.a.clone();
+    // A keeps its address but not its network: B is reached by a route.
+    run_ok(Command::new("ip").args([
+        "-n",
+        &a,
+        "addr",
+        "del",
+        &format!("{A_IP}/24"),
+        "dev",
+        "veth-a",
+    ]));
+    run_ok(Command::new("ip").args([
+        "-n",
+        &a,
+        "addr",
+        "add",
+        &format!("{A_IP}/32"),
+        "dev",
+        "veth-a",
+    ]));
+    run_ok(Command::new("ip").args([
+        "-n",
+        &a,
+        "route",
+        "add",
+        &format!("{B_IP}/32"),
+        "dev",
+        "veth-a",
+    ]));
+    hosts.load_nft(TEST_FIREWALL);
+    hosts.start_servers();
+    let before = hosts.ruleset();
+
+    ports(&a, None, None, &lan, "open");
+    hosts.expect_open(&[], "SOURCES=lan: B is not on A's networks");
+    let opened = hosts.ruleset();
+    assert!(
+        opened.contains("ip saddr 169.254.0.0/16 udp dport 15680 accept"),
+        "{opened}"
+    );
+    assert!(
+        !opened.contains("10.156.80"),
+        "no rule for a network A is not on:\n{opened}"
+    );
+
+    ports(&a, None, None, &any, "open");
+    hosts.expect_open(&["udp/15680", "udp/5353", "tcp/15680"], "SOURCES=any");
+    let any_rules = hosts.ruleset();
+    assert!(
+        !any_rules.contains(",src="),
+        "the LAN rules were replaced:\n{any_rules}"
+    );
+    let status =
+        String::from_utf8_lossy(&ports(&a, None, None, &any, "status").stdout).into_owned();
+    assert!(
+        status.contains("nft inet testfw input: open udp/15680\n"),
+        "{status}"
+    );
+
+    ports(&a, None, None, &any, "close");
+    assert_eq!(hosts.ruleset(), before, "close restores the ruleset");
+}
+
 #[test]
 fn ports_script_close_with_nothing_open_and_bad_config() {
     if !prereq::require(&["ip", "nft"]) {
@@ -629,6 +725,7 @@ fn ports_script_close_with_nothing_open_and_bad_config() {
         ("bigport", "MDNS_PORT=70000\n"),
         ("badlan", "SERVE_LAN=maybe\n"),
         ("badif", "INTERFACES='eth0 \"x y\"'\n"),
+        ("badsources", "SOURCES=world\n"),
     ] {
         let conf = dir.path().join(name);
         std::fs::write(&conf, text).expect("writing conf");
@@ -700,11 +797,16 @@ fn ports_script_iptables_fallback() {
         opened,
         "a second open changes nothing"
     );
-    for comment in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+    for rule in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+        let comment = format!("{rule},src=10.156.80.0/24");
         assert_eq!(
             opened.matches(&format!("--comment \"{comment}\"")).count(),
             1,
             "{comment} once, in iptables' INPUT only (ip6tables accepts everything):\n{opened}"
+        );
+        assert!(
+            opened.contains(&format!("-s 10.156.80.0/24 -p {}", &rule[8..11])),
+            "{opened}"
         );
     }
 
