@@ -62,6 +62,8 @@ fn units_pass_systemd_analyze_verify() {
         "CacheDirectory=pacmesh",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Wants=pacmesh-ports.service",
+        "WatchdogSec=30s",
+        "Restart=on-failure",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
@@ -855,6 +857,13 @@ r start $?
 r pacmeshd "$(systemctl show -P ActiveState pacmeshd.service)"
 r ports "$(systemctl show -P ActiveState pacmesh-ports.service)"
 pid=$(systemctl show -P MainPID pacmeshd.service)
+# A drop-in shortened the watchdog to 2 s: a daemon that did not feed it
+# would be killed and restarted by now.
+sleep 3
+r watchdog "$(systemctl show -P WatchdogUSec pacmeshd.service)"
+r pacmeshd_after_watchdog "$(systemctl show -P ActiveState pacmeshd.service)"
+r restarts "$(systemctl show -P NRestarts pacmeshd.service)"
+[ "$(systemctl show -P MainPID pacmeshd.service)" = "$pid" ] && r watchdog_same_pid yes || r watchdog_same_pid no
 r user "$(stat -c %U "/proc/$pid")"
 r state_dir "$(stat -c '%U %a' /var/lib/pacmesh)"
 r cache_dir "$(stat -c '%U %a' /var/cache/pacmesh)"
@@ -975,6 +984,12 @@ fn units_run_under_real_systemd_in_a_container() {
     stage_file(&stage, "pmcheck/fw.nft", TEST_FIREWALL.as_bytes(), 0o644);
     stage_file(
         &stage,
+        "etc/systemd/system/pacmeshd.service.d/watchdog.conf",
+        b"[Service]\nWatchdogSec=2s\n",
+        0o644,
+    );
+    stage_file(
+        &stage,
         "etc/systemd/system/pmcheck.target",
         CONTAINER_TARGET.as_bytes(),
         0o644,
@@ -1025,6 +1040,10 @@ fn units_run_under_real_systemd_in_a_container() {
         ("start", "0"),
         ("pacmeshd", "active"),
         ("ports", "active"),
+        ("watchdog", "2s"),
+        ("pacmeshd_after_watchdog", "active"),
+        ("restarts", "0"),
+        ("watchdog_same_pid", "yes"),
         ("user", "pacmesh"),
         ("state_dir", "pacmesh 700"),
         ("cache_dir", "pacmesh 700"),
@@ -1040,8 +1059,11 @@ fn units_run_under_real_systemd_in_a_container() {
     ] {
         assert_eq!(get(key), want, "{key}{}", report());
     }
+    // The container's only network is loopback's: the ports open to
+    // link-local sources alone (SOURCES=lan), in both input chains.
     let open = file("open.nft");
-    for comment in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+    for rule in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+        let comment = format!("{rule},src=169.254.0.0/16");
         assert_eq!(
             open.matches(&format!("comment \"{comment}\"")).count(),
             2,
