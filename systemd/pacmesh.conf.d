@@ -14,6 +14,14 @@ MDNS_PORT=5353
 HTTP_PORT=15680
 SERVE_LAN=no
 
+# Who may reach the ports. lan: only sources on this host's own networks
+# (the networks of its interfaces' addresses, IPv4 and IPv6) and
+# link-local addresses; any: every source, which on a host with a public
+# address means the internet. The networks are read when the ports are
+# opened: after joining another network, `systemctl reload pacmesh-ports`.
+SOURCES=lan
+
 # Interfaces to open the ports on, separated by spaces; empty = every
-# interface. E.g. INTERFACES="eth0 wlan0" to keep them shut on a VPN or WAN.
+# interface. E.g. INTERFACES="eth0 wlan0" to keep them shut on a VPN or WAN
+# (with SOURCES=lan, only to those interfaces' own networks).
 INTERFACES=""

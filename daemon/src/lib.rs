@@ -298,6 +298,7 @@ pub async fn run(
         stopping.cancelled().await;
         let _ = sd_notify::notify("STOPPING=1");
     });
+    tokio::spawn(sd_notify::watchdog(shutdown.clone()));
     tokio::spawn(apply_controls(state.clone(), control));
     tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
     tokio::spawn(mirrorlist::follow(

@@ -15,7 +15,8 @@ use tracing::{error, info, warn};
 use pacmeshd::config::{self, RawConfig};
 use pacmeshd::mesh::discovery::{mdns::MdnsDiscovery, Discovery};
 use pacmeshd::mesh::inflight::NoDownloads;
-use pacmeshd::mesh::service::MeshParts;
+use pacmeshd::mesh::service::{MeshParts, StaticPeer};
+use pacmeshd::mesh::split_static_peer;
 use pacmeshd::{setup, Control};
 
 /// sysexits' EX_USAGE: the configuration is wrong, restarting won't help.
@@ -23,6 +24,9 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let flags = RawConfig::parse();
+    if let Some(path) = &flags.gen_mesh_key {
+        return gen_mesh_key(path);
+    }
     if flags.print_include {
         print!("{}", include_for_installed_pacman());
         return ExitCode::SUCCESS;
@@ -61,6 +65,25 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pacmeshd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--gen-mesh-key FILE`: writes a new key and says what to do with it.
+fn gen_mesh_key(path: &std::path::Path) -> ExitCode {
+    match pacmeshd::mesh::link::generate_mesh_key(path) {
+        Ok(()) => {
+            eprintln!(
+                "pacmeshd: wrote a new mesh key to {} (mode 0600). Copy it to every member \
+                 and set mesh_key to it; for the packaged service: \
+                 chgrp pacmesh {0} && chmod 0640 {0}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pacmeshd: {e}");
             ExitCode::FAILURE
         }
     }
@@ -108,18 +131,30 @@ fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
     let socket = std::net::UdpSocket::bind(config.quic_listen)
         .with_context(|| format!("quic_listen {}", config.quic_listen))?;
     info!(addr = %socket.local_addr().unwrap_or(config.quic_listen), "quic listening");
-    let discovery: Option<Box<dyn Discovery>> = if config.mdns {
-        Some(Box::new(MdnsDiscovery::new()))
-    } else {
-        None
-    };
     let mut static_peers = Vec::new();
     for peer in &config.peers {
-        match std::net::ToSocketAddrs::to_socket_addrs(peer.as_str()) {
-            Ok(addrs) => static_peers.push(addrs.collect()),
+        // Checked by config validation already.
+        let Ok((node, host_port)) = split_static_peer(peer) else {
+            continue;
+        };
+        match std::net::ToSocketAddrs::to_socket_addrs(host_port) {
+            Ok(addrs) => static_peers.push(StaticPeer {
+                node,
+                addrs: addrs.collect(),
+            }),
             Err(e) => warn!(peer = %peer, error = %e, "static peer does not resolve; skipped"),
         }
     }
+    // Announcements at a static peer's address are dialled wherever it is.
+    let statics = static_peers
+        .iter()
+        .flat_map(|p: &StaticPeer| p.addrs.iter().map(SocketAddr::ip))
+        .collect();
+    let discovery: Option<Box<dyn Discovery>> = if config.mdns {
+        Some(Box::new(MdnsDiscovery::new().with_static_peers(statics)))
+    } else {
+        None
+    };
     Ok(MeshParts {
         socket,
         discovery,

@@ -267,7 +267,7 @@ async fn announced_downloads_reach_peers_and_leave_with_their_end_or_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_mesh_says_so() {
     let a = Node::start_with(|o| {
-        o.mesh_key = Some(MeshKey::from_bytes(b"the mesh key of this lan").expect("key"));
+        o.mesh_key = Some(MeshKey::from_bytes(b"the mesh key of this lan, 32 bytes").expect("key"));
     });
     assert!(a.mesh.is_keyed());
 }

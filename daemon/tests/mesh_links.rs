@@ -253,8 +253,16 @@ async fn check_refused(a: &Node, b: &Node, log_peer: NodeId, log_reason: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_different_mesh_key_means_no_link() {
-    let a = Node::start("a", 1, Setup::key(Some(b"the first mesh key")));
-    let b = Node::start("b", 1, Setup::key(Some(b"the other mesh key")));
+    let a = Node::start(
+        "a",
+        1,
+        Setup::key(Some(b"the first mesh key, 32 bytes long")),
+    );
+    let b = Node::start(
+        "b",
+        1,
+        Setup::key(Some(b"the other mesh key, 32 bytes long")),
+    );
     // b (acceptor) checks a's proof first and names a.
     check_refused(&a, &b, a.id(), "mesh key mismatch").await;
     // a is told why, and names b.
@@ -267,21 +275,37 @@ async fn a_different_mesh_key_means_no_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_the_mesh_key_gets_no_link() {
     let a = Node::start("a", 1, Setup::key(None));
-    let b = Node::start("b", 1, Setup::key(Some(b"the only mesh key")));
+    let b = Node::start(
+        "b",
+        1,
+        Setup::key(Some(b"the only mesh key, thirty-two bytes")),
+    );
     check_refused(&a, &b, a.id(), "peer has no mesh key").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_dialer_is_refused_by_an_open_host() {
-    let a = Node::start("a", 1, Setup::key(Some(b"the only mesh key")));
+    let a = Node::start(
+        "a",
+        1,
+        Setup::key(Some(b"the only mesh key, thirty-two bytes")),
+    );
     let b = Node::start("b", 1, Setup::key(None));
     check_refused(&a, &b, a.id(), "mesh key mismatch").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_mesh_key_links() {
-    let a = Node::start("a", 1, Setup::key(Some(b"shared mesh key 123")));
-    let b = Node::start("b", 2, Setup::key(Some(b"shared mesh key 123\n")));
+    let a = Node::start(
+        "a",
+        1,
+        Setup::key(Some(b"shared mesh key 123, 32 bytes long")),
+    );
+    let b = Node::start(
+        "b",
+        2,
+        Setup::key(Some(b"shared mesh key 123, 32 bytes long\n")),
+    );
     a.discovers(&b);
     eventually("linked with a key", Duration::from_secs(5), || {
         a.packages_of(b.id()) == Some(2) && b.packages_of(a.id()) == Some(1)

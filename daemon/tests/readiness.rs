@@ -1,5 +1,6 @@
 //! The real binary tells systemd it is ready only once pacman can be
-//! served, and says so when it stops.
+//! served, says so when it stops, and feeds systemd's watchdog when asked
+//! to (and only then).
 #![allow(clippy::unwrap_used)] // test set-up: a failure here is the test's own
 
 use std::io::{Read, Write};
@@ -83,4 +84,83 @@ fn rustix_kill(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Starts the daemon with `NOTIFY_SOCKET` and the watchdog variables
+/// `env`; returns it and the socket, after `READY=1`.
+fn start_notified(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, UnixDatagram) {
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::fs::create_dir(dir.join("cache")).unwrap();
+    let pacman_conf = dir.join("pacman.conf");
+    std::fs::write(&pacman_conf, "[options]\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pacmeshd"));
+    cmd.arg("--pacman-conf")
+        .arg(&pacman_conf)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--store-dir")
+        .arg(dir.join("store"))
+        .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--quic-listen", "127.0.0.1:0", "--no-mdns"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("READY=1 within 10 s");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    (child, socket)
+}
+
+#[test]
+fn the_watchdog_is_fed_while_the_runtime_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 400 ms watchdog: a ping every 200 ms.
+    let (mut child, socket) = start_notified(dir.path(), &[("WATCHDOG_USEC", "400000")]);
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        let n = socket.recv(&mut buf).expect("WATCHDOG=1 within 2 s");
+        if &buf[..n] == b"WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "3 pings took {took:?}");
+    rustix_kill(child.id());
+    child.wait().unwrap();
+}
+
+#[test]
+fn no_watchdog_pings_for_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    // systemd's variables meant for another process (inherited): ignored.
+    let (mut child, socket) = start_notified(
+        dir.path(),
+        &[("WATCHDOG_USEC", "400000"), ("WATCHDOG_PID", "1")],
+    );
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1200)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    if let Ok(n) = socket.recv(&mut buf) {
+        panic!("unexpected {:?}", String::from_utf8_lossy(&buf[..n]));
+    }
+    rustix_kill(child.id());
+    child.wait().unwrap();
 }

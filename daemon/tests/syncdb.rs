@@ -200,7 +200,10 @@ fn reads_databases_made_by_repo_add() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let pkgs: Vec<PathBuf> = ["alpha", "beta", "gamma"]
+    // A directory name over ustar's 155-byte prefix makes bsdtar write a
+    // PAX `path` record, which the bounded tar walk must follow.
+    let long = "long".repeat(43);
+    let pkgs: Vec<PathBuf> = ["alpha", "beta", "gamma", &long]
         .iter()
         .map(|n| make_package(work.path(), n))
         .collect();

@@ -6,6 +6,16 @@
 //! on a gap it asks once for a resync and ignores deltas until the fresh
 //! `Digest` arrives. Meanwhile it keeps answering from the stale set: a
 //! wrong guess costs one request answered `NotFound`.
+//!
+//! The receiver keeps a peer's hashes in a hash set, not sorted: a delta
+//! then costs what it changes, not what the peer holds, and "who has this
+//! file?" (which waits on the same lock) is one lookup. Its hasher is
+//! std's keyed SipHash, since a peer chooses the values it sends. The
+//! applied set is bounded like a full digest: a delta that would take it
+//! past [`MAX_DIGEST_PACKAGES`] is [`DeltaOutcome::TooLarge`], and the link
+//! is to be closed.
+
+use std::collections::HashSet;
 
 use crate::message::{Delta, Digest, MAX_DELTA_CHANGES};
 use crate::package_set::{NameHash, PackageSet, MAX_DIGEST_PACKAGES};
@@ -21,12 +31,16 @@ pub enum DeltaOutcome {
     NeedResync,
     /// A resync was already asked for; ignored until the `Digest`.
     AwaitingResync,
+    /// Applied, it would hold more than [`MAX_DIGEST_PACKAGES`] hashes: a
+    /// protocol violation (an honest sender caps its set). The state is
+    /// left part applied and must not be used again.
+    TooLarge,
 }
 
 /// The receiver's copy of one peer's index.
 #[derive(Debug, Clone, Default)]
 pub struct DigestState {
-    packages: PackageSet,
+    packages: HashSet<NameHash>,
     /// Sequence number of the state `packages` reflects; None before the
     /// first `Digest`.
     seq: Option<u64>,
@@ -40,17 +54,30 @@ impl DigestState {
 
     /// A full digest replaces everything and ends any pending resync.
     pub fn on_digest(&mut self, digest: Digest) {
-        self.packages = digest.packages;
+        // Room for a delta more, so a large set is not rehashed (under
+        // the lock lookups wait on) at the first delta that grows it.
+        let len = digest.packages.len();
+        let mut packages = HashSet::with_capacity(len + len.min(MAX_DELTA_CHANGES));
+        packages.extend(digest.packages.iter());
+        self.packages = packages;
         self.seq = Some(digest.seq);
         self.resync_asked = false;
     }
 
+    /// Applies the next delta in O(its length); see [`DeltaOutcome`].
     pub fn on_delta(&mut self, delta: &Delta) -> DeltaOutcome {
         match self.seq {
             Some(seq) if delta.seq <= seq => DeltaOutcome::Stale,
             _ if self.resync_asked => DeltaOutcome::AwaitingResync,
             Some(seq) if delta.seq == seq + 1 => {
-                self.packages.apply(delta);
+                for hash in &delta.removed {
+                    self.packages.remove(hash);
+                }
+                for hash in &delta.added {
+                    if self.packages.insert(*hash) && self.packages.len() > MAX_DIGEST_PACKAGES {
+                        return DeltaOutcome::TooLarge;
+                    }
+                }
                 self.seq = Some(delta.seq);
                 DeltaOutcome::Applied
             }
@@ -64,11 +91,21 @@ impl DigestState {
 
     /// Whether the peer (probably) holds the file with this hash.
     pub fn contains(&self, hash: NameHash) -> bool {
-        self.packages.contains(hash)
+        self.packages.contains(&hash)
     }
 
-    pub fn packages(&self) -> &PackageSet {
-        &self.packages
+    /// How many hashes the peer's index holds.
+    pub fn len(&self) -> usize {
+        self.packages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packages.is_empty()
+    }
+
+    /// The hashes as a sorted set (a copy; for comparisons and tests).
+    pub fn to_package_set(&self) -> PackageSet {
+        self.packages.iter().copied().collect()
     }
 
     pub fn seq(&self) -> Option<u64> {
@@ -254,7 +291,7 @@ mod tests {
             state.on_delta(&delta(2, &[2], &[])),
             DeltaOutcome::AwaitingResync
         );
-        assert!(state.packages().is_empty());
+        assert!(state.is_empty());
     }
 
     #[test]
@@ -274,7 +311,7 @@ mod tests {
         for d in &deltas {
             assert_eq!(receiver.on_delta(d), DeltaOutcome::Applied);
         }
-        assert_eq!(receiver.packages(), sender.packages());
+        assert_eq!(&receiver.to_package_set(), sender.packages());
     }
 
     #[test]
@@ -295,7 +332,7 @@ mod tests {
         for d in &deltas {
             assert_eq!(receiver.on_delta(d), DeltaOutcome::Applied);
         }
-        assert_eq!(receiver.packages().len(), many.len());
+        assert_eq!(receiver.len(), many.len());
     }
 
     #[test]
@@ -309,5 +346,51 @@ mod tests {
         // A removal makes room again.
         let d = sender.change(&[h(u64::MAX - 1)], &[h(0)]);
         assert_eq!(d, vec![delta(1, &[u64::MAX - 1], &[0])]);
+    }
+
+    #[test]
+    fn deltas_past_the_digest_limit_are_too_large() {
+        let chunk = MAX_DELTA_CHANGES as u64;
+        let mut state = DigestState::new();
+        state.on_digest(digest(0, &[]));
+        let mut outcomes = Vec::new();
+        for seq in 1..=30u64 {
+            let added: Vec<u64> = ((seq - 1) * chunk..seq * chunk).collect();
+            let outcome = state.on_delta(&delta(seq, &added, &[]));
+            outcomes.push(outcome);
+            if outcome == DeltaOutcome::TooLarge {
+                break;
+            }
+        }
+        // 24 deltas of 4096 are 98 304 hashes; the 25th goes past 100 000.
+        let applied = (MAX_DIGEST_PACKAGES as u64 / chunk) as usize;
+        assert_eq!(outcomes.len(), applied + 1);
+        assert!(outcomes[..applied]
+            .iter()
+            .all(|o| *o == DeltaOutcome::Applied));
+        assert_eq!(outcomes[applied], DeltaOutcome::TooLarge);
+    }
+
+    #[test]
+    fn a_full_set_may_still_change() {
+        // At the limit, removals make room, and re-adding a held hash or
+        // replacing one by another does not count as growth.
+        let full: Vec<u64> = (0..MAX_DIGEST_PACKAGES as u64).collect();
+        let mut state = DigestState::new();
+        state.on_digest(digest(0, &full));
+        assert_eq!(
+            state.on_delta(&delta(1, &[0, 1], &[])),
+            DeltaOutcome::Applied
+        );
+        let big = u64::MAX;
+        assert_eq!(
+            state.on_delta(&delta(2, &[big], &[0])),
+            DeltaOutcome::Applied
+        );
+        assert_eq!(state.len(), MAX_DIGEST_PACKAGES);
+        assert_eq!(
+            state.on_delta(&delta(3, &[big - 1], &[])),
+            DeltaOutcome::TooLarge
+        );
     }
 }

@@ -23,8 +23,8 @@ pub use digest_state::{DeltaOutcome, DigestSender, DigestState};
 pub use filename::{classify, validate_name, FileKind, NameError, MAX_NAME_LEN};
 pub use frame::FrameDecoder;
 pub use message::{
-    Delta, Digest, FetchEnded, FetchHeader, FetchRequest, FetchStatus, Fetching, Hello, Message,
-    NodeId, MAX_ARCHS, MAX_ARCH_LEN, MAX_DELTA_CHANGES, MAX_DELTA_LEN, MAX_DIGEST_LEN,
+    BadNodeId, Delta, Digest, FetchEnded, FetchHeader, FetchRequest, FetchStatus, Fetching, Hello,
+    Message, NodeId, MAX_ARCHS, MAX_ARCH_LEN, MAX_DELTA_CHANGES, MAX_DELTA_LEN, MAX_DIGEST_LEN,
     MAX_FETCHING_LEN, MAX_FETCH_ENDED_LEN, MAX_FETCH_HEADER_LEN, MAX_FETCH_REQUEST_LEN,
     MAX_HELLO_LEN, MAX_UNIT_LEN,
 };

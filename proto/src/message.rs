@@ -78,6 +78,32 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// Why text is not a node id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a node id is 64 hex digits")]
+pub struct BadNodeId;
+
+/// 64 hex digits, either case: what [`NodeId`]'s `Display` writes.
+impl std::str::FromStr for NodeId {
+    type Err = BadNodeId;
+
+    fn from_str(text: &str) -> Result<Self, BadNodeId> {
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return Err(BadNodeId);
+        }
+        let mut id = [0u8; 32];
+        for (byte, pair) in id.iter_mut().zip(digits.chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| BadNodeId)?;
+            if !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(BadNodeId);
+            }
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| BadNodeId)?;
+        }
+        Ok(NodeId(id))
+    }
+}
+
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NodeId({self})")

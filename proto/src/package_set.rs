@@ -171,7 +171,8 @@ impl PackageSet {
     }
 
     /// Applies a change: `removed` first, then `added`, so a hash in both
-    /// ends up present. Linear in the set's size plus the change's.
+    /// ends up present. Linear in the set's size plus the change's (the
+    /// change is sorted, then merged in; the set is never sorted again).
     pub fn apply_changes(&mut self, added: &[NameHash], removed: &[NameHash]) {
         if !removed.is_empty() {
             let mut gone: Vec<u64> = removed.iter().map(|h| h.0).collect();
@@ -181,9 +182,10 @@ impl PackageSet {
         if added.len() == 1 {
             self.insert(added[0]);
         } else if !added.is_empty() {
-            self.sorted.extend(added.iter().map(|h| h.0));
-            self.sorted.sort_unstable();
-            self.sorted.dedup();
+            let mut fresh: Vec<u64> = added.iter().map(|h| h.0).collect();
+            fresh.sort_unstable();
+            fresh.dedup();
+            self.sorted = merge(&self.sorted, &fresh);
         }
     }
 
@@ -241,6 +243,32 @@ impl FromIterator<NameHash> for PackageSet {
         sorted.dedup();
         PackageSet { sorted }
     }
+}
+
+/// The sorted union of two sorted, duplicate-free lists.
+fn merge(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 fn write_varint(out: &mut Vec<u8>, mut value: u64) {

@@ -82,7 +82,7 @@ proptest! {
                 let Message::Delta(delta) = decode(&encode(&Message::Delta(delta))).expect("ok")
                 else { unreachable!() };
                 match receiver.on_delta(&delta) {
-                    DeltaOutcome::Applied => prop_assert_eq!(receiver.packages(), sender.packages()),
+                    DeltaOutcome::Applied => prop_assert_eq!(&receiver.to_package_set(), sender.packages()),
                     DeltaOutcome::NeedResync => receiver.on_digest(sender.digest()),
                     DeltaOutcome::Stale => {}
                     other => prop_assert!(false, "unexpected {other:?}"),
@@ -95,7 +95,7 @@ proptest! {
             prop_assert_eq!(receiver.on_delta(&next[0]), DeltaOutcome::NeedResync);
             receiver.on_digest(sender.digest());
         }
-        prop_assert_eq!(receiver.packages(), sender.packages());
+        prop_assert_eq!(&receiver.to_package_set(), sender.packages());
         prop_assert!(receiver.is_in_sync());
     }
 }
@@ -123,4 +123,26 @@ fn message_tags_never_move() {
         complete: false,
     };
     assert_eq!(tag(Message::FetchEnded(ended)), 8);
+}
+
+/// A node id reads back from the 64 hex digits it is written as.
+#[test]
+fn node_ids_parse_from_their_hex() {
+    use pacmesh_proto::{BadNodeId, NodeId};
+    let id = NodeId(std::array::from_fn(|i| (i * 37) as u8));
+    assert_eq!(id.to_string().parse::<NodeId>(), Ok(id));
+    assert_eq!(id.to_string().to_uppercase().parse::<NodeId>(), Ok(id));
+    for bad in [
+        "",
+        "00",
+        &"0".repeat(63),
+        &"0".repeat(65),
+        &"g".repeat(64),
+        &"+1".repeat(32),
+    ] {
+        assert_eq!(bad.parse::<NodeId>(), Err(BadNodeId), "{bad:?}");
+    }
+    // Multi-byte characters are not hex digits.
+    let wide = format!("é{}", "0".repeat(62));
+    assert_eq!(wide.parse::<NodeId>(), Err(BadNodeId));
 }

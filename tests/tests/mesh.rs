@@ -168,8 +168,16 @@ fn hosts_of_another_mesh_or_without_the_key_get_no_link() {
     }
     let lan = Lan::new(4);
     let keys = tempfile::tempdir().expect("tempdir");
-    let ours = mesh_key(keys.path(), "ours.key", "correct horse battery staple\n");
-    let theirs = mesh_key(keys.path(), "theirs.key", "another mesh entirely, thanks\n");
+    let ours = mesh_key(
+        keys.path(),
+        "ours.key",
+        "correct horse battery staple, 32 bytes\n",
+    );
+    let theirs = mesh_key(
+        keys.path(),
+        "theirs.key",
+        "another mesh entirely, thanks, 32 bytes\n",
+    );
     let a = lan
         .host(0)
         .start_daemon(DaemonArgs::default().arg("--mesh-key").arg(&ours));

@@ -62,6 +62,8 @@ fn units_pass_systemd_analyze_verify() {
         "CacheDirectory=pacmesh",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Wants=pacmesh-ports.service",
+        "WatchdogSec=30s",
+        "Restart=on-failure",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
@@ -181,6 +183,31 @@ fn sysusers_and_tmpfiles_apply_to_a_root() {
     let etc = std::fs::metadata(root.path().join("etc/pacmesh")).expect("/etc/pacmesh made");
     assert!(etc.is_dir());
     assert_eq!((etc.mode() & 0o7777, etc.uid()), (0o755, 0));
+
+    // A key made by `pacmeshd --gen-mesh-key` (root's, 0600) is given to
+    // the daemon's group, 0640: what pacmeshd's permission check accepts
+    // for a daemon running as pacmesh.
+    let key = root.path().join("etc/pacmesh/mesh.key");
+    std::fs::write(&key, "0".repeat(64) + "\n").expect("writing the key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    run_ok(
+        Command::new("systemd-tmpfiles")
+            .arg(format!("--root={}", root.path().display()))
+            .arg("--create"),
+    );
+    let gid: u32 = group
+        .lines()
+        .find_map(|l| l.strip_prefix("pacmesh:"))
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|g| g.parse().ok())
+        .expect("pacmesh's gid");
+    let meta = std::fs::metadata(&key).expect("the key");
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o640, 0, gid),
+        "mesh.key after tmpfiles"
+    );
 }
 
 #[test]
@@ -437,14 +464,20 @@ fn helper(ns: &str, mode: &str) -> Command {
 
 // ------------------------------------------------------------ pacmesh-ports
 
-/// A conf file for `pacmesh-ports` with SERVE_LAN set as given.
+/// A conf file for `pacmesh-ports` with SERVE_LAN set as given (and SOURCES
+/// left at its default, lan).
 fn ports_conf(dir: &Path, name: &str, serve_lan: bool) -> PathBuf {
+    ports_conf_with(dir, name, serve_lan, "")
+}
+
+/// [`ports_conf`] with `extra` lines appended.
+fn ports_conf_with(dir: &Path, name: &str, serve_lan: bool, extra: &str) -> PathBuf {
     let path = dir.join(name);
     let lan = if serve_lan { "yes" } else { "no" };
     std::fs::write(
         &path,
         format!(
-            "QUIC_PORT=15680\nMDNS_PORT=5353\nHTTP_PORT=15680\nSERVE_LAN={lan}\nINTERFACES=\"\"\n"
+            "QUIC_PORT=15680\nMDNS_PORT=5353\nHTTP_PORT=15680\nSERVE_LAN={lan}\nINTERFACES=\"\"\n{extra}"
         ),
     )
     .expect("writing conf");
@@ -540,18 +573,33 @@ fn ports_script_opens_and_closes_holes_in_nftables() {
     ports(&a, None, None, &lan, "open");
     let twice = hosts.ruleset();
     assert_eq!(twice, opened, "a second open changes nothing");
-    for comment in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
-        assert_eq!(
-            twice.matches(&format!("comment \"{comment}\"")).count(),
-            2,
-            "{comment} once in each of the two input chains:\n{twice}"
+    // By default (SOURCES=lan) only from A's own network and link-local:
+    // IPv4 networks in both chains (inet and ip), IPv6 ones in inet only.
+    for rule in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+        for (src, chains) in [
+            ("10.156.80.0/24", 2),
+            ("169.254.0.0/16", 2),
+            ("fe80::/10", 1),
+        ] {
+            let comment = format!("{rule},src={src}");
+            assert_eq!(
+                twice.matches(&format!("comment \"{comment}\"")).count(),
+                chains,
+                "{comment} once in each input chain of its family:\n{twice}"
+            );
+        }
+        assert!(
+            !twice.contains(&format!("comment \"{rule}\"")),
+            "no rule for any source:\n{twice}"
         );
     }
     let status =
         String::from_utf8_lossy(&ports(&a, None, None, &lan, "status").stdout).into_owned();
     for open in ["udp/15680", "udp/5353", "tcp/15680"] {
         assert!(
-            status.contains(&format!("nft inet testfw input: open {open}\n")),
+            status.contains(&format!(
+                "nft inet testfw input: open {open} from 10.156.80.0/24\n"
+            )),
             "status shows {open}:\n{status}"
         );
     }
@@ -585,6 +633,81 @@ fn ports_script_opens_and_closes_holes_in_nftables() {
     assert!(status.contains("nothing open"), "{status}");
 }
 
+/// By default the ports open only to the host's own networks: a peer that
+/// reaches A through a route, not on one of A's networks, stays shut out
+/// until SOURCES=any.
+#[test]
+fn ports_script_opens_only_to_the_lan_by_default() {
+    if !prereq::require(&["ip", "nft"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lan = ports_conf(dir.path(), "lan", true);
+    let any = ports_conf_with(dir.path(), "any", true, "SOURCES=any\n");
+    let mut hosts = Hosts::new();
+    let a = hosts.a.clone();
+    // A keeps its address but not its network: B is reached by a route.
+    run_ok(Command::new("ip").args([
+        "-n",
+        &a,
+        "addr",
+        "del",
+        &format!("{A_IP}/24"),
+        "dev",
+        "veth-a",
+    ]));
+    run_ok(Command::new("ip").args([
+        "-n",
+        &a,
+        "addr",
+        "add",
+        &format!("{A_IP}/32"),
+        "dev",
+        "veth-a",
+    ]));
+    run_ok(Command::new("ip").args([
+        "-n",
+        &a,
+        "route",
+        "add",
+        &format!("{B_IP}/32"),
+        "dev",
+        "veth-a",
+    ]));
+    hosts.load_nft(TEST_FIREWALL);
+    hosts.start_servers();
+    let before = hosts.ruleset();
+
+    ports(&a, None, None, &lan, "open");
+    hosts.expect_open(&[], "SOURCES=lan: B is not on A's networks");
+    let opened = hosts.ruleset();
+    assert!(
+        opened.contains("ip saddr 169.254.0.0/16 udp dport 15680 accept"),
+        "{opened}"
+    );
+    assert!(
+        !opened.contains("10.156.80"),
+        "no rule for a network A is not on:\n{opened}"
+    );
+
+    ports(&a, None, None, &any, "open");
+    hosts.expect_open(&["udp/15680", "udp/5353", "tcp/15680"], "SOURCES=any");
+    let any_rules = hosts.ruleset();
+    assert!(
+        !any_rules.contains(",src="),
+        "the LAN rules were replaced:\n{any_rules}"
+    );
+    let status =
+        String::from_utf8_lossy(&ports(&a, None, None, &any, "status").stdout).into_owned();
+    assert!(
+        status.contains("nft inet testfw input: open udp/15680\n"),
+        "{status}"
+    );
+
+    ports(&a, None, None, &any, "close");
+    assert_eq!(hosts.ruleset(), before, "close restores the ruleset");
+}
+
 #[test]
 fn ports_script_close_with_nothing_open_and_bad_config() {
     if !prereq::require(&["ip", "nft"]) {
@@ -613,6 +736,7 @@ fn ports_script_close_with_nothing_open_and_bad_config() {
         ("bigport", "MDNS_PORT=70000\n"),
         ("badlan", "SERVE_LAN=maybe\n"),
         ("badif", "INTERFACES='eth0 \"x y\"'\n"),
+        ("badsources", "SOURCES=world\n"),
     ] {
         let conf = dir.path().join(name);
         std::fs::write(&conf, text).expect("writing conf");
@@ -684,11 +808,16 @@ fn ports_script_iptables_fallback() {
         opened,
         "a second open changes nothing"
     );
-    for comment in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+    for rule in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+        let comment = format!("{rule},src=10.156.80.0/24");
         assert_eq!(
             opened.matches(&format!("--comment \"{comment}\"")).count(),
             1,
             "{comment} once, in iptables' INPUT only (ip6tables accepts everything):\n{opened}"
+        );
+        assert!(
+            opened.contains(&format!("-s 10.156.80.0/24 -p {}", &rule[8..11])),
+            "{opened}"
         );
     }
 
@@ -737,6 +866,13 @@ r start $?
 r pacmeshd "$(systemctl show -P ActiveState pacmeshd.service)"
 r ports "$(systemctl show -P ActiveState pacmesh-ports.service)"
 pid=$(systemctl show -P MainPID pacmeshd.service)
+# A drop-in shortened the watchdog to 2 s: a daemon that did not feed it
+# would be killed and restarted by now.
+sleep 3
+r watchdog "$(systemctl show -P WatchdogUSec pacmeshd.service)"
+r pacmeshd_after_watchdog "$(systemctl show -P ActiveState pacmeshd.service)"
+r restarts "$(systemctl show -P NRestarts pacmeshd.service)"
+[ "$(systemctl show -P MainPID pacmeshd.service)" = "$pid" ] && r watchdog_same_pid yes || r watchdog_same_pid no
 r user "$(stat -c %U "/proc/$pid")"
 r state_dir "$(stat -c '%U %a' /var/lib/pacmesh)"
 r cache_dir "$(stat -c '%U %a' /var/cache/pacmesh)"
@@ -857,6 +993,12 @@ fn units_run_under_real_systemd_in_a_container() {
     stage_file(&stage, "pmcheck/fw.nft", TEST_FIREWALL.as_bytes(), 0o644);
     stage_file(
         &stage,
+        "etc/systemd/system/pacmeshd.service.d/watchdog.conf",
+        b"[Service]\nWatchdogSec=2s\n",
+        0o644,
+    );
+    stage_file(
+        &stage,
         "etc/systemd/system/pmcheck.target",
         CONTAINER_TARGET.as_bytes(),
         0o644,
@@ -907,6 +1049,10 @@ fn units_run_under_real_systemd_in_a_container() {
         ("start", "0"),
         ("pacmeshd", "active"),
         ("ports", "active"),
+        ("watchdog", "2s"),
+        ("pacmeshd_after_watchdog", "active"),
+        ("restarts", "0"),
+        ("watchdog_same_pid", "yes"),
         ("user", "pacmesh"),
         ("state_dir", "pacmesh 700"),
         ("cache_dir", "pacmesh 700"),
@@ -922,8 +1068,11 @@ fn units_run_under_real_systemd_in_a_container() {
     ] {
         assert_eq!(get(key), want, "{key}{}", report());
     }
+    // The container's only network is loopback's: the ports open to
+    // link-local sources alone (SOURCES=lan), in both input chains.
     let open = file("open.nft");
-    for comment in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+    for rule in ["pacmesh:udp/15680", "pacmesh:udp/5353", "pacmesh:tcp/15680"] {
+        let comment = format!("{rule},src=169.254.0.0/16");
         assert_eq!(
             open.matches(&format!("comment \"{comment}\"")).count(),
             2,

@@ -54,8 +54,9 @@ pub struct RawConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_dir: Option<PathBuf>,
 
-    /// Static peer (repeatable)
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Static peer (repeatable); NODE_ID@ accepts only the key with that
+    /// node id (else the one its first link had)
+    #[arg(long, value_name = "[NODE_ID@]HOST:PORT")]
     #[serde(default, alias = "peers")]
     pub peer: Vec<String>,
 
@@ -97,6 +98,13 @@ pub struct RawConfig {
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
+
+    /// Write a new mesh key to FILE (32 random bytes as hex, mode 0600;
+    /// never over an existing file) and exit. Copy it to every member; for
+    /// the packaged service make it owner root, group pacmesh, mode 0640
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub gen_mesh_key: Option<PathBuf>,
 
     /// Print the contents of /etc/pacman.d/pacmesh (the Include that
     /// pacman.conf-insert adds) for the installed pacman and exit

@@ -73,6 +73,16 @@ fn bad_values_name_key_and_file() {
             &[],
             &["$FILE", "`peer`", "HOST:PORT"],
         ),
+        (
+            "peers = [\"abc@10.0.0.2:15680\"]",
+            &[],
+            &["$FILE", "`peer`", "node id", "64 hex"],
+        ),
+        (
+            "peers = [\"0000000000000000000000000000000000000000000000000000000000000000@nohostport\"]",
+            &[],
+            &["$FILE", "`peer`", "NODE_ID@HOST:PORT"],
+        ),
         ("mode = \"turbo\"", &[], &["$FILE", "`mode`", "turbo"]),
         (
             "store_dir = \"relative/dir\"",
@@ -127,7 +137,11 @@ fn a_missing_named_config_file_is_an_error_but_the_default_may_be_absent() {
 
 #[test]
 fn printed_config_loads_back_to_the_same_config() {
-    let toml = "peers = [\"10.0.0.2:15680\"]\nno_mdns = true\ncache_dir = [\"/srv/pkg\"]\n";
+    let pinned = format!("{}@10.0.0.3:15680", "ab".repeat(32));
+    let toml = format!(
+        "peers = [\"10.0.0.2:15680\", \"{pinned}\"]\nno_mdns = true\ncache_dir = [\"/srv/pkg\"]\n"
+    );
+    let toml = toml.as_str();
     let (config, _) = load_with(toml, &["--http-listen", "127.0.0.1:7000"]);
     let config = config.expect("valid");
     let printed = config.to_toml();
@@ -135,6 +149,7 @@ fn printed_config_loads_back_to_the_same_config() {
     let again = again.expect("printed config loads");
     assert_eq!(again.http_listen, config.http_listen);
     assert_eq!(again.peers, config.peers);
+    assert_eq!(config.peers, ["10.0.0.2:15680", pinned.as_str()]);
     assert_eq!(again.extra_cache_dirs, config.extra_cache_dirs);
     assert_eq!(again.mdns, config.mdns);
     assert_eq!(again.pacman_conf, config.pacman_conf);

@@ -139,7 +139,7 @@ impl Merged {
         let peers = self
             .peer
             .iter()
-            .map(|s| host_port("peer", s).map(|()| s.value.clone()))
+            .map(|s| static_peer(s).map(|()| s.value.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let extra_cache_dirs = self
             .cache_dir
@@ -201,15 +201,24 @@ fn socket_addr(key: &'static str, s: &Sourced) -> Result<SocketAddr, ConfigError
     })
 }
 
-fn host_port(key: &'static str, s: &Sourced) -> Result<(), ConfigError> {
-    let ok = match s.value.rsplit_once(':') {
+fn is_host_port(value: &str) -> bool {
+    match value.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
         None => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(key, s, "expected HOST:PORT, e.g. 10.0.0.2:15680"))
+    }
+}
+
+/// `HOST:PORT`, or `ID@HOST:PORT` pinning the peer's node id.
+fn static_peer(s: &Sourced) -> Result<(), ConfigError> {
+    const SHAPE: &str = "expected HOST:PORT or NODE_ID@HOST:PORT, e.g. 10.0.0.2:15680";
+    match crate::mesh::split_static_peer(&s.value) {
+        Err(_) => Err(invalid(
+            "peer",
+            s,
+            "the part before @ must be a node id (64 hex digits)",
+        )),
+        Ok((_, host_port)) if is_host_port(host_port) => Ok(()),
+        Ok(_) => Err(invalid("peer", s, SHAPE)),
     }
 }
 

@@ -22,6 +22,12 @@ use pacmesh_proto::NodeId;
 /// rank the same (last).
 const MAX_FAILURES: usize = 16;
 
+/// Records of peers that are not linked kept at most ([`Choice::prune`]):
+/// penalised ones first, then those that failed recently, then measured
+/// ones. Fresh identities cost nothing to make, so what is kept of peers
+/// that left must be bounded; linked peers are bounded by the link cap.
+pub const MAX_GONE_PEERS: usize = 256;
+
 /// The knobs of the choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChoicePolicy {
@@ -176,6 +182,39 @@ impl Choice {
                 .filter(|t| now.saturating_duration_since(**t) < window)
                 .count()
         })
+    }
+
+    /// Forgets peers that are not linked (`is_linked`) past
+    /// [`MAX_GONE_PEERS`], keeping the ones worth remembering should they
+    /// come back: penalised first, then with recent failures, then
+    /// measured. A record with a download in flight is always kept.
+    pub fn prune(&mut self, is_linked: impl Fn(&NodeId) -> bool, now: Instant) {
+        let mut gone: Vec<(NodeId, (bool, usize, bool))> = self
+            .peers
+            .iter()
+            .filter(|(id, record)| !is_linked(id) && record.in_flight == 0)
+            .map(|(id, record)| {
+                let worth = (
+                    self.penalty(id, now).is_some(),
+                    self.recent_failures(id, now),
+                    record.throughput.is_some(),
+                );
+                (*id, worth)
+            })
+            .collect();
+        if gone.len() <= MAX_GONE_PEERS {
+            return;
+        }
+        // Most worth first; node id breaks ties so the outcome is fixed.
+        gone.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (id, _) in &gone[MAX_GONE_PEERS..] {
+            self.peers.remove(id);
+        }
+    }
+
+    /// How many peers have a record (for tests and diagnostics).
+    pub fn tracked(&self) -> usize {
+        self.peers.len()
     }
 
     /// `candidates` best first, without penalised peers and duplicates.
@@ -512,5 +551,44 @@ mod tests {
         assert_eq!(throughput_bucket(0.0), 0);
         assert!(throughput_bucket(100e6) > throughput_bucket(50e6));
         assert_eq!(throughput_bucket(100e6), throughput_bucket(105e6));
+    }
+
+    #[test]
+    fn prune_keeps_linked_busy_and_worthwhile_gone_peers() {
+        let t0 = Instant::now();
+        let mut choice = Choice::default();
+        let wide = |i: usize| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            NodeId(b)
+        };
+        // Gone peers: a few penalised, a few that failed, many measured
+        // only by RTT; two linked; one gone with a download in flight.
+        let n = MAX_GONE_PEERS * 4;
+        for i in 0..n {
+            choice.observe_rtt(wide(i), Duration::from_millis(1));
+        }
+        for i in 0..10 {
+            choice.penalise(wide(i), "bad bytes", t0);
+            choice.record_transfer(wide(100 + i), 0, Duration::ZERO, false, t0);
+        }
+        choice.started(wide(n - 1));
+        let linked = [wide(n - 2), wide(n - 3)];
+        choice.prune(|id| linked.contains(id), t0 + secs(1));
+        // At most the cap of gone peers, plus the linked and busy ones.
+        assert_eq!(choice.tracked(), MAX_GONE_PEERS + 3);
+        for i in 0..10 {
+            assert!(
+                choice.penalty(&wide(i), t0 + secs(1)).is_some(),
+                "penalty {i} kept"
+            );
+            assert_eq!(choice.recent_failures(&wide(100 + i), t0 + secs(1)), 1);
+        }
+        assert_eq!(choice.in_flight(&wide(n - 1)), 1);
+        assert!(linked.iter().all(|id| choice.peers.contains_key(id)));
+        // Under the cap nothing goes.
+        let before = choice.tracked();
+        choice.prune(|_| false, t0 + secs(2));
+        assert_eq!(choice.tracked(), before.min(MAX_GONE_PEERS + 1));
     }
 }

@@ -7,6 +7,8 @@
 //!   tests), emitting [`DiscoveryEvent`]s.
 //! - `link`: the QUIC endpoint, TLS pinned to node ids, the mesh-key proof,
 //!   one link per peer with the control stream (Hello, Digest, Delta).
+//! - `admission`: the pure choice of which incoming connections to take
+//!   on before they proved anything (pending limits, QUIC Retry).
 //! - `peers`: the pure peer-table decisions (liveness, backoff, which of
 //!   two simultaneous links survives).
 //! - `choice`: the pure choice of which holder to download from (measured
@@ -18,6 +20,7 @@
 //! - `publish`: this host's index as a digest and numbered deltas.
 //! - `service`: how the daemon starts and stops all of the above.
 
+pub mod admission;
 pub mod choice;
 pub mod discovery;
 pub mod fetching;
@@ -29,7 +32,17 @@ pub mod service;
 
 use std::net::SocketAddr;
 
-pub use pacmesh_proto::NodeId;
+pub use pacmesh_proto::{BadNodeId, NodeId};
+
+/// A static peer as configured: `HOST:PORT`, or `ID@HOST:PORT` naming the
+/// node id its key must hash to. Returns the id, if named, and the
+/// `HOST:PORT` part.
+pub fn split_static_peer(peer: &str) -> Result<(Option<NodeId>, &str), BadNodeId> {
+    match peer.split_once('@') {
+        Some((id, host_port)) => Ok((Some(id.parse()?), host_port)),
+        None => Ok((None, peer)),
+    }
+}
 
 /// The mDNS service type every pacmesh daemon announces.
 pub const SERVICE_TYPE: &str = "_pacmesh._udp.local.";

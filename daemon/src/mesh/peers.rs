@@ -169,6 +169,47 @@ pub fn is_alive(last_heard: Instant, now: Instant, idle_timeout: Duration) -> bo
     now.saturating_duration_since(last_heard) <= idle_timeout
 }
 
+/// Discovered peers dialled at once (one task each). Past it a newcomer
+/// takes the place of a target that never linked and keeps failing, or is
+/// not dialled: announcements are free to invent.
+pub const MAX_DIAL_TARGETS: usize = 256;
+
+/// What a dial target has shown so far, for [`room_for_target`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetFacts {
+    pub id: NodeId,
+    /// Failed dials in a row.
+    pub failures: u32,
+    /// Whether a link to it ever came up.
+    pub ever_linked: bool,
+}
+
+/// Whether a newly discovered peer is dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetRoom {
+    Add,
+    /// Dial it instead of this target.
+    Evict(NodeId),
+    /// Not dialled: every target linked once or has not failed yet.
+    Full,
+}
+
+/// Room for one more discovered target among `targets` (the discovered
+/// ones, static peers not counted), at most `cap`. The target evicted is
+/// the one that never linked with the most failures (then the highest
+/// id, so the choice is fixed); one that linked once, or has not failed
+/// yet, is never evicted.
+pub fn room_for_target(targets: &[TargetFacts], cap: usize) -> TargetRoom {
+    if targets.len() < cap {
+        return TargetRoom::Add;
+    }
+    targets
+        .iter()
+        .filter(|t| !t.ever_linked && t.failures > 0)
+        .max_by_key(|t| (t.failures, t.id))
+        .map_or(TargetRoom::Full, |t| TargetRoom::Evict(t.id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +392,39 @@ mod tests {
         // A clock that went backwards (last_heard after now) is alive.
         let now = Instant::now();
         assert!(is_alive(now + ms(5), now, ms(1)));
+    }
+
+    #[test]
+    fn room_for_discovered_targets() {
+        let t = |b: u8, failures: u32, ever_linked: bool| TargetFacts {
+            id: NodeId([b; 32]),
+            failures,
+            ever_linked,
+        };
+        let table: Vec<(&str, Vec<TargetFacts>, usize, TargetRoom)> = vec![
+            ("under the cap", vec![t(1, 9, false)], 2, TargetRoom::Add),
+            (
+                "full: the never-linked one failing most goes",
+                vec![t(1, 2, false), t(2, 5, false), t(3, 9, true)],
+                3,
+                TargetRoom::Evict(NodeId([2; 32])),
+            ),
+            (
+                "ties: the highest id",
+                vec![t(1, 4, false), t(2, 4, false)],
+                2,
+                TargetRoom::Evict(NodeId([2; 32])),
+            ),
+            (
+                "full of peers that linked or did not fail yet",
+                vec![t(1, 0, false), t(2, 7, true)],
+                2,
+                TargetRoom::Full,
+            ),
+            ("a cap of zero", vec![], 0, TargetRoom::Full),
+        ];
+        for (what, targets, cap, want) in table {
+            assert_eq!(room_for_target(&targets, cap), want, "{what}");
+        }
     }
 }

@@ -98,13 +98,13 @@ mod tests {
         let (digest, mut deltas) = publisher.subscribe();
         let mut view = DigestState::new();
         view.on_digest(digest);
-        assert!(view.packages().contains_name(A));
+        assert!(view.contains(name_hash(A)));
 
         publisher.change(&[Change::Added(B.into()), Change::Removed(A.into())]);
         let delta = deltas.try_recv().expect("a delta after the digest");
         assert_eq!(view.on_delta(&delta), DeltaOutcome::Applied);
-        assert!(view.packages().contains_name(B));
-        assert!(!view.packages().contains_name(A));
+        assert!(view.contains(name_hash(B)));
+        assert!(!view.contains(name_hash(A)));
         assert_eq!(publisher.len(), 1);
         assert!(deltas.try_recv().is_err(), "one change, one delta");
     }

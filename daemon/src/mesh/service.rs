@@ -15,7 +15,7 @@ use super::discovery::Discovery;
 use super::inflight::InFlightFiles;
 use super::link::{mesh_tag, Mesh, MeshKey, MeshOptions};
 use super::publish::Publisher;
-use super::Announce;
+use super::{Announce, NodeId};
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
 
@@ -26,7 +26,7 @@ use crate::index::watch::SharedIndex;
 pub struct MeshParts {
     pub socket: UdpSocket,
     pub discovery: Option<Box<dyn Discovery>>,
-    pub static_peers: Vec<Vec<SocketAddr>>,
+    pub static_peers: Vec<StaticPeer>,
     pub in_flight: Arc<dyn InFlightFiles>,
 }
 
@@ -38,6 +38,14 @@ impl std::fmt::Debug for MeshParts {
             .field("static_peers", &self.static_peers)
             .finish()
     }
+}
+
+/// One configured static peer: its addresses and, with `ID@HOST:PORT`,
+/// the node id its key must hash to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticPeer {
+    pub node: Option<NodeId>,
+    pub addrs: Vec<SocketAddr>,
 }
 
 /// The running mesh and its discovery task.
@@ -71,8 +79,8 @@ impl MeshService {
         options.index = index;
         options.in_flight = parts.in_flight;
         let mesh = Mesh::start(parts.socket, options, publisher, shutdown.clone())?;
-        for addrs in parts.static_peers {
-            mesh.add_static(addrs);
+        for peer in parts.static_peers {
+            mesh.add_static_pinned(peer.node, peer.addrs);
         }
         let discovery = match parts.discovery {
             Some(discovery) => Some(run_discovery(discovery, &announce, mesh.clone(), shutdown)?),

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use tracing::{info, warn};
 
 use super::archive::{parse_db, DbError, ParsedDb};
+use super::bounds::{Bound, MAX_DB_FILE};
 use super::table::{repo_of_db_file, RepoDb, Table};
 use super::Expected;
 
@@ -106,8 +107,14 @@ impl SyncDbs {
 
     fn reload_inner(&self, repo: &str) -> Result<Reloaded, DbError> {
         let file = format!("{repo}.db");
-        let bytes = match std::fs::read(self.dir.join(&file)) {
-            Ok(bytes) => bytes,
+        let bytes = match read_bounded(&self.dir.join(&file)) {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(size)) => {
+                return Err(DbError::Refused {
+                    db: file,
+                    bound: Bound::File(size),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.swap(|t| t.without_repo(repo));
                 return Ok(Reloaded::Removed);
@@ -162,6 +169,23 @@ impl SyncDbs {
     }
 }
 
+/// The whole file, or its size when that is over [`MAX_DB_FILE`].
+fn read_bounded(path: &Path) -> io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > MAX_DB_FILE {
+        return Ok(Err(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // The file may grow while it is read.
+    file.take(MAX_DB_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DB_FILE {
+        return Ok(Err(bytes.len() as u64));
+    }
+    Ok(Ok(bytes))
+}
+
 /// Repos with a `*.db` regular file (or a symlink to one) in `dir`.
 fn list_dbs(dir: &Path) -> io::Result<BTreeSet<String>> {
     let mut repos = BTreeSet::new();
@@ -185,8 +209,8 @@ fn log_skipped(repo: &str, parsed: &ParsedDb) {
         warn!(target: "pacmesh::syncdb", repo, entry = %skipped.entry, error = %skipped.error,
             "sync database entry skipped");
     }
-    if parsed.skipped.len() > SKIPPED_LOGGED {
-        let more = parsed.skipped.len() - SKIPPED_LOGGED;
+    if parsed.skipped_total > SKIPPED_LOGGED {
+        let more = parsed.skipped_total - SKIPPED_LOGGED;
         warn!(target: "pacmesh::syncdb", repo, more, "more sync database entries skipped");
     }
 }

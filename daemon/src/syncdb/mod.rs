@@ -8,6 +8,8 @@
 //! - [`archive`] (pure): a whole `*.db` file's bytes (a tar archive, plain
 //!   or compressed with gzip, zstd or xz, told apart by magic bytes) →
 //!   the entries it holds, plus the entries skipped and why.
+//! - [`bounds`]: how large, deep and long a database may be before it is
+//!   refused (a hostile mirror writes what pacman saves).
 //! - [`table`] (pure): every repo's entries, looked up by file name; it is
 //!   replaced whole, never edited in place.
 //! - [`load`] (IO): [`SyncDbs`] reads `DBPath/sync/*.db` and holds the
@@ -25,6 +27,7 @@
 //! database has no checksum for them.
 
 pub mod archive;
+pub mod bounds;
 pub mod desc;
 pub mod fed;
 pub mod load;
@@ -33,9 +36,13 @@ pub mod verify;
 pub mod watch;
 
 #[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
 mod tests;
 
-pub use archive::{parse_db, Compression, DbError, FormatError, ParsedDb, Skipped};
+pub use archive::{parse_db, parse_db_within, Compression, DbError, FormatError, Limits};
+pub use archive::{ParsedDb, Skipped};
+pub use bounds::Bound;
 pub use desc::{parse_desc, Desc, EntryError};
 pub use fed::{repo_of_proxied_db, FedDbs};
 pub use load::SyncDbs;

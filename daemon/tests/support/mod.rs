@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod logs;
 pub mod mirror;
+pub mod node;
 pub mod stranger;

@@ -7,10 +7,14 @@
 //! IPv4 too in practice. Loopback is off because a remote peer's
 //! 127.0.0.1 would point back at this host (tests may turn it on).
 //!
+//! An announced address is dialled only on the subnet of the interface
+//! it was announced on, or when it is a static peer's (`super::scope`);
+//! the host's networks are read again every [`NETS_REFRESH`].
+//!
 //! mdns-sd runs its own thread; its events arrive on a flume channel read
 //! by one tokio task that turns them into [`DiscoveryEvent`]s.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::super::{Announce, DiscoveryEvent, SERVICE_TYPE};
+use super::scope::{dialable_from, LocalNet};
 use super::txt::{encode, Resolved, SeenIp};
 use super::{instance_name, on_removed, on_resolved, Discovery, Tracker, TARGET};
 
@@ -28,10 +33,15 @@ const STOP_BUDGET: Duration = Duration::from_secs(2);
 /// peer missed it; waiting this long lets the repeat leave too.
 const GOODBYE_REPEAT: Duration = Duration::from_millis(150);
 
+/// How often the host's networks are read again (DHCP, a cable plugged).
+const NETS_REFRESH: Duration = Duration::from_secs(10);
+
 /// mDNS announcing and browsing; see the module comment for interfaces.
 #[derive(Default)]
 pub struct MdnsDiscovery {
     loopback: bool,
+    /// Static peers' addresses: dialled even off this host's subnets.
+    statics: Vec<IpAddr>,
     running: Option<Running>,
 }
 
@@ -59,6 +69,13 @@ impl MdnsDiscovery {
     /// sharing one host with no other interface.
     pub fn with_loopback(mut self, on: bool) -> Self {
         self.loopback = on;
+        self
+    }
+
+    /// Announcements at these addresses (the static peers') are dialled
+    /// even when off this host's subnets.
+    pub fn with_static_peers(mut self, ips: Vec<IpAddr>) -> Self {
+        self.statics = ips;
         self
     }
 }
@@ -92,7 +109,13 @@ impl Discovery for MdnsDiscovery {
         tracing::info!(target: TARGET, instance = %fullname, host, "announcing on mDNS");
 
         let tracker = Tracker::new(me.clone());
-        let browse = runtime.spawn(browse_loop(receiver, tracker, events));
+        let scope = Scope {
+            loopback: self.loopback,
+            statics: self.statics.clone(),
+            nets: Vec::new(),
+            read_at: None,
+        };
+        let browse = runtime.spawn(browse_loop(receiver, tracker, scope, events));
         self.running = Some(Running {
             daemon,
             fullname,
@@ -157,21 +180,69 @@ fn announce_and_browse(
     Ok(receiver)
 }
 
+/// What an announced address is checked against, the host's networks
+/// read at most every [`NETS_REFRESH`].
+struct Scope {
+    loopback: bool,
+    statics: Vec<IpAddr>,
+    nets: Vec<LocalNet>,
+    read_at: Option<Instant>,
+}
+
+impl Scope {
+    fn keep_dialable(&mut self, seen: &mut Resolved) {
+        let now = Instant::now();
+        if self
+            .read_at
+            .is_none_or(|at| now.duration_since(at) >= NETS_REFRESH)
+        {
+            self.nets = local_nets();
+            self.read_at = Some(now);
+        }
+        seen.keep_dialable(|ip| dialable_from(ip, &self.nets, &self.statics, self.loopback));
+    }
+}
+
+/// The host's IPv4 networks, by interface index.
+fn local_nets() -> Vec<LocalNet> {
+    let interfaces = match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces,
+        Err(e) => {
+            tracing::warn!(target: TARGET, error = %e, "cannot list this host's networks; dialling no announced address");
+            return Vec::new();
+        }
+    };
+    interfaces
+        .iter()
+        .filter_map(|i| match (&i.addr, i.index) {
+            (if_addrs::IfAddr::V4(v4), Some(if_index)) => Some(LocalNet {
+                if_index,
+                addr: v4.ip,
+                prefix: v4.prefixlen,
+            }),
+            _ => None,
+        })
+        .filter(|n| n.addr != Ipv4Addr::UNSPECIFIED)
+        .collect()
+}
+
 async fn browse_loop(
     receiver: mdns_sd::Receiver<ServiceEvent>,
     mut tracker: Tracker,
+    mut scope: Scope,
     events: mpsc::Sender<DiscoveryEvent>,
 ) {
     while let Ok(event) = receiver.recv_async().await {
         let out = match event {
             ServiceEvent::ServiceResolved(service) => {
-                let seen = Resolved::new(
+                let mut seen = Resolved::new(
                     service
                         .txt_properties
                         .iter()
                         .map(|p| (p.key(), p.val_str())),
                     service.addresses.iter().map(seen_ip).collect(),
                 );
+                scope.keep_dialable(&mut seen);
                 let name = service.fullname.to_ascii_lowercase();
                 tracing::debug!(target: TARGET, instance = name, ips = ?seen.ips, "mDNS resolved");
                 on_resolved(&mut tracker, &name, &seen)
@@ -195,9 +266,12 @@ async fn browse_loop(
     }
 }
 
+/// The address and the interface it was seen on (the first, for an IPv4
+/// address seen on several).
 fn seen_ip(ip: &ScopedIp) -> SeenIp {
     let scope = match ip {
         ScopedIp::V6(v6) => v6.scope_id().index,
+        ScopedIp::V4(v4) => v4.interface_ids().first().map_or(0, |i| i.index),
         _ => 0,
     };
     let ip: IpAddr = ip.to_ip_addr();

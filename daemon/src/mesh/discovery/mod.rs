@@ -4,7 +4,9 @@
 //! - `txt`: the announcement's TXT record and the pure decision whether an
 //!   announcement is a peer of ours ([`Ignored`] says why not).
 //! - `tracker`: repeated resolutions → one `Up` per address change, goodbye
-//!   → `Down`; pure.
+//!   → `Down`; at most `MAX_ANNOUNCEMENTS` tracked; pure.
+//! - `scope`: which announced addresses may be dialled (the announcing
+//!   interface's subnet, or a static peer's); pure.
 //! - `mdns`: the real implementation on mdns-sd.
 //! - `memory`: an in-process LAN for tests, with the same filtering.
 //!
@@ -12,6 +14,7 @@
 
 pub mod mdns;
 pub mod memory;
+pub mod scope;
 pub mod tracker;
 pub mod txt;
 
@@ -68,7 +71,7 @@ pub(crate) fn on_resolved(
     if let Some(reason) = &update.newly_ignored {
         let peer = seen.raw_id();
         let addrs: Vec<_> = seen.ips.iter().map(|s| s.ip).collect();
-        if *reason == Ignored::Myself {
+        if matches!(reason, Ignored::Myself | Ignored::TooMany) {
             tracing::debug!(target: TARGET, me, peer, ?addrs, instance = fullname, "ignoring peer: {reason}");
         } else {
             tracing::info!(target: TARGET, me, peer, ?addrs, instance = fullname, "ignoring peer: {reason}");

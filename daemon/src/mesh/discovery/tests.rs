@@ -155,6 +155,59 @@ fn filter() {
 }
 
 #[test]
+fn an_announcement_off_this_hosts_subnets_is_ignored_naming_the_address() {
+    use super::scope::{dialable_from, LocalNet};
+    let me = announce(2);
+    let nets = [LocalNet {
+        if_index: 3,
+        addr: Ipv4Addr::new(10, 0, 0, 2),
+        prefix: 24,
+    }];
+    let outside = SeenIp {
+        ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
+        scope: 3,
+    };
+    let inside = SeenIp { scope: 3, ..v4(1) };
+    let keep = |s: &SeenIp| dialable_from(s, &nets, &[], false);
+
+    let mut only_outside = seen(&announce(1), vec![outside]);
+    only_outside.keep_dialable(keep);
+    assert_eq!(
+        decode(&me, &only_outside),
+        Err(Ignored::OffSubnet(outside.ip))
+    );
+    // Mixed: the outside address is dropped, the peer dialled inside.
+    let mut mixed = seen(&announce(1), vec![outside, inside]);
+    mixed.keep_dialable(keep);
+    let ad = decode(&me, &mixed).expect("a peer");
+    assert_eq!(ad.addrs, vec![sock(1)]);
+}
+
+#[test]
+fn the_tracker_holds_a_bounded_number_of_announcements() {
+    use super::tracker::MAX_ANNOUNCEMENTS;
+    let mut tracker = Tracker::new(announce(1));
+    let peer = seen(&announce(2), vec![v4(2)]);
+    for i in 0..MAX_ANNOUNCEMENTS {
+        tracker.resolved(&format!("n{i}._pacmesh._udp.local."), &peer);
+    }
+    assert_eq!(tracker.len(), MAX_ANNOUNCEMENTS);
+    let update = tracker.resolved("one-more._pacmesh._udp.local.", &peer);
+    assert_eq!(update.newly_ignored, Some(Ignored::TooMany));
+    assert!(update.events.is_empty());
+    assert_eq!(tracker.len(), MAX_ANNOUNCEMENTS);
+    // A name already tracked still updates, and a goodbye makes room.
+    let moved = seen(&announce(3), vec![v4(3)]);
+    assert!(!tracker
+        .resolved("n0._pacmesh._udp.local.", &moved)
+        .events
+        .is_empty());
+    tracker.removed("n1._pacmesh._udp.local.");
+    let update = tracker.resolved("one-more._pacmesh._udp.local.", &peer);
+    assert_eq!(update.newly_ignored, None);
+}
+
+#[test]
 fn addresses_best_first() {
     fn check(ips: &[(&str, u32)], expected: &[&str]) {
         let ips: Vec<SeenIp> = ips

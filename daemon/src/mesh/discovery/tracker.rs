@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use super::super::{Announce, DiscoveryEvent, NodeId, PeerAd};
 use super::txt::{decode_peer, Ignored, Resolved};
 
+/// Announcements tracked at once; a new name past it is ignored until
+/// others say goodbye (or expire). mDNS names cost nothing to invent.
+pub const MAX_ANNOUNCEMENTS: usize = 1024;
+
 /// What one announcement (by its mDNS full name) last resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
@@ -49,6 +53,12 @@ impl Tracker {
     /// The announcement `fullname` resolved (again) to `seen`.
     pub fn resolved(&mut self, fullname: &str, seen: &Resolved) -> Update {
         let mut update = Update::default();
+        if self.by_name.len() >= MAX_ANNOUNCEMENTS && !self.by_name.contains_key(fullname) {
+            // Not remembered, so not reported once: the caller logs these
+            // at debug level only.
+            update.newly_ignored = Some(Ignored::TooMany);
+            return update;
+        }
         match decode_peer(&self.me, seen) {
             Ok((id, addrs)) => {
                 let entry = Entry::Peer {
@@ -92,6 +102,15 @@ impl Tracker {
             Entry::Peer { id, .. } => Some(DiscoveryEvent::Down(id)),
             Entry::Ignored(_) => None,
         }
+    }
+
+    /// Announcements tracked now.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 
     /// Whether some announcement still resolves to peer `id`.

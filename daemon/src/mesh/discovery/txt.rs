@@ -28,8 +28,9 @@ pub fn encode(me: &Announce) -> Vec<(&'static str, String)> {
 }
 
 /// An address an announcement was seen with. `scope` is the interface
-/// index the address was learnt on (0 when unknown); it only matters for
-/// link-local IPv6, which cannot be dialled without it.
+/// index the address was learnt on (0 when unknown): link-local IPv6
+/// cannot be dialled without it, and an IPv4 address is dialled only on
+/// that interface's subnet (`super::scope`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeenIp {
     pub ip: IpAddr,
@@ -42,6 +43,9 @@ pub struct Resolved {
     /// TXT keys (lower case) and values; a key without value maps to "".
     pub txt: HashMap<String, String>,
     pub ips: Vec<SeenIp>,
+    /// Addresses left out as off this host's subnets
+    /// ([`Resolved::keep_dialable`]).
+    pub off_subnet: Vec<IpAddr>,
 }
 
 impl Resolved {
@@ -50,7 +54,19 @@ impl Resolved {
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
             .collect();
-        Resolved { txt, ips }
+        Resolved {
+            txt,
+            ips,
+            off_subnet: Vec::new(),
+        }
+    }
+
+    /// Keeps the addresses `dialable` accepts; the others are remembered
+    /// in `off_subnet`, for the reason an announcement is ignored.
+    pub fn keep_dialable(&mut self, dialable: impl Fn(&SeenIp) -> bool) {
+        let (keep, drop): (Vec<SeenIp>, Vec<SeenIp>) = self.ips.iter().partition(|s| dialable(s));
+        self.ips = keep;
+        self.off_subnet.extend(drop.iter().map(|s| s.ip));
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -76,6 +92,10 @@ pub enum Ignored {
     NoCommonArch,
     /// A TXT field missing or unreadable, or no address that can be dialled.
     Malformed(&'static str),
+    /// Its only addresses are off this host's subnets (the first shown).
+    OffSubnet(IpAddr),
+    /// More announcements than are tracked (`tracker::MAX_ANNOUNCEMENTS`).
+    TooMany,
 }
 
 impl fmt::Display for Ignored {
@@ -86,6 +106,8 @@ impl fmt::Display for Ignored {
             Ignored::Version(v) => write!(f, "protocol version {v}"),
             Ignored::NoCommonArch => write!(f, "no common architecture"),
             Ignored::Malformed(what) => write!(f, "malformed announcement ({what})"),
+            Ignored::OffSubnet(ip) => write!(f, "address {ip} is off this host's subnets"),
+            Ignored::TooMany => write!(f, "too many announcements tracked"),
         }
     }
 }
@@ -137,7 +159,10 @@ pub(super) fn decode_peer(
     }
     let addrs = dialable(&seen.ips, port);
     if addrs.is_empty() {
-        return Err(Ignored::Malformed("no usable address"));
+        return Err(match seen.off_subnet.first() {
+            Some(ip) => Ignored::OffSubnet(*ip),
+            None => Ignored::Malformed("no usable address"),
+        });
     }
     Ok((id, addrs))
 }

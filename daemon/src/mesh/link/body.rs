@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 use quinn::{SendStream, VarInt};
 
-use super::serve::{RESET_BAD_BYTES, RESET_FILE_ERROR, YIELD_EVERY};
+use super::serve::{RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_STALLED, YIELD_EVERY};
 use super::{Inner, Link};
 use crate::cachefile::ChunkReader;
 use crate::mesh::inflight::{GrowingChunks, GrowingError};
@@ -52,6 +52,9 @@ pub(super) enum Cut {
     Long,
     #[error("the asker went away: {0}")]
     Asker(#[from] quinn::WriteError),
+    /// The asker's flow control took nothing for the upload stall timeout.
+    #[error("the asker took nothing for {0:?}")]
+    Stalled(std::time::Duration),
     #[error("test stall")]
     TestStall,
 }
@@ -66,6 +69,7 @@ impl Cut {
             Cut::File(_) | Cut::Growing(_) | Cut::Short { .. } | Cut::Long => {
                 Some(RESET_FILE_ERROR)
             }
+            Cut::Stalled(_) => Some(RESET_STALLED),
             Cut::Asker(_) | Cut::TestStall => None,
         }
     }
@@ -120,7 +124,11 @@ async fn send_all(
             }
         }
         let n = chunk.len() as u64;
-        send.write_chunk(chunk).await?;
+        // A peer that asks and never reads would hold the slot for ever.
+        let stall = inner.upload_stall_timeout;
+        tokio::time::timeout(stall, send.write_chunk(chunk))
+            .await
+            .map_err(|_| Cut::Stalled(stall))??;
         counters.sent.fetch_add(n, Relaxed);
         inner.bytes_to_peers.fetch_add(n, Relaxed);
         if (*sent + n) / YIELD_EVERY != *sent / YIELD_EVERY {

@@ -29,9 +29,11 @@ pub enum CloseCode {
     HelloTimeout = 9,
     /// The `Hello` names another node than the certificate.
     WrongNode = 10,
+    /// This host has as many links as it keeps (`MeshOptions::max_links`).
+    TooManyPeers = 11,
 }
 
-const ALL: [CloseCode; 10] = [
+const ALL: [CloseCode; 11] = [
     CloseCode::Goodbye,
     CloseCode::Duplicate,
     CloseCode::Protocol,
@@ -42,6 +44,7 @@ const ALL: [CloseCode; 10] = [
     CloseCode::Silent,
     CloseCode::HelloTimeout,
     CloseCode::WrongNode,
+    CloseCode::TooManyPeers,
 ];
 
 impl CloseCode {
@@ -66,6 +69,7 @@ impl CloseCode {
             CloseCode::Silent => "peer silent",
             CloseCode::HelloTimeout => "no hello in time",
             CloseCode::WrongNode => "hello names another node",
+            CloseCode::TooManyPeers => "too many peers",
         }
     }
 

@@ -6,16 +6,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pacmesh_proto::{DeltaOutcome, Hello, Message, NodeId, PROTOCOL_VERSION};
+use pacmesh_proto::{DeltaOutcome, Hello, Message, NodeId, MAX_DIGEST_PACKAGES, PROTOCOL_VERSION};
 use quinn::Connection;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 use super::close::{describe, peer_code, CloseCode};
+use super::dial::PendingHello;
 use super::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use super::hello::{greet, HelloError};
 use super::key::Role;
-use super::{Inner, Link, TARGET};
+use super::{Inner, Link, Registration, TARGET};
 use crate::mesh::fetching::{announces_to, OwnFetches, SentFetches};
 use crate::mesh::peers::{self, LinkRank};
 
@@ -55,7 +56,14 @@ enum Cmd {
 }
 
 /// Runs a connection whose TLS handshake finished, until it closes.
-pub async fn run_connection(inner: Arc<Inner>, conn: Connection, role: Role) -> Outcome {
+/// `pending` (an accepted connection's admission slot) is given back once
+/// the first exchange ended, either way.
+pub async fn run_connection(
+    inner: Arc<Inner>,
+    conn: Connection,
+    role: Role,
+    pending: Option<PendingHello>,
+) -> Outcome {
     let addr = conn.remote_address();
     let Some(peer) = super::tls::peer_node_id(&conn) else {
         // The verifiers parsed the certificate already; cannot happen.
@@ -64,10 +72,18 @@ pub async fn run_connection(inner: Arc<Inner>, conn: Connection, role: Role) -> 
         return Outcome::Failed;
     };
     let span = tracing::info_span!("link", peer = %peer, %addr, ?role);
-    run_link(inner, conn, role, peer).instrument(span).await
+    run_link(inner, conn, role, peer, pending)
+        .instrument(span)
+        .await
 }
 
-async fn run_link(inner: Arc<Inner>, conn: Connection, role: Role, peer: NodeId) -> Outcome {
+async fn run_link(
+    inner: Arc<Inner>,
+    conn: Connection,
+    role: Role,
+    peer: NodeId,
+    pending: Option<PendingHello>,
+) -> Outcome {
     let ours = Hello {
         node_id: inner.local,
         version: PROTOCOL_VERSION,
@@ -82,6 +98,7 @@ async fn run_link(inner: Arc<Inner>, conn: Connection, role: Role, peer: NodeId)
             return Outcome::Failed;
         }
     };
+    drop(pending);
     let greeted = match greeted {
         Ok(Ok(g)) => g,
         Ok(Err(e)) => {
@@ -106,10 +123,18 @@ async fn run_link(inner: Arc<Inner>, conn: Connection, role: Role, peer: NodeId)
         tiebreak: greeted.tiebreak,
     };
     let link = Arc::new(Link::new(peer, conn.clone(), rank, greeted.hello));
-    if !inner.register(&link) {
-        tracing::debug!("another link to this peer survives; closing this one");
-        CloseCode::Duplicate.close(&conn);
-        return Outcome::Duplicate(peer);
+    match inner.register(&link) {
+        Registration::Registered => {}
+        Registration::Duplicate => {
+            tracing::debug!("another link to this peer survives; closing this one");
+            CloseCode::Duplicate.close(&conn);
+            return Outcome::Duplicate(peer);
+        }
+        Registration::Full => {
+            tracing::warn!(target: TARGET, peer = %peer, max = inner.max_links, "link refused: too many peers");
+            CloseCode::TooManyPeers.close(&conn);
+            return Outcome::Failed;
+        }
     }
     tracing::info!(target: TARGET, peer = %peer, addr = %link.addr, "link up");
 
@@ -236,10 +261,18 @@ async fn read_loop(
             Message::Digest(digest) => link.write_digest().on_digest(digest),
             Message::Delta(delta) => {
                 let outcome = link.write_digest().on_delta(&delta);
-                if outcome == DeltaOutcome::NeedResync {
-                    tracing::debug!(seq = delta.seq, "delta gap; asking for a resync");
-                    // A full queue already holds a request that will do.
-                    let _ = cmds.try_send(Cmd::AskResync);
+                match outcome {
+                    DeltaOutcome::NeedResync => {
+                        tracing::debug!(seq = delta.seq, "delta gap; asking for a resync");
+                        // A full queue already holds a request that will do.
+                        let _ = cmds.try_send(Cmd::AskResync);
+                    }
+                    DeltaOutcome::TooLarge => {
+                        return End::Protocol(format!(
+                            "deltas grow the digest past {MAX_DIGEST_PACKAGES} packages"
+                        ))
+                    }
+                    DeltaOutcome::Applied | DeltaOutcome::Stale | DeltaOutcome::AwaitingResync => {}
                 }
             }
             Message::ResyncRequest => {

@@ -4,7 +4,7 @@
 //! dials, runs the link while it lasts, and backs off after failures.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +15,8 @@ use super::control::{run_connection, Outcome};
 use super::key::Role;
 use super::tls::{self, SeenId};
 use super::Inner;
-use crate::mesh::peers::{self, Backoff, DialDecision};
+use crate::mesh::admission::Admit;
+use crate::mesh::peers::{self, Backoff, DialDecision, TargetFacts, TargetRoom};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
@@ -31,6 +32,14 @@ struct Entry {
     next_addr: usize,
     /// Discovered: the announced id. Static: learnt from the certificate.
     node: Option<NodeId>,
+    /// The id a dial must find: discovered, the announced one; static, the
+    /// configured one (`ID@HOST:PORT`) or the one its first link had.
+    pinned: Option<NodeId>,
+    /// The last other id found at a pinned static address, so the refusal
+    /// is logged once per key rather than on every redial.
+    refused: Option<NodeId>,
+    /// A link to it came up at least once.
+    ever_linked: bool,
     backoff: Backoff,
     cancel: CancellationToken,
 }
@@ -48,6 +57,7 @@ impl Targets {
         addrs: Vec<SocketAddr>,
         node: Option<NodeId>,
     ) -> (u64, CancellationToken) {
+        let pinned = node;
         self.generations += 1;
         let cancel = CancellationToken::new();
         let entry = Entry {
@@ -55,6 +65,9 @@ impl Targets {
             addrs,
             next_addr: 0,
             node,
+            pinned,
+            refused: None,
+            ever_linked: false,
             backoff: Backoff::default(),
             cancel: cancel.clone(),
         };
@@ -63,6 +76,11 @@ impl Targets {
         }
         (self.generations, cancel)
     }
+}
+
+/// Dial targets known now (discovered and static).
+pub(crate) fn target_count(inner: &Inner) -> usize {
+    lock(inner).entries.len()
 }
 
 fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, Targets> {
@@ -91,6 +109,31 @@ pub(crate) fn announce(inner: &Arc<Inner>, id: NodeId, addrs: Vec<SocketAddr>) {
         }
         return;
     }
+    let discovered: Vec<TargetFacts> = targets
+        .entries
+        .iter()
+        .filter_map(|(t, e)| match t {
+            Target::Node(id) => Some(TargetFacts {
+                id: *id,
+                failures: e.backoff.failures(),
+                ever_linked: e.ever_linked,
+            }),
+            Target::Static(_) => None,
+        })
+        .collect();
+    match peers::room_for_target(&discovered, peers::MAX_DIAL_TARGETS) {
+        TargetRoom::Add => {}
+        TargetRoom::Evict(old) => {
+            tracing::debug!(peer = %old, new = %id, "dial targets full; dropping one that keeps failing");
+            if let Some(entry) = targets.entries.remove(&Target::Node(old)) {
+                entry.cancel.cancel();
+            }
+        }
+        TargetRoom::Full => {
+            tracing::debug!(peer = %id, "dial targets full; not dialling this peer");
+            return;
+        }
+    }
     let (generation, cancel) = targets.insert(target, addrs, Some(id));
     drop(targets);
     inner
@@ -105,7 +148,9 @@ pub(crate) fn withdraw(inner: &Inner, id: NodeId) {
     }
 }
 
-pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr) {
+/// A static peer at `addr`, pinned to `node` when the config names it
+/// (`ID@HOST:PORT`), else to the id its first link has.
+pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr, node: Option<NodeId>) {
     if inner.shutdown.is_cancelled() {
         return;
     }
@@ -114,7 +159,7 @@ pub(crate) fn add_static(inner: &Arc<Inner>, addr: SocketAddr) {
     if targets.entries.contains_key(&target) {
         return;
     }
-    let (generation, cancel) = targets.insert(target, vec![addr], None);
+    let (generation, cancel) = targets.insert(target, vec![addr], node);
     drop(targets);
     inner
         .tasks
@@ -150,11 +195,7 @@ async fn dial_loop(inner: Arc<Inner>, target: Target, generation: u64, cancel: C
                 DialDecision::Dial if entry.addrs.is_empty() => Step::Wait(None),
                 DialDecision::Dial => {
                     let addr = entry.addrs[entry.next_addr % entry.addrs.len()];
-                    let expected = match target {
-                        Target::Node(id) => Some(id),
-                        Target::Static(_) => None,
-                    };
-                    Step::Dial(addr, expected)
+                    Step::Dial(addr, entry.pinned)
                 }
             }
         };
@@ -204,6 +245,16 @@ fn record(
     if entry.node.is_none() {
         entry.node = seen;
     }
+    if matches!(outcome, Outcome::WasLinked(_) | Outcome::Duplicate(_)) {
+        entry.ever_linked = true;
+    }
+    if let (Outcome::WasLinked(id) | Outcome::Duplicate(id), None) = (outcome, entry.pinned) {
+        // A static peer's first link: its key is the one to find there
+        // from now on.
+        tracing::info!(to = %target_addr(&target), node = %id, "static peer pinned to the node id its link had");
+        entry.pinned = Some(id);
+        entry.node = Some(id);
+    }
     let now = Instant::now();
     match outcome {
         Outcome::WasLinked(_) => {
@@ -211,6 +262,23 @@ fn record(
         }
         Outcome::Duplicate(_) => {
             entry.backoff.on_failure(now, &inner.policy);
+        }
+        Outcome::Failed
+            if pinned_elsewhere(&target, entry.pinned, seen, inner.local)
+                && entry.refused != seen =>
+        {
+            entry.refused = seen;
+            entry.backoff.on_failure(now, &inner.policy);
+            entry.next_addr = entry.next_addr.wrapping_add(1);
+            tracing::warn!(
+                target: super::TARGET,
+                to = %target_addr(&target),
+                pinned = %entry.pinned.map(|p| p.to_string()).unwrap_or_default(),
+                found = %seen.map(|p| p.to_string()).unwrap_or_default(),
+                "static peer answered with another key than the one pinned; refusing it \
+                 (if its key changed on purpose, restart pacmeshd or write the new \
+                 ID@HOST:PORT in `peer`)"
+            );
         }
         Outcome::Failed if seen == Some(inner.local) => {
             tracing::warn!(to = %target_addr(&target), "static peer is this host; not dialing it");
@@ -229,6 +297,18 @@ fn record(
         }
     }
     true
+}
+
+/// A static peer's dial that found another key than its pinned one (not
+/// this host's own).
+fn pinned_elsewhere(
+    target: &Target,
+    pinned: Option<NodeId>,
+    seen: Option<NodeId>,
+    local: NodeId,
+) -> bool {
+    matches!(target, Target::Static(_))
+        && matches!((pinned, seen), (Some(p), Some(s)) if p != s && s != local)
 }
 
 fn target_addr(target: &Target) -> String {
@@ -267,7 +347,7 @@ async fn dial_once(
         () = inner.shutdown.cancelled() => return Outcome::Failed,
     };
     match conn {
-        Ok(conn) => run_connection(inner.clone(), conn, Role::Dialer).await,
+        Ok(conn) => run_connection(inner.clone(), conn, Role::Dialer, None).await,
         Err(e) => {
             tracing::debug!(%addr, peer = ?expected, error = %e, "dial failed");
             Outcome::Failed
@@ -275,7 +355,30 @@ async fn dial_once(
     }
 }
 
-/// Accepts connections until shutdown; each runs as its own task.
+/// An accepted connection counted in `Inner::admission` until its first
+/// exchange ends; dropping it gives the slot back.
+pub(crate) struct PendingHello {
+    inner: Arc<Inner>,
+    addr: IpAddr,
+}
+
+impl Drop for PendingHello {
+    fn drop(&mut self) {
+        self.inner.admission().leave(self.addr);
+    }
+}
+
+/// The address a source is counted under (an IPv4-mapped IPv6 address as
+/// its IPv4 one).
+fn source_of(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Accepts connections until shutdown, within `mesh::admission`'s limits
+/// (QUIC Retry under load); each runs as its own task.
 pub(crate) async fn accept_loop(inner: Arc<Inner>) {
     loop {
         let incoming = tokio::select! {
@@ -285,9 +388,35 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
         let Some(incoming) = incoming else {
             return;
         };
+        let addr = incoming.remote_address();
+        let source = source_of(addr);
+        let decision = {
+            let mut admission = inner.admission();
+            let decision = admission.decide(source, incoming.remote_address_validated());
+            if decision == Admit::Accept {
+                admission.enter(source);
+            }
+            decision
+        };
+        match decision {
+            Admit::Accept => {}
+            Admit::Retry if incoming.may_retry() => {
+                tracing::debug!(%addr, "incoming connection: asking it to prove its address");
+                let _ = incoming.retry();
+                continue;
+            }
+            Admit::Retry | Admit::Refuse(_) => {
+                tracing::debug!(%addr, ?decision, "incoming connection refused");
+                incoming.refuse();
+                continue;
+            }
+        }
+        let pending = PendingHello {
+            inner: inner.clone(),
+            addr: source,
+        };
         let inner2 = inner.clone();
         inner.tasks.spawn(async move {
-            let addr = incoming.remote_address();
             let connecting = match incoming.accept() {
                 Ok(connecting) => connecting,
                 Err(e) => {
@@ -301,7 +430,7 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
             };
             match conn {
                 Ok(conn) => {
-                    run_connection(inner2, conn, Role::Acceptor).await;
+                    run_connection(inner2, conn, Role::Acceptor, Some(pending)).await;
                 }
                 // A refused certificate lands here (and on the dialer).
                 Err(e) => tracing::debug!(%addr, error = %e, "incoming handshake failed"),

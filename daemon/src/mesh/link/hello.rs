@@ -159,6 +159,8 @@ pub async fn greet(
         None => return Err(HelloError::Finished),
     };
     check_hello(&hello, peer, key, &theirs_material).map_err(HelloError::Refused)?;
+    // Only now may the peer open transfer streams and send at full speed.
+    super::transport::open_up(conn);
     if role == Role::Acceptor {
         writer.send(&Message::Hello(ours)).await?;
     }
@@ -186,8 +188,8 @@ mod tests {
 
     #[test]
     fn hello_check_table() {
-        let key = MeshKey::from_bytes(b"the mesh key of this lan").expect("key");
-        let other = MeshKey::from_bytes(b"another mesh key, longer").expect("key");
+        let key = MeshKey::from_bytes(b"the mesh key of this lan, 32 bytes").expect("key");
+        let other = MeshKey::from_bytes(b"another mesh key, also 32 bytes..").expect("key");
         let material = [3u8; 32];
         let good = Some(key.proof(&material));
         let bad = Some(other.proof(&material));

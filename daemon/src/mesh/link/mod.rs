@@ -9,6 +9,9 @@
 //! - `dial`: dial targets (discovered and static) with backoff; accepting.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
+//! - `transport`: the QUIC transport sized for pacmesh, tight until a
+//!   peer's `Hello` checked (`mesh::admission` decides which incoming
+//!   connections get that far).
 //! - `serve`: the serving end of transfer streams (uploads): cache files
 //!   with `crate::cachefile`, downloads still arriving from
 //!   `mesh::inflight`; `body` sends either.
@@ -33,10 +36,11 @@ mod serve;
 mod socket;
 pub mod tls;
 mod transfer;
+mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,15 +53,24 @@ use tokio_util::task::TaskTracker;
 
 pub use close::CloseCode;
 pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
-pub use key::{mesh_tag, MeshKey, MeshKeyError, Role, MIN_KEY_LEN, OPEN_TAG};
-pub use options::MeshOptions;
+pub use key::{
+    generate as generate_mesh_key, mesh_tag, permission_problem, MeshKey, MeshKeyError, Role,
+    GENERATED_KEY_BYTES, KEY_STRETCH_ITERATIONS, MIN_KEY_LEN, OPEN_TAG,
+};
+pub use options::{MeshOptions, MAX_LINKS};
 pub use serve::{
-    RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN, UPLOAD_PRIORITY,
+    MAX_UPLOADS_PER_PEER, RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN,
+    RESET_STALLED, UPLOAD_PRIORITY, UPLOAD_STALL_TIMEOUT,
 };
 pub use socket::{size_buffers, BUFFER_BYTES};
 pub use transfer::{FetchError, PeerDownload};
+pub use transport::{
+    LINK_RECEIVE_WINDOW, LINK_STREAMS, PRE_HELLO_RECEIVE_WINDOW, PRE_HELLO_STREAMS, SEND_WINDOW,
+    STREAM_RECEIVE_WINDOW,
+};
 
-use super::choice::Choice;
+use super::admission::Admission;
+use super::choice::{Choice, MAX_GONE_PEERS};
 pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
 use super::fetching::{OwnFetches, PeerFetches};
 use super::inflight::InFlightFiles;
@@ -98,6 +111,25 @@ pub struct PeerStatus {
     pub penalty_reason: Option<String>,
 }
 
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    Registered,
+    /// Another link to the peer survives.
+    Duplicate,
+    /// [`MeshOptions::max_links`] links are up.
+    Full,
+}
+
+/// How many peers the mesh keeps something of ([`Mesh::tracked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    pub links: usize,
+    pub choice_records: usize,
+    pub byte_counters: usize,
+    pub dial_targets: usize,
+}
+
 /// File bytes moved to and from one peer, kept across its links.
 #[derive(Debug, Default)]
 pub(crate) struct PeerBytes {
@@ -136,6 +168,9 @@ pub(crate) struct Link {
     digest: RwLock<DigestState>,
     /// The WAN downloads the peer announced on this link.
     fetches: Mutex<PeerFetches>,
+    /// Uploads of cached files to this peer under way (its share of
+    /// `Inner::uploads`).
+    cached_uploads: AtomicUsize,
     /// (UDP datagrams received when last looked, when they last grew).
     heard: Mutex<(u64, Instant)>,
     /// Set by whoever closes the link on purpose.
@@ -154,6 +189,7 @@ impl Link {
             version: hello.version,
             digest: RwLock::new(DigestState::new()),
             fetches: Mutex::new(PeerFetches::default()),
+            cached_uploads: AtomicUsize::new(0),
             closed_with: OnceLock::new(),
         }
     }
@@ -202,7 +238,7 @@ impl Link {
             node_id: self.peer,
             addr: self.addr,
             rtt_ms: self.conn.rtt().as_secs_f64() * 1000.0,
-            packages: self.read_digest().packages().len(),
+            packages: self.read_digest().len(),
             bytes_received: stats.udp_rx.bytes,
             bytes_sent: stats.udp_tx.bytes,
             file_bytes_received: 0,
@@ -232,6 +268,9 @@ pub(crate) struct Inner {
     policy: BackoffPolicy,
     /// The registered link per peer; read by `who_has`.
     links: RwLock<HashMap<NodeId, Arc<Link>>>,
+    max_links: usize,
+    /// Incoming connections that have not passed their first exchange.
+    admission: Mutex<Admission>,
     targets: Mutex<dial::Targets>,
     /// Bumped whenever a link comes or goes, to wake waiting dialers.
     changed: watch::Sender<u64>,
@@ -247,6 +286,8 @@ pub(crate) struct Inner {
     in_flight: Arc<dyn InFlightFiles>,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
+    max_uploads_per_peer: usize,
+    upload_stall_timeout: Duration,
     /// One permit per upload of a file still arriving.
     growing_uploads: Arc<Semaphore>,
     stall_timeout: Duration,
@@ -264,6 +305,10 @@ impl Inner {
 
     fn links_mut(&self) -> RwLockWriteGuard<'_, HashMap<NodeId, Arc<Link>>> {
         self.links.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn choice(&self) -> MutexGuard<'_, Choice> {
@@ -288,22 +333,24 @@ impl Inner {
     }
 
     /// Makes `link` the link to its peer unless an existing one wins
-    /// (`peers::resolve_duplicate`); false when `link` lost.
-    fn register(&self, link: &Arc<Link>) -> bool {
+    /// (`peers::resolve_duplicate`) or the link table is full.
+    fn register(&self, link: &Arc<Link>) -> Registration {
         if self.shutdown.is_cancelled() {
-            return false;
+            return Registration::Duplicate;
         }
         let mut links = self.links_mut();
-        if let Some(existing) = links.get(&link.peer) {
-            match peers::resolve_duplicate(&existing.rank, &link.rank) {
-                peers::Keep::Existing => return false,
+        match links.get(&link.peer) {
+            Some(existing) => match peers::resolve_duplicate(&existing.rank, &link.rank) {
+                peers::Keep::Existing => return Registration::Duplicate,
                 peers::Keep::New => existing.close(CloseCode::Duplicate),
-            }
+            },
+            None if links.len() >= self.max_links => return Registration::Full,
+            None => {}
         }
         links.insert(link.peer, link.clone());
         drop(links);
         self.links_changed();
-        true
+        Registration::Registered
     }
 
     /// Forgets `link` if it is still the registered one.
@@ -313,6 +360,43 @@ impl Inner {
             links.remove(&link.peer);
             drop(links);
             self.links_changed();
+            self.forget_gone();
+        }
+    }
+
+    /// Bounds what is kept of peers that are not linked: their choice
+    /// records (`Choice::prune`) and byte counters (at most
+    /// [`MAX_GONE_PEERS`] each). Their announced downloads went with
+    /// their links.
+    fn forget_gone(&self) {
+        let linked: std::collections::HashSet<NodeId> = self.links().keys().copied().collect();
+        self.choice()
+            .prune(|id| linked.contains(id), Instant::now());
+        let mut bytes = self.peer_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gone = bytes.len().saturating_sub(linked.len());
+        if gone > MAX_GONE_PEERS {
+            bytes.retain(|id, _| {
+                if linked.contains(id) || gone <= MAX_GONE_PEERS {
+                    return true;
+                }
+                gone -= 1;
+                false
+            });
+        }
+    }
+
+    /// Peers with a link, a choice record and byte counters (for tests and
+    /// diagnostics).
+    fn tracked(&self) -> Tracked {
+        Tracked {
+            links: self.links().len(),
+            choice_records: self.choice().tracked(),
+            byte_counters: self
+                .peer_bytes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len(),
+            dial_targets: dial::target_count(self),
         }
     }
 
@@ -323,6 +407,7 @@ impl Inner {
             link.close(code);
             tracing::info!(target: TARGET, peer = %peer, reason = code.reason(), "link down");
             self.links_changed();
+            self.forget_gone();
         }
     }
 }
@@ -345,17 +430,14 @@ impl Mesh {
             .local_addr()
             .context("reading the QUIC socket's address")?;
 
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .keep_alive_interval(Some(opts.keep_alive))
-            .max_idle_timeout(Some(
-                quinn::IdleTimeout::try_from(opts.idle_timeout).context("idle timeout")?,
-            ))
-            .max_concurrent_uni_streams(0u8.into());
-        let transport = Arc::new(transport);
+        let transport = Arc::new(transport::transport_config(
+            opts.keep_alive,
+            opts.idle_timeout,
+        )?);
         let crypto = tls::server_crypto(&opts.identity).context("TLS server configuration")?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport.clone());
+        transport::limit_incoming(&mut server);
         let runtime = quinn::default_runtime().context("Mesh::start needs a tokio runtime")?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -381,6 +463,8 @@ impl Mesh {
             tasks: TaskTracker::new(),
             policy: BackoffPolicy::default(),
             links: RwLock::new(HashMap::new()),
+            max_links: opts.max_links,
+            admission: Mutex::new(Admission::default()),
             targets: Mutex::new(dial::Targets::default()),
             changed: watch::Sender::new(0),
             own_fetches: watch::Sender::new(OwnFetches::default()),
@@ -388,6 +472,8 @@ impl Mesh {
             index: opts.index,
             in_flight: opts.in_flight,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
+            max_uploads_per_peer: opts.max_uploads_per_peer,
+            upload_stall_timeout: opts.upload_stall_timeout,
             growing_uploads: Arc::new(Semaphore::new(opts.max_growing_uploads)),
             stall_timeout: opts.stall_timeout,
             growing_stall_timeout: opts.growing_stall_timeout,
@@ -427,10 +513,18 @@ impl Mesh {
     }
 
     /// Peers configured by address: dialed with backoff for as long as the
-    /// daemon runs; their node id is learnt from their certificate.
+    /// daemon runs; their node id is learnt from their certificate, and
+    /// pinned from their first link on (a later key at the address is
+    /// refused).
     pub fn add_static(&self, addrs: Vec<SocketAddr>) {
+        self.add_static_pinned(None, addrs);
+    }
+
+    /// [`Mesh::add_static`] whose key must hash to `node` when it is given
+    /// (`ID@HOST:PORT` in the config).
+    pub fn add_static_pinned(&self, node: Option<NodeId>, addrs: Vec<SocketAddr>) {
         for addr in addrs {
-            dial::add_static(&self.inner, addr);
+            dial::add_static(&self.inner, addr, node);
         }
     }
 
@@ -530,6 +624,13 @@ impl Mesh {
             })
             .map(|link| link.peer)
             .collect()
+    }
+
+    /// How many peers the mesh keeps something of: links, choice records,
+    /// byte counters, dial targets. Bounded however many identities came
+    /// and went (docs/DESIGN.md, "Limits").
+    pub fn tracked(&self) -> Tracked {
+        self.inner.tracked()
     }
 
     /// QUIC connections open now, links or not (one per peer once settled).

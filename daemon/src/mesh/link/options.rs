@@ -4,6 +4,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::key::MeshKey;
+use super::serve::{MAX_UPLOADS_PER_PEER, UPLOAD_STALL_TIMEOUT};
+
+/// Links kept at once by default: far more pacmesh hosts than one LAN
+/// segment holds, and at most about 300 MiB of peers' digests at their
+/// largest.
+pub const MAX_LINKS: usize = 256;
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
 use crate::index::CacheIndex;
@@ -32,6 +38,13 @@ pub struct MeshOptions {
     /// Uploads of cached files at once, to all peers together; more are
     /// answered `Busy` (8).
     pub max_uploads: usize,
+    /// Of those, uploads one peer may hold at once
+    /// ([`MAX_UPLOADS_PER_PEER`], 4): more from it are answered `Busy`,
+    /// so one peer cannot take every slot.
+    pub max_uploads_per_peer: usize,
+    /// An upload whose asker takes nothing for this long is cut
+    /// ([`UPLOAD_STALL_TIMEOUT`], 10 s), freeing its slot.
+    pub upload_stall_timeout: Duration,
     /// Uploads of downloads still arriving (joined WAN fetches) at once
     /// (64): they go at the WAN's pace, so they cost little, and refusing
     /// one sends a host to the WAN for a file this host is fetching.
@@ -43,6 +56,10 @@ pub struct MeshOptions {
     /// client's 10 s stall limit, so the fetching peer notices a stalled
     /// mirror (and fails over) before its readers give up on it.
     pub growing_stall_timeout: Duration,
+    /// Links kept at once ([`MAX_LINKS`], 256): a peer linking past it is
+    /// closed with `TooManyPeers`. Bounds what fresh identities can make
+    /// this host hold (a peer's digest is at most about 1.2 MiB).
+    pub max_links: usize,
     /// Penalty length and measurement knobs of the peer choice.
     pub choice: ChoicePolicy,
     /// Test only: every upload sends this many body bytes, then nothing
@@ -53,8 +70,9 @@ pub struct MeshOptions {
 
 impl MeshOptions {
     /// The defaults: no mesh key, keep-alive 2 s, idle timeout 10 s,
-    /// nothing to serve, 8 uploads (64 of growing files), stall timeouts 3 s (15 s growing),
-    /// penalties 10 min.
+    /// nothing to serve, 8 uploads (4 per peer; 64 of growing files),
+    /// uploads cut after 10 s without progress, stall timeouts 3 s (15 s
+    /// growing), penalties 10 min.
     pub fn new(identity: Arc<Identity>, archs: Vec<String>) -> Self {
         MeshOptions {
             identity,
@@ -65,9 +83,12 @@ impl MeshOptions {
             index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
             in_flight: Arc::new(NoDownloads),
             max_uploads: 8,
+            max_uploads_per_peer: MAX_UPLOADS_PER_PEER,
+            upload_stall_timeout: UPLOAD_STALL_TIMEOUT,
             max_growing_uploads: 64,
             stall_timeout: Duration::from_secs(3),
             growing_stall_timeout: Duration::from_secs(15),
+            max_links: MAX_LINKS,
             choice: ChoicePolicy::default(),
             test_stall_after: None,
         }
@@ -85,9 +106,12 @@ impl std::fmt::Debug for MeshOptions {
             .field("keep_alive", &self.keep_alive)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_uploads", &self.max_uploads)
+            .field("max_uploads_per_peer", &self.max_uploads_per_peer)
+            .field("upload_stall_timeout", &self.upload_stall_timeout)
             .field("max_growing_uploads", &self.max_growing_uploads)
             .field("stall_timeout", &self.stall_timeout)
             .field("growing_stall_timeout", &self.growing_stall_timeout)
+            .field("max_links", &self.max_links)
             .field("choice", &self.choice)
             .field("test_stall_after", &self.test_stall_after)
             .finish_non_exhaustive()

@@ -12,10 +12,14 @@
 //!
 //! Uploads never starve this host's own pacman. What that means here:
 //! - at most `max_uploads` uploads of cached files run at once (for all
-//!   peers together); a request beyond that is answered `Busy` at once, so
-//!   the asker goes to another holder or the mirror instead of waiting on
-//!   us. Uploads of files still arriving (peers joining our WAN fetch) have
-//!   their own, larger limit: they go at the WAN's pace;
+//!   peers together), and at most `max_uploads_per_peer` for one peer; a
+//!   request beyond that is answered `Busy` at once, so the asker goes to
+//!   another holder or the mirror instead of waiting on us. Uploads of
+//!   files still arriving (peers joining our WAN fetch) have their own,
+//!   larger limit: they go at the WAN's pace;
+//! - an upload whose asker takes no bytes for `upload_stall_timeout`
+//!   ([`UPLOAD_STALL_TIMEOUT`]) is reset with [`RESET_STALLED`], so a peer
+//!   that asks and never reads cannot hold a slot for longer;
 //! - an upload's stream has a lower quinn priority than the control
 //!   stream, so digests, deltas and goodbyes are never queued behind file
 //!   bytes on a busy link;
@@ -31,6 +35,7 @@
 //! `max_uploads` streams.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pacmesh_proto::{
@@ -53,6 +58,16 @@ pub const UPLOAD_PRIORITY: i32 = -1;
 /// An upload lets other tasks run after this many bytes.
 pub const YIELD_EVERY: u64 = 1 << 20;
 
+/// An upload whose asker takes nothing for this long is cut. An honest
+/// asker gives up on a silent holder after 3 s (`stall_timeout`), so a
+/// stream blocked this long on the asker's flow control is one nobody
+/// reads.
+pub const UPLOAD_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Uploads of cached files one peer may hold at once: half the default
+/// eight, so two peers are always served.
+pub const MAX_UPLOADS_PER_PEER: usize = 4;
+
 /// Reset codes of a transfer stream, for the asker's log.
 pub const RESET_SHUTDOWN: VarInt = VarInt::from_u32(1);
 pub const RESET_FILE_ERROR: VarInt = VarInt::from_u32(2);
@@ -61,6 +76,8 @@ pub const RESET_NO_REQUEST: VarInt = VarInt::from_u32(3);
 /// must drop every byte it got on this stream (and not blame this host;
 /// its source sent them). Seen by the asker as `FetchError::SourceBad`.
 pub const RESET_BAD_BYTES: VarInt = VarInt::from_u32(4);
+/// The asker took no bytes for [`UPLOAD_STALL_TIMEOUT`].
+pub const RESET_STALLED: VarInt = VarInt::from_u32(5);
 
 /// Accepts the peer's transfer streams for as long as the link lasts; each
 /// is served by its own task. Returns the connection's end.
@@ -147,12 +164,12 @@ async fn serve_stream(
 async fn upload(inner: &Inner, link: &Link, send: &mut SendStream, request: FetchRequest) {
     let _ = send.set_priority(UPLOAD_PRIORITY);
     let FetchRequest { file_name, offset } = request;
-    let (opened, _permit) = match open(inner, &file_name, offset).await {
+    let (opened, _slot) = match open(inner, link, &file_name, offset).await {
         Ok(opened) => opened,
-        Err(status) => return refuse(send, &file_name, status).await,
+        Err(status) => return refuse(inner, send, &file_name, status).await,
     };
     let header = Message::FetchHeader(FetchHeader::ok(opened.size, opened.mtime));
-    if !write_header(send, &header).await {
+    if !write_header(inner, send, &header).await {
         return;
     }
     let source = opened.source.kind();
@@ -184,13 +201,37 @@ enum Found {
     Growing(BoxFuture<'static, Result<GrowingRead, GrowingError>>),
 }
 
+/// An upload slot: a permit of the shared limit and, for a cached file,
+/// one of the peer's share, given back when dropped.
+struct Slot<'a> {
+    _permit: OwnedSemaphorePermit,
+    share: Option<&'a AtomicUsize>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(share) = self.share {
+            share.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Takes one of `held` unless `limit` are taken already.
+fn take_share(held: &AtomicUsize, limit: usize) -> bool {
+    held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n < limit).then_some(n + 1)
+    })
+    .is_ok()
+}
+
 /// Finds the file, takes an upload slot and opens it from `offset`; the
 /// status to refuse with otherwise.
-async fn open(
+async fn open<'a>(
     inner: &Inner,
+    link: &'a Link,
     file_name: &str,
     offset: u64,
-) -> Result<(Opened, OwnedSemaphorePermit), FetchStatus> {
+) -> Result<(Opened, Slot<'a>), FetchStatus> {
     if !classify(file_name).is_cacheable() {
         return Err(FetchStatus::NotFound);
     }
@@ -212,19 +253,35 @@ async fn open(
             }
         }
     };
-    let slots = match found {
-        Found::Cached(_) => &inner.uploads,
-        Found::Growing(_) => &inner.growing_uploads,
+    let (slots, share) = match found {
+        Found::Cached(_) => (&inner.uploads, Some(&link.cached_uploads)),
+        Found::Growing(_) => (&inner.growing_uploads, None),
     };
-    let permit = slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| FetchStatus::Busy)?;
+    if let Some(held) = share {
+        if !take_share(held, inner.max_uploads_per_peer) {
+            tracing::debug!(file = %file_name, "peer holds its share of upload slots");
+            return Err(FetchStatus::Busy);
+        }
+    }
+    // From here the share is given back on every path, with the slot.
+    let permit = slots.clone().try_acquire_owned();
+    let slot = match permit {
+        Ok(permit) => Slot {
+            _permit: permit,
+            share,
+        },
+        Err(_) => {
+            if let Some(held) = share {
+                held.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(FetchStatus::Busy);
+        }
+    };
     let opened = match found {
         Found::Cached(path) => open_cached(path, offset).await?,
         Found::Growing(growing) => open_growing(inner, file_name, growing, offset).await?,
     };
-    Ok((opened, permit))
+    Ok((opened, slot))
 }
 
 async fn open_cached(path: PathBuf, offset: u64) -> Result<Opened, FetchStatus> {
@@ -277,9 +334,19 @@ fn check_offset(offset: u64, size: u64) -> Result<(), FetchStatus> {
     Ok(())
 }
 
-async fn write_header(send: &mut SendStream, header: &Message) -> bool {
+/// Writes a header, within the upload stall timeout (the asker's flow
+/// control may leave no room even for that).
+async fn write_header(inner: &Inner, send: &mut SendStream, header: &Message) -> bool {
     match encode_frame(header, MAX_TRANSFER_FRAME) {
-        Ok(frame) => send.write_all(&frame).await.is_ok(),
+        Ok(frame) => {
+            match tokio::time::timeout(inner.upload_stall_timeout, send.write_all(&frame)).await {
+                Ok(written) => written.is_ok(),
+                Err(_) => {
+                    let _ = send.reset(RESET_STALLED);
+                    false
+                }
+            }
+        }
         Err(e) => {
             // A header always fits; this would be a bug here.
             tracing::error!(error = %e, "cannot encode a fetch header");
@@ -289,9 +356,15 @@ async fn write_header(send: &mut SendStream, header: &Message) -> bool {
     }
 }
 
-async fn refuse(send: &mut SendStream, file_name: &str, status: FetchStatus) {
+async fn refuse(inner: &Inner, send: &mut SendStream, file_name: &str, status: FetchStatus) {
     tracing::debug!(file = %file_name, ?status, "fetch refused");
-    if write_header(send, &Message::FetchHeader(FetchHeader::refused(status))).await {
+    if write_header(
+        inner,
+        send,
+        &Message::FetchHeader(FetchHeader::refused(status)),
+    )
+    .await
+    {
         let _ = send.finish();
     }
 }
