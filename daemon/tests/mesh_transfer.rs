@@ -17,6 +17,7 @@ use pacmeshd::index::watch::ChangeSink;
 use pacmeshd::mesh::link::{CloseCode, FetchError, Mesh, MeshOptions, PeerDownload};
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::stall::StallAfter;
 use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
 
@@ -93,7 +94,9 @@ impl Node {
         opts.index = index;
         opts.max_uploads = setup.max_uploads;
         opts.stall_timeout = setup.stall_timeout;
-        opts.test_stall_after = setup.stall_after;
+        if let Some(bytes) = setup.stall_after {
+            opts.files = Arc::new(StallAfter::new(bytes));
+        }
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mesh = Mesh::start(socket, opts, publisher, shutdown.clone()).expect("mesh");
         Node {

@@ -6,4 +6,5 @@ pub mod daemon;
 pub mod logs;
 pub mod mirror;
 pub mod node;
+pub mod stall;
 pub mod stranger;

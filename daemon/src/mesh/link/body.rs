@@ -1,22 +1,90 @@
 //! The bytes of one upload after its header, from either source: a cache
-//! file (`crate::cachefile`) or a download still arriving on this host
+//! file (opened through [`UploadFiles`]; [`CacheFiles`] reads it with
+//! `crate::cachefile`) or a download still arriving on this host
 //! (`mesh::inflight`). One loop sends both, so the byte counters, the
 //! yield to the runtime and the stream resets are the same for either.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use quinn::{SendStream, VarInt};
 
 use super::serve::{RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_STALLED, YIELD_EVERY};
 use super::{Inner, Link};
-use crate::cachefile::ChunkReader;
-use crate::mesh::inflight::{GrowingChunks, GrowingError};
+use crate::cachefile::{open_regular, ChunkReader};
+use crate::mesh::inflight::{BoxFuture, GrowingChunks, GrowingError};
+
+/// Opens the cached files that uploads send: the index has located a
+/// requested file at a path, and this opens it. The daemon's is
+/// [`CacheFiles`]; a test may wrap it to shape the bytes (a holder that
+/// stops sending, say) without the upload loop knowing.
+pub trait UploadFiles: Send + Sync + 'static {
+    /// Opens `path` to be read from `offset` to its end. An error means
+    /// the file is gone (or is not a regular file) since the index saw it.
+    /// `offset` past the end is the caller's to refuse (by the size).
+    fn open(&self, path: PathBuf, offset: u64) -> BoxFuture<'static, io::Result<UploadFile>>;
+}
+
+/// A cached file opened for an upload.
+pub struct UploadFile {
+    pub size: u64,
+    /// Seconds since the Unix epoch (negative before it).
+    pub mtime: i64,
+    /// The bytes from the offset asked for to the end.
+    pub chunks: Box<dyn FileChunks>,
+}
+
+/// The bytes of an opened file, in order.
+pub trait FileChunks: Send {
+    /// The next chunk, `Ok(None)` at the end.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>>;
+}
+
+impl FileChunks for ChunkReader {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        ChunkReader::poll_next(self, cx)
+    }
+}
+
+/// Cache files as they are on disk: opened on the blocking pool, without
+/// following a symlink, and read by [`ChunkReader`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheFiles;
+
+impl UploadFiles for CacheFiles {
+    fn open(&self, path: PathBuf, offset: u64) -> BoxFuture<'static, io::Result<UploadFile>> {
+        Box::pin(async move {
+            let (file, meta) = tokio::task::spawn_blocking(move || open_regular(&path))
+                .await
+                .map_err(io::Error::other)??;
+            let size = meta.len();
+            Ok(UploadFile {
+                size,
+                mtime: unix_secs(&meta),
+                chunks: Box::new(ChunkReader::new(file, offset.min(size), size)),
+            })
+        })
+    }
+}
+
+/// A file's modification time in Unix seconds (negative before 1970).
+fn unix_secs(meta: &std::fs::Metadata) -> i64 {
+    match meta
+        .modified()
+        .map(|t| t.duration_since(std::time::UNIX_EPOCH))
+    {
+        Ok(Ok(after)) => after.as_secs() as i64,
+        Ok(Err(before)) => -(before.duration().as_secs() as i64),
+        Err(_) => 0,
+    }
+}
 
 /// Where an upload's bytes come from.
 pub(super) enum Source {
-    File(ChunkReader),
+    File(Box<dyn FileChunks>),
     Growing(Box<dyn GrowingChunks>),
 }
 
@@ -31,7 +99,7 @@ impl Source {
 
     async fn next(&mut self) -> Result<Option<Bytes>, Cut> {
         match self {
-            Source::File(reader) => Ok(reader.next().await?),
+            Source::File(chunks) => Ok(std::future::poll_fn(|cx| chunks.poll_next(cx)).await?),
             Source::Growing(chunks) => Ok(chunks.next_chunk().await?),
         }
     }
@@ -55,8 +123,6 @@ pub(super) enum Cut {
     /// The asker's flow control took nothing for the upload stall timeout.
     #[error("the asker took nothing for {0:?}")]
     Stalled(std::time::Duration),
-    #[error("test stall")]
-    TestStall,
 }
 
 impl Cut {
@@ -70,7 +136,7 @@ impl Cut {
                 Some(RESET_FILE_ERROR)
             }
             Cut::Stalled(_) => Some(RESET_STALLED),
-            Cut::Asker(_) | Cut::TestStall => None,
+            Cut::Asker(_) => None,
         }
     }
 }
@@ -112,16 +178,6 @@ async fn send_all(
         };
         if chunk.len() as u64 > len - *sent {
             return Err(Cut::Long);
-        }
-        if let Some(limit) = inner.test_stall_after {
-            if *sent + chunk.len() as u64 >= limit {
-                let head = chunk.slice(..(limit - *sent) as usize);
-                let _ = send.write_chunk(head).await;
-                // Test only: hold the stream open and send nothing more,
-                // until the asker gives up.
-                let _ = send.stopped().await;
-                return Err(Cut::TestStall);
-            }
         }
         let n = chunk.len() as u64;
         // A peer that asks and never reads would hold the slot for ever.

@@ -51,6 +51,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use body::{CacheFiles, FileChunks, UploadFile, UploadFiles};
 pub use close::CloseCode;
 pub use hello::{check_hello, Refusal, MIN_PROTOCOL_VERSION};
 pub use key::{
@@ -284,6 +285,8 @@ pub(crate) struct Inner {
     index: SharedIndex,
     /// Downloads under way here, served to peers as they grow.
     in_flight: Arc<dyn InFlightFiles>,
+    /// Opens what the index locates, for uploads.
+    files: Arc<dyn UploadFiles>,
     /// One permit per upload in progress.
     uploads: Arc<Semaphore>,
     max_uploads_per_peer: usize,
@@ -292,7 +295,6 @@ pub(crate) struct Inner {
     growing_uploads: Arc<Semaphore>,
     stall_timeout: Duration,
     growing_stall_timeout: Duration,
-    test_stall_after: Option<u64>,
     choice: Mutex<Choice>,
     peer_bytes: Mutex<HashMap<NodeId, Arc<PeerBytes>>>,
     bytes_to_peers: AtomicU64,
@@ -471,13 +473,13 @@ impl Mesh {
             fetchers_changed: watch::Sender::new(0),
             index: opts.index,
             in_flight: opts.in_flight,
+            files: opts.files,
             uploads: Arc::new(Semaphore::new(opts.max_uploads)),
             max_uploads_per_peer: opts.max_uploads_per_peer,
             upload_stall_timeout: opts.upload_stall_timeout,
             growing_uploads: Arc::new(Semaphore::new(opts.max_growing_uploads)),
             stall_timeout: opts.stall_timeout,
             growing_stall_timeout: opts.growing_stall_timeout,
-            test_stall_after: opts.test_stall_after,
             choice: Mutex::new(Choice::new(opts.choice)),
             peer_bytes: Mutex::new(HashMap::new()),
             bytes_to_peers: AtomicU64::new(0),

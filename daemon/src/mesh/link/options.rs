@@ -3,6 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use super::body::{CacheFiles, UploadFiles};
 use super::key::MeshKey;
 use super::serve::{MAX_UPLOADS_PER_PEER, UPLOAD_STALL_TIMEOUT};
 
@@ -62,10 +63,9 @@ pub struct MeshOptions {
     pub max_links: usize,
     /// Penalty length and measurement knobs of the peer choice.
     pub choice: ChoicePolicy,
-    /// Test only: every upload sends this many body bytes, then nothing
-    /// more while holding its stream open, as a stalled peer would.
-    /// Always `None` in the daemon.
-    pub test_stall_after: Option<u64>,
+    /// Opens the cached files the index locates for uploads. Default:
+    /// [`CacheFiles`], the files on disk.
+    pub files: Arc<dyn UploadFiles>,
 }
 
 impl MeshOptions {
@@ -90,15 +90,15 @@ impl MeshOptions {
             growing_stall_timeout: Duration::from_secs(15),
             max_links: MAX_LINKS,
             choice: ChoicePolicy::default(),
-            test_stall_after: None,
+            files: Arc::new(CacheFiles),
         }
     }
 }
 
 impl std::fmt::Debug for MeshOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The index and the in-flight files are left out: large, or not
-        // `Debug`.
+        // The index, the in-flight files and the file opener are left out:
+        // large, or not `Debug`.
         f.debug_struct("MeshOptions")
             .field("identity", &self.identity)
             .field("mesh_key", &self.mesh_key)
@@ -113,7 +113,6 @@ impl std::fmt::Debug for MeshOptions {
             .field("growing_stall_timeout", &self.growing_stall_timeout)
             .field("max_links", &self.max_links)
             .field("choice", &self.choice)
-            .field("test_stall_after", &self.test_stall_after)
             .finish_non_exhaustive()
     }
 }

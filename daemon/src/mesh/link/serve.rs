@@ -49,7 +49,6 @@ use tracing::Instrument as _;
 use super::body::{send_body, Source};
 use super::close::CloseCode;
 use super::{Inner, Link, TARGET};
-use crate::cachefile::{open_regular, ChunkReader};
 use crate::mesh::inflight::{BoxFuture, GrowingError, GrowingRead};
 
 /// Send priority of upload streams; the control stream keeps quinn's 0.
@@ -278,24 +277,24 @@ async fn open<'a>(
         }
     };
     let opened = match found {
-        Found::Cached(path) => open_cached(path, offset).await?,
+        Found::Cached(path) => open_cached(inner, path, offset).await?,
         Found::Growing(growing) => open_growing(inner, file_name, growing, offset).await?,
     };
     Ok((opened, slot))
 }
 
-async fn open_cached(path: PathBuf, offset: u64) -> Result<Opened, FetchStatus> {
-    let (file, meta) = match tokio::task::spawn_blocking(move || open_regular(&path)).await {
-        Ok(Ok(opened)) => opened,
-        // Gone since the index saw it.
-        Ok(Err(_)) | Err(_) => return Err(FetchStatus::NotFound),
-    };
-    let size = meta.len();
-    check_offset(offset, size)?;
+async fn open_cached(inner: &Inner, path: PathBuf, offset: u64) -> Result<Opened, FetchStatus> {
+    // An error: gone since the index saw it.
+    let file = inner
+        .files
+        .open(path, offset)
+        .await
+        .map_err(|_| FetchStatus::NotFound)?;
+    check_offset(offset, file.size)?;
     Ok(Opened {
-        size,
-        mtime: unix_secs(&meta),
-        source: Source::File(ChunkReader::new(file, offset, size)),
+        size: file.size,
+        mtime: file.mtime,
+        source: Source::File(file.chunks),
     })
 }
 
@@ -366,17 +365,5 @@ async fn refuse(inner: &Inner, send: &mut SendStream, file_name: &str, status: F
     .await
     {
         let _ = send.finish();
-    }
-}
-
-/// A file's modification time in Unix seconds (negative before 1970).
-fn unix_secs(meta: &std::fs::Metadata) -> i64 {
-    match meta
-        .modified()
-        .map(|t| t.duration_since(std::time::UNIX_EPOCH))
-    {
-        Ok(Ok(after)) => after.as_secs() as i64,
-        Ok(Err(before)) => -(before.duration().as_secs() as i64),
-        Err(_) => 0,
     }
 }

@@ -1,0 +1,67 @@
+//! A holder that stops sending: uploads of cached files whose bytes stop
+//! after a number of them while the stream stays open, as a stalled peer's
+//! would. Plugged in through the mesh's `UploadFiles` seam
+//! (`MeshOptions::files`), so the daemon ships nothing of it.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use pacmeshd::mesh::inflight::BoxFuture;
+use pacmeshd::mesh::link::{CacheFiles, FileChunks, UploadFile, UploadFiles};
+
+/// The files on disk ([`CacheFiles`]), of which every upload sends
+/// `bytes` body bytes and then nothing more.
+pub struct StallAfter {
+    files: Arc<dyn UploadFiles>,
+    bytes: u64,
+}
+
+impl StallAfter {
+    pub fn new(bytes: u64) -> Self {
+        StallAfter {
+            files: Arc::new(CacheFiles),
+            bytes,
+        }
+    }
+}
+
+impl UploadFiles for StallAfter {
+    fn open(&self, path: PathBuf, offset: u64) -> BoxFuture<'static, io::Result<UploadFile>> {
+        let open = self.files.open(path, offset);
+        let left = self.bytes;
+        Box::pin(async move {
+            let mut file = open.await?;
+            file.chunks = Box::new(Stalling {
+                chunks: file.chunks,
+                left,
+            });
+            Ok(file)
+        })
+    }
+}
+
+struct Stalling {
+    chunks: Box<dyn FileChunks>,
+    left: u64,
+}
+
+impl FileChunks for Stalling {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if self.left == 0 {
+            // Never woken: the upload waits here, its stream open, until
+            // the mesh shuts down.
+            return Poll::Pending;
+        }
+        let next = ready!(self.chunks.poll_next(cx));
+        Poll::Ready(next.map(|chunk| {
+            chunk.map(|chunk| {
+                let n = chunk.len().min(self.left as usize);
+                self.left -= n as u64;
+                chunk.slice(..n)
+            })
+        }))
+    }
+}
