@@ -32,7 +32,7 @@ pub enum Source {
 
 impl Source {
     /// The sources counted in `requests`, in the order every view shows
-    /// them (each one's slot is its discriminant).
+    /// them; a source's slot in [`RequestCounts`] is its place here.
     pub const COUNTED: [Source; 9] = [
         Source::Local,
         Source::Peer,
