@@ -21,6 +21,7 @@ pub mod mirrors;
 pub mod plan;
 pub mod sd_notify;
 pub mod setup;
+pub mod snapshot;
 pub mod stats;
 pub mod syncdb;
 
@@ -166,32 +167,6 @@ impl State {
             Ok(m) => m.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-
-    /// Caching-mirror mode's counters and what it keeps, for status,
-    /// metrics and the page; `None` in local mode.
-    pub fn mirror_status(&self) -> Option<stats::MirrorStatus> {
-        let proxy = self.dbproxy.as_ref()?;
-        let store = self.engine.store();
-        let kept = store.list(|_| false).unwrap_or_default();
-        let requests = self.stats.requests();
-        Some(stats::MirrorStatus {
-            packages: stats::MirrorPackages {
-                hits: requests.local,
-                misses: requests.mirror_fetch,
-                bytes_upstream: self.stats.bytes(0).mirror_fetch,
-                kept: kept.len(),
-                kept_bytes: kept.iter().map(|k| k.size).sum(),
-                max_bytes: store.max_bytes,
-            },
-            databases: proxy.counts(),
-            repos: proxy
-                .fed()
-                .repos()
-                .into_iter()
-                .map(|(arch, repo, files)| stats::ProxiedRepo { arch, repo, files })
-                .collect(),
-        })
     }
 
     /// The cache dirs and how many files they hold, for status.

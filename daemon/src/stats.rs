@@ -4,13 +4,17 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-/// Where an answer came from, as counted and logged.
+/// Where an answer came from, as counted and logged. The one list of
+/// request sources: `requests` in the status JSON, the `source` label of
+/// `pacmesh_requests_total` and the page's rows all come from
+/// [`Source::COUNTED`] and [`Source::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Local,
-    /// Fetched from peers, verified against the sync databases.
+    /// Fetched from peers (verified or not).
     Peer,
     /// Fetched from peers; the sync databases had no checksum for it.
+    /// Counted as `Peer` too.
     PeerUnverified,
     /// Still arriving from peers: pacman was sent back to ask again.
     PeerWait,
@@ -22,10 +26,25 @@ pub enum Source {
     Database,
     NotFound,
     BadRequest,
+    /// pacmesh's own pages and admin answers: logged, not counted.
     Status,
 }
 
 impl Source {
+    /// The sources counted in `requests`, in the order every view shows
+    /// them; a source's slot in [`RequestCounts`] is its place here.
+    pub const COUNTED: [Source; 9] = [
+        Source::Local,
+        Source::Peer,
+        Source::PeerUnverified,
+        Source::PeerWait,
+        Source::MirrorRedirect,
+        Source::MirrorFetch,
+        Source::Database,
+        Source::NotFound,
+        Source::BadRequest,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Local => "local",
@@ -39,6 +58,36 @@ impl Source {
             Source::BadRequest => "bad_request",
             Source::Status => "status",
         }
+    }
+
+    /// How the page names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Source::Local => "local cache",
+            Source::Peer => "peers",
+            Source::PeerUnverified => "of which without a checksum to verify",
+            Source::PeerWait => "sent back to wait for a peer fetch",
+            Source::MirrorRedirect => "mirror (redirected)",
+            Source::MirrorFetch => "mirror (fetched)",
+            Source::Database => "databases (caching mirror)",
+            Source::NotFound => "not found",
+            Source::BadRequest => "bad requests",
+            Source::Status => "pacmesh pages",
+        }
+    }
+
+    /// Whether it is a package answer (`PeerUnverified` is within `Peer`):
+    /// the page's shares are of these.
+    pub fn is_package(self) -> bool {
+        matches!(
+            self,
+            Source::Local | Source::Peer | Source::MirrorRedirect | Source::MirrorFetch
+        )
+    }
+
+    /// Its slot in [`RequestCounts`]; `None` for what is not counted.
+    fn slot(self) -> Option<usize> {
+        Source::COUNTED.iter().position(|&s| s == self)
     }
 }
 
@@ -65,9 +114,7 @@ impl Histogram {
         self.count.fetch_add(1, Relaxed);
     }
 
-    /// Cumulative counts per bucket bound (the last is `+Inf`), the sum in
-    /// seconds, and the count.
-    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+    pub fn snapshot(&self) -> HistogramSnapshot {
         let mut total = 0;
         let cumulative = self
             .buckets
@@ -77,12 +124,21 @@ impl Histogram {
                 total
             })
             .collect();
-        (
+        HistogramSnapshot {
             cumulative,
-            self.sum_micros.load(Relaxed) as f64 / 1e6,
-            self.count.load(Relaxed),
-        )
+            sum_s: self.sum_micros.load(Relaxed) as f64 / 1e6,
+            count: self.count.load(Relaxed),
+        }
     }
+}
+
+/// A [`Histogram`] as it was at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Cumulative counts per bound of [`DURATION_BUCKETS`], then `+Inf`.
+    pub cumulative: Vec<u64>,
+    pub sum_s: f64,
+    pub count: u64,
 }
 
 #[derive(Debug, Default)]
@@ -91,37 +147,47 @@ pub struct Stats {
     pub local_transfer: Histogram,
     /// How long responses served from peers took, fetch included.
     pub peer_transfer: Histogram,
-    local: AtomicU64,
-    peer: AtomicU64,
-    peer_unverified: AtomicU64,
-    peer_wait: AtomicU64,
-    mirror_redirect: AtomicU64,
-    mirror_fetch: AtomicU64,
-    database: AtomicU64,
-    not_found: AtomicU64,
-    bad_request: AtomicU64,
+    /// By slot of [`Source::COUNTED`].
+    requests: [AtomicU64; Source::COUNTED.len()],
     bytes_local: AtomicU64,
     bytes_peer: AtomicU64,
     bytes_mirror_fetch: AtomicU64,
     bytes_peer_inflight: AtomicU64,
 }
 
-/// `requests` in the status JSON (docs/DESIGN.md, "Status JSON").
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct RequestCounts {
-    pub local: u64,
-    pub peer: u64,
-    /// Of `peer`: files the sync databases had no checksum for.
-    pub peer_unverified: u64,
-    /// `307`s to the same URL while a peer fetch runs on (not requests of
-    /// their own: the one that ends it is counted where it ends).
-    pub peer_wait: u64,
-    pub mirror_redirect: u64,
-    pub mirror_fetch: u64,
-    /// Caching-mirror mode: databases and their signatures.
-    pub database: u64,
-    pub not_found: u64,
-    pub bad_request: u64,
+/// `requests` in the status JSON (docs/DESIGN.md, "Status JSON"): one
+/// count per source of [`Source::COUNTED`], named by [`Source::as_str`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestCounts([u64; Source::COUNTED.len()]);
+
+impl RequestCounts {
+    /// The count of `source` (0 for what is not counted).
+    pub fn get(&self, source: Source) -> u64 {
+        source.slot().map_or(0, |i| self.0[i])
+    }
+
+    /// Sets one count (snapshots made by hand, in tests).
+    pub fn set(&mut self, source: Source, n: u64) {
+        if let Some(i) = source.slot() {
+            self.0[i] = n;
+        }
+    }
+
+    /// Every counted source with its count, in [`Source::COUNTED`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (Source, u64)> + '_ {
+        Source::COUNTED.iter().copied().zip(self.0.iter().copied())
+    }
+}
+
+impl Serialize for RequestCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (source, n) in self.iter() {
+            map.serialize_entry(source.as_str(), &n)?;
+        }
+        map.end()
+    }
 }
 
 /// `bytes` in the status JSON.
@@ -138,6 +204,25 @@ pub struct ByteCounts {
     /// Bytes pacman got here that this host did not download from the
     /// internet: local hits and everything that came from peers.
     pub wan_saved: u64,
+}
+
+impl ByteCounts {
+    /// The byte sources (`wan_saved`, their sum, aside): the `source`
+    /// label of `pacmesh_bytes_total`, how the page names it, and the
+    /// count. The one list of them besides the fields.
+    pub fn iter(&self) -> [(&'static str, &'static str, u64); 5] {
+        [
+            ("local", "sent from the local cache", self.local),
+            ("peer", "downloaded from peers", self.peer),
+            ("mirror_fetch", "downloaded from mirrors", self.mirror_fetch),
+            (
+                "peer_inflight",
+                "of which from a peer's fetch under way",
+                self.peer_inflight,
+            ),
+            ("to_peers", "uploaded to peers", self.to_peers),
+        ]
+    }
 }
 
 /// `mirror` in the status JSON: caching-mirror mode only
@@ -178,23 +263,13 @@ pub struct ProxiedRepo {
 
 impl Stats {
     pub fn count(&self, source: Source) {
-        let counter = match source {
-            Source::Local => &self.local,
-            Source::Peer => &self.peer,
-            Source::PeerUnverified => {
-                // Counted as a peer request too, and separately.
-                self.peer.fetch_add(1, Relaxed);
-                &self.peer_unverified
-            }
-            Source::PeerWait => &self.peer_wait,
-            Source::MirrorRedirect => &self.mirror_redirect,
-            Source::MirrorFetch => &self.mirror_fetch,
-            Source::Database => &self.database,
-            Source::NotFound => &self.not_found,
-            Source::BadRequest => &self.bad_request,
-            Source::Status => return,
-        };
-        counter.fetch_add(1, Relaxed);
+        if source == Source::PeerUnverified {
+            // Counted as a peer request too, and separately.
+            self.count(Source::Peer);
+        }
+        if let Some(i) = source.slot() {
+            self.requests[i].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn add_local_bytes(&self, n: u64) {
@@ -216,17 +291,7 @@ impl Stats {
     }
 
     pub fn requests(&self) -> RequestCounts {
-        RequestCounts {
-            local: self.local.load(Relaxed),
-            peer: self.peer.load(Relaxed),
-            peer_unverified: self.peer_unverified.load(Relaxed),
-            peer_wait: self.peer_wait.load(Relaxed),
-            mirror_redirect: self.mirror_redirect.load(Relaxed),
-            mirror_fetch: self.mirror_fetch.load(Relaxed),
-            database: self.database.load(Relaxed),
-            not_found: self.not_found.load(Relaxed),
-            bad_request: self.bad_request.load(Relaxed),
-        }
+        RequestCounts(std::array::from_fn(|i| self.requests[i].load(Relaxed)))
     }
 
     /// Byte counts; `to_peers` is the mesh's to fill in (it counts uploads).
@@ -252,9 +317,42 @@ mod tests {
         for s in [0.0005, 0.003, 0.003, 2.0, 1000.0] {
             h.observe(s);
         }
-        let (buckets, sum, count) = h.snapshot();
-        assert_eq!(count, 5);
-        assert_eq!(buckets, vec![1, 3, 3, 3, 3, 3, 3, 4, 4, 4, 5]);
-        assert!((sum - 1002.0065).abs() < 1e-3, "{sum}");
+        let snap = h.snapshot();
+        assert_eq!(snap.count, 5);
+        assert_eq!(snap.cumulative, vec![1, 3, 3, 3, 3, 3, 3, 4, 4, 4, 5]);
+        assert!((snap.sum_s - 1002.0065).abs() < 1e-3, "{}", snap.sum_s);
+    }
+
+    #[test]
+    fn each_source_counts_in_its_own_slot() {
+        let stats = Stats::default();
+        for (i, source) in Source::COUNTED.iter().enumerate() {
+            for _ in 0..=i {
+                stats.count(*source);
+            }
+        }
+        stats.count(Source::Status);
+        let r = stats.requests();
+        for (i, (source, n)) in r.iter().enumerate() {
+            // An unverified peer answer is a peer answer too.
+            let extra = u64::from(source == Source::Peer) * 3;
+            assert_eq!(n, i as u64 + 1 + extra, "{}", source.as_str());
+        }
+        assert_eq!(r.get(Source::Status), 0);
+    }
+
+    #[test]
+    fn request_counts_serialize_by_source_name() {
+        let mut r = RequestCounts::default();
+        r.set(Source::MirrorFetch, 7);
+        let json = serde_json::to_value(&r).unwrap();
+        let names: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        let mut expected: Vec<_> = Source::COUNTED.iter().map(|s| s.as_str()).collect();
+        expected.sort_unstable();
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(json["mirror_fetch"], 7);
+        assert_eq!(json["local"], 0);
     }
 }

@@ -5,11 +5,11 @@ use std::fmt::Write;
 use http::Response;
 
 use super::Body;
+use crate::snapshot::Snapshot;
 use crate::stats::DURATION_BUCKETS;
-use crate::State;
 
-pub fn response(state: &State) -> Response<Body> {
-    let text = render(state);
+pub fn response(snapshot: &Snapshot) -> Response<Body> {
+    let text = render(snapshot);
     super::live_page("text/plain; version=0.0.4; charset=utf-8", text)
 }
 
@@ -84,42 +84,26 @@ fn mirror(out: &mut String, m: &crate::stats::MirrorStatus) {
     }
 }
 
-pub fn render(state: &State) -> String {
+/// The metrics of `s` (docs/DESIGN.md, "Metrics").
+pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(2048);
-    let r = state.stats.requests();
     family(
         &mut out,
         "pacmesh_requests_total",
         "counter",
         "Requests answered, by source.",
     );
-    for (source, n) in [
-        ("local", r.local),
-        ("peer", r.peer),
-        ("peer_unverified", r.peer_unverified),
-        ("peer_wait", r.peer_wait),
-        ("mirror_redirect", r.mirror_redirect),
-        ("mirror_fetch", r.mirror_fetch),
-        ("database", r.database),
-        ("not_found", r.not_found),
-        ("bad_request", r.bad_request),
-    ] {
+    for (source, n) in s.requests.iter() {
+        let source = source.as_str();
         let _ = writeln!(out, "pacmesh_requests_total{{source=\"{source}\"}} {n}");
     }
-    let b = state.stats.bytes(state.mesh.bytes_to_peers());
     family(
         &mut out,
         "pacmesh_bytes_total",
         "counter",
         "Package bytes sent to pacman or peers, by source.",
     );
-    for (source, n) in [
-        ("local", b.local),
-        ("peer", b.peer),
-        ("mirror_fetch", b.mirror_fetch),
-        ("peer_inflight", b.peer_inflight),
-        ("to_peers", b.to_peers),
-    ] {
+    for (source, _, n) in s.bytes.iter() {
         let _ = writeln!(out, "pacmesh_bytes_total{{source=\"{source}\"}} {n}");
     }
     family(
@@ -128,25 +112,40 @@ pub fn render(state: &State) -> String {
         "counter",
         "Bytes this host did not download from the internet (served locally or by peers).",
     );
-    let _ = writeln!(out, "pacmesh_saved_bytes_total {}", b.wan_saved);
-    let (_, files) = state.index_summary();
+    let _ = writeln!(out, "pacmesh_saved_bytes_total {}", s.bytes.wan_saved);
     family(
         &mut out,
         "pacmesh_cache_files",
         "gauge",
         "Package files in the shared cache dirs.",
     );
-    let _ = writeln!(out, "pacmesh_cache_files {files}");
+    let _ = writeln!(out, "pacmesh_cache_files {}", s.cache.files);
     family(&mut out, "pacmesh_peers", "gauge", "Linked peers.");
-    let peers = state.mesh.peers();
-    let _ = writeln!(out, "pacmesh_peers {}", peers.len());
+    let _ = writeln!(out, "pacmesh_peers {}", s.peers.len());
+    peers(&mut out, s);
     family(
         &mut out,
+        "pacmesh_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    let _ = writeln!(out, "pacmesh_uptime_seconds {}", s.uptime_s);
+    if let Some(m) = &s.mirror {
+        mirror(&mut out, m);
+    }
+    transfers(&mut out, s);
+    out
+}
+
+/// The per-peer families.
+fn peers(out: &mut String, s: &Snapshot) {
+    family(
+        out,
         "pacmesh_peer_packages",
         "gauge",
         "Packages in each linked peer's digest.",
     );
-    for p in &peers {
+    for p in &s.peers {
         let _ = writeln!(
             out,
             "pacmesh_peer_packages{{peer=\"{}\"}} {}",
@@ -154,12 +153,12 @@ pub fn render(state: &State) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "pacmesh_peer_rtt_seconds",
         "gauge",
         "Round-trip time to each linked peer.",
     );
-    for p in &peers {
+    for p in &s.peers {
         let _ = writeln!(
             out,
             "pacmesh_peer_rtt_seconds{{peer=\"{}\"}} {}",
@@ -168,51 +167,99 @@ pub fn render(state: &State) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "pacmesh_peer_penalised",
         "gauge",
         "1 while a peer is penalised (it sent a file that did not verify).",
     );
-    for p in &peers {
+    for p in &s.peers {
         let on = u8::from(p.penalised_until_s.is_some());
         let _ = writeln!(out, "pacmesh_peer_penalised{{peer=\"{}\"}} {on}", p.node_id);
     }
-    family(
-        &mut out,
-        "pacmesh_uptime_seconds",
-        "gauge",
-        "Seconds since the daemon started.",
-    );
-    let _ = writeln!(
-        out,
-        "pacmesh_uptime_seconds {}",
-        state.started.elapsed().as_secs()
-    );
+}
 
-    if let Some(m) = state.mirror_status() {
-        mirror(&mut out, &m);
-    }
-
+/// The transfer-duration histogram.
+fn transfers(out: &mut String, s: &Snapshot) {
     let name = "pacmesh_transfer_duration_seconds";
     family(
-        &mut out,
+        out,
         name,
         "histogram",
         "Duration of package responses, by source.",
     );
-    for (source, histogram) in [
-        ("local", &state.stats.local_transfer),
-        ("peer", &state.stats.peer_transfer),
-    ] {
-        let (buckets, sum, count) = histogram.snapshot();
-        for (i, n) in buckets.iter().enumerate() {
+    for (source, h) in s.transfer.iter() {
+        for (i, n) in h.cumulative.iter().enumerate() {
             let le = DURATION_BUCKETS
                 .get(i)
                 .map_or("+Inf".to_string(), |b| b.to_string());
             let _ = writeln!(out, "{name}_bucket{{source=\"{source}\",le=\"{le}\"}} {n}");
         }
-        let _ = writeln!(out, "{name}_sum{{source=\"{source}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{source=\"{source}\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{source=\"{source}\"}} {}", h.sum_s);
+        let _ = writeln!(out, "{name}_count{{source=\"{source}\"}} {}", h.count);
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::sample;
+
+    #[test]
+    fn every_counter_is_a_sample() {
+        let s = sample::snapshot(true);
+        let text = render(&s);
+        let has = |line: String| assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        for (source, n) in s.requests.iter() {
+            has(format!(
+                "pacmesh_requests_total{{source=\"{}\"}} {n}",
+                source.as_str()
+            ));
+        }
+        for (source, _, n) in s.bytes.iter() {
+            has(format!("pacmesh_bytes_total{{source=\"{source}\"}} {n}"));
+        }
+        has(format!("pacmesh_saved_bytes_total {}", s.bytes.wan_saved));
+        has("pacmesh_cache_files 77".into());
+        has("pacmesh_peers 1".into());
+        has("pacmesh_uptime_seconds 4242".into());
+        let peer = "ab".repeat(32);
+        has(format!("pacmesh_peer_packages{{peer=\"{peer}\"}} 321"));
+        has(format!(
+            "pacmesh_peer_rtt_seconds{{peer=\"{peer}\"}} 0.0015"
+        ));
+        has(format!("pacmesh_peer_penalised{{peer=\"{peer}\"}} 1"));
+        has("pacmesh_mirror_upstream_bytes_total{kind=\"package\"} 5000002".into());
+        has("pacmesh_mirror_upstream_bytes_total{kind=\"database\"} 2006".into());
+        has("pacmesh_mirror_store_bytes{kind=\"package\"} 7000000".into());
+        has("pacmesh_mirror_store_bytes{kind=\"database\"} 2008".into());
+        has("pacmesh_mirror_store_max_bytes 8000000".into());
+        for (event, n) in [
+            ("served", 2001),
+            ("stale_served", 2002),
+            ("fetched", 2003),
+            ("not_modified", 2004),
+            ("failed_check", 2005),
+        ] {
+            has(format!(
+                "pacmesh_mirror_databases_total{{event=\"{event}\"}} {n}"
+            ));
+        }
+        let d = "pacmesh_transfer_duration_seconds";
+        has(format!("{d}_bucket{{source=\"local\",le=\"0.001\"}} 1"));
+        has(format!("{d}_bucket{{source=\"local\",le=\"+Inf\"}} 11"));
+        has(format!("{d}_sum{{source=\"local\"}} 0.25"));
+        has(format!("{d}_count{{source=\"local\"}} 11"));
+        has(format!("{d}_count{{source=\"peer\"}} 0"));
+    }
+
+    #[test]
+    fn each_family_is_declared_once_and_local_mode_has_no_mirror_families() {
+        let text = render(&sample::snapshot(false));
+        assert!(!text.contains("pacmesh_mirror_"), "{text}");
+        let mut types: Vec<_> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let n = types.len();
+        types.sort_unstable();
+        types.dedup();
+        assert_eq!(types.len(), n, "{text}");
+    }
 }

@@ -31,6 +31,7 @@ pub use body::Body;
 
 use crate::fetch;
 use crate::plan::Plan;
+use crate::snapshot::gather;
 use crate::stats::Source;
 use crate::State;
 use target::{parse_target, FileTarget, Target, TargetError};
@@ -171,9 +172,9 @@ async fn respond(
         );
     }
     match parse_target(req.uri().path()) {
-        Ok(Target::Status) => (status::response(state), Source::Status),
-        Ok(Target::Metrics) => (metrics::response(state), Source::Status),
-        Ok(Target::Page) => (page::response(state), Source::Status),
+        Ok(Target::Status) => (status::response(&gather(state)), Source::Status),
+        Ok(Target::Metrics) => (metrics::response(&gather(state)), Source::Status),
+        Ok(Target::Page) => (page::response(&gather(state)), Source::Status),
         Ok(Target::Admin(action)) => {
             admin::respond(state, req.method(), req.headers(), &action).await
         }
@@ -254,7 +255,7 @@ async fn from_download(
             // Every byte from mirrors: our own fetch.
             let source = if shown.streamable {
                 Source::MirrorFetch
-            } else if state.expected(file).is_some() || shown.streamable {
+            } else if state.expected(file).is_some() {
                 Source::Peer
             } else {
                 Source::PeerUnverified

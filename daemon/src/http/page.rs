@@ -5,10 +5,11 @@ use std::fmt::Write;
 use http::Response;
 
 use super::Body;
-use crate::State;
+use crate::snapshot::Snapshot;
+use crate::stats::Source;
 
-pub fn response(state: &State) -> Response<Body> {
-    let html = render(state);
+pub fn response(snapshot: &Snapshot) -> Response<Body> {
+    let html = render(snapshot);
     super::live_page("text/html; charset=utf-8", html)
 }
 
@@ -77,18 +78,8 @@ fn mirror(h: &mut String, m: &crate::stats::MirrorStatus) {
     }
 }
 
-pub fn render(state: &State) -> String {
-    let r = state.stats.requests();
-    let b = state.stats.bytes(state.mesh.bytes_to_peers());
-    let (dirs, files) = state.index_summary();
-    let packages = r.local + r.peer + r.mirror_redirect + r.mirror_fetch;
-    let ratio = |n: u64| {
-        if packages == 0 {
-            0.0
-        } else {
-            100.0 * n as f64 / packages as f64
-        }
-    };
+/// The page of `s`.
+pub fn render(s: &Snapshot) -> String {
     let mut h = String::with_capacity(4096);
     let _ = write!(
         h,
@@ -101,46 +92,75 @@ pub fn render(state: &State) -> String {
          .big{{font-size:1.6em}}</style></head><body>\n\
          <h1>pacmesh</h1>\n<p>node <code>{node}</code> · version {version} · up {up} s</p>\n\
          <p class=\"big\">{saved} not downloaded from the internet</p>\n",
-        node = esc(&state.node_id.to_string()),
-        version = esc(env!("CARGO_PKG_VERSION")),
-        up = state.started.elapsed().as_secs(),
-        saved = esc(&human_bytes(b.wan_saved)),
+        node = esc(&s.node_id),
+        version = esc(&s.version),
+        up = s.uptime_s,
+        saved = esc(&human_bytes(s.bytes.wan_saved)),
     );
-    h.push_str("<h2>Package requests</h2>\n<table><tr><th>source</th><th>requests</th><th>share</th><th>bytes</th></tr>\n");
-    for (name, n, bytes) in [
-        ("local cache", r.local, Some(b.local)),
-        ("peers", r.peer, Some(b.peer)),
-        (
-            "of which from a peer's fetch under way",
-            0,
-            Some(b.peer_inflight),
-        ),
-        ("mirror (redirected)", r.mirror_redirect, None),
-        ("mirror (fetched)", r.mirror_fetch, Some(b.mirror_fetch)),
-    ] {
-        let bytes = bytes.map_or("–".to_string(), human_bytes);
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{n}</td><td>{:.1} %</td><td>{}</td></tr>",
-            esc(name),
-            ratio(n),
-            esc(&bytes)
-        );
+    requests(&mut h, s);
+    if let Some(m) = &s.mirror {
+        mirror(&mut h, m);
+    }
+    peers(&mut h, s);
+    let _ = writeln!(
+        h,
+        "<h2>Cache</h2>\n<p>{} package files in</p>\n<ul>",
+        s.cache.files
+    );
+    for dir in &s.cache.dirs {
+        let _ = writeln!(h, "<li><code>{}</code></li>", esc(dir));
     }
     let _ = writeln!(
         h,
-        "</table>\n<p>not found: {} · bad requests: {}</p>",
-        r.not_found, r.bad_request
+        "</ul>\n<p>{} repositories in the mirror table</p>",
+        s.repos
     );
-    if let Some(m) = state.mirror_status() {
-        mirror(&mut h, &m);
+    h.push_str("<p><a href=\"/_pacmesh/status\">status (JSON)</a> · <a href=\"/_pacmesh/metrics\">metrics</a></p>\n</body></html>\n");
+    h
+}
+
+/// Requests by source, with each package source's share, then bytes.
+fn requests(h: &mut String, s: &Snapshot) {
+    let packages: u64 = s
+        .requests
+        .iter()
+        .filter(|(source, _)| source.is_package())
+        .map(|(_, n)| n)
+        .sum();
+    h.push_str("<h2>Requests</h2>\n<table id=\"requests\"><tr><th>source</th><th>requests</th><th>share of packages</th></tr>\n");
+    for (source, n) in s.requests.iter() {
+        let share = if !source.is_package() && source != Source::PeerUnverified {
+            "–".to_string()
+        } else if packages == 0 {
+            "0.0 %".to_string()
+        } else {
+            format!("{:.1} %", 100.0 * n as f64 / packages as f64)
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{n}</td><td>{share}</td></tr>",
+            esc(source.describe()),
+        );
     }
+    h.push_str("</table>\n<h2>Bytes</h2>\n<table id=\"bytes\"><tr><th></th><th>bytes</th></tr>\n");
+    for (_, what, n) in s.bytes.iter() {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td title=\"{n}\">{}</td></tr>",
+            esc(what),
+            esc(&human_bytes(n))
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// One row per linked peer.
+fn peers(h: &mut String, s: &Snapshot) {
     h.push_str("<h2>Peers</h2>\n<table id=\"peers\"><tr><th>node</th><th>address</th><th>RTT</th><th>packages</th><th>received</th><th>sent</th></tr>\n");
-    let peers = state.mesh.peers();
-    if peers.is_empty() {
+    if s.peers.is_empty() {
         h.push_str("<tr><td colspan=\"6\">no peers linked</td></tr>\n");
     }
-    for p in &peers {
+    for p in &s.peers {
         let _ = writeln!(
             h,
             "<tr><td><code>{}</code></td><td>{}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -153,12 +173,6 @@ pub fn render(state: &State) -> String {
         );
     }
     h.push_str("</table>\n");
-    let _ = writeln!(h, "<h2>Cache</h2>\n<p>{files} package files in</p>\n<ul>");
-    for dir in dirs {
-        let _ = writeln!(h, "<li><code>{}</code></li>", esc(&dir));
-    }
-    h.push_str("</ul>\n<p><a href=\"/_pacmesh/status\">status (JSON)</a> · <a href=\"/_pacmesh/metrics\">metrics</a></p>\n</body></html>\n");
-    h
 }
 
 #[cfg(test)]
@@ -174,5 +188,54 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    use crate::snapshot::sample;
+
+    #[test]
+    fn every_counter_is_on_the_page() {
+        let s = sample::snapshot(true);
+        let html = render(&s);
+        for (source, n) in s.requests.iter() {
+            let row = format!("<tr><td>{}</td><td>{n}</td>", esc(source.describe()));
+            assert!(html.contains(&row), "{row}\n{html}");
+        }
+        for (_, what, n) in s.bytes.iter() {
+            let row = format!("<tr><td>{}</td><td title=\"{n}\">", esc(what));
+            assert!(html.contains(&row), "{row}\n{html}");
+        }
+        let saved = human_bytes(s.bytes.wan_saved);
+        assert!(html.contains(&format!("{saved} not downloaded")), "{html}");
+        for needle in [
+            format!("<code>{}</code>", "ab".repeat(32)),
+            "version 9.9.9".into(),
+            "up 4242 s".into(),
+            "77 package files".into(),
+            "5 repositories".into(),
+            "<code>/srv/&lt;odd&gt;&amp;dir</code>".into(),
+            "<td>192.0.2.7:7878</td><td>1.5 ms</td><td>321</td>".into(),
+            "<table id=\"mirror\">".into(),
+            "<code>core/x86_64</code>: 271 packages".into(),
+            "stale databases served: 2002 · upstream checks failed: 2005 · not modified: 2004"
+                .into(),
+        ] {
+            assert!(html.contains(&needle), "{needle}\n{html}");
+        }
+    }
+
+    #[test]
+    fn shares_are_of_package_answers() {
+        let s = sample::snapshot(false);
+        let html = render(&s);
+        assert!(!html.contains("id=\"mirror\""), "{html}");
+        // local 1000 of 1000 + 1001 + 1004 + 1005 package answers.
+        assert!(
+            html.contains("<tr><td>local cache</td><td>1000</td><td>24.9 %</td></tr>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr><td>not found</td><td>1007</td><td>–</td></tr>"),
+            "{html}"
+        );
     }
 }
