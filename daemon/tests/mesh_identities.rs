@@ -76,6 +76,9 @@ async fn fresh_identity(
     None
 }
 
+/// See the RSS check in the test.
+const SECOND_HALF_RSS_BOUND: u64 = 160 << 20;
+
 const POPULAR: &str = "popular-1.0-1-x86_64.pkg.tar.zst";
 
 /// 5 000 connection attempts with fresh identities: links stop at the
@@ -136,11 +139,15 @@ async fn five_thousand_fresh_identities_leave_bounded_state() {
         kib(rss_half),
         kib(rss_after),
     );
-    // The first half's peak (32 strangers' endpoints in this process too)
-    // stays with the allocator; the second half must not add to it.
+    // The strict check is the state above: what is kept of peers that left
+    // is bounded. RSS only catches a gross leak: the 32 strangers' endpoints
+    // live in this process too, and glibc's per-thread arenas keep what they
+    // freed, so the second half was measured adding 0.2 to 90 MiB from run
+    // to run here. A leak of even one connection per identity (quinn keeps
+    // ~100 KiB per connection) would add far more than the bound.
     let second = rss_after.saturating_sub(rss_half);
     assert!(
-        second < 16 << 20,
+        second < SECOND_HALF_RSS_BOUND,
         "the second half grew RSS by {} KiB",
         kib(second)
     );
