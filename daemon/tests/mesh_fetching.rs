@@ -23,6 +23,7 @@ use pacmeshd::mesh::link::{
 };
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::data::data;
 use support::logs::{capture_logs, log_has_line};
 use support::stranger::Stranger;
 use tokio::sync::mpsc;
@@ -182,19 +183,6 @@ async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> boo
         assert!(start.elapsed() < within, "not within {within:?}: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// Deterministic incompressible-looking bytes (xorshift).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Reads exactly `len` more bytes.

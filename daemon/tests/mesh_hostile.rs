@@ -12,6 +12,7 @@ use pacmeshd::mesh::admission::MAX_PENDING_PER_ADDR;
 use pacmeshd::mesh::link::{CloseCode, FetchError, MeshKey, PeerDownload, RESET_STALLED};
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
 use support::daemon::Daemon;
+use support::data::data;
 use support::logs::{capture_logs, log_has_line};
 use support::node::Node;
 use support::stranger::Stranger;
@@ -33,19 +34,6 @@ const BIG: &str = "big-1.0-1-x86_64.pkg.tar.zst";
 /// Larger than quinn's default stream window (1.25 MB), so an asker that
 /// does not read blocks the upload.
 const BIG_LEN: usize = 5_000_000;
-
-/// Deterministic incompressible-looking bytes (xorshift).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn read_all(dl: &mut PeerDownload) -> Result<Vec<u8>, FetchError> {
     let mut out = Vec::new();

@@ -17,6 +17,7 @@ use pacmeshd::index::watch::ChangeSink;
 use pacmeshd::mesh::link::{CloseCode, FetchError, Mesh, MeshOptions, PeerDownload};
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use support::data::data;
 use support::stall::StallAfter;
 use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
@@ -24,19 +25,6 @@ use tokio_util::sync::CancellationToken;
 const BIG: &str = "big-1.0-1-x86_64.pkg.tar.zst";
 const BIG_SIG: &str = "big-1.0-1-x86_64.pkg.tar.zst.sig";
 const BIG_LEN: usize = 5 * 1000 * 1000;
-
-/// Deterministic incompressible-looking bytes (xorshift).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, bytes)

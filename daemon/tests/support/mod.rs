@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod data;
 pub mod logs;
 pub mod mirror;
 pub mod node;
