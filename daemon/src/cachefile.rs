@@ -42,6 +42,28 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
+/// Whether bytes `offset..offset + len` of `file` are likely in the page
+/// cache, so that sending them will not wait for the disk: the pages of
+/// their first and last byte are probed with one-byte
+/// `preadv2(RWF_NOWAIT)` reads. Where the kernel or filesystem cannot tell,
+/// it answers true (the bytes are then sent as nginx would).
+pub fn range_cached(file: &File, offset: u64, len: u64) -> bool {
+    let last = offset + len.saturating_sub(1);
+    let same_page = offset / PAGE == last / PAGE;
+    page_cached(file, offset) && (same_page || page_cached(file, last))
+}
+
+/// The page size assumed by [`range_cached`] (a larger real page only
+/// makes the second probe redundant).
+const PAGE: u64 = 4096;
+
+fn page_cached(file: &File, offset: u64) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = ReadWriteFlags::NOWAIT;
+    let read = rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], offset, flags);
+    !matches!(read, Err(Errno::AGAIN))
+}
+
 /// Bytes `pos..end` of a file, in chunks of at most [`CHUNK`]. A file that
 /// ends before `end` (it shrank) is an error, never a short transfer.
 pub struct ChunkReader {
@@ -82,7 +104,7 @@ impl ChunkReader {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// Polled form of [`ChunkReader::next`], for `http_body::Body`.
+    /// Polled form of [`ChunkReader::next`].
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
             if let Some(task) = &mut self.pending {

@@ -2,30 +2,32 @@
 //! and the dispatch from a parsed target to a response.
 
 mod body;
+pub mod conn;
 pub mod file_body;
-mod local;
+pub mod head;
+pub mod local;
 mod metrics;
 mod page;
 pub mod range;
+mod send;
+pub mod server;
 mod status;
 mod stream;
 pub mod target;
+pub mod wire;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument, Span};
 
 pub use body::Body;
+pub use conn::{Handler, Limits};
+use head::Refusal;
 
 use crate::fetch;
 use crate::plan::Plan;
@@ -37,85 +39,30 @@ use target::{parse_target, FileTarget, Target, TargetError};
 /// they are cut (pacman resumes a cut download at its next server).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// A client that sends no complete request head for this long is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// hyper's write buffer cap per connection: about two body chunks, so 64
-/// concurrent downloads stay within a few MiB.
-const MAX_BUF: usize = 2 * crate::cachefile::CHUNK;
-
 /// Serves HTTP on `listeners` until `shutdown`, then lets in-flight
 /// responses finish for up to [`SHUTDOWN_GRACE`].
 pub async fn serve(state: Arc<State>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        let tx = tx.clone();
-        let shutdown = shutdown.clone();
-        accept_tasks.push(tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                match accepted {
-                    Ok(conn) => {
-                        if tx.send(conn).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }));
-    }
-    drop(tx);
+    server::serve(state, listeners, Limits::DEFAULT, SHUTDOWN_GRACE, shutdown).await;
+}
 
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_BUF);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            conn = rx.recv() => match conn {
-                Some(conn) => conn,
-                None => break,
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+impl Handler for State {
+    async fn respond(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
+        handle(self, req, peer).await
     }
-    for task in accept_tasks {
-        task.abort();
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            grace_s = SHUTDOWN_GRACE.as_secs(),
-            "cutting downloads still running at shutdown"
+
+    fn refused(&self, refusal: Refusal, peer: SocketAddr) {
+        self.stats.count(Source::BadRequest);
+        info!(
+            target: "pacmesh::request",
+            client = %peer,
+            status = refusal.status().as_u16(),
+            reason = refusal.reason().trim_end(),
+            "refused"
         );
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let span = info_span!(
         target: "pacmesh::request",
@@ -125,7 +72,7 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
         client = %peer,
     );
     async move {
-        let (response, source) = respond(state, &req, started).await;
+        let (response, source) = respond(state, req, started).await;
         state.stats.count(source);
         // Files log themselves when their body ends (see `local`).
         if !matches!(
@@ -150,11 +97,7 @@ fn log_done(source: Source, status: StatusCode, bytes: u64, complete: bool, star
     }
 }
 
-async fn respond(
-    state: &State,
-    req: &Request<Incoming>,
-    started: Instant,
-) -> (Response<Body>, Source) {
+async fn respond(state: &State, req: &Request<()>, started: Instant) -> (Response<Body>, Source) {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let response = Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
@@ -185,7 +128,7 @@ async fn respond(
 
 async fn serve_file(
     state: &State,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     file: &FileTarget,
     started: Instant,
 ) -> (Response<Body>, Source) {
@@ -225,7 +168,7 @@ async fn serve_file(
 /// or a "come back"; `None` when the mirror must answer.
 async fn from_download(
     state: &State,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     file: &FileTarget,
     started: Instant,
 ) -> Option<(Response<Body>, Source)> {
@@ -264,7 +207,7 @@ fn not_found(reason: &str) -> (Response<Body>, Source) {
 
 /// A `307` to the URL asked for, with the hop count: pacman follows it at
 /// once into a new wait on the same download (see `fetch::wait`).
-fn come_back(req: &Request<Incoming>, hop: u32) -> Response<Body> {
+fn come_back(req: &Request<()>, hop: u32) -> Response<Body> {
     let again = format!("{}?{}={hop}", req.uri().path(), fetch::wait::HOP_PARAM);
     text(
         redirect(&again).header(header::CACHE_CONTROL, "no-store"),
