@@ -59,7 +59,7 @@ pub const WRITE_STALL: Duration = Duration::from_secs(30);
 pub const LINGER: Duration = Duration::from_secs(2);
 
 /// At most this many unread bytes are drained before a close.
-const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Bytes asked of each read (a request head is about 200).
 const READ_CHUNK: usize = 4096;
