@@ -190,7 +190,7 @@ fn curl_upload_is_refused_at_once() {
         let code = stdout(
             curl()
                 .args(["-o", "/dev/null", "-w", "%{http_code}", "-H", expect, "-T"])
-                .arg(&upload)
+                .arg(upload)
                 .arg(s.url("up-1-1-any.pkg.tar.zst")),
         );
         assert_eq!(code, "413", "{expect}");
