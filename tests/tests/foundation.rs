@@ -120,7 +120,7 @@ impl Host {
     }
 
     /// The daemon's finished-request log lines for `file`, e.g.
-    /// `request{method=GET path=/…/file …}: pacmesh::request: done source="local" status=206 bytes=…`.
+    /// `pacmesh::request: done method=GET path=/…/file client=… source="local" status=206 bytes=…`.
     fn request_log(&self, file: &str) -> Vec<String> {
         self.daemon
             .log()

@@ -5,24 +5,34 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf as _, BytesMut};
 use http::{Method, Request, Response, Version};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::head::{self, Head, Refusal};
 use super::wire::{self, Connection};
 use super::{send, Body};
 
-/// What answers requests on a connection.
+/// What answers requests on a connection (never requests with a body:
+/// those are refused before they get here).
 pub trait Handler: Send + Sync + 'static {
-    /// The response to `request` (never with a body: those are refused
-    /// before they get here).
+    /// The response, when it can be made at once, without waiting on
+    /// anything (a cache hit, a status page): made on the connection's own
+    /// thread. `None` sends the request to [`Handler::respond`].
+    fn quick(&self, _request: &Request<()>, _peer: SocketAddr) -> Option<Response<Body>> {
+        None
+    }
+
+    /// The response to anything else, made on the daemon's runtime, where
+    /// downloads and peer links live.
     fn respond(
         &self,
         request: &Request<()>,
@@ -78,7 +88,8 @@ impl Limits {
 pub async fn run<H: Handler>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    handler: &H,
+    handler: &Arc<H>,
+    daemon: &Handle,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
@@ -123,9 +134,26 @@ pub async fn run<H: Handler>(
             }
         };
         input.advance(len);
-        let response = handler.respond(&request, peer).await;
+        let asked = Asked {
+            version: request.version(),
+            head: request.method() == Method::HEAD,
+        };
+        let response = match handler.quick(&request, peer) {
+            Some(response) => response,
+            None => {
+                let handler = handler.clone();
+                let answer = daemon.spawn(async move { handler.respond(&request, peer).await });
+                match answer.await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        warn!(target: "pacmesh::request", client = %peer, error = %e, "request handler failed");
+                        return;
+                    }
+                }
+            }
+        };
         let close = !keep_alive || shutdown.is_cancelled();
-        match write(&stream, &mut head_bytes, &request, response, close, limits).await {
+        match write(&stream, &mut head_bytes, asked, response, close, limits).await {
             Ok(true) => {}
             Ok(false) => {
                 linger(&mut stream, &mut input, limits).await;
@@ -139,11 +167,19 @@ pub async fn run<H: Handler>(
     }
 }
 
-/// Writes `response` to `request`; true when the connection stays open.
+/// What of a request its response's framing depends on.
+#[derive(Clone, Copy)]
+struct Asked {
+    version: Version,
+    /// A HEAD request: the head only.
+    head: bool,
+}
+
+/// Writes `response`; true when the connection stays open.
 async fn write(
     stream: &TcpStream,
     head_bytes: &mut Vec<u8>,
-    request: &Request<()>,
+    asked: Asked,
     response: Response<Body>,
     close: bool,
     limits: Limits,
@@ -159,7 +195,7 @@ async fn write(
     let close = close || (with_body && length.is_none());
     let connection = if close {
         Connection::Close
-    } else if request.version() == Version::HTTP_10 {
+    } else if asked.version == Version::HTTP_10 {
         Connection::KeepAlive
     } else {
         Connection::Persistent
@@ -174,7 +210,7 @@ async fn write(
         connection,
         &date,
     );
-    let with_body = with_body && request.method() != Method::HEAD;
+    let with_body = with_body && !asked.head;
     send::response(stream, head_bytes, body, with_body, limits.write_stall).await?;
     Ok(!close)
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use http::{header, Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument, Span};
+use tracing::{debug_span, info, warn, Instrument};
 
 pub use body::Body;
 pub use conn::{Handler, Limits};
@@ -46,6 +46,38 @@ pub async fn serve(state: Arc<State>, listeners: Vec<TcpListener>, shutdown: Can
 }
 
 impl Handler for State {
+    /// Cache hits and pacmesh's own pages: answered without waiting on
+    /// anything. A cacheable file with a local copy is always served from
+    /// it (`plan`'s first rule), so a hit needs no plan: no mirror URLs,
+    /// no engine or mesh lookups.
+    fn quick(&self, req: &Request<()>, peer: SocketAddr) -> Option<Response<Body>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return None;
+        }
+        let asked = Asked::new(req, peer);
+        let (response, source) = match parse_target(req.uri().path()).ok()? {
+            Target::Status => (status::response(self), Source::Status),
+            Target::Metrics => (metrics::response(self), Source::Status),
+            Target::Page => (page::response(self), Source::Status),
+            Target::File(file) => {
+                if !file.kind.is_cacheable() {
+                    return None;
+                }
+                let path = self.locate(&file.name)?;
+                let on_done = on_file_done(self, Source::Local, &asked);
+                // Gone since the index saw it (paccache): the full path
+                // plans again without it.
+                let response = local::serve(&path, req.method(), req.headers(), on_done).ok()?;
+                (response, Source::Local)
+            }
+        };
+        self.stats.count(source);
+        if source == Source::Status {
+            log_done(&asked, source, response.status(), 0, true);
+        }
+        Some(response)
+    }
+
     async fn respond(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
         handle(self, req, peer).await
     }
@@ -62,24 +94,47 @@ impl Handler for State {
     }
 }
 
+/// Who asked what, and when: what a request's log line names it by.
+#[derive(Clone)]
+struct Asked {
+    method: Method,
+    uri: http::Uri,
+    client: SocketAddr,
+    started: Instant,
+}
+
+impl Asked {
+    fn new(req: &Request<()>, client: SocketAddr) -> Asked {
+        Asked {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            client,
+            started: Instant::now(),
+        }
+    }
+}
+
 async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let span = info_span!(
+    let asked = Asked::new(req, peer);
+    // Context for whatever is logged while answering, at debug only: the
+    // info line at the end carries the request's fields itself, so a cache
+    // hit costs no span (a span per request cost about a fifth of a hit).
+    let span = debug_span!(
         target: "pacmesh::request",
         "request",
-        method = %req.method(),
-        path = %req.uri().path(),
+        method = %asked.method,
+        path = %asked.uri.path(),
         client = %peer,
     );
     async move {
-        let (response, source) = respond(state, req, started).await;
+        let (response, source) = respond(state, req, &asked).await;
         state.stats.count(source);
-        // Files log themselves when their body ends (see `local`).
+        // Files log themselves when their body ends (see `on_file_done`).
         if !matches!(
             source,
             Source::Local | Source::Peer | Source::PeerUnverified | Source::MirrorFetch
         ) {
-            log_done(source, response.status(), 0, true, started);
+            log_done(&asked, source, response.status(), 0, true);
         }
         response
     }
@@ -87,17 +142,21 @@ async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<
     .await
 }
 
-fn log_done(source: Source, status: StatusCode, bytes: u64, complete: bool, started: Instant) {
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let source = source.as_str();
+/// The one info line of a request: who asked what, where the answer came
+/// from, status, body bytes and time; `warn` when the body was cut.
+fn log_done(asked: &Asked, source: Source, status: StatusCode, bytes: u64, complete: bool) {
+    // Whole microseconds: `ms=0.202`, not `ms=0.20229499999999997`.
+    let ms = asked.started.elapsed().as_micros() as f64 / 1000.0;
+    let (method, path, client) = (&asked.method, asked.uri.path(), &asked.client);
+    let (source, status) = (source.as_str(), status.as_u16());
     if complete {
-        info!(target: "pacmesh::request", source, status = status.as_u16(), bytes, ms, "done");
+        info!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "done");
     } else {
-        warn!(target: "pacmesh::request", source, status = status.as_u16(), bytes, ms, "cut");
+        warn!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "cut");
     }
 }
 
-async fn respond(state: &State, req: &Request<()>, started: Instant) -> (Response<Body>, Source) {
+async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<Body>, Source) {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let response = Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
@@ -111,7 +170,7 @@ async fn respond(state: &State, req: &Request<()>, started: Instant) -> (Respons
         Ok(Target::Status) => (status::response(state), Source::Status),
         Ok(Target::Metrics) => (metrics::response(state), Source::Status),
         Ok(Target::Page) => (page::response(state), Source::Status),
-        Ok(Target::File(file)) => serve_file(state, req, &file, started).await,
+        Ok(Target::File(file)) => serve_file(state, req, &file, asked).await,
         Err(e) => {
             let (code, source) = match e {
                 TargetError::NotFound => (StatusCode::NOT_FOUND, Source::NotFound),
@@ -130,7 +189,7 @@ async fn serve_file(
     state: &State,
     req: &Request<()>,
     file: &FileTarget,
-    started: Instant,
+    asked: &Asked,
 ) -> (Response<Body>, Source) {
     let mut local = if file.kind.is_cacheable() {
         state.locate(&file.name)
@@ -140,7 +199,7 @@ async fn serve_file(
     loop {
         match state.plan(file, local.take(), req.method() == Method::GET) {
             Plan::Local(path) => {
-                let on_done = on_file_done(state, Source::Local, started);
+                let on_done = on_file_done(state, Source::Local, asked);
                 match local::serve(&path, req.method(), req.headers(), on_done) {
                     Ok(response) => return (response, Source::Local),
                     // Removed since the index saw it (paccache): plan
@@ -151,7 +210,7 @@ async fn serve_file(
                 }
             }
             Plan::Running | Plan::Download { .. } => {
-                if let Some(answer) = from_download(state, req, file, started).await {
+                if let Some(answer) = from_download(state, req, file, asked).await {
                     return answer;
                 }
                 return mirror_answer(state, file);
@@ -170,7 +229,7 @@ async fn from_download(
     state: &State,
     req: &Request<()>,
     file: &FileTarget,
-    started: Instant,
+    asked: &Asked,
 ) -> Option<(Response<Body>, Source)> {
     let transfer = state.download(file)?;
     let hop = fetch::wait::hop_of(req.uri().query());
@@ -184,7 +243,7 @@ async fn from_download(
             } else {
                 Source::PeerUnverified
             };
-            let on_done = on_file_done(state, source, started);
+            let on_done = on_file_done(state, source, asked);
             stream::respond(&growing, req.headers(), on_done).map(|r| (r, source))
         }
         fetch::Answer::ComeBack => Some((come_back(req, hop + 1), Source::PeerWait)),
@@ -236,11 +295,11 @@ fn live_page(content_type: &'static str, body: impl Into<bytes::Bytes>) -> Respo
 }
 
 /// Counts and logs a file response when its body ends.
-fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDone {
-    let span = Span::current();
+fn on_file_done(state: &State, source: Source, asked: &Asked) -> local::OnDone {
+    let asked = asked.clone();
     let stats = state.stats.clone();
     Box::new(move |status, bytes, complete| {
-        let took = started.elapsed().as_secs_f64();
+        let took = asked.started.elapsed().as_secs_f64();
         match source {
             Source::Local => {
                 stats.add_local_bytes(bytes);
@@ -252,7 +311,7 @@ fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDon
             }
             _ => {}
         }
-        span.in_scope(|| log_done(source, status, bytes, complete, started));
+        log_done(&asked, source, status, bytes, complete);
     })
 }
 
