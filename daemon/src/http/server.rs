@@ -33,6 +33,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// on loopback is bound by the client long before.
 const MAX_THREADS: usize = 4;
 
+/// Threads each serving thread may start to send pieces of files that are
+/// not in the page cache (`send::send_cold`): a slow disk holds these, not
+/// the connections. Few, since every thread costs memory, and a disk does
+/// not read faster for more readers.
+const COLD_SENDERS: usize = 2;
+
+/// How long such a thread waits for more work before it ends.
+const COLD_SENDER_IDLE: Duration = Duration::from_secs(5);
+
 /// A connection handed to a serving thread.
 type Accepted = (std::net::TcpStream, SocketAddr);
 
@@ -159,6 +168,8 @@ fn serve_thread<H: Handler>(
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(COLD_SENDERS)
+        .thread_keep_alive(COLD_SENDER_IDLE)
         .build()
     {
         Ok(runtime) => runtime,
