@@ -42,26 +42,25 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
-/// Whether bytes `offset..offset + len` of `file` are likely in the page
-/// cache, so that sending them will not wait for the disk: the pages of
-/// their first and last byte are probed with one-byte
-/// `preadv2(RWF_NOWAIT)` reads. Where the kernel or filesystem cannot tell,
-/// it answers true (the bytes are then sent as nginx would).
-pub fn range_cached(file: &File, offset: u64, len: u64) -> bool {
-    let last = offset + len.saturating_sub(1);
-    let same_page = offset / PAGE == last / PAGE;
-    page_cached(file, offset) && (same_page || page_cached(file, last))
+/// Whether the page holding byte `offset` of `file` is in the page cache
+/// (a one-byte `preadv2(RWF_NOWAIT)`). Where the kernel or filesystem
+/// cannot tell, it answers true (the bytes are then sent as nginx would).
+pub fn page_cached(file: &File, offset: u64) -> bool {
+    let mut byte = [0u8; 1];
+    !matches!(read_cached(file, &mut byte, offset), Ok(None))
 }
 
-/// The page size assumed by [`range_cached`] (a larger real page only
-/// makes the second probe redundant).
-const PAGE: u64 = 4096;
-
-fn page_cached(file: &File, offset: u64) -> bool {
-    let mut byte = [0u8; 1];
+/// Reads bytes at `offset` into `buf` from the page cache only
+/// (`preadv2(RWF_NOWAIT)`): `None` when the first of them is not cached,
+/// or the kernel cannot read that way; fewer bytes than asked where the
+/// cached part or the file ends.
+pub fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> io::Result<Option<usize>> {
     let flags = ReadWriteFlags::NOWAIT;
-    let read = rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut byte)], offset, flags);
-    !matches!(read, Err(Errno::AGAIN))
+    match rustix::io::preadv2(file, &mut [io::IoSliceMut::new(buf)], offset, flags) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Bytes `pos..end` of a file, in chunks of at most [`CHUNK`]. A file that

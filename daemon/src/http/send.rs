@@ -21,6 +21,13 @@ use crate::cachefile;
 /// cannot keep a runtime thread to itself (nginx's `sendfile_max_chunk`).
 pub const SENDFILE_PIECE: usize = 2 * 1024 * 1024;
 
+/// File ranges up to this size (package signatures, small packages) are
+/// read from the page cache and written with the head in one `write`: one
+/// syscall fewer than the head then `sendfile`, and the read is the page
+/// cache probe too. Their bytes are copied once, which small ranges cost
+/// less than the splice machinery.
+pub const SMALL_RANGE: u64 = 16 * 1024;
+
 /// Writes `head`, then `body` unless `with_body` is false (HEAD, 304).
 /// An error means the connection must be closed: the client is gone or
 /// stalled, or the body failed (a file that shrank, a download that
@@ -41,7 +48,11 @@ pub async fn response(
             )
             .await
         }
-        Body::File(file) if with_body => {
+        Body::File(mut file) if with_body => {
+            if file.remaining() <= SMALL_RANGE && send_small(stream, head, &mut file, stall).await?
+            {
+                return Ok(());
+            }
             write_head_more(stream, head, stall).await?;
             send_file(stream, file, stall).await
         }
@@ -101,15 +112,40 @@ async fn write_head_more(stream: &TcpStream, mut head: &[u8], stall: Duration) -
     Ok(())
 }
 
-/// Sends the rest of `body` with `sendfile`. Pieces whose pages are in the
-/// page cache (almost every hit) are sent on the runtime thread; a piece
-/// that would read the disk is sent from the blocking pool, so a slow disk
-/// never stalls other connections.
+/// Sends `head` and a small `body` in one write, if the page cache holds
+/// all of its bytes; false (nothing sent) otherwise.
+async fn send_small(
+    stream: &TcpStream,
+    head: &[u8],
+    body: &mut FileBody,
+    stall: Duration,
+) -> io::Result<bool> {
+    let len = body.remaining() as usize;
+    let mut bytes = Vec::with_capacity(head.len() + len);
+    bytes.extend_from_slice(head);
+    bytes.resize(head.len() + len, 0);
+    // A short read (a page not cached, or a file that shrank) goes the
+    // `sendfile` way, which tells the two apart.
+    if cachefile::read_cached(body.file(), &mut bytes[head.len()..], body.position())? != Some(len)
+    {
+        return Ok(false);
+    }
+    write_all(stream, &mut [IoSlice::new(&bytes)], stall).await?;
+    body.sent_to(body.position() + len as u64);
+    Ok(true)
+}
+
+/// Sends the rest of `body` with `sendfile`. Pieces whose first page is in
+/// the page cache (almost every hit) are sent on the runtime thread; a
+/// piece that would read the disk is sent from the blocking pool, so a
+/// slow disk never stalls other connections. Only the first page is
+/// probed: files are read and evicted front to back, and a probe per page
+/// would cost more than the rare partly evicted piece read on the runtime.
 async fn send_file(stream: &TcpStream, mut body: FileBody, stall: Duration) -> io::Result<()> {
     while body.remaining() > 0 {
         let mut pos = body.position();
         let want = body.remaining().min(SENDFILE_PIECE as u64) as usize;
-        let sent = if cachefile::range_cached(body.file(), pos, want as u64) {
+        let sent = if cachefile::page_cached(body.file(), pos) {
             stream.try_io(Interest::WRITABLE, || {
                 rustix::fs::sendfile(stream, body.file(), Some(&mut pos), want)
                     .map_err(io::Error::from)
