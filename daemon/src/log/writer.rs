@@ -2,16 +2,18 @@
 //! a buffer that one thread writes out in batches. At a hundred thousand
 //! requests a second, one `write(2)` per request line on the runtime
 //! thread cost a fifth of the serving capacity; batched, a busy second
-//! costs a few hundred writes. A line waits at most [`GATHER`] before it
-//! is written; an idle daemon never wakes the thread.
+//! costs at most 50 writes. A line waits at most [`GATHER`] before it is
+//! written; an idle daemon never wakes the thread.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long the writer gathers lines after the first one arrives.
-pub const GATHER: Duration = Duration::from_millis(1);
+/// How long the writer gathers lines after the first one arrives: at most
+/// 50 writes a second whatever the request rate, and few wake-ups of this
+/// thread (each one took a core from the connections' threads).
+pub const GATHER: Duration = Duration::from_millis(20);
 
 /// Lines buffered beyond this are dropped (and counted) rather than let a
 /// stalled log reader hold the daemon's memory or its request threads.
