@@ -165,7 +165,7 @@ printf '[options]\nCacheDir = %s\n' "$CACHE" > "$RUN/pacman.conf"
 "$PACMESHD" --cache-dir "$CACHE" --http-listen "127.0.0.1:$PM_PORT" \
     --quic-listen "127.0.0.1:$QUIC_PORT" \
     --pacman-conf "$RUN/pacman.conf" --state-dir "$RUN/state" --store-dir "$RUN/store" \
-    --no-mdns 2> "$RUN/pacmeshd.log" &
+    --no-mdns 2>> "$RUN/pacmeshd.log" &
 PM_PID=$!; PIDS+=("$PM_PID")
 
 wait_up() { # url pid
@@ -182,6 +182,9 @@ INDEX_LINE=$(grep -m1 'cache index loaded' "$RUN/pacmeshd.log" | sed 's/\x1b\[[0
 INDEX_FILES=$(sed -n 's/.*files=\([0-9]*\).*/\1/p' <<<"$INDEX_LINE")
 INDEX_MS=$(sed -n 's/.*ms=\([0-9]*\).*/\1/p' <<<"$INDEX_LINE")
 log "nginx pid $NGINX_PID on :$NGINX_PORT; pacmeshd pid $PM_PID on :$PM_PORT; index files=$INDEX_FILES ms=$INDEX_MS"
+# The daemon logs a line per request (about 1 GB over a whole run): the log
+# is opened for appending and emptied after every run.
+trim_log() { : > "$RUN/pacmeshd.log"; }
 # Same bytes from both?
 for name in $(head -3 <<<"$BIG_URLS_NAMES") $TINY; do
     a=$(curl -sf "http://127.0.0.1:$NGINX_PORT/$name" | md5sum); b=$(curl -sf "http://127.0.0.1:$PM_PORT/$name" | md5sum)
@@ -273,6 +276,7 @@ one_run() { # server pid test conns
     { time "$OHA" --no-tui --output-format json -c "$conns" -z "${DURATION}s" \
         --wait-ongoing-requests-after-deadline "${args[@]}" > "$out"; } 2> "$RUN/oha.time"
     t1=$(tree_ticks "$pid"); b1=$(sys_busy_ticks); c1=$(date +%s.%N); o=$(others_since "$RUN/run.snap")
+    trim_log
     python3 - "$out" "$srv" "$test" "$conns" "$ROUND" "$((t1 - t0))" "$((b1 - b0))" "$CLK_TCK" \
         "$(cat "$RUN/oha.time")" "$c0" "$c1" "$(tree_hwm_kib "$pid")" "$o" >> "$PAIR" <<'PY'
 import json, sys

@@ -71,8 +71,9 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// At most this many unread bytes are drained before a close.
 const LINGER_BYTES: usize = 1024 * 1024;
 
-/// Bytes asked of each read (a request head is about 200).
-const READ_CHUNK: usize = 4096;
+/// Bytes asked of each read: a request head is about 200 (pacman's,
+/// curl's); longer ones take more reads. Every connection holds this much.
+const READ_CHUNK: usize = 1024;
 
 impl Limits {
     pub const DEFAULT: Limits = Limits {
