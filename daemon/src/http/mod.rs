@@ -150,7 +150,18 @@ fn log_done(asked: &Asked, source: Source, status: StatusCode, bytes: u64, compl
     let (method, path, client) = (&asked.method, asked.uri.path(), &asked.client);
     let (source, status) = (source.as_str(), status.as_u16());
     if complete {
-        info!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "done");
+        let done = crate::log::request::Done {
+            method: method.as_str(),
+            path,
+            client: *client,
+            source,
+            status,
+            bytes,
+            ms,
+        };
+        if !crate::log::request::write(&done) {
+            info!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "done");
+        }
     } else {
         warn!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "cut");
     }

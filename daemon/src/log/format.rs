@@ -112,7 +112,7 @@ thread_local! {
 }
 
 /// `2026-12-01T15:39:27.796714Z`, as the stock format writes it.
-fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
+pub fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     SECOND.with(|cell| {

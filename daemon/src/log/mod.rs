@@ -1,9 +1,11 @@
 //! The daemon's log: tracing events to stderr, one line each, in
 //! tracing-subscriber's `Full` format (`format`), written by a thread of
 //! their own in batches (`writer`), so a line per request costs the
-//! request path little more than its formatting.
+//! request path little more than its formatting; the request line itself
+//! is formatted by hand (`request`).
 
 pub mod format;
+pub mod request;
 pub mod writer;
 
 use tracing::warn;
@@ -24,6 +26,9 @@ pub fn init() -> Option<BatchWriter> {
         .event_format(format::LineFormat::default());
     match BatchWriter::start(std::io::stderr()) {
         Ok((writer, sink)) => {
+            if !ansi {
+                request::install(sink.clone());
+            }
             builder.with_writer(sink).init();
             Some(writer)
         }
