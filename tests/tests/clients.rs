@@ -340,8 +340,11 @@ fn clients_that_hang_up_or_send_garbage_leave_nothing_open() {
         let _ = std::io::Read::read(&mut stream, &mut first);
         drop(stream);
     }
+    // No more than before: a descriptor the daemon opens now and then for
+    // itself (the sync dir watch, retried every few seconds) may have been
+    // open when `before` was taken.
     assert_eventually!(
-        s.daemon_fds() == before,
+        s.daemon_fds() <= before,
         SOON,
         "the daemon holds {} descriptors, {before} before",
         s.daemon_fds()
