@@ -178,6 +178,8 @@ wait_up() { # url pid
 }
 wait_up "http://127.0.0.1:$NGINX_PORT/$TINY" "$NGINX_PID" || die "nginx did not come up: $(cat "$RUN/nginx/logs/error.log")"
 wait_up "http://127.0.0.1:$PM_PORT/$TINY" "$PM_PID" || die "pacmeshd did not come up: $(tail -5 "$RUN/pacmeshd.log")"
+# The daemon writes its log in batches (up to 20 ms late): wait for the line.
+for _ in $(seq 50); do grep -q 'cache index loaded' "$RUN/pacmeshd.log" && break; sleep 0.1; done
 INDEX_LINE=$(grep -m1 'cache index loaded' "$RUN/pacmeshd.log" | sed 's/\x1b\[[0-9;]*m//g' || true)
 INDEX_FILES=$(sed -n 's/.*files=\([0-9]*\).*/\1/p' <<<"$INDEX_LINE")
 INDEX_MS=$(sed -n 's/.*ms=\([0-9]*\).*/\1/p' <<<"$INDEX_LINE")
