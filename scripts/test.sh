@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# curl, wget, aria2c and python3 are the real HTTP clients of tests/tests/clients.rs.
 tools=(pacman pacman-conf makepkg repo-add bsdtar fakeroot nginx zstd ip nft iptables tidy
-       systemd-analyze systemd-nspawn)
+       systemd-analyze systemd-nspawn curl wget aria2c python3)
 missing=()
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
@@ -30,11 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt-get install -y -qq \
             pacman-package-manager makepkg libarchive-tools fakeroot \
             nginx-light zstd iproute2 nftables iptables systemd systemd-container \
-            tidy python3 python3-prometheus-client \
+            tidy python3 python3-prometheus-client curl wget aria2 \
             ca-certificates >/dev/null
     elif command -v pacman >/dev/null 2>&1; then
         pacman -Sy --needed --noconfirm base-devel libarchive nginx zstd iproute2 nftables \
-            iptables systemd tidy python python-prometheus_client
+            iptables systemd tidy python python-prometheus_client curl wget aria2
     else
         echo "test.sh: neither apt-get nor pacman found; install: ${missing[*]}" >&2
         exit 1

@@ -42,6 +42,27 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
+/// Whether the page holding byte `offset` of `file` is in the page cache
+/// (a one-byte `preadv2(RWF_NOWAIT)`). Where the kernel or filesystem
+/// cannot tell, it answers true (the bytes are then sent as nginx would).
+pub fn page_cached(file: &File, offset: u64) -> bool {
+    let mut byte = [0u8; 1];
+    !matches!(read_cached(file, &mut byte, offset), Ok(None))
+}
+
+/// Reads bytes at `offset` into `buf` from the page cache only
+/// (`preadv2(RWF_NOWAIT)`): `None` when the first of them is not cached,
+/// or the kernel cannot read that way; fewer bytes than asked where the
+/// cached part or the file ends.
+pub fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> io::Result<Option<usize>> {
+    let flags = ReadWriteFlags::NOWAIT;
+    match rustix::io::preadv2(file, &mut [io::IoSliceMut::new(buf)], offset, flags) {
+        Ok(n) => Ok(Some(n)),
+        Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Bytes `pos..end` of a file, in chunks of at most [`CHUNK`]. A file that
 /// ends before `end` (it shrank) is an error, never a short transfer.
 pub struct ChunkReader {
@@ -82,7 +103,7 @@ impl ChunkReader {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// Polled form of [`ChunkReader::next`], for `http_body::Body`.
+    /// Polled form of [`ChunkReader::next`].
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
             if let Some(task) = &mut self.pending {

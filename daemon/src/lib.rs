@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod http;
 pub mod identity;
 pub mod index;
+pub mod log;
 pub mod mesh;
 pub mod mirror_client;
 pub mod mirrorlist;

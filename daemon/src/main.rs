@@ -43,7 +43,8 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    init_tracing();
+    // Kept to the end of `main`: dropping it writes the last log lines.
+    let _log = pacmeshd::log::init();
     let env = match setup::resolve(&config) {
         Ok(env) => env,
         Err(e) => {
@@ -223,15 +224,4 @@ fn include_for_installed_pacman() -> String {
         pacmesh_conf::DEFAULT_HTTP_PORT,
         pacmesh_conf::include_directive(version),
     )
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PACMESH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
 }

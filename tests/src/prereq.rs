@@ -8,7 +8,7 @@ pub const WHOLE_SYSTEM_TOOLS: &[&str] = &[
 ];
 
 const INSTALL_HINT: &str = "apt-get install pacman-package-manager makepkg libarchive-tools \
-     fakeroot nginx-light zstd";
+     fakeroot nginx-light zstd curl wget aria2";
 
 /// True when the test may run: it is root and every tool is on `PATH`.
 ///

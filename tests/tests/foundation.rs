@@ -120,7 +120,7 @@ impl Host {
     }
 
     /// The daemon's finished-request log lines for `file`, e.g.
-    /// `request{method=GET path=/…/file …}: pacmesh::request: done source="local" status=206 bytes=…`.
+    /// `pacmesh::request: done method=GET path=/…/file client=… source="local" status=206 bytes=…`.
     fn request_log(&self, file: &str) -> Vec<String> {
         self.daemon
             .log()
@@ -128,6 +128,17 @@ impl Host {
             .filter(|l| l.contains(&format!("/{file} ")) && l.contains("status="))
             .map(str::to_string)
             .collect()
+    }
+
+    /// Waits for a finished-request line for `file` that `matches` (the
+    /// daemon writes its log in batches, a few ms after the response).
+    fn assert_logged(&self, file: &str, what: &str, matches: impl Fn(&str) -> bool) {
+        assert_eventually!(
+            self.request_log(file).iter().any(|l| matches(l)),
+            SOON,
+            "no {what} logged for {file}: {:?}",
+            self.request_log(file)
+        );
     }
 
     /// Runs pacman and fails on any `error:` line too: a daemon answering 404 or 5xx still
@@ -214,11 +225,7 @@ fn sync_goes_through_the_redirect() {
     );
     assert!(host.stat("requests", "mirror_redirect") >= 1);
     assert_eq!(host.stat("requests", "not_found"), 0);
-    let lines = host.request_log(&db);
-    assert!(
-        lines.iter().any(|l| log_field(l, "status") == Some("307")),
-        "no 307 logged for {db}: {lines:?}"
-    );
+    host.assert_logged(&db, "307", |l| log_field(l, "status") == Some("307"));
 }
 
 #[test]
@@ -248,12 +255,10 @@ fn cached_package_is_served_by_pacmeshd() {
         host.stat("bytes", "local"),
         pkg.size()
     );
-    let lines = host.request_log(pkg.file_name());
-    assert!(
-        lines.iter().any(|l| log_field(l, "status") == Some("200")
-            && log_field(l, "bytes") == Some(&pkg.size().to_string())),
-        "no full 200 logged for alpha: {lines:?}"
-    );
+    let size = pkg.size().to_string();
+    host.assert_logged(pkg.file_name(), "full 200", |l| {
+        log_field(l, "status") == Some("200") && log_field(l, "bytes") == Some(size.as_str())
+    });
 }
 
 #[test]
@@ -286,11 +291,9 @@ fn uncached_package_is_redirected_to_the_mirror() {
             .is_some_and(|ua| ua.starts_with("pacman/")),
         "the redirect was not followed by pacman: {got:?}"
     );
-    let lines = host.request_log(pkg.file_name());
-    assert!(
-        lines.iter().any(|l| log_field(l, "status") == Some("307")),
-        "no 307 logged for bravo: {lines:?}"
-    );
+    host.assert_logged(pkg.file_name(), "307", |l| {
+        log_field(l, "status") == Some("307")
+    });
     // Once pacman has renamed its download into its (shared) CacheDir, this host serves it.
     assert_eventually!(
         http::get(&host.file_url(pkg.file_name()), &[]).status == 200,
@@ -321,13 +324,10 @@ fn resume_from_a_local_copy_gets_206() {
         .cache_dir()
         .join(format!("{}.part", pkg.file_name()));
     assert!(!part.exists(), "pacman left {}", part.display());
-    let lines = host.request_log(pkg.file_name());
     let rest = (pkg.size() - RESUME_AT).to_string();
-    assert!(
-        lines.iter().any(|l| log_field(l, "status") == Some("206")
-            && log_field(l, "bytes") == Some(rest.as_str())),
-        "no 206 of the remaining {rest} bytes logged for charlie: {lines:?}"
-    );
+    host.assert_logged(pkg.file_name(), "206 of the remaining bytes", |l| {
+        log_field(l, "status") == Some("206") && log_field(l, "bytes") == Some(rest.as_str())
+    });
     assert!(
         host.upstream.requests_for(pkg.file_name()).is_empty(),
         "the mirror was asked for charlie: {:?}",
@@ -350,11 +350,9 @@ fn resume_of_an_uncached_package_is_redirected_with_its_range() {
     host.pacman_ok(&["-Sy", "charlie"]);
 
     assert_installed(&host, "charlie");
-    let lines = host.request_log(pkg.file_name());
-    assert!(
-        lines.iter().any(|l| log_field(l, "status") == Some("307")),
-        "no 307 logged for charlie: {lines:?}"
-    );
+    host.assert_logged(pkg.file_name(), "307", |l| {
+        log_field(l, "status") == Some("307")
+    });
     assert_eventually!(
         !host.upstream.requests_for(pkg.file_name()).is_empty(),
         SOON

@@ -3,31 +3,33 @@
 
 mod admin;
 mod body;
+pub mod conn;
 mod db;
 pub mod file_body;
-mod local;
+pub mod head;
+pub mod local;
 mod metrics;
 mod page;
 pub mod range;
+mod send;
+pub mod server;
 mod status;
 mod stream;
 pub mod target;
+pub mod wire;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{header, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument, Span};
+use tracing::{debug_span, info, warn, Instrument};
 
 pub use body::Body;
+pub use conn::{Handler, Limits};
+use head::Refusal;
 
 use crate::fetch;
 use crate::plan::Plan;
@@ -43,102 +45,104 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Admin actions' paths (POSTs; `http/admin`).
 const ADMIN_PREFIX: &str = "/_pacmesh/admin/";
 
-/// A client that sends no complete request head for this long is dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// hyper's write buffer cap per connection: about two body chunks, so 64
-/// concurrent downloads stay within a few MiB.
-const MAX_BUF: usize = 2 * crate::cachefile::CHUNK;
-
 /// Serves HTTP on `listeners` until `shutdown`, then lets in-flight
 /// responses finish for up to [`SHUTDOWN_GRACE`].
 pub async fn serve(state: Arc<State>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        let tx = tx.clone();
-        let shutdown = shutdown.clone();
-        accept_tasks.push(tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                match accepted {
-                    Ok(conn) => {
-                        if tx.send(conn).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        }));
-    }
-    drop(tx);
+    server::serve(state, listeners, Limits::DEFAULT, SHUTDOWN_GRACE, shutdown).await;
+}
 
-    let graceful = GracefulShutdown::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_BUF);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            conn = rx.recv() => match conn {
-                Some(conn) => conn,
-                None => break,
-            },
+impl Handler for State {
+    /// Cache hits and pacmesh's own pages: answered without waiting on
+    /// anything. A cacheable file with a local copy is always served from
+    /// it (`plan`'s first rule), so a hit needs no plan: no mirror URLs,
+    /// no engine or mesh lookups.
+    fn quick(&self, req: &Request<()>, peer: SocketAddr) -> Option<Response<Body>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return None;
+        }
+        let asked = Asked::new(req, peer);
+        let (response, source) = match parse_target(req.uri().path()).ok()? {
+            Target::Status => (status::response(&gather(self)), Source::Status),
+            Target::Metrics => (metrics::response(&gather(self)), Source::Status),
+            Target::Page => (page::response(&gather(self)), Source::Status),
+            // Token checks and actions that wait: the full path.
+            Target::Admin(_) => return None,
+            Target::File(file) => {
+                if !file.kind.is_cacheable() {
+                    return None;
+                }
+                let path = self.locate(&file.name)?;
+                let on_done = on_file_done(self, Source::Local, &asked);
+                // Gone since the index saw it (paccache): the full path
+                // plans again without it.
+                let response = local::serve(&path, req.method(), req.headers(), on_done).ok()?;
+                (response, Source::Local)
+            }
         };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req, peer).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        self.stats.count(source);
+        if source == Source::Status {
+            log_done(&asked, source, response.status(), 0, true);
+        }
+        Some(response)
     }
-    for task in accept_tasks {
-        task.abort();
+
+    async fn respond(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
+        handle(self, req, peer).await
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!(
-            grace_s = SHUTDOWN_GRACE.as_secs(),
-            "cutting downloads still running at shutdown"
+
+    fn refused(&self, refusal: Refusal, peer: SocketAddr) {
+        self.stats.count(Source::BadRequest);
+        info!(
+            target: "pacmesh::request",
+            client = %peer,
+            status = refusal.status().as_u16(),
+            reason = refusal.reason().trim_end(),
+            "refused"
         );
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let started = Instant::now();
-    let span = info_span!(
+/// Who asked what, and when: what a request's log line names it by.
+#[derive(Clone)]
+struct Asked {
+    method: Method,
+    uri: http::Uri,
+    client: SocketAddr,
+    started: Instant,
+}
+
+impl Asked {
+    fn new(req: &Request<()>, client: SocketAddr) -> Asked {
+        Asked {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            client,
+            started: Instant::now(),
+        }
+    }
+}
+
+async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
+    let asked = Asked::new(req, peer);
+    // Context for whatever is logged while answering, at debug only: the
+    // info line at the end carries the request's fields itself, so a cache
+    // hit costs no span (a span per request cost about a fifth of a hit).
+    let span = debug_span!(
         target: "pacmesh::request",
         "request",
-        method = %req.method(),
-        path = %req.uri().path(),
+        method = %asked.method,
+        path = %asked.uri.path(),
         client = %peer,
     );
     async move {
-        let (response, source) = respond(state, &req, started).await;
+        let (response, source) = respond(state, req, &asked).await;
         state.stats.count(source);
-        // Files log themselves when their body ends (see `local`).
+        // Files log themselves when their body ends (see `on_file_done`).
         if !matches!(
             source,
             Source::Local | Source::Peer | Source::PeerUnverified | Source::MirrorFetch
         ) {
-            log_done(source, response.status(), 0, true, started);
+            log_done(&asked, source, response.status(), 0, true);
         }
         response
     }
@@ -146,21 +150,32 @@ async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Resp
     .await
 }
 
-fn log_done(source: Source, status: StatusCode, bytes: u64, complete: bool, started: Instant) {
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let source = source.as_str();
+/// The one info line of a request: who asked what, where the answer came
+/// from, status, body bytes and time; `warn` when the body was cut.
+fn log_done(asked: &Asked, source: Source, status: StatusCode, bytes: u64, complete: bool) {
+    // Whole microseconds: `ms=0.202`, not `ms=0.20229499999999997`.
+    let ms = asked.started.elapsed().as_micros() as f64 / 1000.0;
+    let (method, path, client) = (&asked.method, asked.uri.path(), &asked.client);
+    let (source, status) = (source.as_str(), status.as_u16());
     if complete {
-        info!(target: "pacmesh::request", source, status = status.as_u16(), bytes, ms, "done");
+        let done = crate::log::request::Done {
+            method: method.as_str(),
+            path,
+            client: *client,
+            source,
+            status,
+            bytes,
+            ms,
+        };
+        if !crate::log::request::write(&done) {
+            info!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "done");
+        }
     } else {
-        warn!(target: "pacmesh::request", source, status = status.as_u16(), bytes, ms, "cut");
+        warn!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "cut");
     }
 }
 
-async fn respond(
-    state: &State,
-    req: &Request<Incoming>,
-    started: Instant,
-) -> (Response<Body>, Source) {
+async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<Body>, Source) {
     let admin = req.uri().path().starts_with(ADMIN_PREFIX);
     if req.method() != Method::GET && req.method() != Method::HEAD && !admin {
         let response = Response::builder()
@@ -178,7 +193,7 @@ async fn respond(
         Ok(Target::Admin(action)) => {
             admin::respond(state, req.method(), req.headers(), &action).await
         }
-        Ok(Target::File(file)) => serve_file(state, req, &file, started).await,
+        Ok(Target::File(file)) => serve_file(state, req, &file, asked).await,
         Err(e) => {
             let (code, source) = match e {
                 TargetError::NotFound => (StatusCode::NOT_FOUND, Source::NotFound),
@@ -195,9 +210,9 @@ async fn respond(
 
 async fn serve_file(
     state: &State,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     file: &FileTarget,
-    started: Instant,
+    asked: &Asked,
 ) -> (Response<Body>, Source) {
     let mut local = if file.kind.is_cacheable() {
         state.locate(&file.name)
@@ -207,7 +222,7 @@ async fn serve_file(
     loop {
         match state.plan(file, local.take(), req.method() == Method::GET) {
             Plan::Local(path) => {
-                let on_done = on_file_done(state, Source::Local, started);
+                let on_done = on_file_done(state, Source::Local, asked);
                 match local::serve(&path, req.method(), req.headers(), on_done) {
                     Ok(response) => return (response, Source::Local),
                     // Removed since the index saw it (paccache): plan
@@ -218,7 +233,7 @@ async fn serve_file(
                 }
             }
             Plan::Running | Plan::Download { .. } => {
-                if let Some(answer) = from_download(state, req, file, started).await {
+                if let Some(answer) = from_download(state, req, file, asked).await {
                     return answer;
                 }
                 return mirror_answer(state, file);
@@ -238,15 +253,15 @@ async fn serve_file(
 /// or a "come back"; `None` when the mirror must answer.
 async fn from_download(
     state: &State,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     file: &FileTarget,
-    started: Instant,
+    asked: &Asked,
 ) -> Option<(Response<Body>, Source)> {
     let transfer = state.download(file)?;
     let hop = fetch::wait::hop_of(req.uri().query());
     match transfer.answer(hop, state.mesh.is_keyed()).await {
         fetch::Answer::StreamUnverified(growing) => {
-            let on_done = on_file_done(state, Source::PeerUnverified, started);
+            let on_done = on_file_done(state, Source::PeerUnverified, asked);
             stream::respond(&growing, req.headers(), false, on_done)
                 .map(|r| (r, Source::PeerUnverified))
         }
@@ -260,7 +275,7 @@ async fn from_download(
             } else {
                 Source::PeerUnverified
             };
-            let on_done = on_file_done(state, source, started);
+            let on_done = on_file_done(state, source, asked);
             stream::respond(&growing, req.headers(), true, on_done).map(|r| (r, source))
         }
         fetch::Answer::ComeBack => Some((come_back(req, hop + 1), Source::PeerWait)),
@@ -283,7 +298,7 @@ fn not_found(reason: &str) -> (Response<Body>, Source) {
 
 /// A `307` to the URL asked for, with the hop count: pacman follows it at
 /// once into a new wait on the same download (see `fetch::wait`).
-fn come_back(req: &Request<Incoming>, hop: u32) -> Response<Body> {
+fn come_back(req: &Request<()>, hop: u32) -> Response<Body> {
     let again = format!("{}?{}={hop}", req.uri().path(), fetch::wait::HOP_PARAM);
     text(
         redirect(&again).header(header::CACHE_CONTROL, "no-store"),
@@ -312,11 +327,11 @@ fn live_page(content_type: &'static str, body: impl Into<bytes::Bytes>) -> Respo
 }
 
 /// Counts and logs a file response when its body ends.
-fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDone {
-    let span = Span::current();
+fn on_file_done(state: &State, source: Source, asked: &Asked) -> local::OnDone {
+    let asked = asked.clone();
     let stats = state.stats.clone();
     Box::new(move |status, bytes, complete| {
-        let took = started.elapsed().as_secs_f64();
+        let took = asked.started.elapsed().as_secs_f64();
         match source {
             Source::Local => {
                 stats.add_local_bytes(bytes);
@@ -327,7 +342,7 @@ fn on_file_done(state: &State, source: Source, started: Instant) -> local::OnDon
             Source::Peer | Source::PeerUnverified => stats.peer_transfer.observe(took),
             _ => {}
         }
-        span.in_scope(|| log_done(source, status, bytes, complete, started));
+        log_done(&asked, source, status, bytes, complete);
     })
 }
 

@@ -61,3 +61,19 @@ fn replacing_a_dir_reports_only_real_changes() {
     names.sort();
     assert_eq!(names, vec![A, A_SIG]);
 }
+
+#[test]
+fn rescanning_an_unchanged_dir_changes_nothing() {
+    let mut ix = index();
+    let listing = [A.to_string(), B.to_string()];
+    assert_eq!(
+        ix.replace_dir(0, &listing),
+        vec![Change::Added(A.into()), Change::Added(B.into())]
+    );
+    assert_eq!(ix.replace_dir(0, &listing), vec![]);
+    assert_eq!(
+        ix.replace_dir(0, &[B.to_string(), A_SIG.to_string()]),
+        vec![Change::Removed(A.into()), Change::Added(A_SIG.into())]
+    );
+    assert_eq!(ix.replace_dir(7, &listing), vec![], "no such dir");
+}

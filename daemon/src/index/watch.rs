@@ -1,21 +1,41 @@
 //! The IO side of the cache index: the startup scan of every cache dir and
-//! a `notify` watcher that keeps the index current.
+//! an inotify watch that keeps the index current.
 //!
 //! A file counts as complete when the writer closed it (`CLOSE_WRITE`) or
 //! renamed it into place (pacman renames `*.part`); creating or writing a
 //! file takes its name out until then.
+//!
+//! The `inotify` crate is used directly, not `notify`: notify always asks
+//! the kernel for `IN_OPEN`, so every file served (every request) woke its
+//! thread for an event it then dropped. The mask here names only the events
+//! that change what is servable, so serving a file costs the watch nothing.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
-use notify::{Event, EventKind, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use futures_util::StreamExt as _;
+use inotify::{Event, EventMask, Inotify, WatchDescriptor, WatchMask};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{is_indexable, CacheIndex, Change};
+
+/// What the watch asks the kernel for: the events that change whether a
+/// complete file sits under a name, and the dir itself going away.
+const MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// Bytes read from the inotify fd at once (an event is 16 bytes plus a
+/// name of at most 256).
+const EVENT_BUFFER: usize = 4096;
 
 /// The index shared between the watcher and request handlers. Lock holds
 /// are a hash lookup or insert, never IO.
@@ -41,27 +61,31 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<Vec<String>> {
 /// What an event says about the file it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
-    /// Gone, or being written: not servable.
-    Absent,
+    /// Gone, or being written (`writing`): not servable.
+    Absent {
+        writing: bool,
+    },
     /// Possibly complete now: servable if it is a regular file.
     Check,
+    /// The dir itself went away, or events were lost: list it again.
+    Rescan,
     Ignore,
 }
 
-/// Maps a `notify` event kind to its effect on the index (pure).
-pub fn effect_of(kind: &EventKind) -> Effect {
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) => Effect::Absent,
-        EventKind::Modify(ModifyKind::Data(_)) => Effect::Absent,
-        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => Effect::Absent,
-        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Effect::Check,
-        // inotify reports a rename as From and To, then Both: the first two
-        // already said everything.
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => Effect::Ignore,
-        EventKind::Modify(ModifyKind::Name(_)) => Effect::Check,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Effect::Check,
-        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => Effect::Ignore,
-        EventKind::Modify(_) | EventKind::Any | EventKind::Other => Effect::Check,
+/// Maps an inotify event mask to its effect on the index (pure).
+pub fn effect_of(mask: EventMask) -> Effect {
+    let lost =
+        EventMask::Q_OVERFLOW | EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF;
+    if mask.intersects(lost) {
+        Effect::Rescan
+    } else if mask.intersects(EventMask::CREATE | EventMask::MODIFY) {
+        Effect::Absent { writing: true }
+    } else if mask.intersects(EventMask::MOVED_FROM | EventMask::DELETE) {
+        Effect::Absent { writing: false }
+    } else if mask.intersects(EventMask::MOVED_TO | EventMask::CLOSE_WRITE) {
+        Effect::Check
+    } else {
+        Effect::Ignore
     }
 }
 
@@ -77,27 +101,22 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<SharedIndex> {
     let index: SharedIndex = Arc::new(RwLock::new(CacheIndex::new(dirs.clone())));
-    let (tx, mut rx) = mpsc::unbounded_channel();
     // Watch before scanning, so nothing that happens during the scan is lost.
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-        // Every file served opens it, and notify always reports opens: drop
-        // those here, on notify's thread, rather than wake the watcher task
-        // once per request.
-        if let Ok(e) = &event {
-            if effect_of(&e.kind) == Effect::Ignore && !e.need_rescan() {
-                return;
+    let inotify = Inotify::init()?;
+    let mut watches = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        match inotify.watches().add(dir, MASK) {
+            Ok(wd) => watches.push((wd, i)),
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot watch cache dir; changes will not be seen")
             }
         }
-        let _ = tx.send(event);
-    })?;
-    for dir in &dirs {
-        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            warn!(dir = %dir.display(), error = %e, "cannot watch cache dir; changes will not be seen");
-        }
     }
+    let mut events = inotify.into_event_stream(vec![0u8; EVENT_BUFFER])?;
     let mut watch = Watch {
         index: index.clone(),
         dirs,
+        watches,
         writing: HashSet::new(),
         on_change,
     };
@@ -108,18 +127,18 @@ pub async fn start(
     info!(files, dirs = watch.dirs.len(), ms, "cache index loaded");
 
     tokio::spawn(async move {
-        let _watcher = watcher;
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                event = rx.recv() => match event {
-                    Some(Ok(event)) => watch.apply(event).await,
-                    Some(Err(e)) => {
-                        warn!(error = %e, "cache watcher error; rescanning");
-                        watch.rescan().await;
-                    }
-                    None => break,
-                },
+                event = events.next() => event,
+            };
+            match event {
+                Some(Ok(event)) => watch.apply(event).await,
+                Some(Err(e)) => {
+                    warn!(error = %e, "cache watcher error; rescanning");
+                    watch.rescan().await;
+                }
+                None => break,
             }
         }
     });
@@ -130,6 +149,8 @@ pub async fn start(
 struct Watch {
     index: SharedIndex,
     dirs: Vec<PathBuf>,
+    /// Each watch and the index of the dir it watches.
+    watches: Vec<(WatchDescriptor, usize)>,
     /// Files created or written to and not yet closed: a rescan (after the
     /// kernel's event queue overflowed) must not list them as complete.
     writing: HashSet<PathBuf>,
@@ -161,45 +182,31 @@ impl Watch {
         }
     }
 
-    async fn apply(&mut self, event: Event) {
-        if event.need_rescan() {
+    async fn apply(&mut self, event: Event<OsString>) {
+        let effect = effect_of(event.mask);
+        if effect == Effect::Rescan {
             self.rescan().await;
             return;
         }
-        // Ignored kinds (opens, reads, metadata) were dropped in notify's
-        // callback already.
-        let effect = effect_of(&event.kind);
-        for path in &event.paths {
-            if self.dirs.contains(path) {
-                // The cache dir itself was removed or moved.
-                self.rescan().await;
-                return;
-            }
-            self.apply_to_file(path, &event.kind, effect);
+        let dir = self.watches.iter().find(|(w, _)| *w == event.wd);
+        let name = event.name.as_deref().and_then(|n| n.to_str());
+        if let (Some(&(_, dir)), Some(name)) = (dir, name) {
+            self.apply_to_file(dir, name, effect);
         }
     }
 
-    fn apply_to_file(&mut self, path: &Path, kind: &EventKind, effect: Effect) {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-        else {
-            return;
-        };
-        let Some(dir) = self.dirs.iter().position(|d| d == parent) else {
-            return;
-        };
-        if !is_indexable(name) {
+    fn apply_to_file(&mut self, dir: usize, name: &str, effect: Effect) {
+        if effect == Effect::Ignore || !is_indexable(name) {
             return;
         }
-        match kind {
-            EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
-                self.writing.insert(path.to_owned());
-            }
-            _ => {
-                self.writing.remove(path);
-            }
+        let path = self.dirs[dir].join(name);
+        if effect == (Effect::Absent { writing: true }) {
+            self.writing.insert(path.clone());
+        } else {
+            self.writing.remove(&path);
         }
         let present = effect == Effect::Check
-            && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+            && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
         let change = match self.index.write() {
             Ok(mut ix) => ix.set(dir, name, present),
             Err(_) => None,
@@ -224,41 +231,31 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, DataChange, RemoveKind};
 
     #[test]
     fn event_effects() {
         let table = [
-            (EventKind::Create(CreateKind::File), Effect::Absent),
+            (EventMask::CREATE, Effect::Absent { writing: true }),
+            (EventMask::MODIFY, Effect::Absent { writing: true }),
+            (EventMask::CLOSE_WRITE, Effect::Check),
+            (EventMask::CLOSE_NOWRITE, Effect::Ignore),
+            (EventMask::OPEN, Effect::Ignore),
+            (EventMask::ACCESS, Effect::Ignore),
+            (EventMask::ATTRIB, Effect::Ignore),
+            (EventMask::MOVED_TO, Effect::Check),
+            (EventMask::MOVED_FROM, Effect::Absent { writing: false }),
+            (EventMask::DELETE, Effect::Absent { writing: false }),
             (
-                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-                Effect::Absent,
+                EventMask::CREATE | EventMask::ISDIR,
+                Effect::Absent { writing: true },
             ),
-            (
-                EventKind::Access(AccessKind::Close(AccessMode::Write)),
-                Effect::Check,
-            ),
-            (
-                EventKind::Access(AccessKind::Close(AccessMode::Read)),
-                Effect::Ignore,
-            ),
-            (
-                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-                Effect::Check,
-            ),
-            (
-                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-                Effect::Absent,
-            ),
-            (
-                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-                Effect::Ignore,
-            ),
-            (EventKind::Remove(RemoveKind::File), Effect::Absent),
-            (EventKind::Other, Effect::Check),
+            (EventMask::DELETE_SELF, Effect::Rescan),
+            (EventMask::MOVE_SELF, Effect::Rescan),
+            (EventMask::IGNORED, Effect::Rescan),
+            (EventMask::Q_OVERFLOW, Effect::Rescan),
         ];
-        for (kind, want) in table {
-            assert_eq!(effect_of(&kind), want, "{kind:?}");
+        for (mask, want) in table {
+            assert_eq!(effect_of(mask), want, "{mask:?}");
         }
     }
 }

@@ -1,0 +1,268 @@
+//! One client connection: read a request head (`head`), ask the
+//! [`Handler`] for the response, write it (`send`), and again while the
+//! connection is kept alive. Pipelined requests are parsed from the bytes
+//! left over after the previous head.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf as _, BytesMut};
+use http::{Method, Request, Response, Version};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::head::{self, Head, Refusal};
+use super::wire::{self, Connection};
+use super::{send, Body};
+
+/// What answers requests on a connection (never requests with a body:
+/// those are refused before they get here).
+pub trait Handler: Send + Sync + 'static {
+    /// The response, when it can be made at once, without waiting on
+    /// anything (a cache hit, a status page): made on the connection's own
+    /// thread. `None` sends the request to [`Handler::respond`].
+    fn quick(&self, _request: &Request<()>, _peer: SocketAddr) -> Option<Response<Body>> {
+        None
+    }
+
+    /// The response to anything else, made on the daemon's runtime, where
+    /// downloads and peer links live.
+    fn respond(
+        &self,
+        request: &Request<()>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// Told of every head refused before it reached [`Handler::respond`].
+    fn refused(&self, _refusal: Refusal, _peer: SocketAddr) {}
+}
+
+/// The time limits of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From the end of a response (or the connection's start) to a
+    /// complete next head: idle keep-alive and slow heads alike.
+    pub head_timeout: Duration,
+    /// How long a client may accept no byte of a response before it is
+    /// dropped.
+    pub write_stall: Duration,
+    /// After a response that ends the connection, how long unread request
+    /// bytes are drained (so the close does not reset the connection and
+    /// destroy the response before the client read it).
+    pub linger: Duration,
+}
+
+/// A client that sends no complete request head for this long is dropped.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client that takes no byte of a response for this long is dropped
+/// (pacman gives up on a server after 10 s below 1 byte/s itself).
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// Drain time before closing a connection with a response.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// At most this many unread bytes are drained before a close.
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Bytes asked of each read: a request head is about 200 (pacman's,
+/// curl's); longer ones take more reads. Every connection holds this much.
+const READ_CHUNK: usize = 1024;
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        head_timeout: HEAD_TIMEOUT,
+        write_stall: WRITE_STALL,
+        linger: LINGER,
+    };
+}
+
+/// Serves requests on `stream` until the client closes, a limit is hit, a
+/// response fails, or `shutdown` (then an idle connection closes at once
+/// and a busy one after its response).
+pub async fn run<H: Handler>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: &Arc<H>,
+    daemon: &Handle,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut head_bytes = Vec::with_capacity(256);
+    let deadline = tokio::time::sleep(limits.head_timeout);
+    let stopping = shutdown.cancelled();
+    tokio::pin!(deadline, stopping);
+    loop {
+        deadline
+            .as_mut()
+            .reset(Instant::now() + limits.head_timeout);
+        // The next head, from bytes already read (pipelining) or new ones.
+        let parsed = loop {
+            match head::parse(&input) {
+                Ok(None) => {}
+                done => break done,
+            }
+            input.reserve(READ_CHUNK);
+            let read = tokio::select! {
+                biased;
+                read = stream.read_buf(&mut input) => read,
+                () = &mut deadline => return,
+                () = &mut stopping, if input.is_empty() => return,
+            };
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let Head {
+            request,
+            len,
+            keep_alive,
+        } = match parsed {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(refusal) => {
+                handler.refused(refusal, peer);
+                refuse(&mut stream, &mut input, refusal, limits).await;
+                return;
+            }
+        };
+        input.advance(len);
+        let asked = Asked {
+            version: request.version(),
+            head: request.method() == Method::HEAD,
+        };
+        let response = match handler.quick(&request, peer) {
+            Some(response) => response,
+            None => {
+                let handler = handler.clone();
+                let answer = daemon.spawn(async move { handler.respond(&request, peer).await });
+                match answer.await {
+                    Ok(response) => response,
+                    Err(e) => {
+                        warn!(target: "pacmesh::request", client = %peer, error = %e, "request handler failed");
+                        return;
+                    }
+                }
+            }
+        };
+        let close = !keep_alive || shutdown.is_cancelled();
+        match write(&stream, &mut head_bytes, asked, response, close, limits).await {
+            Ok(true) => {}
+            Ok(false) => {
+                linger(&mut stream, &mut input, limits).await;
+                return;
+            }
+            Err(e) => {
+                debug!(target: "pacmesh::request", client = %peer, error = %e, "connection cut");
+                return;
+            }
+        }
+    }
+}
+
+/// What of a request its response's framing depends on.
+#[derive(Clone, Copy)]
+struct Asked {
+    version: Version,
+    /// A HEAD request: the head only.
+    head: bool,
+}
+
+/// Writes `response`; true when the connection stays open.
+async fn write(
+    stream: &TcpStream,
+    head_bytes: &mut Vec<u8>,
+    asked: Asked,
+    response: Response<Body>,
+    close: bool,
+    limits: Limits,
+) -> std::io::Result<bool> {
+    let (parts, body) = response.into_parts();
+    let with_body = wire::status_has_body(parts.status);
+    let length = if with_body {
+        wire::stated_length(&parts.headers).or(body.known_length())
+    } else {
+        None
+    };
+    // A body of unknown length ends where the connection does.
+    let close = close || (with_body && length.is_none());
+    let connection = if close {
+        Connection::Close
+    } else if asked.version == Version::HTTP_10 {
+        Connection::KeepAlive
+    } else {
+        Connection::Persistent
+    };
+    head_bytes.clear();
+    let date = wire::date_now();
+    wire::encode_head(
+        head_bytes,
+        parts.status,
+        &parts.headers,
+        length,
+        connection,
+        &date,
+    );
+    let with_body = with_body && !asked.head;
+    send::response(stream, head_bytes, body, with_body, limits.write_stall).await?;
+    Ok(!close)
+}
+
+/// Answers a refused head with its status and closes the connection.
+async fn refuse(stream: &mut TcpStream, input: &mut BytesMut, refusal: Refusal, limits: Limits) {
+    let reason = refusal.reason();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    let mut bytes = Vec::with_capacity(256);
+    let date = wire::date_now();
+    let length = Some(reason.len() as u64);
+    wire::encode_head(
+        &mut bytes,
+        refusal.status(),
+        &headers,
+        length,
+        Connection::Close,
+        &date,
+    );
+    bytes.extend_from_slice(reason.as_bytes());
+    let body = Body::empty();
+    if send::response(stream, &bytes, body, false, limits.write_stall)
+        .await
+        .is_ok()
+    {
+        linger(stream, input, limits).await;
+    }
+}
+
+/// Closes our side, then reads and drops what the client still sends
+/// until it closes too, [`Limits::linger`] passes, or [`LINGER_BYTES`]
+/// came: closing with unread bytes would reset the connection, and a reset
+/// can destroy the response before the client read it.
+async fn linger(stream: &mut TcpStream, input: &mut BytesMut, limits: Limits) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            input.clear();
+            input.reserve(READ_CHUNK);
+            match stream.read_buf(input).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limits.linger, drain).await;
+}

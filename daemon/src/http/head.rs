@@ -1,0 +1,342 @@
+//! Request heads, decided without IO (pure): bytes in (parsed by
+//! `httparse`, hyper's own parser), an `http::Request<()>` and what the
+//! head says about the connection out, or the status that refuses it.
+//!
+//! pacmeshd accepts no request bodies: a head that announces one is
+//! refused, so the connection never has to read or skip one.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+
+/// A request head longer than this is refused with 431 (pacman's are
+/// about 200 bytes; the longest path served is `target::MAX_PATH_LEN`).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// More header fields than this are refused with 431.
+pub const MAX_HEADERS: usize = 64;
+
+/// A complete, accepted request head.
+#[derive(Debug)]
+pub struct Head {
+    pub request: Request<()>,
+    /// Bytes of the input the head took (the next request starts there).
+    pub len: usize,
+    /// Whether the client lets the connection stay open after the answer.
+    pub keep_alive: bool,
+}
+
+/// Why a head is refused; the connection is closed after the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not HTTP/1.x, or a header that does not parse.
+    Malformed,
+    /// Content-Length that is not one number.
+    BadContentLength,
+    /// Over [`MAX_HEAD_BYTES`] or [`MAX_HEADERS`].
+    TooLarge,
+    /// A request body (Content-Length > 0, or Transfer-Encoding).
+    Body,
+    /// An `Expect` other than `100-continue`.
+    Expectation,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::Malformed | Refusal::BadContentLength => StatusCode::BAD_REQUEST,
+            Refusal::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::Body => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Expectation => StatusCode::EXPECTATION_FAILED,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed request\n",
+            Refusal::BadContentLength => "bad Content-Length\n",
+            Refusal::TooLarge => "request head too large\n",
+            Refusal::Body => "request bodies are not accepted\n",
+            Refusal::Expectation => "only the 100-continue expectation is understood\n",
+        }
+    }
+}
+
+/// Parses the head at the start of `buf`: `Ok(None)` while it is
+/// incomplete (read more), the head once whole, or why it is refused.
+///
+/// `Expect: 100-continue` needs no interim answer: a request without a
+/// body expects no 100, and one with a body gets its final refusal at
+/// once, which tells the client not to send it.
+pub fn parse(buf: &[u8]) -> Result<Option<Head>, Refusal> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(Refusal::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::TooLarge),
+        Err(_) => return Err(Refusal::Malformed),
+    };
+    if len > MAX_HEAD_BYTES {
+        return Err(Refusal::TooLarge);
+    }
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Refusal::Malformed);
+    };
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Refusal::Malformed)?;
+    let uri: Uri = path.parse().map_err(|_| Refusal::Malformed)?;
+    let version = if version == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for field in req.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| Refusal::Malformed)?;
+        let value = HeaderValue::from_bytes(field.value).map_err(|_| Refusal::Malformed)?;
+        headers.append(name, value);
+    }
+    if announces_body(&headers)? {
+        return Err(Refusal::Body);
+    }
+    if let Some(expect) = headers.get(header::EXPECT) {
+        if !expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+            return Err(Refusal::Expectation);
+        }
+    }
+    let keep_alive = keep_alive(version, &headers);
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    Ok(Some(Head {
+        request,
+        len,
+        keep_alive,
+    }))
+}
+
+/// Whether the head says a body follows. Every Content-Length must be the
+/// same plain number (RFC 9112 §6.3); any Transfer-Encoding means a body.
+fn announces_body(headers: &HeaderMap) -> Result<bool, Refusal> {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(true);
+    }
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let n = parse_length(part.trim_ascii()).ok_or(Refusal::BadContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Refusal::BadContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.is_some_and(|n| n > 0))
+}
+
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0
+/// closes it unless `Connection: keep-alive`.
+fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
+    let (mut close, mut keep) = (false, false);
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            close |= token.eq_ignore_ascii_case(b"close");
+            keep |= token.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    !close && (version == Version::HTTP_11 || keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `parse` made of one input, reduced to what the tests compare.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Got {
+        Partial,
+        Head {
+            method: &'static str,
+            path: &'static str,
+            len: usize,
+            keep_alive: bool,
+        },
+        Refused(Refusal),
+    }
+
+    /// In a table row: the head is the whole input.
+    const WHOLE: usize = usize::MAX;
+
+    fn check(input: &str, mut want: Got) {
+        if let Got::Head { len, .. } = &mut want {
+            if *len == WHOLE {
+                *len = input.len();
+            }
+        }
+        let got = match parse(input.as_bytes()) {
+            Ok(None) => Got::Partial,
+            Ok(Some(head)) => {
+                let method = head.request.method().as_str().to_owned();
+                let path = head.request.uri().path().to_owned();
+                Got::Head {
+                    method: method.leak(),
+                    path: path.leak(),
+                    len: head.len,
+                    keep_alive: head.keep_alive,
+                }
+            }
+            Err(r) => Got::Refused(r),
+        };
+        assert_eq!(got, want, "parse({input:?})");
+    }
+
+    fn head(method: &'static str, path: &'static str, len: usize, keep_alive: bool) -> Got {
+        Got::Head {
+            method,
+            path,
+            len,
+            keep_alive,
+        }
+    }
+
+    #[test]
+    fn heads() {
+        use Refusal::*;
+        let get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let table: Vec<(String, Got)> = vec![
+            (get.into(), head("GET", "/a", get.len(), true)),
+            // A pipelined second request is left for the next parse.
+            (format!("{get}GET /b"), head("GET", "/a", get.len(), true)),
+            ("GET /a HTTP/1.1\r\nHost: x\r\n".into(), Got::Partial),
+            ("GE".into(), Got::Partial),
+            ("".into(), Got::Partial),
+            (
+                "HEAD /a HTTP/1.1\r\nConnection: close\r\n\r\n".into(),
+                head("HEAD", "/a", WHOLE, false),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, false),
+            ),
+            (
+                "GET /a HTTP/1.0\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, false),
+            ),
+            (
+                "GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, true),
+            ),
+            (
+                "GET http://h:1/a?x=1 HTTP/1.1\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, true),
+            ),
+            // Some clients send an empty line after a previous body.
+            (
+                "\r\nGET /a HTTP/1.1\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, true),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, true),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n".into(),
+                head("GET", "/a", WHOLE, true),
+            ),
+            (
+                "FOO /a HTTP/1.1\r\n\r\n".into(),
+                head("FOO", "/a", WHOLE, true),
+            ),
+            (
+                "this is not http at all\r\n\r\n".into(),
+                Got::Refused(Malformed),
+            ),
+            ("GET /a HTTP/2.0\r\n\r\n".into(), Got::Refused(Malformed)),
+            ("GET /a\0 HTTP/1.1\r\n\r\n".into(), Got::Refused(Malformed)),
+            (
+                "GET /a HTTP/1.1\r\nBad Name: x\r\n\r\n".into(),
+                Got::Refused(Malformed),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nX: a\x01b\r\n\r\n".into(),
+                Got::Refused(Malformed),
+            ),
+            (
+                "POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".into(),
+                Got::Refused(Body),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".into(),
+                Got::Refused(BadContentLength),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n".into(),
+                Got::Refused(BadContentLength),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".into(),
+                Got::Refused(BadContentLength),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n".into(),
+                Got::Refused(Body),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+                Got::Refused(Body),
+            ),
+            (
+                "PUT /a HTTP/1.1\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n".into(),
+                Got::Refused(Body),
+            ),
+            (
+                "GET /a HTTP/1.1\r\nExpect: something-else\r\n\r\n".into(),
+                Got::Refused(Expectation),
+            ),
+            (
+                format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD_BYTES)),
+                Got::Refused(TooLarge),
+            ),
+            (
+                format!("GET /{}", "a".repeat(MAX_HEAD_BYTES)),
+                Got::Refused(TooLarge),
+            ),
+            (
+                format!(
+                    "GET / HTTP/1.1\r\n{}\r\n",
+                    "X: y\r\n".repeat(MAX_HEADERS + 1)
+                ),
+                Got::Refused(TooLarge),
+            ),
+        ];
+        for (input, want) in table {
+            check(&input, want);
+        }
+    }
+
+    #[test]
+    fn headers_are_kept_in_order() {
+        let input = "GET /a HTTP/1.1\r\nRange: bytes=5-\r\nX: 1\r\nX: 2\r\n\r\n";
+        let head = parse(input.as_bytes()).expect("parses").expect("whole");
+        let h = head.request.headers();
+        assert_eq!(
+            h.get(header::RANGE).map(|v| v.as_bytes()),
+            Some(&b"bytes=5-"[..])
+        );
+        let xs: Vec<_> = h.get_all("x").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(xs, [b"1", b"2"]);
+        assert_eq!(head.request.version(), Version::HTTP_11);
+    }
+}

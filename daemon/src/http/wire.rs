@@ -1,0 +1,166 @@
+//! Response heads as bytes, and how a response is framed on a
+//! persistent connection (pure; the clock is read only by [`date_now`]).
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap};
+use http::StatusCode;
+
+/// What the head says about the connection after this response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// HTTP/1.1's default: it stays open.
+    Persistent,
+    /// HTTP/1.0 asked to keep it open: say that it is.
+    KeepAlive,
+    /// It closes after this response.
+    Close,
+}
+
+/// Whether a response with `status` may carry a body at all
+/// (RFC 9110 §6.4.1: never 1xx, 204 or 304).
+pub fn status_has_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+}
+
+/// Appends the head of a response to `out`: status line, `headers`,
+/// `Content-Length: length` when `length` is given and the headers have
+/// none, `Date`, and `Connection` when it is not the default.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: Option<u64>,
+    connection: Connection,
+    date: &[u8],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = length.filter(|_| !headers.contains_key(header::CONTENT_LENGTH)) {
+        let _ = write!(out, "content-length: {n}\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    match connection {
+        Connection::Persistent => {}
+        Connection::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        Connection::Close => out.extend_from_slice(b"connection: close\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Content-Length` a response's headers state, if one plain number.
+pub fn stated_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Length of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
+const DATE_LEN: usize = 29;
+
+thread_local! {
+    /// The formatted date of the last second seen on this thread: formatted
+    /// once a second, not once a response.
+    static DATE: RefCell<(u64, [u8; DATE_LEN])> = const { RefCell::new((u64::MAX, [0; DATE_LEN])) };
+}
+
+/// Now as an HTTP date, for the `Date` header.
+pub fn date_now() -> [u8; DATE_LEN] {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == DATE_LEN {
+                cached.1.copy_from_slice(text.as_bytes());
+                cached.0 = secs;
+            }
+        }
+        cached.1
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn head(status: StatusCode, headers: &HeaderMap, length: Option<u64>, c: Connection) -> String {
+        let mut out = Vec::new();
+        encode_head(
+            &mut out,
+            status,
+            headers,
+            length,
+            c,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+        );
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn heads() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(5u64));
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let date = "date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+        assert_eq!(
+            head(StatusCode::OK, &h, Some(5), Connection::Persistent),
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 5\r\naccept-ranges: bytes\r\n{date}\r\n")
+        );
+        assert_eq!(
+            head(StatusCode::RANGE_NOT_SATISFIABLE, &HeaderMap::new(), Some(0), Connection::Close),
+            format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\ncontent-length: 0\r\n{date}connection: close\r\n\r\n"
+            )
+        );
+        assert_eq!(
+            head(
+                StatusCode::NOT_MODIFIED,
+                &HeaderMap::new(),
+                None,
+                Connection::KeepAlive
+            ),
+            format!("HTTP/1.1 304 Not Modified\r\n{date}connection: keep-alive\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn bodies_and_lengths() {
+        assert!(status_has_body(StatusCode::OK));
+        assert!(status_has_body(StatusCode::RANGE_NOT_SATISFIABLE));
+        assert!(!status_has_body(StatusCode::NOT_MODIFIED));
+        assert!(!status_has_body(StatusCode::NO_CONTENT));
+        assert!(!status_has_body(StatusCode::CONTINUE));
+        let mut h = HeaderMap::new();
+        assert_eq!(stated_length(&h), None);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(42u64));
+        assert_eq!(stated_length(&h), Some(42));
+    }
+
+    #[test]
+    fn date_is_an_http_date() {
+        let d = date_now();
+        let text = std::str::from_utf8(&d).expect("ascii");
+        assert!(httpdate::parse_http_date(text).is_ok(), "{text}");
+    }
+}

@@ -1,0 +1,41 @@
+//! The daemon's log: tracing events to stderr, one line each, in
+//! tracing-subscriber's `Full` format (`format`), written by a thread of
+//! their own in batches (`writer`), so a line per request costs the
+//! request path little more than its formatting; the request line itself
+//! is formatted by hand (`request`).
+
+pub mod format;
+pub mod request;
+pub mod writer;
+
+use tracing::warn;
+use tracing_subscriber::EnvFilter;
+
+pub use writer::BatchWriter;
+
+/// Installs the global subscriber (filter from `PACMESH_LOG`, default
+/// `info`). Keep what it returns until the end of `main`: dropping it
+/// writes the last lines. Without the writer thread, lines go straight to
+/// stderr.
+pub fn init() -> Option<BatchWriter> {
+    let filter = EnvFilter::try_from_env("PACMESH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .event_format(format::LineFormat::default());
+    match BatchWriter::start(std::io::stderr()) {
+        Ok((writer, sink)) => {
+            if !ansi {
+                request::install(sink.clone());
+            }
+            builder.with_writer(sink).init();
+            Some(writer)
+        }
+        Err(e) => {
+            builder.with_writer(std::io::stderr).init();
+            warn!(error = %e, "cannot start the log writer thread; logging directly");
+            None
+        }
+    }
+}
