@@ -226,8 +226,10 @@ fn wan_down_serves_the_kept_database_stale_and_cached_packages() {
         std::fs::read(repo.db_path()).expect("reading the fixture db"),
         "the kept database is the upstream's"
     );
-    assert!(
+    // Log lines are written in batches (up to 20 ms late): wait for it.
+    pacmesh_tests::assert_eventually!(
         mirror.daemon.log().contains("serving a stale database"),
+        Duration::from_secs(5),
         "no log line for the stale database:\n{}",
         mirror.daemon.log()
     );
@@ -344,8 +346,10 @@ fn a_package_with_the_wrong_hash_is_never_kept_or_served_as_good() {
             .is_some_and(|n| n.to_string_lossy().contains(d.file_name()))),
         "nothing of the corrupt package left in the store: {store:?}"
     );
-    assert!(
+    // Log lines are written in batches (up to 20 ms late): wait for it.
+    pacmesh_tests::assert_eventually!(
         mirror.daemon.log().contains("SHA-256"),
+        Duration::from_secs(5),
         "the mismatch is logged:\n{}",
         mirror.daemon.log()
     );
