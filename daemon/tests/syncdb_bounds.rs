@@ -4,8 +4,9 @@
 //! table it had.
 //!
 //! The limit must bind the process that parses, so the parent test writes
-//! the databases and runs the ignored `child_…` test of this same binary
-//! under `sh -c 'ulimit -v …; exec …'`.
+//! the databases and runs itself again, in this same binary, under
+//! `sh -c 'ulimit -v …; exec …'` with the dir in an environment variable:
+//! the second run is the child that parses.
 
 #![allow(clippy::unwrap_used)] // test set-up: a failure here is the test's own
 
@@ -118,6 +119,9 @@ fn write_hostile(dir: &Path) {
 
 #[test]
 fn hostile_databases_are_refused_within_512_mib() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        return load_hostile_databases(&PathBuf::from(dir));
+    }
     let dir = tempfile::tempdir().unwrap();
     let sync = dir.path().join("sync");
     std::fs::create_dir(&sync).unwrap();
@@ -143,8 +147,7 @@ fn hostile_databases_are_refused_within_512_mib() {
         .arg(exe)
         .args([
             "--exact",
-            "child_loads_hostile_databases",
-            "--ignored",
+            "hostile_databases_are_refused_within_512_mib",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -162,12 +165,9 @@ fn hostile_databases_are_refused_within_512_mib() {
     assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
-#[test]
-#[ignore = "run by hostile_databases_are_refused_within_512_mib under ulimit -v"]
-fn child_loads_hostile_databases() {
-    let Some(dir) = std::env::var_os(CHILD_DIR).map(PathBuf::from) else {
-        panic!("{CHILD_DIR} is not set: run hostile_databases_are_refused_within_512_mib");
-    };
+/// The child's part: loads the good database, then each hostile one in
+/// its place, within the address-space limit the parent set.
+fn load_hostile_databases(dir: &Path) {
     let sync = dir.join("sync");
     let dbs = SyncDbs::load(&sync);
     assert!(dbs.lookup(GOOD_FILE).is_some(), "the good database loads");
