@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pacmesh_proto::{FetchStatus, Fetching, Message, PackageSet};
@@ -25,6 +25,7 @@ use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
 use support::data::data;
 use support::logs::{capture_logs, log_has_line};
+use support::node::eventually;
 use support::stranger::Stranger;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -174,14 +175,6 @@ impl Node {
             .iter()
             .map(|f| (f.node, f.size))
             .collect()
-    }
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -18,6 +18,7 @@ use pacmeshd::mesh::link::{CloseCode, FetchError, Mesh, MeshOptions, PeerDownloa
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
 use support::data::data;
+use support::node::eventually;
 use support::stall::StallAfter;
 use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
@@ -115,14 +116,6 @@ impl Node {
             || self.mesh.who_has(file).contains(&other.id()),
         )
         .await;
-    }
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -168,6 +168,20 @@ fn start(
         .expect("a download starts")
 }
 
+/// Waits (on the paused clock) until a download's end was announced;
+/// how long that took.
+async fn ended_eventually(fake: &Fake) -> std::time::Duration {
+    let started = tokio::time::Instant::now();
+    while fake.ended.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < ANNOUNCE_DONE_AFTER * 4,
+            "no end announced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
 fn engine(dir: &std::path::Path) -> Engine {
     let store = store::Store::new(dir.join("fetched")).unwrap();
     std::fs::create_dir_all(dir.join("incoming")).unwrap();
@@ -238,7 +252,11 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
     );
     // "Done" goes out once the digest had time to list the file.
     assert!(fake.ended.lock().unwrap().is_empty());
-    tokio::time::sleep(ANNOUNCE_DONE_AFTER * 2).await;
+    let waited = ended_eventually(&fake).await;
+    assert!(
+        waited >= ANNOUNCE_DONE_AFTER / 2,
+        "announced after {waited:?}"
+    );
     assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
     assert_eq!(
         std::fs::read_dir(dir.path().join("incoming"))
@@ -279,7 +297,7 @@ async fn a_joiner_whose_fetcher_dies_continues_at_the_mirror_from_the_byte_reach
         vec![(SourceId::Fetcher(F), 0), (SourceId::Mirror(0), 12_000)]
     );
     // We claimed and fetched the rest: the others are told it is done.
-    tokio::time::sleep(ANNOUNCE_DONE_AFTER * 2).await;
+    ended_eventually(&fake).await;
     assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
     assert!(fake.penalised.lock().unwrap().is_empty());
 }
