@@ -26,8 +26,9 @@ pub mod snapshot;
 pub mod stats;
 pub mod syncdb;
 
+use parking_lot::RwLock;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpListener;
@@ -67,7 +68,7 @@ pub struct State {
 impl State {
     /// Where a complete local copy of `name` is, if any.
     pub fn locate(&self, name: &str) -> Option<PathBuf> {
-        self.index.read().ok()?.locate(name)
+        self.index.read().locate(name)
     }
 
     /// What the databases say `file` must be: in mirror mode the proxied
@@ -164,21 +165,16 @@ impl State {
 
     /// The mirror table in force now.
     pub fn mirrors(&self) -> Arc<MirrorTable> {
-        match self.mirrors.read() {
-            Ok(m) => m.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.mirrors.read().clone()
     }
 
     /// The cache dirs and how many files they hold, for status.
     pub fn index_summary(&self) -> (Vec<String>, usize) {
-        match self.index.read() {
-            Ok(ix) => (
-                ix.dirs().iter().map(|d| d.display().to_string()).collect(),
-                ix.len(),
-            ),
-            Err(_) => (Vec::new(), 0),
-        }
+        let ix = self.index.read();
+        (
+            ix.dirs().iter().map(|d| d.display().to_string()).collect(),
+            ix.len(),
+        )
     }
 }
 
@@ -314,12 +310,7 @@ async fn sweep_store(state: Arc<State>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(fetch::store::SWEEP_EVERY) => {}
         }
-        let held_outside = |name: &str| {
-            state
-                .index
-                .read()
-                .is_ok_and(|ix| ix.held_outside(name, store.dir()))
-        };
+        let held_outside = |name: &str| state.index.read().held_outside(name, store.dir());
         match store.sweep_once(held_outside) {
             Ok(gone) if !gone.is_empty() => {
                 tracing::info!(files = gone.len(), "kept downloads removed")
@@ -353,10 +344,7 @@ fn log_peers(state: &State) {
 /// listening addresses only change at restart, and the log says so.
 fn reload(state: &State, env: setup::Environment) {
     let repos = env.mirrors.repo_count();
-    match state.mirrors.write() {
-        Ok(mut mirrors) => *mirrors = Arc::new(env.mirrors),
-        Err(poisoned) => *poisoned.into_inner() = Arc::new(env.mirrors),
-    }
+    *state.mirrors.write() = Arc::new(env.mirrors);
     let (dirs, _) = state.index_summary();
     let new_dirs: Vec<String> = env
         .cache_dirs

@@ -4,8 +4,9 @@
 //! that became unreadable or lists no usable server keeps its previous
 //! servers, with a warning).
 
+use parking_lot::RwLock;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use pacmesh_conf::OwnServers;
@@ -120,10 +121,7 @@ pub async fn follow(
     own: OwnServers,
     shutdown: CancellationToken,
 ) {
-    let current = || match table.read() {
-        Ok(t) => t.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
+    let current = || table.read().clone();
     let mut seen: Vec<(PathBuf, Option<Stamp>)> = Vec::new();
     loop {
         let mut paths: Vec<PathBuf> = current()
@@ -147,10 +145,7 @@ pub async fn follow(
             match read(&path, &own) {
                 Ok(servers) => {
                     info!(mirrorlist = %path.display(), servers = servers.len(), "mirrorlist read again");
-                    let mut guard = match table.write() {
-                        Ok(g) => g,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
+                    let mut guard = table.write();
                     *guard = Arc::new(guard.with_listed(&path, &servers));
                 }
                 Err(e) => {

@@ -17,7 +17,7 @@ const PKG: &str = "foo-1.0-1-x86_64.pkg.tar.zst";
 async fn eventually(index: &SharedIndex, name: &str, want: bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let has = index.read().expect("index lock").contains(name);
+        let has = index.read().contains(name);
         if has == want {
             return;
         }
@@ -57,7 +57,7 @@ async fn startup_scan_lists_complete_packages_only() {
     .expect("write");
     let (index, shutdown) = watched(dir.path()).await;
     {
-        let ix = index.read().expect("lock");
+        let ix = index.read();
         let mut names: Vec<&str> = ix.names().collect();
         names.sort();
         assert_eq!(names, vec![PKG.to_string(), format!("{PKG}.sig")]);
@@ -73,7 +73,7 @@ async fn a_part_file_renamed_into_place_appears_and_removal_makes_it_disappear()
     std::fs::write(&part, vec![7u8; 100_000]).expect("write part");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        index.read().expect("lock").is_empty(),
+        index.read().is_empty(),
         "a .part file must never be indexed"
     );
     std::fs::rename(&part, dir.path().join(PKG)).expect("rename");
@@ -92,7 +92,7 @@ async fn a_file_still_being_written_is_listed_only_after_close() {
     file.flush().expect("flush");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        !index.read().expect("lock").contains(PKG),
+        !index.read().contains(PKG),
         "listed while still open for writing"
     );
     file.write_all(&[2u8; 50_000]).expect("write");
@@ -106,7 +106,7 @@ async fn rewriting_an_indexed_file_hides_it_until_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join(PKG), b"old").expect("write");
     let (index, shutdown) = watched(dir.path()).await;
-    assert!(index.read().expect("lock").contains(PKG));
+    assert!(index.read().contains(PKG));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(dir.path().join(PKG))

@@ -17,11 +17,12 @@ pub mod fresh;
 pub mod store;
 pub mod upstream;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -181,8 +182,8 @@ impl DbProxy {
         })
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<DbKey, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn entries(&self) -> parking_lot::MutexGuard<'_, HashMap<DbKey, Entry>> {
+        self.entries.lock()
     }
 
     /// Answers a request for `key`'s database (`sig`: its signature).

@@ -26,9 +26,10 @@ pub mod source;
 pub mod store;
 pub mod wait;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -102,14 +103,11 @@ impl Transfer {
     }
 
     fn touch(&self) {
-        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.wanted.lock() = Instant::now();
     }
 
     fn idle(&self) -> Duration {
-        self.wanted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        self.wanted.lock().elapsed()
     }
 
     /// Gives the download up (pacman went to the mirror instead).
@@ -169,8 +167,8 @@ impl Engine {
         self.map().get(name).cloned()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Transfer>>> {
-        self.inner.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Arc<Transfer>>> {
+        self.inner.map.lock()
     }
 
     /// Downloads under way now.

@@ -2,8 +2,8 @@
 //! pacman's reader and a joining peer's reader see, what is kept, who is
 //! told and who is blamed.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 
 use bytes::Bytes;
 use pacmesh_proto::NodeId;
@@ -111,7 +111,7 @@ impl Sources for Arc<Fake> {
         offset: u64,
         _size: Option<u64>,
     ) -> Result<(FakeStream, Opened), Failure> {
-        self.opens.lock().unwrap().push((source, offset));
+        self.opens.lock().push((source, offset));
         let Some(script) = self.scripts.get(&source) else {
             // A mirror that takes its time to refuse (a connect timeout).
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -131,19 +131,15 @@ impl Sources for Arc<Fake> {
     }
 
     async fn claim(&self, _name: &str, _size: u64, _exclude: &[NodeId]) -> Claimant {
-        self.claims
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Claimant::Us)
+        self.claims.lock().pop_front().unwrap_or(Claimant::Us)
     }
 
     fn ended(&self, name: &str, complete: bool) {
-        self.ended.lock().unwrap().push((name.into(), complete));
+        self.ended.lock().push((name.into(), complete));
     }
 
     fn penalise(&self, peers: &[NodeId], _name: &str, _why: &str) {
-        self.penalised.lock().unwrap().extend_from_slice(peers);
+        self.penalised.lock().extend_from_slice(peers);
     }
 }
 
@@ -172,7 +168,7 @@ fn start(
 /// how long that took.
 async fn ended_eventually(fake: &Fake) -> std::time::Duration {
     let started = tokio::time::Instant::now();
-    while fake.ended.lock().unwrap().is_empty() {
+    while fake.ended.lock().is_empty() {
         assert!(
             started.elapsed() < ANNOUNCE_DONE_AFTER * 4,
             "no end announced"
@@ -247,17 +243,17 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
         good
     );
     assert_eq!(
-        *fake.opens.lock().unwrap(),
+        *fake.opens.lock(),
         vec![(SourceId::Mirror(0), 0), (SourceId::Mirror(1), 20_000)]
     );
     // "Done" goes out once the digest had time to list the file.
-    assert!(fake.ended.lock().unwrap().is_empty());
+    assert!(fake.ended.lock().is_empty());
     let waited = ended_eventually(&fake).await;
     assert!(
         waited >= ANNOUNCE_DONE_AFTER / 2,
         "announced after {waited:?}"
     );
-    assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
+    assert_eq!(*fake.ended.lock(), vec![(NAME.to_string(), true)]);
     assert_eq!(
         std::fs::read_dir(dir.path().join("incoming"))
             .unwrap()
@@ -293,13 +289,13 @@ async fn a_joiner_whose_fetcher_dies_continues_at_the_mirror_from_the_byte_reach
     assert_eq!(growing.shown().end, growing::End::Complete);
     assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
     assert_eq!(
-        *fake.opens.lock().unwrap(),
+        *fake.opens.lock(),
         vec![(SourceId::Fetcher(F), 0), (SourceId::Mirror(0), 12_000)]
     );
     // We claimed and fetched the rest: the others are told it is done.
     ended_eventually(&fake).await;
-    assert_eq!(*fake.ended.lock().unwrap(), vec![(NAME.to_string(), true)]);
-    assert!(fake.penalised.lock().unwrap().is_empty());
+    assert_eq!(*fake.ended.lock(), vec![(NAME.to_string(), true)]);
+    assert!(fake.penalised.lock().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -345,10 +341,7 @@ async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
         good
     );
-    assert!(
-        fake.penalised.lock().unwrap().is_empty(),
-        "no peer is to blame"
-    );
+    assert!(fake.penalised.lock().is_empty(), "no peer is to blame");
 }
 
 #[tokio::test(start_paused = true)]
@@ -380,9 +373,9 @@ async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
         growing::End::Complete,
         "joined bytes are served only verified"
     );
-    assert_eq!(*fake.opens.lock().unwrap(), vec![(SourceId::Fetcher(F), 0)]);
+    assert_eq!(*fake.opens.lock(), vec![(SourceId::Fetcher(F), 0)]);
     // We lost the claim, so we announce nothing on completion.
-    assert!(fake.ended.lock().unwrap().is_empty());
+    assert!(fake.ended.lock().is_empty());
 }
 
 /// A join at 100 KB/s of a 10 MB file: far past pacman's redirects.
@@ -504,7 +497,7 @@ async fn a_mirror_ignoring_range_after_a_mirror_died_keeps_pacmans_stream_whole(
         good
     );
     assert_eq!(
-        *fake.opens.lock().unwrap(),
+        *fake.opens.lock(),
         vec![(SourceId::Mirror(0), 0), (SourceId::Mirror(1), 20_500)]
     );
 }

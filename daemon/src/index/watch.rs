@@ -10,10 +10,11 @@
 //! thread for an event it then dropped. The mask here names only the events
 //! that change what is servable, so serving a file costs the watch nothing.
 
+use parking_lot::RwLock;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use inotify::{Event, EventMask, Inotify, WatchDescriptor, WatchMask};
@@ -122,7 +123,7 @@ pub async fn start(
     };
     let started = std::time::Instant::now();
     watch.rescan().await;
-    let files = index.read().map(|ix| ix.len()).unwrap_or(0);
+    let files = index.read().len();
     let ms = started.elapsed().as_millis() as u64;
     info!(files, dirs = watch.dirs.len(), ms, "cache index loaded");
 
@@ -174,10 +175,7 @@ impl Watch {
                 }
             };
             names.retain(|name| !self.writing.contains(&dir.join(name)));
-            let changes = match self.index.write() {
-                Ok(mut ix) => ix.replace_dir(i, &names),
-                Err(_) => continue,
-            };
+            let changes = self.index.write().replace_dir(i, &names);
             self.publish(&changes);
         }
     }
@@ -207,10 +205,7 @@ impl Watch {
         }
         let present = effect == Effect::Check
             && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
-        let change = match self.index.write() {
-            Ok(mut ix) => ix.set(dir, name, present),
-            Err(_) => None,
-        };
+        let change = self.index.write().set(dir, name, present);
         if let Some(change) = change {
             self.publish(&[change]);
         }

@@ -183,12 +183,13 @@ mod tests {
     /// The fast lines read like the stock format's.
     #[test]
     fn lines_match_the_stock_format() {
-        use std::sync::{Arc, Mutex};
+        use parking_lot::Mutex;
+        use std::sync::Arc;
         #[derive(Clone, Default)]
         struct Buf(Arc<Mutex<Vec<u8>>>);
         impl std::io::Write for Buf {
             fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(b);
+                self.0.lock().extend_from_slice(b);
                 Ok(b.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -222,7 +223,7 @@ mod tests {
                 );
                 tracing::warn!(error = %"no \"such\" file", n = -3i64, "cannot read");
             });
-            let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+            let text = String::from_utf8(buf.0.lock().clone()).expect("utf-8");
             // Without the timestamps, which differ.
             text.lines()
                 .map(|l| l.split_once(' ').expect("a timestamp").1.to_owned())

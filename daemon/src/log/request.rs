@@ -101,7 +101,8 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use parking_lot::Mutex;
+    use std::sync::Arc;
 
     /// The direct line is the stock format's, byte for byte after the
     /// timestamp.
@@ -111,7 +112,7 @@ mod tests {
         struct Buf(Arc<Mutex<Vec<u8>>>);
         impl std::io::Write for Buf {
             fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(b);
+                self.0.lock().extend_from_slice(b);
                 Ok(b.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -150,7 +151,7 @@ mod tests {
                 let (source, status, bytes, ms) = (done.source, done.status, done.bytes, done.ms);
                 tracing::info!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "done");
             });
-            let stock = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+            let stock = String::from_utf8(buf.0.lock().clone()).expect("utf-8");
             let mut fast = Vec::new();
             encode(&mut fast, SystemTime::now(), &done);
             let fast = String::from_utf8(fast).expect("utf-8");

@@ -5,8 +5,9 @@
 //! costs at most 50 writes. A line waits at most [`GATHER`] before it is
 //! written; an idle daemon never wakes the thread.
 
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        self.pending.lock()
     }
 }
 
@@ -101,7 +102,7 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
         let mut pending = shared.lock();
         while pending.lines.is_empty() && !pending.closing {
             pending.idle = true;
-            pending = shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+            shared.wake.wait(&mut pending);
         }
         if pending.lines.is_empty() {
             return;
@@ -114,10 +115,7 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
             if left.is_zero() {
                 break;
             }
-            pending = match shared.wake.wait_timeout(pending, left) {
-                Ok((pending, _)) => pending,
-                Err(e) => e.into_inner().0,
-            };
+            shared.wake.wait_for(&mut pending, left);
         }
         pending.gathering = false;
         std::mem::swap(&mut batch, &mut pending.lines);
@@ -174,7 +172,7 @@ mod tests {
 
     impl Write for Shared {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(b);
+            self.0.lock().extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -193,7 +191,7 @@ mod tests {
             want.extend_from_slice(line.as_bytes());
         }
         drop(writer);
-        assert!(*out.0.lock().expect("lock") == want);
+        assert!(*out.0.lock() == want);
     }
 
     #[test]
@@ -202,10 +200,10 @@ mod tests {
         let (_writer, mut sink) = BatchWriter::start(out.clone()).expect("thread");
         sink.write_all(b"one\n").expect("write");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while out.0.lock().expect("lock").is_empty() {
+        while out.0.lock().is_empty() {
             assert!(std::time::Instant::now() < deadline, "never written");
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(*out.0.lock().expect("lock"), b"one\n");
+        assert_eq!(*out.0.lock(), b"one\n");
     }
 }

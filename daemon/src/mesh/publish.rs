@@ -7,7 +7,8 @@
 //! so far behind that the broadcast drops deltas for it subscribes again and
 //! sends a full digest (the receiver then resyncs).
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use pacmesh_proto::{name_hash, Delta, Digest, DigestSender, NameHash, PackageSet};
 use tokio::sync::broadcast;
@@ -74,12 +75,8 @@ impl Publisher {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, DigestSender> {
-        // A panic while holding the lock cannot leave the sender half
-        // updated in a way that matters more than stopping the mesh would.
-        self.sender
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, DigestSender> {
+        self.sender.lock()
     }
 }
 

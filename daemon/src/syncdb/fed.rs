@@ -5,8 +5,9 @@
 //! `x86_64` and for `aarch64` list different files). Like [`Table`], the
 //! whole map is replaced, never edited in place.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::archive::ParsedDb;
 use super::table::{RepoDb, Table};
@@ -20,10 +21,7 @@ pub struct FedDbs {
 
 impl FedDbs {
     fn tables(&self) -> Arc<BTreeMap<String, Table>> {
-        match self.tables.read() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.tables.read().clone()
     }
 
     /// Replaces `repo`'s entries for `arch` with `parsed`'s; returns how
@@ -31,10 +29,7 @@ impl FedDbs {
     pub fn feed(&self, arch: &str, repo: &str, parsed: ParsedDb) -> usize {
         let db = Arc::new(RepoDb::new(parsed.entries));
         let files = db.len();
-        let mut guard = match self.tables.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = self.tables.write();
         let mut next = (**guard).clone();
         let table = next.remove(arch).unwrap_or_default().with_repo(repo, db);
         next.insert(arch.to_owned(), table);

@@ -5,11 +5,12 @@
 //! lock, and then swaps in a whole new table. A database that fails to
 //! read or parse leaves that repo's previous entries in force.
 
+use parking_lot::RwLock;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
@@ -64,10 +65,7 @@ impl SyncDbs {
 
     /// The table in force now.
     pub fn table(&self) -> Arc<Table> {
-        match self.table.read() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.table.read().clone()
     }
 
     /// See [`Table::lookup`]: `None` for files not listed, listed without
@@ -161,10 +159,7 @@ impl SyncDbs {
     /// Replaces the table by `next(current)` under the write lock; `next`
     /// only clones a map of `Arc`s, so the lock is held for microseconds.
     fn swap(&self, next: impl FnOnce(&Table) -> Table) {
-        let mut guard = match self.table.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut guard = self.table.write();
         *guard = Arc::new(next(&guard));
     }
 }

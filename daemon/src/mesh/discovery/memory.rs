@@ -4,9 +4,10 @@
 //! the others. Dropping a member without `stop()` is a crash: the others
 //! are told nothing, as with a killed daemon on a real LAN.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
@@ -163,7 +164,5 @@ fn unique_name(lan: &Lan, name: &str) -> String {
 }
 
 fn lock(lan: &Mutex<Lan>) -> MutexGuard<'_, Lan> {
-    // A panic elsewhere in a test must not hide its own message behind
-    // a poisoned lock here.
-    lan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lan.lock()
 }

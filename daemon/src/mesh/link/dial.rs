@@ -83,8 +83,8 @@ pub(crate) fn target_count(inner: &Inner) -> usize {
     lock(inner).entries.len()
 }
 
-fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, Targets> {
-    inner.targets.lock().unwrap_or_else(|p| p.into_inner())
+fn lock(inner: &Inner) -> parking_lot::MutexGuard<'_, Targets> {
+    inner.targets.lock()
 }
 
 fn wake(inner: &Inner) {

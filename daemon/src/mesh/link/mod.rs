@@ -38,10 +38,11 @@ pub mod tls;
 mod transfer;
 mod transport;
 
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -209,7 +210,7 @@ impl Link {
     /// look counts as heard `now`.
     fn heard(&self, now: Instant) -> Instant {
         let rx = self.conn.stats().udp_rx.datagrams;
-        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut heard = self.heard.lock();
         if rx != heard.0 {
             *heard = (rx, now);
         }
@@ -218,19 +219,19 @@ impl Link {
 
     /// `heard` as last looked at, without looking again.
     fn last_heard(&self) -> Instant {
-        self.heard.lock().unwrap_or_else(|p| p.into_inner()).1
+        self.heard.lock().1
     }
 
     fn read_digest(&self) -> RwLockReadGuard<'_, DigestState> {
-        self.digest.read().unwrap_or_else(|p| p.into_inner())
+        self.digest.read()
     }
 
     fn write_digest(&self) -> RwLockWriteGuard<'_, DigestState> {
-        self.digest.write().unwrap_or_else(|p| p.into_inner())
+        self.digest.write()
     }
 
     fn fetches(&self) -> MutexGuard<'_, PeerFetches> {
-        self.fetches.lock().unwrap_or_else(|p| p.into_inner())
+        self.fetches.lock()
     }
 
     fn status(&self) -> PeerStatus {
@@ -302,24 +303,24 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn links(&self) -> RwLockReadGuard<'_, HashMap<NodeId, Arc<Link>>> {
-        self.links.read().unwrap_or_else(|p| p.into_inner())
+        self.links.read()
     }
 
     fn links_mut(&self) -> RwLockWriteGuard<'_, HashMap<NodeId, Arc<Link>>> {
-        self.links.write().unwrap_or_else(|p| p.into_inner())
+        self.links.write()
     }
 
     fn admission(&self) -> MutexGuard<'_, Admission> {
-        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+        self.admission.lock()
     }
 
     fn choice(&self) -> MutexGuard<'_, Choice> {
-        self.choice.lock().unwrap_or_else(|p| p.into_inner())
+        self.choice.lock()
     }
 
     /// The peer's byte counters, made at first use.
     fn peer_bytes(&self, peer: NodeId) -> Arc<PeerBytes> {
-        let mut all = self.peer_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.peer_bytes.lock();
         all.entry(peer).or_default().clone()
     }
 
@@ -374,7 +375,7 @@ impl Inner {
         let linked: std::collections::HashSet<NodeId> = self.links().keys().copied().collect();
         self.choice()
             .prune(|id| linked.contains(id), Instant::now());
-        let mut bytes = self.peer_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bytes = self.peer_bytes.lock();
         let mut gone = bytes.len().saturating_sub(linked.len());
         if gone > MAX_GONE_PEERS {
             bytes.retain(|id, _| {
@@ -393,11 +394,7 @@ impl Inner {
         Tracked {
             links: self.links().len(),
             choice_records: self.choice().tracked(),
-            byte_counters: self
-                .peer_bytes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len(),
+            byte_counters: self.peer_bytes.lock().len(),
             dial_targets: dial::target_count(self),
         }
     }

@@ -1,6 +1,7 @@
 //! What the mesh is started with: [`MeshOptions`] and its defaults.
 
-use std::sync::{Arc, RwLock};
+use parking_lot::RwLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::body::{CacheFiles, UploadFiles};

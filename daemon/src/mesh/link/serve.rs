@@ -241,11 +241,7 @@ async fn open<'a>(
     let found = match inner.in_flight.open(file_name, offset) {
         Some(growing) => Found::Growing(growing),
         None => {
-            let cached = inner
-                .index
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .locate(file_name);
+            let cached = inner.index.read().locate(file_name);
             match cached {
                 Some(path) => Found::Cached(path),
                 None => return Err(FetchStatus::NotFound),

@@ -12,7 +12,8 @@
 //! no second X.509 parser in the binary, and the one that parses is the
 //! one the handshake signature check relies on.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use pacmesh_proto::{NodeId, ALPN};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -57,11 +58,11 @@ pub struct SeenId(Mutex<Option<NodeId>>);
 
 impl SeenId {
     pub fn get(&self) -> Option<NodeId> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.lock()
     }
 
     fn set(&self, id: NodeId) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        *self.0.lock() = Some(id);
     }
 }
 
