@@ -29,6 +29,14 @@ async fn eventually(index: &SharedIndex, name: &str, want: bool) {
     }
 }
 
+/// Writes a complete package named after `tag` and waits until it is
+/// listed: every event before it has been handled by then.
+async fn sentinel(dir: &Path, index: &SharedIndex, tag: &str) {
+    let name = format!("{tag}-1-1-x86_64.pkg.tar.zst");
+    std::fs::write(dir.join(&name), b"complete").expect("write sentinel");
+    eventually(index, &name, true).await;
+}
+
 async fn watched(dir: &Path) -> (SharedIndex, CancellationToken) {
     let shutdown = CancellationToken::new();
     let index = start(
@@ -71,10 +79,13 @@ async fn a_part_file_renamed_into_place_appears_and_removal_makes_it_disappear()
     let (index, shutdown) = watched(dir.path()).await;
     let part = dir.path().join(format!("{PKG}.part"));
     std::fs::write(&part, vec![7u8; 100_000]).expect("write part");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        index.read().is_empty(),
-        "a .part file must never be indexed"
+    // The watcher handles events in order: once a complete file written
+    // after the `.part` is listed, the `.part`'s events were seen too.
+    sentinel(dir.path(), &index, "sentinel-1").await;
+    assert_eq!(
+        index.read().len(),
+        1,
+        "a .part file must never be indexed (only the sentinel is)"
     );
     std::fs::rename(&part, dir.path().join(PKG)).expect("rename");
     eventually(&index, PKG, true).await;
@@ -90,7 +101,7 @@ async fn a_file_still_being_written_is_listed_only_after_close() {
     let mut file = std::fs::File::create(dir.path().join(PKG)).expect("create");
     file.write_all(&[1u8; 50_000]).expect("write");
     file.flush().expect("flush");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    sentinel(dir.path(), &index, "sentinel-2").await;
     assert!(
         !index.read().contains(PKG),
         "listed while still open for writing"

@@ -64,7 +64,6 @@ pub struct Penalty {
 struct Record {
     /// Bytes per second, moving average.
     throughput: Option<f64>,
-    rtt: Option<Duration>,
     failures: VecDeque<Instant>,
     in_flight: u32,
     penalty: Option<Penalty>,
@@ -149,11 +148,6 @@ impl Choice {
         });
     }
 
-    /// The link's current RTT estimate.
-    pub fn observe_rtt(&mut self, peer: NodeId, rtt: Duration) {
-        self.record(peer).rtt = Some(rtt);
-    }
-
     /// A download from `peer` began.
     pub fn started(&mut self, peer: NodeId) {
         self.record(peer).in_flight += 1;
@@ -217,8 +211,15 @@ impl Choice {
         self.peers.len()
     }
 
-    /// `candidates` best first, without penalised peers and duplicates.
-    pub fn rank(&self, candidates: &[NodeId], now: Instant) -> Vec<NodeId> {
+    /// `candidates` best first, without penalised peers and duplicates;
+    /// `rtt` gives each one's current round-trip time (its link's
+    /// estimate), if known.
+    pub fn rank(
+        &self,
+        candidates: &[NodeId],
+        rtt: impl Fn(&NodeId) -> Option<Duration>,
+        now: Instant,
+    ) -> Vec<NodeId> {
         let mut ids: Vec<NodeId> = candidates
             .iter()
             .filter(|id| self.penalty(id, now).is_none())
@@ -233,9 +234,8 @@ impl Choice {
             .max()
             .unwrap_or(0);
         ids.sort_by_cached_key(|id| {
-            let record = self.peers.get(id);
             let throughput = self.throughput(id).map_or(best_known, throughput_bucket);
-            let rtt = record.and_then(|r| r.rtt).map_or(0, rtt_bucket);
+            let rtt = rtt(id).map_or(0, rtt_bucket);
             (
                 self.recent_failures(id, now),
                 std::cmp::Reverse(throughput),
@@ -296,9 +296,6 @@ mod tests {
             if let Some(mbps) = f.mb_per_s {
                 choice.record_transfer(id(*b), 100 * MB, secs(100 / mbps), true, t0);
             }
-            if let Some(us) = f.rtt_us {
-                choice.observe_rtt(id(*b), Duration::from_micros(us));
-            }
             for at in &f.failures {
                 choice.record_transfer(id(*b), 0, Duration::ZERO, false, t0 + secs(*at));
             }
@@ -316,7 +313,11 @@ mod tests {
         let t0 = Instant::now();
         let choice = build(peers, t0);
         let candidates: Vec<NodeId> = peers.iter().map(|(b, _)| id(*b)).collect();
-        let got = choice.rank(&candidates, t0 + secs(now_s));
+        let rtt = |node: &NodeId| {
+            let (_, facts) = peers.iter().find(|(b, _)| id(*b) == *node)?;
+            facts.rtt_us.map(Duration::from_micros)
+        };
+        let got = choice.rank(&candidates, rtt, t0 + secs(now_s));
         let want: Vec<NodeId> = want.iter().map(|b| id(*b)).collect();
         assert_eq!(got, want, "{what}");
     }
@@ -473,8 +474,12 @@ mod tests {
     fn duplicates_and_unknown_candidates() {
         let t0 = Instant::now();
         let choice = Choice::default();
-        assert_eq!(choice.rank(&[id(3), id(1), id(3)], t0), vec![id(1), id(3)]);
-        assert_eq!(choice.rank(&[], t0), Vec::<NodeId>::new());
+        let none = |_: &NodeId| None;
+        assert_eq!(
+            choice.rank(&[id(3), id(1), id(3)], none, t0),
+            vec![id(1), id(3)]
+        );
+        assert_eq!(choice.rank(&[], none, t0), Vec::<NodeId>::new());
     }
 
     #[test]
@@ -563,10 +568,10 @@ mod tests {
             NodeId(b)
         };
         // Gone peers: a few penalised, a few that failed, many measured
-        // only by RTT; two linked; one gone with a download in flight.
+        // only by a throughput sample; two linked; one gone with a download in flight.
         let n = MAX_GONE_PEERS * 4;
         for i in 0..n {
-            choice.observe_rtt(wide(i), Duration::from_millis(1));
+            choice.record_sample(wide(i), 100 * MB, secs(1));
         }
         for i in 0..10 {
             choice.penalise(wide(i), "bad bytes", t0);

@@ -43,7 +43,8 @@ impl Mesh {
         let idle = self.inner.idle_timeout;
         let mut out: Vec<Fetcher> = self
             .inner
-            .links()
+            .table
+            .read()
             .values()
             .filter(|link| peers::is_alive(link.last_heard(), now, idle))
             .filter_map(|link| {
@@ -64,7 +65,7 @@ impl Mesh {
     pub fn has_links(&self) -> bool {
         let now = Instant::now();
         let idle = self.inner.idle_timeout;
-        self.inner.links().values().any(|link| {
+        self.inner.table.read().values().any(|link| {
             let facts = LinkFacts {
                 has_digest: link.read_digest().seq().is_some(),
                 last_heard: link.last_heard(),

@@ -6,7 +6,6 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -169,7 +168,7 @@ async fn send_all(
     len: u64,
     sent: &mut u64,
 ) -> Result<(), Cut> {
-    let counters = inner.peer_bytes(link.peer);
+    let counters = inner.scores.bytes_of(link.peer);
     while *sent < len {
         let Some(chunk) = source.next().await? else {
             return Err(Cut::Short {
@@ -181,12 +180,11 @@ async fn send_all(
         }
         let n = chunk.len() as u64;
         // A peer that asks and never reads would hold the slot for ever.
-        let stall = inner.upload_stall_timeout;
+        let stall = inner.uploads.stall_timeout;
         tokio::time::timeout(stall, send.write_chunk(chunk))
             .await
             .map_err(|_| Cut::Stalled(stall))??;
-        counters.sent.fetch_add(n, Relaxed);
-        inner.bytes_to_peers.fetch_add(n, Relaxed);
+        inner.scores.sent(&counters, n);
         if (*sent + n) / YIELD_EVERY != *sent / YIELD_EVERY {
             tokio::task::yield_now().await;
         }

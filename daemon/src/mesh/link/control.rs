@@ -131,7 +131,7 @@ async fn run_link(
             return Outcome::Duplicate(peer);
         }
         Registration::Full => {
-            tracing::warn!(target: TARGET, peer = %peer, max = inner.max_links, "link refused: too many peers");
+            tracing::warn!(target: TARGET, peer = %peer, max = inner.table.max(), "link refused: too many peers");
             CloseCode::TooManyPeers.close(&conn);
             return Outcome::Failed;
         }

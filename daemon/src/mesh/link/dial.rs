@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pacmesh_proto::NodeId;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::control::{run_connection, Outcome};
@@ -16,7 +18,7 @@ use super::key::Role;
 use super::tls::{self, SeenId};
 use super::Inner;
 use crate::mesh::admission::Admit;
-use crate::mesh::peers::{self, Backoff, DialDecision, TargetFacts, TargetRoom};
+use crate::mesh::peers::{self, Backoff, BackoffPolicy, DialDecision, TargetFacts, TargetRoom};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
@@ -45,7 +47,7 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Targets {
+struct Targets {
     entries: HashMap<Target, Entry>,
     generations: u64,
 }
@@ -78,17 +80,40 @@ impl Targets {
     }
 }
 
-/// Dial targets known now (discovered and static).
-pub(crate) fn target_count(inner: &Inner) -> usize {
-    lock(inner).entries.len()
+/// The dial targets, their backoff, and the signal that wakes their
+/// tasks when a link comes or goes.
+pub(crate) struct Dialer {
+    targets: Mutex<Targets>,
+    policy: BackoffPolicy,
+    changed: watch::Sender<u64>,
 }
 
-fn lock(inner: &Inner) -> parking_lot::MutexGuard<'_, Targets> {
-    inner.targets.lock()
+impl Dialer {
+    pub(super) fn new(policy: BackoffPolicy) -> Self {
+        Dialer {
+            targets: Mutex::new(Targets::default()),
+            policy,
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    /// Dial targets known now (discovered and static).
+    pub(super) fn count(&self) -> usize {
+        self.targets.lock().entries.len()
+    }
+
+    /// Makes every waiting dial task look again.
+    pub(super) fn wake(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+fn lock(inner: &Inner) -> MutexGuard<'_, Targets> {
+    inner.dialer.targets.lock()
 }
 
 fn wake(inner: &Inner) {
-    inner.changed.send_modify(|n| *n += 1);
+    inner.dialer.wake();
 }
 
 /// Discovery found `id` (again): dial it unless linked; new addresses are
@@ -174,7 +199,7 @@ enum Step {
 async fn dial_loop(inner: Arc<Inner>, target: Target, generation: u64, cancel: CancellationToken) {
     loop {
         // Subscribed before deciding, so no change in between is missed.
-        let mut changed = inner.changed.subscribe();
+        let mut changed = inner.dialer.changed.subscribe();
         let step = {
             let mut targets = lock(&inner);
             let Some(entry) = targets.entries.get_mut(&target) else {
@@ -183,7 +208,7 @@ async fn dial_loop(inner: Arc<Inner>, target: Target, generation: u64, cancel: C
             if entry.generation != generation {
                 return;
             }
-            let linked = entry.node.is_some_and(|id| inner.is_linked(&id));
+            let linked = entry.node.is_some_and(|id| inner.table.contains(&id));
             let wanted = !cancel.is_cancelled();
             match peers::dial_decision(wanted, linked, &entry.backoff, Instant::now()) {
                 DialDecision::Forget => {
@@ -258,17 +283,19 @@ fn record(
     let now = Instant::now();
     match outcome {
         Outcome::WasLinked(_) => {
-            entry.backoff.on_link_end(now - started, now, &inner.policy);
+            entry
+                .backoff
+                .on_link_end(now - started, now, &inner.dialer.policy);
         }
         Outcome::Duplicate(_) => {
-            entry.backoff.on_failure(now, &inner.policy);
+            entry.backoff.on_failure(now, &inner.dialer.policy);
         }
         Outcome::Failed
             if pinned_elsewhere(&target, entry.pinned, seen, inner.local)
                 && entry.refused != seen =>
         {
             entry.refused = seen;
-            entry.backoff.on_failure(now, &inner.policy);
+            entry.backoff.on_failure(now, &inner.dialer.policy);
             entry.next_addr = entry.next_addr.wrapping_add(1);
             tracing::warn!(
                 target: super::TARGET,
@@ -286,7 +313,7 @@ fn record(
             return false;
         }
         Outcome::Failed => {
-            let at = entry.backoff.on_failure(now, &inner.policy);
+            let at = entry.backoff.on_failure(now, &inner.dialer.policy);
             entry.next_addr = entry.next_addr.wrapping_add(1);
             tracing::debug!(
                 to = %target_addr(&target),
@@ -364,7 +391,7 @@ pub(crate) struct PendingHello {
 
 impl Drop for PendingHello {
     fn drop(&mut self) {
-        self.inner.admission().leave(self.addr);
+        self.inner.admission.lock().leave(self.addr);
     }
 }
 
@@ -391,7 +418,7 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>) {
         let addr = incoming.remote_address();
         let source = source_of(addr);
         let decision = {
-            let mut admission = inner.admission();
+            let mut admission = inner.admission.lock();
             let decision = admission.decide(source, incoming.remote_address_validated());
             if decision == Admit::Accept {
                 admission.enter(source);

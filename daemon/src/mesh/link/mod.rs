@@ -6,7 +6,14 @@
 //! - `key`: the mesh key, its tag and proof.
 //! - `hello`: the first exchange on a link and its checks (pure).
 //! - `control`: a link's life: register, digest out, deltas both ways.
-//! - `dial`: dial targets (discovered and static) with backoff; accepting.
+//! - `table`: the link table (one registered link per peer, bounded) and
+//!   what a link is.
+//! - `dial`: the `Dialer` (dial targets, discovered and static, with
+//!   backoff); accepting.
+//! - `uploads`: upload admission (the pure `admit`) and what uploads are
+//!   served from.
+//! - `scores`: what is remembered of each peer's service (choice records,
+//!   bytes moved), pruned when peers go.
 //! - `close`: application close codes.
 //! - `frames`, `socket`: framing on streams, UDP buffer sizes.
 //! - `transport`: the QUIC transport sized for pacmesh, tight until a
@@ -32,23 +39,25 @@ mod frames;
 mod hello;
 mod key;
 mod options;
+mod scores;
 mod serve;
 mod socket;
+mod table;
 pub mod tls;
 mod transfer;
 mod transport;
+mod uploads;
 
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use pacmesh_proto::{name_hash, DigestState, Hello, NodeId};
+use pacmesh_proto::{name_hash, NodeId};
+use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -72,15 +81,16 @@ pub use transport::{
 };
 
 use super::admission::Admission;
-use super::choice::{Choice, MAX_GONE_PEERS};
+use super::fetching::OwnFetches;
 pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
-use super::fetching::{OwnFetches, PeerFetches};
-use super::inflight::InFlightFiles;
-use super::peers::{self, BackoffPolicy, LinkFacts, LinkRank};
+use super::peers::{self, BackoffPolicy, LinkFacts};
 use super::publish::Publisher;
 use super::DiscoveryEvent;
 use crate::identity::Identity;
-use crate::index::watch::SharedIndex;
+use dial::Dialer;
+use scores::Scores;
+use table::{Link, LinkTable, Registration};
+use uploads::Uploads;
 
 /// Log target of link up/down events.
 const TARGET: &str = "pacmesh::peers";
@@ -113,16 +123,6 @@ pub struct PeerStatus {
     pub penalty_reason: Option<String>,
 }
 
-/// What a registration did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Registration {
-    Registered,
-    /// Another link to the peer survives.
-    Duplicate,
-    /// [`MeshOptions::max_links`] links are up.
-    Full,
-}
-
 /// How many peers the mesh keeps something of ([`Mesh::tracked`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tracked {
@@ -130,13 +130,6 @@ pub struct Tracked {
     pub choice_records: usize,
     pub byte_counters: usize,
     pub dial_targets: usize,
-}
-
-/// File bytes moved to and from one peer, kept across its links.
-#[derive(Debug, Default)]
-pub(crate) struct PeerBytes {
-    pub(crate) sent: AtomicU64,
-    pub(crate) received: AtomicU64,
 }
 
 fn as_display<S: serde::Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
@@ -158,100 +151,6 @@ impl std::fmt::Debug for Mesh {
     }
 }
 
-/// A registered link: the one connection to a peer.
-pub(crate) struct Link {
-    peer: NodeId,
-    conn: quinn::Connection,
-    addr: SocketAddr,
-    rank: LinkRank,
-    archs: Vec<String>,
-    /// The peer's `Hello.version`: what it may be sent.
-    version: u32,
-    digest: RwLock<DigestState>,
-    /// The WAN downloads the peer announced on this link.
-    fetches: Mutex<PeerFetches>,
-    /// Uploads of cached files to this peer under way (its share of
-    /// `Inner::uploads`).
-    cached_uploads: AtomicUsize,
-    /// (UDP datagrams received when last looked, when they last grew).
-    heard: Mutex<(u64, Instant)>,
-    /// Set by whoever closes the link on purpose.
-    closed_with: OnceLock<CloseCode>,
-}
-
-impl Link {
-    fn new(peer: NodeId, conn: quinn::Connection, rank: LinkRank, hello: Hello) -> Self {
-        Link {
-            peer,
-            addr: conn.remote_address(),
-            heard: Mutex::new((conn.stats().udp_rx.datagrams, Instant::now())),
-            conn,
-            rank,
-            archs: hello.archs,
-            version: hello.version,
-            digest: RwLock::new(DigestState::new()),
-            fetches: Mutex::new(PeerFetches::default()),
-            cached_uploads: AtomicUsize::new(0),
-            closed_with: OnceLock::new(),
-        }
-    }
-
-    /// Closes the connection, remembering why.
-    fn close(&self, code: CloseCode) {
-        let _ = self.closed_with.set(code);
-        code.close(&self.conn);
-    }
-
-    fn closed_with(&self) -> Option<CloseCode> {
-        self.closed_with.get().copied()
-    }
-
-    /// When the peer was last heard from: any packet since the previous
-    /// look counts as heard `now`.
-    fn heard(&self, now: Instant) -> Instant {
-        let rx = self.conn.stats().udp_rx.datagrams;
-        let mut heard = self.heard.lock();
-        if rx != heard.0 {
-            *heard = (rx, now);
-        }
-        heard.1
-    }
-
-    /// `heard` as last looked at, without looking again.
-    fn last_heard(&self) -> Instant {
-        self.heard.lock().1
-    }
-
-    fn read_digest(&self) -> RwLockReadGuard<'_, DigestState> {
-        self.digest.read()
-    }
-
-    fn write_digest(&self) -> RwLockWriteGuard<'_, DigestState> {
-        self.digest.write()
-    }
-
-    fn fetches(&self) -> MutexGuard<'_, PeerFetches> {
-        self.fetches.lock()
-    }
-
-    fn status(&self) -> PeerStatus {
-        let stats = self.conn.stats();
-        PeerStatus {
-            node_id: self.peer,
-            addr: self.addr,
-            rtt_ms: self.conn.rtt().as_secs_f64() * 1000.0,
-            packages: self.read_digest().len(),
-            bytes_received: stats.udp_rx.bytes,
-            bytes_sent: stats.udp_tx.bytes,
-            file_bytes_received: 0,
-            file_bytes_sent: 0,
-            archs: self.archs.clone(),
-            penalised_until_s: None,
-            penalty_reason: None,
-        }
-    }
-}
-
 pub(crate) struct Inner {
     local: NodeId,
     local_addr: SocketAddr,
@@ -267,142 +166,65 @@ pub(crate) struct Inner {
     /// Cancelled once everything is closed.
     done: CancellationToken,
     tasks: TaskTracker,
-    policy: BackoffPolicy,
-    /// The registered link per peer; read by `who_has`.
-    links: RwLock<HashMap<NodeId, Arc<Link>>>,
-    max_links: usize,
+    /// The registered link per peer.
+    table: LinkTable,
     /// Incoming connections that have not passed their first exchange.
     admission: Mutex<Admission>,
-    targets: Mutex<dial::Targets>,
-    /// Bumped whenever a link comes or goes, to wake waiting dialers.
-    changed: watch::Sender<u64>,
+    /// Dial targets and their backoff.
+    dialer: Dialer,
     /// This host's announced WAN downloads; every v2 link's writer
     /// watches it.
     own_fetches: watch::Sender<OwnFetches>,
     /// Bumped whenever a peer's announced downloads change or a link comes
     /// or goes ([`Mesh::fetchers_changed`]).
     fetchers_changed: watch::Sender<u64>,
-    /// What uploads are served from.
-    index: SharedIndex,
-    /// Downloads under way here, served to peers as they grow.
-    in_flight: Arc<dyn InFlightFiles>,
-    /// Opens what the index locates, for uploads.
-    files: Arc<dyn UploadFiles>,
-    /// One permit per upload in progress.
-    uploads: Arc<Semaphore>,
-    max_uploads_per_peer: usize,
-    upload_stall_timeout: Duration,
-    /// One permit per upload of a file still arriving.
-    growing_uploads: Arc<Semaphore>,
+    /// Upload admission and what uploads serve from.
+    uploads: Uploads,
+    /// Patience with a holder that sends nothing, and with a peer's
+    /// download that is still arriving.
     stall_timeout: Duration,
     growing_stall_timeout: Duration,
-    choice: Mutex<Choice>,
-    peer_bytes: Mutex<HashMap<NodeId, Arc<PeerBytes>>>,
-    bytes_to_peers: AtomicU64,
+    /// What is remembered of each peer's service.
+    scores: Scores,
 }
 
 impl Inner {
-    fn links(&self) -> RwLockReadGuard<'_, HashMap<NodeId, Arc<Link>>> {
-        self.links.read()
-    }
-
-    fn links_mut(&self) -> RwLockWriteGuard<'_, HashMap<NodeId, Arc<Link>>> {
-        self.links.write()
-    }
-
-    fn admission(&self) -> MutexGuard<'_, Admission> {
-        self.admission.lock()
-    }
-
-    fn choice(&self) -> MutexGuard<'_, Choice> {
-        self.choice.lock()
-    }
-
-    /// The peer's byte counters, made at first use.
-    fn peer_bytes(&self, peer: NodeId) -> Arc<PeerBytes> {
-        let mut all = self.peer_bytes.lock();
-        all.entry(peer).or_default().clone()
-    }
-
-    fn is_linked(&self, peer: &NodeId) -> bool {
-        self.links().contains_key(peer)
-    }
-
     /// A link came or went: wakes the dialers and whoever waits on the
     /// peers' announced downloads (a gone link takes its own with it).
     fn links_changed(&self) {
-        self.changed.send_modify(|n| *n += 1);
+        self.dialer.wake();
         self.fetchers_changed.send_modify(|n| *n += 1);
     }
 
-    /// Makes `link` the link to its peer unless an existing one wins
-    /// (`peers::resolve_duplicate`) or the link table is full.
+    /// [`LinkTable::register`], refused once shutting down.
     fn register(&self, link: &Arc<Link>) -> Registration {
         if self.shutdown.is_cancelled() {
             return Registration::Duplicate;
         }
-        let mut links = self.links_mut();
-        match links.get(&link.peer) {
-            Some(existing) => match peers::resolve_duplicate(&existing.rank, &link.rank) {
-                peers::Keep::Existing => return Registration::Duplicate,
-                peers::Keep::New => existing.close(CloseCode::Duplicate),
-            },
-            None if links.len() >= self.max_links => return Registration::Full,
-            None => {}
+        let registration = self.table.register(link);
+        if registration == Registration::Registered {
+            self.links_changed();
         }
-        links.insert(link.peer, link.clone());
-        drop(links);
-        self.links_changed();
-        Registration::Registered
+        registration
     }
 
     /// Forgets `link` if it is still the registered one.
     fn unregister(&self, link: &Arc<Link>) {
-        let mut links = self.links_mut();
-        if links.get(&link.peer).is_some_and(|l| Arc::ptr_eq(l, link)) {
-            links.remove(&link.peer);
-            drop(links);
+        if self.table.unregister(link) {
             self.links_changed();
             self.forget_gone();
         }
     }
 
-    /// Bounds what is kept of peers that are not linked: their choice
-    /// records (`Choice::prune`) and byte counters (at most
-    /// [`MAX_GONE_PEERS`] each). Their announced downloads went with
-    /// their links.
+    /// Bounds what is kept of peers that are not linked (their announced
+    /// downloads went with their links).
     fn forget_gone(&self) {
-        let linked: std::collections::HashSet<NodeId> = self.links().keys().copied().collect();
-        self.choice()
-            .prune(|id| linked.contains(id), Instant::now());
-        let mut bytes = self.peer_bytes.lock();
-        let mut gone = bytes.len().saturating_sub(linked.len());
-        if gone > MAX_GONE_PEERS {
-            bytes.retain(|id, _| {
-                if linked.contains(id) || gone <= MAX_GONE_PEERS {
-                    return true;
-                }
-                gone -= 1;
-                false
-            });
-        }
-    }
-
-    /// Peers with a link, a choice record and byte counters (for tests and
-    /// diagnostics).
-    fn tracked(&self) -> Tracked {
-        Tracked {
-            links: self.links().len(),
-            choice_records: self.choice().tracked(),
-            byte_counters: self.peer_bytes.lock().len(),
-            dial_targets: dial::target_count(self),
-        }
+        self.scores.forget_gone(&self.table.ids(), Instant::now());
     }
 
     /// Closes and forgets the link to `peer` at once.
     fn drop_peer(&self, peer: &NodeId, code: CloseCode) {
-        let removed = self.links_mut().remove(peer);
-        if let Some(link) = removed {
+        if let Some(link) = self.table.remove(peer) {
             link.close(code);
             tracing::info!(target: TARGET, peer = %peer, reason = code.reason(), "link down");
             self.links_changed();
@@ -460,26 +282,25 @@ impl Mesh {
             shutdown,
             done: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            policy: BackoffPolicy::default(),
-            links: RwLock::new(HashMap::new()),
-            max_links: opts.max_links,
+            table: LinkTable::new(opts.max_links),
             admission: Mutex::new(Admission::default()),
-            targets: Mutex::new(dial::Targets::default()),
-            changed: watch::Sender::new(0),
+            dialer: Dialer::new(BackoffPolicy::default()),
             own_fetches: watch::Sender::new(OwnFetches::default()),
             fetchers_changed: watch::Sender::new(0),
-            index: opts.index,
-            in_flight: opts.in_flight,
-            files: opts.files,
-            uploads: Arc::new(Semaphore::new(opts.max_uploads)),
-            max_uploads_per_peer: opts.max_uploads_per_peer,
-            upload_stall_timeout: opts.upload_stall_timeout,
-            growing_uploads: Arc::new(Semaphore::new(opts.max_growing_uploads)),
+            uploads: Uploads::new(
+                uploads::Limits {
+                    cached: opts.max_uploads,
+                    per_peer: opts.max_uploads_per_peer,
+                    growing: opts.max_growing_uploads,
+                },
+                opts.upload_stall_timeout,
+                opts.index,
+                opts.in_flight,
+                opts.files,
+            ),
             stall_timeout: opts.stall_timeout,
             growing_stall_timeout: opts.growing_stall_timeout,
-            choice: Mutex::new(Choice::new(opts.choice)),
-            peer_bytes: Mutex::new(HashMap::new()),
-            bytes_to_peers: AtomicU64::new(0),
+            scores: Scores::new(opts.choice),
         });
         tracing::info!(node_id = %inner.local, addr = %local_addr, tag = %mesh_tag(inner.mesh_key.as_ref()), "mesh endpoint up");
         inner.tasks.spawn(dial::accept_loop(inner.clone()));
@@ -533,7 +354,8 @@ impl Mesh {
         let now = Instant::now();
         let mut out: Vec<PeerStatus> = self
             .inner
-            .links()
+            .table
+            .read()
             .values()
             .filter(|link| {
                 let facts = LinkFacts {
@@ -546,20 +368,16 @@ impl Mesh {
             .collect();
         out.sort_by_key(|p| p.node_id);
         let wall = SystemTime::now();
-        let choice = self.inner.choice();
         for status in &mut out {
-            if let Some(penalty) = choice.penalty(&status.node_id, now) {
+            if let Some(penalty) = self.inner.scores.penalty(&status.node_id, now) {
                 let left = penalty.until.saturating_duration_since(now);
                 status.penalised_until_s = (wall + left)
                     .duration_since(UNIX_EPOCH)
                     .ok()
                     .map(|d| d.as_secs_f64());
-                status.penalty_reason = Some(penalty.reason.clone());
+                status.penalty_reason = Some(penalty.reason);
             }
-        }
-        drop(choice);
-        for status in &mut out {
-            let bytes = self.inner.peer_bytes(status.node_id);
+            let bytes = self.inner.scores.bytes_of(status.node_id);
             status.file_bytes_received = bytes.received.load(Relaxed);
             status.file_bytes_sent = bytes.sent.load(Relaxed);
         }
@@ -569,20 +387,12 @@ impl Mesh {
     /// The peers holding `file_name` (as [`Mesh::who_has`]), best first
     /// for a download: penalised peers left out, then ranked by recent
     /// failures, throughput, RTT and downloads in flight (`mesh::choice`).
+    /// A query: it records nothing.
     pub fn candidates(&self, file_name: &str) -> Vec<NodeId> {
         let holders = self.who_has(file_name);
-        let rtts: Vec<(NodeId, Duration)> = {
-            let links = self.inner.links();
-            holders
-                .iter()
-                .filter_map(|id| links.get(id).map(|l| (*id, l.conn.rtt())))
-                .collect()
-        };
-        let mut choice = self.inner.choice();
-        for (id, rtt) in rtts {
-            choice.observe_rtt(id, rtt);
-        }
-        choice.rank(&holders, Instant::now())
+        let links = self.inner.table.read();
+        let rtt = |id: &NodeId| links.get(id).map(|l| l.conn.rtt());
+        self.inner.scores.rank(&holders, rtt, Instant::now())
     }
 
     /// Not chosen by [`Mesh::candidates`] for the penalty duration (10 min
@@ -590,7 +400,7 @@ impl Mesh {
     pub fn penalise(&self, peer: NodeId, reason: impl Into<String>) {
         let reason = reason.into();
         tracing::info!(target: TARGET, peer = %peer, %reason, "peer penalised");
-        self.inner.choice().penalise(peer, reason, Instant::now());
+        self.inner.scores.penalise(peer, reason, Instant::now());
     }
 
     /// Records a transfer the mesh did not see end by itself. Downloads
@@ -599,13 +409,13 @@ impl Mesh {
     /// the sync database: `ok = false`, and usually [`Mesh::penalise`]).
     pub fn record_transfer(&self, peer: NodeId, bytes: u64, duration: Duration, ok: bool) {
         self.inner
-            .choice()
+            .scores
             .record_transfer(peer, bytes, duration, ok, Instant::now());
     }
 
     /// File bytes uploaded to peers since start, all peers together.
     pub fn bytes_to_peers(&self) -> u64 {
-        self.inner.bytes_to_peers.load(Relaxed)
+        self.inner.scores.bytes_to_peers()
     }
 
     /// The linked peers whose digest (probably) holds `file_name`, from
@@ -616,7 +426,8 @@ impl Mesh {
         let now = Instant::now();
         let idle = self.inner.idle_timeout;
         self.inner
-            .links()
+            .table
+            .read()
             .values()
             .filter(|link| {
                 peers::is_alive(link.last_heard(), now, idle) && link.read_digest().contains(hash)
@@ -629,7 +440,13 @@ impl Mesh {
     /// byte counters, dial targets. Bounded however many identities came
     /// and went (docs/DESIGN.md, "Limits").
     pub fn tracked(&self) -> Tracked {
-        self.inner.tracked()
+        let (choice_records, byte_counters) = self.inner.scores.tracked();
+        Tracked {
+            links: self.inner.table.len(),
+            choice_records,
+            byte_counters,
+            dial_targets: self.inner.dialer.count(),
+        }
     }
 
     /// QUIC connections open now, links or not (one per peer once settled).
@@ -663,7 +480,7 @@ async fn close_when_stopped(inner: Arc<Inner>) {
         CloseCode::Goodbye.reason().as_bytes(),
     );
     let _ = tokio::time::timeout_at(deadline, inner.endpoint.wait_idle()).await;
-    inner.links_mut().clear();
+    inner.table.clear();
     tracing::info!("mesh closed");
     inner.done.cancel();
 }

@@ -35,7 +35,6 @@
 //! `max_uploads` streams.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pacmesh_proto::{
@@ -43,11 +42,11 @@ use pacmesh_proto::{
     Message, MAX_TRANSFER_FRAME,
 };
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
 use super::body::{send_body, Source};
 use super::close::CloseCode;
+use super::uploads::{Kind, Slot};
 use super::{Inner, Link, TARGET};
 use crate::mesh::inflight::{BoxFuture, GrowingError, GrowingRead};
 
@@ -200,34 +199,11 @@ enum Found {
     Growing(BoxFuture<'static, Result<GrowingRead, GrowingError>>),
 }
 
-/// An upload slot: a permit of the shared limit and, for a cached file,
-/// one of the peer's share, given back when dropped.
-struct Slot<'a> {
-    _permit: OwnedSemaphorePermit,
-    share: Option<&'a AtomicUsize>,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if let Some(share) = self.share {
-            share.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// Takes one of `held` unless `limit` are taken already.
-fn take_share(held: &AtomicUsize, limit: usize) -> bool {
-    held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-        (n < limit).then_some(n + 1)
-    })
-    .is_ok()
-}
-
 /// Finds the file, takes an upload slot and opens it from `offset`; the
 /// status to refuse with otherwise.
 async fn open<'a>(
-    inner: &Inner,
-    link: &'a Link,
+    inner: &'a Inner,
+    link: &Link,
     file_name: &str,
     offset: u64,
 ) -> Result<(Opened, Slot<'a>), FetchStatus> {
@@ -238,40 +214,24 @@ async fn open<'a>(
     // fetching is joining that fetch, and a copy of the same name in a
     // cache dir meanwhile may be one pacman is about to reject (it writes
     // a corrupt download there before checking it).
-    let found = match inner.in_flight.open(file_name, offset) {
+    let found = match inner.uploads.in_flight.open(file_name, offset) {
         Some(growing) => Found::Growing(growing),
         None => {
-            let cached = inner.index.read().locate(file_name);
+            let cached = inner.uploads.index.read().locate(file_name);
             match cached {
                 Some(path) => Found::Cached(path),
                 None => return Err(FetchStatus::NotFound),
             }
         }
     };
-    let (slots, share) = match found {
-        Found::Cached(_) => (&inner.uploads, Some(&link.cached_uploads)),
-        Found::Growing(_) => (&inner.growing_uploads, None),
+    let kind = match found {
+        Found::Cached(_) => Kind::Cached,
+        Found::Growing(_) => Kind::Growing,
     };
-    if let Some(held) = share {
-        if !take_share(held, inner.max_uploads_per_peer) {
-            tracing::debug!(file = %file_name, "peer holds its share of upload slots");
-            return Err(FetchStatus::Busy);
-        }
-    }
-    // From here the share is given back on every path, with the slot.
-    let permit = slots.clone().try_acquire_owned();
-    let slot = match permit {
-        Ok(permit) => Slot {
-            _permit: permit,
-            share,
-        },
-        Err(_) => {
-            if let Some(held) = share {
-                held.fetch_sub(1, Ordering::AcqRel);
-            }
-            return Err(FetchStatus::Busy);
-        }
-    };
+    let slot = inner.uploads.take(kind, link.peer).map_err(|busy| {
+        tracing::debug!(file = %file_name, ?busy, "upload refused: busy");
+        FetchStatus::Busy
+    })?;
     let opened = match found {
         Found::Cached(path) => open_cached(inner, path, offset).await?,
         Found::Growing(growing) => open_growing(inner, file_name, growing, offset).await?,
@@ -282,6 +242,7 @@ async fn open<'a>(
 async fn open_cached(inner: &Inner, path: PathBuf, offset: u64) -> Result<Opened, FetchStatus> {
     // An error: gone since the index saw it.
     let file = inner
+        .uploads
         .files
         .open(path, offset)
         .await
@@ -334,7 +295,7 @@ fn check_offset(offset: u64, size: u64) -> Result<(), FetchStatus> {
 async fn write_header(inner: &Inner, send: &mut SendStream, header: &Message) -> bool {
     match encode_frame(header, MAX_TRANSFER_FRAME) {
         Ok(frame) => {
-            match tokio::time::timeout(inner.upload_stall_timeout, send.write_all(&frame)).await {
+            match tokio::time::timeout(inner.uploads.stall_timeout, send.write_all(&frame)).await {
                 Ok(written) => written.is_ok(),
                 Err(_) => {
                     let _ = send.reset(RESET_STALLED);

@@ -24,8 +24,9 @@ use pacmesh_proto::{
 use quinn::{RecvStream, VarInt};
 
 use super::close::{describe, CloseCode};
+use super::scores::PeerBytes;
 use super::serve::RESET_BAD_BYTES;
-use super::{Inner, Link, Mesh, PeerBytes};
+use super::{Inner, Link, Mesh};
 
 /// Largest chunk handed out by [`PeerDownload::next_chunk`].
 const MAX_CHUNK: usize = 256 * 1024;
@@ -115,7 +116,7 @@ struct Outcome {
 
 impl Outcome {
     fn start(inner: &Arc<Inner>, peer: NodeId, measured: bool) -> Self {
-        inner.choice().started(peer);
+        inner.scores.started(peer);
         Outcome {
             inner: inner.clone(),
             peer,
@@ -140,14 +141,9 @@ impl Drop for Outcome {
     fn drop(&mut self) {
         let now = Instant::now();
         let took = now.saturating_duration_since(self.started);
-        let mut choice = self.inner.choice();
-        choice.ended(self.peer);
         // Bytes 0: counts a failure without a throughput sample.
         let bytes = if self.measured { self.bytes } else { 0 };
-        match self.ended {
-            Some(ok) => choice.record_transfer(self.peer, bytes, took, ok, now),
-            None => choice.record_sample(self.peer, bytes, took),
-        }
+        self.inner.scores.ended(self.peer, bytes, took, self.ended);
     }
 }
 
@@ -306,7 +302,8 @@ impl Mesh {
     ) -> Result<PeerDownload, FetchError> {
         let link = self
             .inner
-            .links()
+            .table
+            .read()
             .get(&peer)
             .cloned()
             .ok_or(FetchError::NoLink)?;
@@ -353,7 +350,7 @@ impl Mesh {
             first: Some(first),
             recv,
             stall,
-            counters: self.inner.peer_bytes(peer),
+            counters: self.inner.scores.bytes_of(peer),
             outcome,
             failed: None,
         })
