@@ -11,8 +11,8 @@ use quinn::Connection;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
+use super::accept::PendingHello;
 use super::close::{describe, peer_code, CloseCode};
-use super::dial::PendingHello;
 use super::frames::{FrameReader, FrameWriter, ReadError, WriteError};
 use super::hello::{greet, HelloError};
 use super::key::Role;

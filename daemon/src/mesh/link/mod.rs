@@ -12,6 +12,8 @@
 //!   backoff); accepting.
 //! - `uploads`: upload admission (the pure `admit`) and what uploads are
 //!   served from.
+//! - `query`: who has a file, in what order to ask, peers' status.
+//! - `accept`: the accept loop, admitting by `mesh::admission`.
 //! - `scores`: what is remembered of each peer's service (choice records,
 //!   bytes moved), pruned when peers go.
 //! - `close`: application close codes.
@@ -30,6 +32,7 @@
 //! The decisions (backoff, duplicates, liveness) are in `mesh::peers`;
 //! which holder to fetch from is in `mesh::choice`.
 
+mod accept;
 mod announce;
 mod body;
 mod close;
@@ -39,6 +42,7 @@ mod frames;
 mod hello;
 mod key;
 mod options;
+mod query;
 mod scores;
 mod serve;
 mod socket;
@@ -49,14 +53,12 @@ mod transport;
 mod uploads;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use pacmesh_proto::{name_hash, NodeId};
+use pacmesh_proto::NodeId;
 use parking_lot::Mutex;
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,6 +71,7 @@ pub use key::{
     GENERATED_KEY_BYTES, KEY_STRETCH_ITERATIONS, MIN_KEY_LEN, OPEN_TAG,
 };
 pub use options::{MeshOptions, MAX_LINKS};
+pub use query::{PeerStatus, Tracked};
 pub use serve::{
     MAX_UPLOADS_PER_PEER, RESET_BAD_BYTES, RESET_FILE_ERROR, RESET_NO_REQUEST, RESET_SHUTDOWN,
     RESET_STALLED, UPLOAD_PRIORITY, UPLOAD_STALL_TIMEOUT,
@@ -83,7 +86,7 @@ pub use transport::{
 use super::admission::Admission;
 use super::fetching::OwnFetches;
 pub use super::fetching::{Fetcher, MAX_PEER_FETCHING};
-use super::peers::{self, BackoffPolicy, LinkFacts};
+use super::peers::BackoffPolicy;
 use super::publish::Publisher;
 use super::DiscoveryEvent;
 use crate::identity::Identity;
@@ -97,44 +100,6 @@ const TARGET: &str = "pacmesh::peers";
 
 /// The longest `closed()` takes after shutdown.
 const CLOSE_BUDGET: Duration = Duration::from_secs(2);
-
-/// One linked peer, for status and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PeerStatus {
-    #[serde(serialize_with = "as_display")]
-    pub node_id: NodeId,
-    pub addr: SocketAddr,
-    pub rtt_ms: f64,
-    /// Packages in the peer's digest as kept in step.
-    pub packages: usize,
-    /// Everything on the link (UDP bytes, transfers included).
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    /// File bytes downloaded from / uploaded to this peer since the daemon
-    /// started (across links).
-    pub file_bytes_received: u64,
-    pub file_bytes_sent: u64,
-    /// From the peer's `Hello`.
-    pub archs: Vec<String>,
-    /// Until when the peer is not chosen for downloads, Unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub penalised_until_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub penalty_reason: Option<String>,
-}
-
-/// How many peers the mesh keeps something of ([`Mesh::tracked`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tracked {
-    pub links: usize,
-    pub choice_records: usize,
-    pub byte_counters: usize,
-    pub dial_targets: usize,
-}
-
-fn as_display<S: serde::Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(id)
-}
 
 /// The running mesh: cheap to clone, one per daemon.
 #[derive(Clone)]
@@ -303,7 +268,7 @@ impl Mesh {
             scores: Scores::new(opts.choice),
         });
         tracing::info!(node_id = %inner.local, addr = %local_addr, tag = %mesh_tag(inner.mesh_key.as_ref()), "mesh endpoint up");
-        inner.tasks.spawn(dial::accept_loop(inner.clone()));
+        inner.tasks.spawn(accept::accept_loop(inner.clone()));
         tokio::spawn(close_when_stopped(inner.clone()));
         Ok(Mesh { inner })
     }
@@ -345,107 +310,6 @@ impl Mesh {
     pub fn add_static_pinned(&self, node: Option<NodeId>, addrs: Vec<SocketAddr>) {
         for addr in addrs {
             dial::add_static(&self.inner, addr, node);
-        }
-    }
-
-    /// Linked peers (digest received, heard from within the idle timeout),
-    /// by node id.
-    pub fn peers(&self) -> Vec<PeerStatus> {
-        let now = Instant::now();
-        let mut out: Vec<PeerStatus> = self
-            .inner
-            .table
-            .read()
-            .values()
-            .filter(|link| {
-                let facts = LinkFacts {
-                    has_digest: link.read_digest().seq().is_some(),
-                    last_heard: link.heard(now),
-                };
-                peers::counts_as_linked(&facts, now, self.inner.idle_timeout)
-            })
-            .map(|link| link.status())
-            .collect();
-        out.sort_by_key(|p| p.node_id);
-        let wall = SystemTime::now();
-        for status in &mut out {
-            if let Some(penalty) = self.inner.scores.penalty(&status.node_id, now) {
-                let left = penalty.until.saturating_duration_since(now);
-                status.penalised_until_s = (wall + left)
-                    .duration_since(UNIX_EPOCH)
-                    .ok()
-                    .map(|d| d.as_secs_f64());
-                status.penalty_reason = Some(penalty.reason);
-            }
-            let bytes = self.inner.scores.bytes_of(status.node_id);
-            status.file_bytes_received = bytes.received.load(Relaxed);
-            status.file_bytes_sent = bytes.sent.load(Relaxed);
-        }
-        out
-    }
-
-    /// The peers holding `file_name` (as [`Mesh::who_has`]), best first
-    /// for a download: penalised peers left out, then ranked by recent
-    /// failures, throughput, RTT and downloads in flight (`mesh::choice`).
-    /// A query: it records nothing.
-    pub fn candidates(&self, file_name: &str) -> Vec<NodeId> {
-        let holders = self.who_has(file_name);
-        let links = self.inner.table.read();
-        let rtt = |id: &NodeId| links.get(id).map(|l| l.conn.rtt());
-        self.inner.scores.rank(&holders, rtt, Instant::now())
-    }
-
-    /// Not chosen by [`Mesh::candidates`] for the penalty duration (10 min
-    /// by default); `reason` shows in [`PeerStatus`].
-    pub fn penalise(&self, peer: NodeId, reason: impl Into<String>) {
-        let reason = reason.into();
-        tracing::info!(target: TARGET, peer = %peer, %reason, "peer penalised");
-        self.inner.scores.penalise(peer, reason, Instant::now());
-    }
-
-    /// Records a transfer the mesh did not see end by itself. Downloads
-    /// made with [`Mesh::fetch`] record their own throughput and failures;
-    /// call this for what only the caller knows (the bytes did not match
-    /// the sync database: `ok = false`, and usually [`Mesh::penalise`]).
-    pub fn record_transfer(&self, peer: NodeId, bytes: u64, duration: Duration, ok: bool) {
-        self.inner
-            .scores
-            .record_transfer(peer, bytes, duration, ok, Instant::now());
-    }
-
-    /// File bytes uploaded to peers since start, all peers together.
-    pub fn bytes_to_peers(&self) -> u64 {
-        self.inner.scores.bytes_to_peers()
-    }
-
-    /// The linked peers whose digest (probably) holds `file_name`, from
-    /// memory: one hash, then one lookup per peer. A link counts as in
-    /// [`Mesh::peers`] (liveness from when the link last looked).
-    pub fn who_has(&self, file_name: &str) -> Vec<NodeId> {
-        let hash = name_hash(file_name);
-        let now = Instant::now();
-        let idle = self.inner.idle_timeout;
-        self.inner
-            .table
-            .read()
-            .values()
-            .filter(|link| {
-                peers::is_alive(link.last_heard(), now, idle) && link.read_digest().contains(hash)
-            })
-            .map(|link| link.peer)
-            .collect()
-    }
-
-    /// How many peers the mesh keeps something of: links, choice records,
-    /// byte counters, dial targets. Bounded however many identities came
-    /// and went (docs/DESIGN.md, "Limits").
-    pub fn tracked(&self) -> Tracked {
-        let (choice_records, byte_counters) = self.inner.scores.tracked();
-        Tracked {
-            links: self.inner.table.len(),
-            choice_records,
-            byte_counters,
-            dial_targets: self.inner.dialer.count(),
         }
     }
 
