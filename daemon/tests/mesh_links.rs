@@ -14,7 +14,7 @@ use pacmeshd::index::Change;
 use pacmeshd::mesh::link::{CloseCode, Mesh, MeshKey, MeshOptions};
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
-use support::logs::{capture_logs, log_has_line};
+use support::logs::{capture_logs, log_count, log_has_line};
 use support::stranger::Stranger;
 use tokio_util::sync::CancellationToken;
 
@@ -215,16 +215,22 @@ async fn simultaneous_dials_leave_one_link_per_pair() {
                 && b.mesh.open_connections() == 1
         })
         .await;
-        // The surviving link is the same one at both ends and stays up.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(a.mesh.open_connections(), 1, "round {round}");
-        assert_eq!(b.mesh.open_connections(), 1, "round {round}");
+        // The surviving link is the same one at both ends and stays up:
+        // after a delta's round trip on it, still one connection each.
         let name = format!("r{round}-1-1-any.pkg.tar.zst");
         b.publisher.change(&[Change::Added(name.as_str().into())]);
         eventually("the link carries deltas", Duration::from_secs(2), || {
             a.mesh.who_has(&name) == vec![b.id()]
         })
         .await;
+        let back = format!("r{round}-2-1-any.pkg.tar.zst");
+        a.publisher.change(&[Change::Added(back.as_str().into())]);
+        eventually("and back", Duration::from_secs(2), || {
+            b.mesh.who_has(&back) == vec![a.id()]
+        })
+        .await;
+        assert_eq!(a.mesh.open_connections(), 1, "round {round}");
+        assert_eq!(b.mesh.open_connections(), 1, "round {round}");
     }
 }
 
@@ -237,8 +243,12 @@ async fn check_refused(a: &Node, b: &Node, log_peer: NodeId, log_reason: &str) {
         || log_has_line(&[&id, log_reason]),
     )
     .await;
-    // Give a redial time to (wrongly) succeed.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The dialer tries again (after its backoff): that redial is refused
+    // too, and nothing links in between.
+    eventually("a redial refused too", Duration::from_secs(10), || {
+        log_count(&[&id, log_reason]) >= 2
+    })
+    .await;
     assert!(a.mesh.peers().is_empty(), "a linked");
     assert!(b.mesh.peers().is_empty(), "b linked");
     assert!(
@@ -494,12 +504,13 @@ async fn static_peers_are_linked_by_address_and_self_is_refused() {
         || a.packages_of(b.id()) == Some(3),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The self-dial is refused once its certificate showed this host's id.
+    let own = a.mesh.local_addr().to_string();
+    eventually("the self-dial refused", Duration::from_secs(5), || {
+        log_has_line(&["static peer is this host", &own])
+    })
+    .await;
     assert_eq!(a.peer_ids(), vec![b.id()], "never linked to itself");
-    assert!(log_has_line(&[
-        "static peer is this host",
-        &a.mesh.local_addr().to_string()
-    ]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,11 +271,16 @@ async fn reloads_replaced_databases_and_keeps_the_old_one_when_corrupt() {
     let dbs = syncdb::watch::start(dir.path().to_owned(), shutdown.clone()).await;
     assert_eq!(dbs.lookup(&old[0].name), Some(expected(&old[0], "core")));
     // Regression: the load's own reads of the dir were taken for a change,
-    // and each reload started the next one.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // and each reload started the next one. A database renamed in now is
+    // loaded by exactly one more reload: its event comes after any the
+    // first load caused, so none of those started a reload.
     let settled = dbs.reloads();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(dbs.reloads(), settled, "reloads without any change");
+    replace(&dir.path().join("sentinel.db"), &db(Compression::Gzip, &[pkg("sentinel")]));
+    eventually(Duration::from_secs(2), "sentinel db loaded", || {
+        dbs.lookup(&pkg("sentinel").name).is_some()
+    })
+    .await;
+    assert_eq!(dbs.reloads(), settled + 1, "reloads without any change");
 
     // Readers only ever see a whole table: all old entries or all new ones.
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,4 +1,7 @@
-//! The real `pacmeshd` binary on loopback: started with temp state/store dirs and free ports, stopped with SIGTERM, killed on drop.
+//! The real `pacmeshd` binary: [`DaemonProcess`] is one run of it wherever it runs (this
+//! machine's loopback, or a LAN host's namespace: [`Place`]) with its temp dirs and log;
+//! [`Daemon`] is the loopback one, started with free ports and `--no-mdns`
+//! (`crate::lan::NsDaemon` is the one in a namespace).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -7,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::lan::Host;
 use crate::net::{free_tcp_port, free_udp_port};
+use crate::process::show_command;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,15 +65,254 @@ impl DaemonArgs {
     }
 }
 
-/// A running `pacmeshd`. Its stdout and stderr go to a log file ([`Daemon::log`]),
-/// printed when a test panics with the daemon alive.
-pub struct Daemon {
+/// Where a daemon process runs.
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    /// This machine, on loopback.
+    Root,
+    /// A LAN host's namespace.
+    Host(&'a Host),
+}
+
+impl Place<'_> {
+    fn command(&self, bin: &Path) -> Command {
+        match self {
+            Place::Root => Command::new(bin),
+            // `ip netns exec` execs the program: the child's pid is pacmeshd's.
+            Place::Host(host) => host.exec(bin),
+        }
+    }
+
+    fn answers_200(&self, url: &str) -> bool {
+        match self {
+            Place::Root => crate::http::try_get(url, &[]).is_ok_and(|r| r.status == 200),
+            Place::Host(host) => host.http_get(url).is_ok_and(|r| r.status == 200),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Place::Root => "on loopback".to_owned(),
+            Place::Host(host) => format!("in {} ({})", host.name(), host.ip()),
+        }
+    }
+}
+
+/// One `pacmeshd` process and its files: a temp dir holding its log (kept across restarts)
+/// and, unless given, its state and store dirs. Started with [`DaemonProcess::launch`],
+/// ready once its status URL answers 200; stopped with SIGTERM, killed on drop, its log's
+/// tail printed when a test panics while it runs.
+pub struct DaemonProcess<'a> {
+    place: Place<'a>,
     child: Option<Child>,
-    http_port: u16,
-    quic_port: u16,
     dir: TempDir,
     state_dir: PathBuf,
     store_dir: PathBuf,
+    bin: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    status_url: String,
+}
+
+impl<'a> DaemonProcess<'a> {
+    /// Makes the temp dir (named `prefix…`) and the state and store dirs `args` gives or
+    /// temp ones; nothing runs yet.
+    pub fn prepare(place: Place<'a>, prefix: &str, args: &DaemonArgs) -> Self {
+        let bin = args.binary.clone().unwrap_or_else(Daemon::binary);
+        assert!(
+            bin.is_file(),
+            "{} not found: run `cargo build --workspace --bins` first",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("creating the daemon's temp dir");
+        let state_dir = (args.state_dir.clone()).unwrap_or_else(|| dir.path().join("state"));
+        let store_dir = (args.store_dir.clone()).unwrap_or_else(|| dir.path().join("store"));
+        for d in [&state_dir, &store_dir] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+        }
+        DaemonProcess {
+            place,
+            child: None,
+            dir,
+            state_dir,
+            store_dir,
+            bin,
+            args: Vec::new(),
+            env: args.env.clone(),
+            status_url: String::new(),
+        }
+    }
+
+    /// The temp dir the process owns.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// Starts it with `cli` and waits ≤10 s for `status_url` to answer 200 (panics, with the
+    /// log, if it exits first or never answers).
+    pub fn launch(&mut self, cli: Vec<OsString>, status_url: String) {
+        self.args = cli;
+        self.status_url = status_url;
+        self.spawn();
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("opening daemon.log");
+        let log2 = log
+            .try_clone()
+            .expect("sharing daemon.log between stdout and stderr");
+        let mut cmd = self.place.command(&self.bin);
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let what = show_command(&cmd);
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("spawning {what}: {e}")),
+        );
+        self.wait_ready(&what);
+    }
+
+    fn wait_ready(&mut self, command: &str) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = self.child.as_mut().expect("a starting daemon has a child");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                panic!(
+                    "pacmeshd exited {status} while starting {}: {command}\n{}",
+                    self.place.describe(),
+                    self.log()
+                );
+            }
+            if self.place.answers_200(&self.status_url) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} {} not 200 after {START_TIMEOUT:?}: {command}\n{}",
+                    self.status_url,
+                    self.place.describe(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything it printed so far (all runs, restarts included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Its pid (in the root namespace's numbering), if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends `sig` to it; panics if it does not run.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("pacmeshd is not running");
+        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+        let pid = rustix::process::Pid::from_raw(pid).expect("a child's pid is positive");
+        if let Err(e) = rustix::process::kill_process(pid, sig) {
+            panic!("sending {sig:?} to pacmeshd ({pid:?}): {e}");
+        }
+    }
+
+    /// SIGTERM, then waits ≤10 s for exit; panics (after SIGKILL) if it does not exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
+        let mut child = self.child.take().expect("pacmeshd already stopped");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for pacmeshd") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "pacmeshd {} did not exit {STOP_TIMEOUT:?} after SIGTERM\n{}",
+                    self.place.describe(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would; returns the exit status.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("pacmeshd already stopped");
+        let _ = child.kill();
+        child.wait().expect("waiting for killed pacmeshd")
+    }
+
+    /// Stops it (SIGTERM, which must succeed) if it runs and starts it again with the same
+    /// flags and dirs, so the same identity; waits until ready as [`DaemonProcess::launch`].
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            let status = self.stop();
+            assert!(
+                status.success(),
+                "pacmeshd {} exited {status} on SIGTERM before restart\n{}",
+                self.place.describe(),
+                self.log()
+            );
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for DaemonProcess<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!(
+                    "----- pacmeshd {} log (last 200 lines) -----\n{}\n----- end -----",
+                    self.place.describe(),
+                    crate::process::tail(&self.log(), 200)
+                );
+            }
+        }
+    }
+}
+
+/// A running `pacmeshd` on loopback. Its stdout and stderr go to a log file
+/// ([`Daemon::log`]), printed when a test panics with the daemon alive.
+pub struct Daemon {
+    process: DaemonProcess<'static>,
+    http_port: u16,
+    quic_port: u16,
 }
 
 impl Daemon {
@@ -82,88 +326,39 @@ impl Daemon {
     /// Spawns `pacmeshd` with `--http-listen 127.0.0.1:PORT`, `--quic-listen 127.0.0.1:PORT`
     /// (UDP) and `--no-mdns`, then waits ≤10 s for `GET /_pacmesh/status` to answer 200.
     pub fn start(args: DaemonArgs) -> Daemon {
-        let bin = args.binary.clone().unwrap_or_else(Self::binary);
-        assert!(
-            bin.is_file(),
-            "{} not found: run `cargo build --workspace --bins` first",
-            bin.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("pacmesh-daemon-")
-            .tempdir()
-            .expect("creating the daemon's temp dir");
-        let state_dir = args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| dir.path().join("state"));
-        let store_dir = args
-            .store_dir
-            .clone()
-            .unwrap_or_else(|| dir.path().join("store"));
-        for d in [&state_dir, &store_dir] {
-            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
-        }
+        let mut process = DaemonProcess::prepare(Place::Root, "pacmesh-daemon-", &args);
         let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
-        let mut cmd = Command::new(&bin);
+        let mut cli: Vec<OsString> = Vec::new();
         if let Some(conf) = &args.pacman_conf {
-            cmd.arg("--pacman-conf").arg(conf);
+            cli.extend(["--pacman-conf".into(), conf.into()]);
         }
         for cache in &args.cache_dirs {
-            cmd.arg("--cache-dir").arg(cache);
+            cli.extend(["--cache-dir".into(), cache.into()]);
         }
-        cmd.arg("--http-listen")
-            .arg(format!("127.0.0.1:{http_port}"));
+        cli.extend([
+            "--http-listen".into(),
+            format!("127.0.0.1:{http_port}").into(),
+        ]);
         if !args.extra_args.iter().any(|a| a == "--quic-listen") {
-            cmd.arg("--quic-listen")
-                .arg(format!("127.0.0.1:{quic_port}"));
+            cli.extend([
+                "--quic-listen".into(),
+                format!("127.0.0.1:{quic_port}").into(),
+            ]);
         }
-        cmd.arg("--state-dir").arg(&state_dir);
-        cmd.arg("--store-dir").arg(&store_dir);
-        cmd.arg("--no-mdns");
-        cmd.args(&args.extra_args);
-        cmd.envs(args.env.iter().map(|(k, v)| (k, v)));
-        let log =
-            std::fs::File::create(dir.path().join("daemon.log")).expect("creating daemon.log");
-        let log2 = log
-            .try_clone()
-            .expect("sharing daemon.log between stdout and stderr");
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
-        let mut daemon = Daemon {
-            child: Some(child),
+        cli.extend([
+            "--state-dir".into(),
+            process.state_dir().into(),
+            "--store-dir".into(),
+            process.store_dir().into(),
+            "--no-mdns".into(),
+        ]);
+        cli.extend(args.extra_args.iter().cloned());
+        let status_url = format!("http://127.0.0.1:{http_port}/_pacmesh/status");
+        process.launch(cli, status_url);
+        Daemon {
+            process,
             http_port,
             quic_port,
-            dir,
-            state_dir,
-            store_dir,
-        };
-        daemon.wait_ready(&crate::process::show_command(&cmd));
-        daemon
-    }
-
-    fn wait_ready(&mut self, command: &str) {
-        let deadline = Instant::now() + START_TIMEOUT;
-        let url = format!("{}/_pacmesh/status", self.url());
-        loop {
-            let child = self.child.as_mut().expect("a starting daemon has a child");
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "pacmeshd exited {status} while starting: {command}\n{}",
-                    self.log()
-                );
-            }
-            if crate::http::try_get(&url, &[]).is_ok_and(|r| r.status == 200) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{url} not 200 after {START_TIMEOUT:?}: {command}\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -183,13 +378,13 @@ impl Daemon {
         self.quic_port
     }
     pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+        self.process.state_dir()
     }
     pub fn store_dir(&self) -> &Path {
-        &self.store_dir
+        self.process.store_dir()
     }
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// `GET /_pacmesh/status` as JSON; panics unless it is a 200 with valid JSON.
@@ -199,55 +394,21 @@ impl Daemon {
 
     /// Everything the daemon printed so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// Sends SIGTERM and waits ≤10 s for exit; panics (after SIGKILL) if it does not exit.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("pacmeshd already stopped");
-        let pid =
-            rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"))
-                .expect("a child's pid is positive");
-        if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::TERM) {
-            panic!("sending SIGTERM to pacmeshd ({pid:?}): {e}");
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().expect("waiting for pacmeshd") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "pacmeshd did not exit {STOP_TIMEOUT:?} after SIGTERM\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.stop()
     }
 
     /// SIGKILL, as a crash would; returns the exit status.
     pub fn kill(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("pacmeshd already stopped");
-        let _ = child.kill();
-        child.wait().expect("waiting for killed pacmeshd")
+        self.process.kill()
     }
-}
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "----- pacmeshd {} log (last 200 lines) -----\n{}\n----- end -----",
-                self.url(),
-                crate::process::tail(&self.log(), 200)
-            );
-        }
+    /// Stops it and starts it again on the same ports and dirs (the same identity).
+    pub fn restart(&mut self) {
+        self.process.restart();
     }
 }

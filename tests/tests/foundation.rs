@@ -457,7 +457,6 @@ fn files_being_written_and_part_files_are_never_served() {
     // A complete file after both: once the watcher has seen it, it has seen them too.
     alpha.copy_into(shared);
     assert_eventually!(host.cache_files() >= 1, SOON, "alpha never indexed");
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(host.cache_files(), 1, "only alpha is complete");
 
     let early = http::get(&host.file_url(delta.file_name()), &[]);

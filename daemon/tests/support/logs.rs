@@ -35,8 +35,14 @@ pub fn capture_logs() {
 
 /// Whether one captured line contains every string of `all`.
 pub fn log_has_line(all: &[&str]) -> bool {
+    log_count(all) > 0
+}
+
+/// How many captured lines contain every string of `all`.
+pub fn log_count(all: &[&str]) -> usize {
     let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
     String::from_utf8_lossy(&log)
         .lines()
-        .any(|line| all.iter().all(|s| line.contains(s)))
+        .filter(|line| all.iter().all(|s| line.contains(s)))
+        .count()
 }
