@@ -165,6 +165,17 @@ fn have_tools(tools: &[&str]) -> bool {
         std::io::stderr(),
         "\n**********\nSKIPPED: {msg}\n**********\n"
     );
+    // Listed at the end of scripts/test.sh's run (as pacmesh_tests::prereq does).
+    if let Some(path) = std::env::var_os("PACMESH_SKIP_LOG") {
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        if let Ok(mut log) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(log, "daemon/tests/syncdb.rs {test} {msg}");
+        }
+    }
     false
 }
 
@@ -275,7 +286,10 @@ async fn reloads_replaced_databases_and_keeps_the_old_one_when_corrupt() {
     // loaded by exactly one more reload: its event comes after any the
     // first load caused, so none of those started a reload.
     let settled = dbs.reloads();
-    replace(&dir.path().join("sentinel.db"), &db(Compression::Gzip, &[pkg("sentinel")]));
+    replace(
+        &dir.path().join("sentinel.db"),
+        &db(Compression::Gzip, &[pkg("sentinel")]),
+    );
     eventually(Duration::from_secs(2), "sentinel db loaded", || {
         dbs.lookup(&pkg("sentinel").name).is_some()
     })

@@ -71,5 +71,22 @@ fn check(tools: &[&str], need_root: bool) -> bool {
         std::io::stderr(),
         "\n**********\nSKIPPED: {msg}\n**********\n"
     );
+    note_skip(&msg);
     false
+}
+
+/// Appends `line` to the file `$PACMESH_SKIP_LOG` names, if any: `scripts/test.sh` sets it
+/// and lists every skipped test, with why, at the end of the run.
+pub fn note_skip(line: &str) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os("PACMESH_SKIP_LOG") else {
+        return;
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    if let Ok(mut file) = file {
+        let _ = writeln!(file, "{line}");
+    }
 }

@@ -269,6 +269,28 @@ impl Upstream {
         text.lines().filter_map(parse_line).collect()
     }
 
+    /// Returns once every request nginx finished before this call is in
+    /// [`Upstream::requests`]: it asks for a marker file of its own and
+    /// waits for that request's log line (nginx, one process, logs requests
+    /// in the order they end). Use it before asserting that a request did
+    /// not happen.
+    pub fn barrier(&self) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let marker = format!("pacmesh-test-barrier-{}-{n}", std::process::id());
+        let url = format!("{}/{marker}", self.url());
+        let answered = match &self.netns {
+            Some(ns) => crate::lan::http_get_in(ns, &url).map(|_| ()),
+            None => crate::http::try_get(&url, &[]).map(|_| ()),
+        };
+        answered.unwrap_or_else(|e| panic!("barrier request to {url}: {e:#}"));
+        crate::assert_eventually!(
+            !self.requests_for(&marker).is_empty(),
+            Duration::from_secs(5),
+            "nginx never logged the barrier request {url}"
+        );
+    }
+
     /// `GET`s whose last path segment is `file_name` (what a download of it costs the mirror).
     pub fn gets_for(&self, file_name: &str) -> Vec<LoggedRequest> {
         self.requests_for(file_name)

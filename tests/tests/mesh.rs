@@ -143,10 +143,23 @@ fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
         Duration::from_secs(3),
         "a did not come back"
     );
-    // Let b's mDNS see the restarted a too, so the kill below is measured
-    // against a settled link, not one still being replaced.
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(linked(&a, &b), "the restarted link did not last");
+    // Let b's mDNS see the restarted a too (its second "peer discovered"
+    // line for a), so the kill below is measured against a settled link,
+    // not one still being replaced.
+    assert_eventually!(
+        b.log()
+            .lines()
+            .filter(|l| l.contains("peer discovered") && l.contains(&a_id))
+            .count()
+            >= 2,
+        Duration::from_secs(10),
+        "b's mDNS never saw the restarted a"
+    );
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(3),
+        "the restarted link did not last"
+    );
 
     a.kill();
     let killed = Instant::now();
@@ -199,8 +212,22 @@ fn hosts_of_another_mesh_or_without_the_key_get_no_link() {
         Duration::from_secs(3),
         "the keyed hosts never linked"
     );
-    // Give the strangers every chance to link.
-    std::thread::sleep(Duration::from_secs(2));
+    // The strangers were turned away, and their logs say why (written in
+    // batches, within a few ms): these lines are the events the checks
+    // below wait for.
+    let soon = Duration::from_secs(5);
+    assert_eventually!(
+        other.log().contains("other mesh"),
+        soon,
+        "other mesh's log:\n{}",
+        other.log()
+    );
+    assert_eventually!(
+        keyless.log().matches("mesh key").count() >= 2,
+        soon,
+        "the keyless host's log does not say why (twice: a redial too):\n{}",
+        keyless.log()
+    );
     let (a_id, b_id) = (a.node_id(), b.node_id());
     for (d, who) in [(&other, "other mesh"), (&keyless, "keyless")] {
         let id = d.node_id();
@@ -213,20 +240,6 @@ fn hosts_of_another_mesh_or_without_the_key_get_no_link() {
     }
     assert_eq!(peer_ids(&a), vec![b_id.clone()]);
     assert_eq!(peer_ids(&b), vec![a_id]);
-    // The logs say why (written in batches, within a few ms).
-    let soon = Duration::from_secs(2);
-    assert_eventually!(
-        other.log().contains("other mesh"),
-        soon,
-        "other mesh's log:\n{}",
-        other.log()
-    );
-    assert_eventually!(
-        keyless.log().contains("mesh key"),
-        soon,
-        "the keyless host's log does not say why:\n{}",
-        keyless.log()
-    );
 }
 
 #[test]

@@ -221,12 +221,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// nginx logs a request just after its last byte: give a request that should not exist the
-/// time to show up before asserting it did not.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(300));
-}
-
 #[test]
 fn a_package_only_a_peer_holds_comes_from_it_and_not_the_mirror() {
     if !tools_present(&[]) {
@@ -244,7 +238,7 @@ fn a_package_only_a_peer_holds_comes_from_it_and_not_the_mirror() {
     let (a, b) = (&nodes[0], &nodes[1]);
     b.sync();
     b.install(x);
-    settle();
+    mirror.barrier();
     assert_eq!(
         mirror.requests_for(x.file_name()),
         vec![],
@@ -391,7 +385,7 @@ fn interrupted_holder(how: Interrupt) {
     let b = &nodes[1];
     b.check_installed(z, &out);
     let from_other = counter(&nodes[other].daemon, "/bytes/to_peers");
-    settle();
+    mirror.barrier();
     let mirror_gets = mirror.gets_for(z.file_name());
     eprintln!(
         "{how:?}: pacman done in {} ms; B requests.peer={} bytes.peer={}; the other holder sent \
@@ -508,7 +502,7 @@ fn sole_holder_killed(mirror: &Upstream, nodes: &mut [Node], z: &FixturePackage)
     let out = pacman.wait_with_output().expect("waiting for pacman");
     let b = &nodes[1];
     b.check_installed(z, &out);
-    settle();
+    mirror.barrier();
     let gets = mirror.gets_for(z.file_name());
     let status = b.daemon.status();
     eprintln!("A sent {sent} bytes before it died; mirror GETs {gets:?}; B: {status}");
@@ -558,7 +552,7 @@ fn two_hosts_pull_the_same_package_from_one_peer_at_once() {
             node.check_installed(p, &out);
         }
     });
-    settle();
+    mirror.barrier();
     assert_eq!(mirror.requests_for(p.file_name()), vec![]);
     for n in &nodes[1..] {
         assert!(n.counter("/requests/peer") >= 1, "{}", n.daemon.status());
@@ -611,7 +605,7 @@ fn install_from_a_throttled_holder(rate: &str) -> Option<ThrottledInstall> {
         let started = Instant::now();
         b.install(z);
         let took = started.elapsed();
-        settle();
+        mirror.barrier();
         let status = b.daemon.status();
         eprintln!(
             "{rate}: pacman took {} ms; B's requests: {}",

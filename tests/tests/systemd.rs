@@ -866,9 +866,18 @@ r start $?
 r pacmeshd "$(systemctl show -P ActiveState pacmeshd.service)"
 r ports "$(systemctl show -P ActiveState pacmesh-ports.service)"
 pid=$(systemctl show -P MainPID pacmeshd.service)
-# A drop-in shortened the watchdog to 2 s: a daemon that did not feed it
-# would be killed and restarted by now.
-sleep 3
+# A drop-in shortened the watchdog to 2 s. Wait (polling) until the
+# daemon has fed it for longer than that: the last ping's timestamp moves
+# 2.5 s past the first one seen. A daemon that did not feed it would have
+# been killed and restarted by then, and its timestamp would not move.
+first=$(systemctl show -P WatchdogTimestampMonotonic pacmeshd.service)
+fed=no
+for _ in $(seq 1 100); do
+    last=$(systemctl show -P WatchdogTimestampMonotonic pacmeshd.service)
+    if [ "${last:-0}" -gt $(( ${first:-0} + 2500000 )) ]; then fed=yes; break; fi
+    sleep 0.1
+done
+r watchdog_fed "$fed"
 r watchdog "$(systemctl show -P WatchdogUSec pacmeshd.service)"
 r pacmeshd_after_watchdog "$(systemctl show -P ActiveState pacmeshd.service)"
 r restarts "$(systemctl show -P NRestarts pacmeshd.service)"
@@ -883,7 +892,10 @@ r http "$(bash -c 'exec 3<>/dev/tcp/127.0.0.1/15680 &&
     head -n 1 <&3 | cut -d " " -f 2')"
 timeout 30 systemctl reload pacmeshd.service
 r reload $?
-sleep 0.5
+for _ in $(seq 1 50); do
+    [ "$(systemctl show -P ActiveState pacmeshd.service)" = active ] && break
+    sleep 0.1
+done
 r pacmeshd_after_reload "$(systemctl show -P ActiveState pacmeshd.service)"
 [ "$(systemctl show -P MainPID pacmeshd.service)" = "$pid" ] && r same_pid yes || r same_pid no
 timeout 30 systemctl stop pacmeshd.service
@@ -1053,6 +1065,7 @@ fn units_run_under_real_systemd_in_a_container() {
         ("pacmeshd_after_watchdog", "active"),
         ("restarts", "0"),
         ("watchdog_same_pid", "yes"),
+        ("watchdog_fed", "yes"),
         ("user", "pacmesh"),
         ("state_dir", "pacmesh 700"),
         ("cache_dir", "pacmesh 700"),

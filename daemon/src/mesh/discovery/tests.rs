@@ -373,6 +373,9 @@ async fn next(rx: &mut mpsc::Receiver<DiscoveryEvent>) -> DiscoveryEvent {
         .expect("channel open")
 }
 
+/// No event is waiting or on its way. The memory LAN's tests run on a
+/// paused clock: this sleep returns only once every task is idle, so the
+/// forwarding tasks have delivered all they had.
 async fn nothing_more(rx: &mut mpsc::Receiver<DiscoveryEvent>) {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(rx.try_recv().ok(), None);
@@ -385,7 +388,7 @@ fn up_at(n: u8, ip: IpAddr) -> DiscoveryEvent {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn memory_members_see_each_other_never_themselves() {
     let lan = MemoryLan::new();
     let (mut a, mut b) = (lan.join(), lan.join_at("10.0.0.2".parse().unwrap()));
@@ -406,7 +409,7 @@ async fn memory_members_see_each_other_never_themselves() {
     nothing_more(&mut rx_a).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn memory_other_mesh_and_crash() {
     let lan = MemoryLan::new();
     let (mut a, mut b, mut c) = (lan.join(), lan.join(), lan.join());
