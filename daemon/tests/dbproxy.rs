@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)] // test set-up: a failure here is the test's own
 
+mod support;
+
 use std::convert::Infallible;
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ use pacmeshd::dbproxy::fresh::{STALE_UNREACHABLE, STALE_UNUSABLE};
 use pacmeshd::dbproxy::{DbAnswer, DbKey, DbProxy};
 use pacmeshd::mirror_client::MirrorClient;
 use pacmeshd::syncdb::FedDbs;
+use support::data::sha256_hex;
 
 /// What one test upstream serves at `/core/os/x86_64/`.
 #[derive(Clone)]
@@ -39,14 +42,6 @@ struct Served {
 }
 
 type Upstream = Arc<Mutex<Served>>;
-
-fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// A gzipped sync database listing packages `name-1-1-any.pkg.tar.zst`
 /// whose contents are `name` repeated.

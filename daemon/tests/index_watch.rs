@@ -2,9 +2,11 @@
 //! a `.part` renamed into place appears, a removed file disappears, and a
 //! file still open for writing is not listed until it is closed.
 
+mod support;
+
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -15,18 +17,11 @@ use tokio_util::sync::CancellationToken;
 const PKG: &str = "foo-1.0-1-x86_64.pkg.tar.zst";
 
 async fn eventually(index: &SharedIndex, name: &str, want: bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let has = index.read().contains(name);
-        if has == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: expected present={want} within 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{name}: expected present={want}");
+    support::wait::eventually(&what, Duration::from_secs(5), || {
+        index.read().contains(name) == want
+    })
+    .await;
 }
 
 /// Writes a complete package named after `tag` and waits until it is

@@ -25,8 +25,8 @@ use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
 use support::data::data;
 use support::logs::{capture_logs, log_has_line};
-use support::node::eventually;
 use support::stranger::Stranger;
+use support::wait::eventually;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -243,7 +243,7 @@ async fn a_stranger_flooding_streams_before_hello_costs_little_memory() {
         node_id: Some(daemon.node_id),
         addrs: vec![daemon.quic],
     }));
-    support::node::eventually("the keyed peer links", Duration::from_secs(5), || {
+    support::wait::eventually("the keyed peer links", Duration::from_secs(5), || {
         keyed
             .mesh
             .peers()
@@ -302,20 +302,20 @@ async fn a_static_peer_whose_key_changed_is_refused() {
     let b = Node::start(&[], |_| {}).await;
     let (b_id, b_addr) = (b.id(), b.mesh.local_addr());
     a.mesh.add_static(vec![b_addr]);
-    support::node::eventually("linked to the static peer", Duration::from_secs(5), || {
+    support::wait::eventually("linked to the static peer", Duration::from_secs(5), || {
         a.mesh.peers().iter().any(|p| p.node_id == b_id)
     })
     .await;
 
     // B goes (its link's end pins its id); another key takes its address.
     b.stop().await;
-    support::node::eventually("the id is pinned", Duration::from_secs(5), || {
+    support::wait::eventually("the id is pinned", Duration::from_secs(5), || {
         log_has_line(&["static peer pinned", &b_id.to_string()])
     })
     .await;
     let c = Node::start_at(rebind(b_addr).await, &[], |_| {}).await;
     let c_id = c.id();
-    support::node::eventually("the refusal is logged", Duration::from_secs(10), || {
+    support::wait::eventually("the refusal is logged", Duration::from_secs(10), || {
         log_has_line(&[
             "WARN",
             "another key than the one pinned",
@@ -343,11 +343,11 @@ async fn a_static_peer_pinned_in_the_config_links_only_with_that_key() {
     let c = Node::start(&[], |_| {}).await;
     a.mesh
         .add_static_pinned(Some(c.id()), vec![c.mesh.local_addr()]);
-    support::node::eventually("the pinned peer links", Duration::from_secs(5), || {
+    support::wait::eventually("the pinned peer links", Duration::from_secs(5), || {
         a.mesh.peers().iter().any(|p| p.node_id == c.id())
     })
     .await;
-    support::node::eventually("the refusal is logged", Duration::from_secs(5), || {
+    support::wait::eventually("the refusal is logged", Duration::from_secs(5), || {
         log_has_line(&[
             "WARN",
             "another key than the one pinned",

@@ -117,7 +117,7 @@ async fn five_thousand_fresh_identities_leave_bounded_state() {
     let rss_half = support::daemon::rss_of(std::process::id());
     churn(&a, half).await;
     println!("{ATTEMPTS} attempts in {:?}", started.elapsed());
-    support::node::eventually(
+    support::wait::eventually(
         "the strangers' links are gone",
         Duration::from_secs(10),
         || a.mesh.tracked().links == 1,

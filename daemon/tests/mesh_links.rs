@@ -16,6 +16,7 @@ use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
 use support::logs::{capture_logs, log_count, log_has_line};
 use support::stranger::Stranger;
+use support::wait::eventually;
 use tokio_util::sync::CancellationToken;
 
 fn pkg(host: &str, i: usize) -> String {
@@ -105,17 +106,6 @@ impl Node {
             .iter()
             .find(|p| p.node_id == peer)
             .map(|p| p.packages)
-    }
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -18,20 +18,15 @@ use pacmeshd::mesh::link::{CloseCode, FetchError, Mesh, MeshOptions, PeerDownloa
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
 use support::data::data;
-use support::node::eventually;
+use support::data::sha256;
 use support::stall::StallAfter;
 use support::stranger::Stranger;
+use support::wait::eventually;
 use tokio_util::sync::CancellationToken;
 
 const BIG: &str = "big-1.0-1-x86_64.pkg.tar.zst";
 const BIG_SIG: &str = "big-1.0-1-x86_64.pkg.tar.zst.sig";
 const BIG_LEN: usize = 5 * 1000 * 1000;
-
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .to_vec()
-}
 
 #[derive(Clone)]
 struct Setup {

@@ -3,14 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // test set-up: a failure here is the test's own
 
+mod support;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pacmeshd::syncdb::{self, Compression, Expected, SyncDbs, Verifier};
+use support::data::sha256;
+use support::wait::eventually;
 use tokio_util::sync::CancellationToken;
 
 /// A fake package file: its name and contents.
@@ -24,12 +28,6 @@ fn pkg(name: &str) -> Pkg {
         name: format!("{name}-1.0-1-x86_64.pkg.tar.zst"),
         data: format!("contents of {name}").repeat(3).into_bytes(),
     }
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut sum = [0u8; 32];
-    sum.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
-    sum
 }
 
 fn expected(p: &Pkg, repo: &str) -> Expected {
@@ -255,15 +253,6 @@ fn reads_databases_made_by_repo_add() {
     }
 }
 
-/// Polls `cond` until it holds or `within` passes.
-async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Writes `bytes` beside `dest` and renames it into place, as pacman does.
 fn replace(dest: &Path, bytes: &[u8]) {
     let tmp = dest.with_file_name(".incoming.part");
@@ -290,7 +279,7 @@ async fn reloads_replaced_databases_and_keeps_the_old_one_when_corrupt() {
         &dir.path().join("sentinel.db"),
         &db(Compression::Gzip, &[pkg("sentinel")]),
     );
-    eventually(Duration::from_secs(2), "sentinel db loaded", || {
+    eventually("sentinel db loaded", Duration::from_secs(2), || {
         dbs.lookup(&pkg("sentinel").name).is_some()
     })
     .await;
@@ -313,7 +302,7 @@ async fn reloads_replaced_databases_and_keeps_the_old_one_when_corrupt() {
     };
     replace(&core, &db(Compression::Zstd, &new));
     let wait = Duration::from_secs(2);
-    eventually(wait, "renamed db loaded", || {
+    eventually("renamed db loaded", wait, || {
         dbs.lookup(&new[49].name).is_some()
     })
     .await;
@@ -323,19 +312,19 @@ async fn reloads_replaced_databases_and_keeps_the_old_one_when_corrupt() {
 
     let before = dbs.reloads();
     replace(&core, b"<html>502 Bad Gateway</html>");
-    eventually(wait, "corrupt db read", || dbs.reloads() > before).await;
+    eventually("corrupt db read", wait, || dbs.reloads() > before).await;
     assert_eq!(dbs.lookup(&new[0].name), Some(expected(&new[0], "core")));
 
     // Written in place, then closed.
     let extra = dir.path().join("extra.db");
     std::fs::write(&extra, db(Compression::Xz, &[pkg("x")])).unwrap();
-    eventually(wait, "written db loaded", || {
+    eventually("written db loaded", wait, || {
         dbs.lookup(&pkg("x").name).is_some()
     })
     .await;
 
     std::fs::remove_file(&extra).unwrap();
-    eventually(wait, "removed db dropped", || {
+    eventually("removed db dropped", wait, || {
         dbs.lookup(&pkg("x").name).is_none()
     })
     .await;
@@ -359,8 +348,8 @@ async fn a_sync_dir_created_after_start_is_loaded_and_watched() {
         &db(Compression::Gzip, std::slice::from_ref(&first)),
     );
     eventually(
-        Duration::from_secs(8),
         "db in a late sync dir loaded",
+        Duration::from_secs(8),
         || dbs.lookup(&first.name).is_some(),
     )
     .await;
@@ -370,7 +359,7 @@ async fn a_sync_dir_created_after_start_is_loaded_and_watched() {
         &sync.join("core.db"),
         &db(Compression::Gzip, std::slice::from_ref(&second)),
     );
-    eventually(Duration::from_secs(2), "the next refresh loaded", || {
+    eventually("the next refresh loaded", Duration::from_secs(2), || {
         dbs.lookup(&second.name).is_some()
     })
     .await;

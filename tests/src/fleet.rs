@@ -45,6 +45,7 @@ use tempfile::TempDir;
 
 use crate::assert_eventually;
 use crate::daemon::DaemonArgs;
+pub use crate::files::{files_under, sha256_file};
 use crate::fixtures::{FixturePackage, FixtureRepo};
 use crate::lan::{Host, Lan, NsDaemon, DAEMON_SERVER_URL};
 use crate::pacman::PacmanRoot;
@@ -652,31 +653,6 @@ pub fn assert_clean_output(out: &Output, what: &str) {
         errors.join("\n"),
         output_text(out)
     );
-}
-
-/// Lower-case hex SHA-256 of a file (`sha256sum`: the test crate is built without
-/// optimisation, and these files are tens of MB).
-pub fn sha256_file(path: &Path) -> String {
-    let out = run_ok(Command::new("sha256sum").arg(path));
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Every file under `dir`, recursively (none if it does not exist).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// Files under any of `dirs` of `size` bytes whose SHA-256 is `sha256`.

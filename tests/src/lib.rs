@@ -18,6 +18,7 @@
 pub mod caching;
 pub mod daemon;
 mod eventually;
+pub mod files;
 pub mod fixtures;
 pub mod fleet;
 pub mod http;

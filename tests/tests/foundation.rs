@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
+use pacmesh_tests::files::sha256_hex;
 use tempfile::TempDir;
 
 use pacmesh_tests::assert_eventually;
@@ -155,13 +155,6 @@ impl Host {
             "pacman {args:?} printed an error:\n{text}"
         );
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The value of `key=` in a log line.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
+use pacmesh_tests::files::{files_under, sha256_file};
 
 use pacmesh_tests::assert_eventually;
 use pacmesh_tests::daemon::DaemonArgs;
@@ -197,28 +197,6 @@ fn assert_no_error(out: &Output, what: &str) {
         !text.lines().any(|l| l.starts_with("error:")),
         "pacman {what} printed an error:\n{text}"
     );
-}
-
-fn sha256_file(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

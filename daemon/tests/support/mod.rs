@@ -9,3 +9,4 @@ pub mod mirror;
 pub mod node;
 pub mod stall;
 pub mod stranger;
+pub mod wait;

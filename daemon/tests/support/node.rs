@@ -4,7 +4,9 @@
 
 use std::net::UdpSocket;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::wait::eventually;
 
 use pacmeshd::identity::{Identity, NodeId};
 use pacmeshd::index::watch::ChangeSink;
@@ -124,14 +126,5 @@ impl Node {
             || self.mesh.who_has(file).contains(&other.id()),
         )
         .await;
-    }
-}
-
-/// Polls `check` every 10 ms until it holds; panics after `within`.
-pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
