@@ -84,12 +84,24 @@ impl<'a> Node<'a> {
         servers.extend(mirrors.iter().cloned());
         let mut pacman = PacmanRoot::new(repo, &servers);
         pacman.add_option("ParallelDownloads = 5");
+        Node::start_on(host, pacman, extra)
+    }
+
+    /// The daemon started on an existing pacman root (e.g. one whose cache a test filled
+    /// first), with `extra` flags.
+    pub fn start_on(host: &'a Host, pacman: PacmanRoot, extra: &[std::ffi::OsString]) -> Node<'a> {
         let args = extra
             .iter()
             .fold(DaemonArgs::new(&pacman.conf_path()), |args, a| args.arg(a));
         let daemon = host.start_daemon(args);
         assert_eq!(daemon.cache_dir(), pacman.cache_dir());
         Node { daemon, pacman }
+    }
+
+    /// `pacman -S` of `pkg`, checked as [`Node::check_installed`] does.
+    pub fn install(&self, pkg: &FixturePackage) {
+        let out = self.host().pacman_ok(&self.pacman, &["-S", pkg.name()]);
+        self.check_installed(&[pkg], &out);
     }
 
     pub fn host(&self) -> &'a Host {

@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use pacmesh_tests::files::{files_under, sha256_file};
-
 use pacmesh_tests::assert_eventually;
-use pacmesh_tests::daemon::DaemonArgs;
+use pacmesh_tests::files::{files_under, sha256_file};
 use pacmesh_tests::fixtures::{FixturePackage, FixtureRepo, PkgSpec};
-use pacmesh_tests::lan::{Host, Lan, NsDaemon, DAEMON_SERVER_URL};
+use pacmesh_tests::fleet::Node;
+use pacmesh_tests::lan::{Lan, NsDaemon, DAEMON_SERVER_URL};
 use pacmesh_tests::pacman::PacmanRoot;
 use pacmesh_tests::prereq::{self, WHOLE_SYSTEM_TOOLS};
 use pacmesh_tests::upstream::Upstream;
@@ -49,74 +48,6 @@ fn tools_present(extra: &[&str]) -> bool {
     prereq::require(WHOLE_SYSTEM_TOOLS) && prereq::require(Lan::TOOLS) && prereq::require(extra)
 }
 
-/// One daemon host: its pacman root and the `pacmeshd` reading that root's pacman.conf.
-struct Node<'a> {
-    /// First, so it stops before the pacman root it shares is removed.
-    daemon: NsDaemon<'a>,
-    pacman: PacmanRoot,
-}
-
-impl Node<'_> {
-    fn host(&self) -> &Host {
-        self.daemon.host()
-    }
-    fn name(&self) -> &str {
-        self.host().name()
-    }
-
-    /// `pacman -Sy` through the daemon, then waits for the daemon to load the new database
-    /// (its log says so; the status page does not), so the next `-S` is verified against it.
-    fn sync(&self) {
-        let loaded = || count_lines(&self.daemon.log(), &["sync database loaded", REPO]);
-        let before = loaded();
-        let out = self.host().pacman_ok(&self.pacman, &["-Sy"]);
-        assert_no_error(&out, "-Sy");
-        assert_eventually!(
-            loaded() > before,
-            SOON,
-            "{}'s daemon did not reload {REPO}.db after -Sy:\n{}",
-            self.name(),
-            self.daemon.log()
-        );
-    }
-
-    /// `pacman -S name`, checked: exit 0, no `error:` line, installed, and the cached copy is
-    /// the package's exact bytes.
-    fn install(&self, pkg: &FixturePackage) {
-        let out = self.host().pacman_ok(&self.pacman, &["-S", pkg.name()]);
-        self.check_installed(pkg, &out);
-    }
-
-    fn check_installed(&self, pkg: &FixturePackage, out: &Output) {
-        assert!(
-            out.status.success(),
-            "{}",
-            self.pacman
-                .report(out, &format!("pacman -S {} in {}", pkg.name(), self.name()))
-        );
-        assert_no_error(out, &format!("-S {} in {}", pkg.name(), self.name()));
-        let listed = self.host().pacman(&self.pacman, &["-Q", pkg.name()]);
-        assert!(
-            String::from_utf8_lossy(&listed.stdout).contains(pkg.version()),
-            "{} not installed in {}",
-            pkg.name(),
-            self.name()
-        );
-        let cached = self.pacman.cache_dir().join(pkg.file_name());
-        assert_eq!(
-            sha256_file(&cached),
-            pkg.sha256(),
-            "{}'s cached {} is not the package",
-            self.name(),
-            pkg.file_name()
-        );
-    }
-
-    fn counter(&self, pointer: &str) -> u64 {
-        counter(&self.daemon, pointer)
-    }
-}
-
 /// Host 0 serves the fixture with nginx; hosts 1..=n each get a [`Node`]. `seed(i, cache)`
 /// fills node i's pacman cache dir before its daemon starts. Returns once every node lists
 /// every other as a peer with the digest `seed` implies.
@@ -132,11 +63,7 @@ fn start<'a>(
             let pacman =
                 PacmanRoot::new(REPO, &[DAEMON_SERVER_URL.to_string(), mirror.server_url()]);
             seed(i, pacman.cache_dir());
-            let daemon = lan
-                .host(i + 1)
-                .start_daemon(DaemonArgs::new(&pacman.conf_path()));
-            assert_eq!(daemon.cache_dir(), pacman.cache_dir().to_path_buf());
-            Node { daemon, pacman }
+            Node::start_on(lan.host(i + 1), pacman, &[])
         })
         .collect();
     let ids: Vec<String> = nodes.iter().map(|n| n.daemon.node_id()).collect();
@@ -179,24 +106,6 @@ fn counter(daemon: &NsDaemon, pointer: &str) -> u64 {
         .pointer(pointer)
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_else(|| panic!("status has no {pointer}: {}", daemon.status()))
-}
-
-fn count_lines(text: &str, needles: &[&str]) -> usize {
-    text.lines()
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
-fn assert_no_error(out: &Output, what: &str) {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !text.lines().any(|l| l.starts_with("error:")),
-        "pacman {what} printed an error:\n{text}"
-    );
 }
 
 #[test]
@@ -361,7 +270,7 @@ fn interrupted_holder(how: Interrupt) {
         nodes[source].daemon.resume();
     }
     let b = &nodes[1];
-    b.check_installed(z, &out);
+    b.check_installed(&[z], &out);
     let from_other = counter(&nodes[other].daemon, "/bytes/to_peers");
     mirror.barrier();
     let mirror_gets = mirror.gets_for(z.file_name());
@@ -479,7 +388,7 @@ fn sole_holder_killed(mirror: &Upstream, nodes: &mut [Node], z: &FixturePackage)
     nodes[0].daemon.kill();
     let out = pacman.wait_with_output().expect("waiting for pacman");
     let b = &nodes[1];
-    b.check_installed(z, &out);
+    b.check_installed(&[z], &out);
     mirror.barrier();
     let gets = mirror.gets_for(z.file_name());
     let status = b.daemon.status();
@@ -527,7 +436,7 @@ fn two_hosts_pull_the_same_package_from_one_peer_at_once() {
             .collect();
         for run in runs {
             let (node, out) = run.join().expect("a pacman thread panicked");
-            node.check_installed(p, &out);
+            node.check_installed(&[p], &out);
         }
     });
     mirror.barrier();
