@@ -62,159 +62,190 @@ pub async fn drive<S: Sources>(
     first: Action,
     writer: &mut Writer,
 ) -> Result<Finished, DriveError> {
-    let mut verifier = expected.cloned().map(Verifier::new);
-    let mut stream: Option<S::Stream> = None;
-    // What a `Skip` read past the bytes it discarded: the next `Read`'s.
-    let mut carry: Option<bytes::Bytes> = None;
-    let mut tally = Tally::default();
-    let mut claimed = false;
+    let mut run = Run {
+        sources,
+        name,
+        expected,
+        machine,
+        writer,
+        verifier: expected.cloned().map(Verifier::new),
+        stream: None,
+        carry: None,
+        tally: Tally::default(),
+        claimed: false,
+    };
     let mut action = first;
     loop {
-        // pacman may see the bytes as they come only while every one of
-        // them is a mirror's (see `fetch`), and only once a mirror
-        // answered: until then a request can still get the redirect. Judged
-        // while a source is open, so a download that ends (or fails over)
-        // with mirror bytes only stays streamable: a request joining it then
-        // is still a mirror fetch, not a peer download.
-        if stream.is_some() {
-            let from_mirror = machine.current().is_some_and(SourceId::is_mirror);
-            writer.set_streamable(from_mirror && machine.only_mirror_bytes());
-        }
+        run.judge_streamable();
         action = match action {
-            Action::Open { source, offset } => {
-                stream = None;
-                carry = None;
-                match sources.open(source, name, offset, machine.size()).await {
-                    Ok((s, opened)) => {
-                        stream = Some(s);
-                        writer.set_size(opened.size);
-                        machine.on(Event::Opened {
-                            size: opened.size,
-                            start: opened.start,
-                        })
-                    }
-                    Err(failure) => {
-                        tracing::info!(?source, offset, ?failure, "source unavailable");
-                        machine.on(Event::Failed(failure))
-                    }
-                }
-            }
-            Action::Skip(n) => {
-                let Some(s) = stream.as_mut() else {
-                    return Err(DriveError::NoSource("skip with no source open".into()));
-                };
-                match skip(s, n).await {
-                    Ok(rest) => {
-                        carry = rest;
-                        machine.on(Event::Skipped)
-                    }
-                    Err(failure) => {
-                        let source = machine.current();
-                        tracing::info!(
-                            ?source,
-                            at = machine.pos(),
-                            ?failure,
-                            "source failed while skipping"
-                        );
-                        machine.on(Event::Failed(failure))
-                    }
-                }
-            }
-            Action::Read => {
-                let Some(s) = stream.as_mut() else {
-                    return Err(DriveError::NoSource("read with no source open".into()));
-                };
-                let next = match carry.take() {
-                    Some(rest) => Ok(Some(rest)),
-                    None => s.next_chunk().await,
-                };
-                match next {
-                    Ok(Some(bytes)) => {
-                        let checked = match verifier.as_mut() {
-                            Some(v) => v.update(&bytes).map_err(|m| m.to_string()),
-                            None => Ok(()),
-                        };
-                        match checked {
-                            Err(why) => {
-                                let source = machine.current();
-                                tracing::warn!(
-                                    why,
-                                    ?source,
-                                    "the download does not match the database"
-                                );
-                                machine.on(Event::Failed(Failure::Bad(why)))
-                            }
-                            Ok(()) => {
-                                writer
-                                    .write(&bytes)
-                                    .map_err(|e| DriveError::Disk(e.to_string()))?;
-                                let n = bytes.len() as u64;
-                                tally.add(machine.current(), n);
-                                machine.on(Event::Bytes(n))
-                            }
-                        }
-                    }
-                    Ok(None) => machine.on(Event::Ended),
-                    Err(failure) => {
-                        let source = machine.current();
-                        tracing::info!(?source, at = machine.pos(), ?failure, "source failed");
-                        machine.on(Event::Failed(failure))
-                    }
-                }
-            }
-            Action::Restart => {
-                // The source stays open: after a mirror that ignored our
-                // Range, its stream is read from its byte 0 next; after bad
-                // bytes, the next action opens another source anyway.
-                carry = None;
-                writer
-                    .restart()
-                    .map_err(|e| DriveError::Disk(e.to_string()))?;
-                verifier = expected.cloned().map(Verifier::new);
-                tally = Tally::default();
-                machine.resume()
-            }
+            Action::Open { source, offset } => run.open(source, offset).await,
+            Action::Skip(n) => run.skip(n).await?,
+            Action::Read => run.read().await?,
+            Action::Restart => run.restart()?,
             Action::Penalise { peers, why } => {
                 sources.penalise(&peers, name, &why);
-                machine.resume()
+                run.machine.resume()
             }
-            Action::Claim { exclude } => {
-                stream = None;
-                let size = machine.size().or(expected.map(|e| e.size)).unwrap_or(0);
-                writer.set_claim(ClaimState::Pending);
-                let claimant = sources.claim(name, size, &exclude).await;
-                tracing::info!(?claimant, at = machine.pos(), "claim settled");
-                claimed = claimant == super::machine::Claimant::Us;
-                writer.set_claim(if claimed {
-                    ClaimState::Won
-                } else {
-                    ClaimState::Lost
-                });
-                machine.on(Event::Claimed(claimant))
-            }
-            Action::Verify => {
-                stream = None;
-                let verdict = match verifier.take() {
-                    Some(v) => v.finish().map(|()| true).map_err(|m| m.to_string()),
-                    None => Ok(false),
-                };
-                if let Err(why) = &verdict {
-                    let source = machine.current();
-                    tracing::warn!(why, ?source, "the download does not match the database");
-                }
-                machine.on(Event::Verified(verdict))
-            }
-            Action::Done { verified } => {
-                return Ok(Finished {
-                    verified,
-                    from_mirrors: tally.mirrors,
-                    from_holders: tally.holders,
-                    from_fetchers: tally.fetchers,
-                    claimed,
-                })
-            }
+            Action::Claim { exclude } => run.claim(&exclude).await,
+            Action::Verify => run.verify(),
+            Action::Done { verified } => return Ok(run.finished(verified)),
             Action::GiveUp(why) => return Err(DriveError::NoSource(why)),
         };
+    }
+}
+
+/// One download's state while [`drive`] carries out its machine's actions.
+struct Run<'a, S: Sources> {
+    sources: &'a S,
+    name: &'a str,
+    expected: Option<&'a Expected>,
+    machine: &'a mut Machine,
+    writer: &'a mut Writer,
+    verifier: Option<Verifier>,
+    stream: Option<S::Stream>,
+    /// What a `Skip` read past the bytes it discarded: the next `Read`'s.
+    carry: Option<bytes::Bytes>,
+    tally: Tally,
+    claimed: bool,
+}
+
+impl<S: Sources> Run<'_, S> {
+    /// pacman may see the bytes as they come only while every one of them
+    /// is a mirror's (see `fetch`), and only once a mirror answered: until
+    /// then a request can still get the redirect. Judged while a source is
+    /// open, so a download that ends (or fails over) with mirror bytes
+    /// only stays streamable: a request joining it then is still a mirror
+    /// fetch, not a peer download.
+    fn judge_streamable(&mut self) {
+        if self.stream.is_some() {
+            let from_mirror = self.machine.current().is_some_and(SourceId::is_mirror);
+            (self.writer).set_streamable(from_mirror && self.machine.only_mirror_bytes());
+        }
+    }
+
+    fn failed(&mut self, failure: Failure, doing: &str) -> Action {
+        let source = self.machine.current();
+        tracing::info!(?source, at = self.machine.pos(), ?failure, "{doing}");
+        self.machine.on(Event::Failed(failure))
+    }
+
+    async fn open(&mut self, source: SourceId, offset: u64) -> Action {
+        self.stream = None;
+        self.carry = None;
+        let size = self.machine.size();
+        match self.sources.open(source, self.name, offset, size).await {
+            Ok((stream, opened)) => {
+                self.stream = Some(stream);
+                self.writer.set_size(opened.size);
+                self.machine.on(Event::Opened {
+                    size: opened.size,
+                    start: opened.start,
+                })
+            }
+            Err(failure) => {
+                tracing::info!(?source, offset, ?failure, "source unavailable");
+                self.machine.on(Event::Failed(failure))
+            }
+        }
+    }
+
+    async fn skip(&mut self, n: u64) -> Result<Action, DriveError> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(DriveError::NoSource("skip with no source open".into()));
+        };
+        Ok(match skip(stream, n).await {
+            Ok(rest) => {
+                self.carry = rest;
+                self.machine.on(Event::Skipped)
+            }
+            Err(failure) => self.failed(failure, "source failed while skipping"),
+        })
+    }
+
+    async fn read(&mut self) -> Result<Action, DriveError> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(DriveError::NoSource("read with no source open".into()));
+        };
+        let next = match self.carry.take() {
+            Some(rest) => Ok(Some(rest)),
+            None => stream.next_chunk().await,
+        };
+        match next {
+            Ok(Some(bytes)) => self.take(&bytes),
+            Ok(None) => Ok(self.machine.on(Event::Ended)),
+            Err(failure) => Ok(self.failed(failure, "source failed")),
+        }
+    }
+
+    /// Bytes read: checked against the database as they come, written.
+    fn take(&mut self, bytes: &[u8]) -> Result<Action, DriveError> {
+        let checked = match self.verifier.as_mut() {
+            Some(v) => v.update(bytes).map_err(|m| m.to_string()),
+            None => Ok(()),
+        };
+        if let Err(why) = checked {
+            let source = self.machine.current();
+            tracing::warn!(why, ?source, "the download does not match the database");
+            return Ok(self.machine.on(Event::Failed(Failure::Bad(why))));
+        }
+        (self.writer)
+            .write(bytes)
+            .map_err(|e| DriveError::Disk(e.to_string()))?;
+        let n = bytes.len() as u64;
+        self.tally.add(self.machine.current(), n);
+        Ok(self.machine.on(Event::Bytes(n)))
+    }
+
+    /// The source stays open: after a mirror that ignored our Range, its
+    /// stream is read from its byte 0 next; after bad bytes, the next
+    /// action opens another source anyway.
+    fn restart(&mut self) -> Result<Action, DriveError> {
+        self.carry = None;
+        (self.writer)
+            .restart()
+            .map_err(|e| DriveError::Disk(e.to_string()))?;
+        self.verifier = self.expected.cloned().map(Verifier::new);
+        self.tally = Tally::default();
+        Ok(self.machine.resume())
+    }
+
+    async fn claim(&mut self, exclude: &[pacmesh_proto::NodeId]) -> Action {
+        self.stream = None;
+        let expected_size = self.expected.map(|e| e.size);
+        let size = self.machine.size().or(expected_size).unwrap_or(0);
+        self.writer.set_claim(ClaimState::Pending);
+        let claimant = self.sources.claim(self.name, size, exclude).await;
+        tracing::info!(?claimant, at = self.machine.pos(), "claim settled");
+        self.claimed = claimant == super::machine::Claimant::Us;
+        self.writer.set_claim(if self.claimed {
+            ClaimState::Won
+        } else {
+            ClaimState::Lost
+        });
+        self.machine.on(Event::Claimed(claimant))
+    }
+
+    fn verify(&mut self) -> Action {
+        self.stream = None;
+        let verdict = match self.verifier.take() {
+            Some(v) => v.finish().map(|()| true).map_err(|m| m.to_string()),
+            None => Ok(false),
+        };
+        if let Err(why) = &verdict {
+            let source = self.machine.current();
+            tracing::warn!(why, ?source, "the download does not match the database");
+        }
+        self.machine.on(Event::Verified(verdict))
+    }
+
+    fn finished(&self, verified: bool) -> Finished {
+        Finished {
+            verified,
+            from_mirrors: self.tally.mirrors,
+            from_holders: self.tally.holders,
+            from_fetchers: self.tally.fetchers,
+            claimed: self.claimed,
+        }
     }
 }
 
