@@ -11,6 +11,8 @@
 //! - `wait`: how long pacman is kept waiting, within its redirect limit.
 //! - `store`: where finished downloads are kept for peers, and for how
 //!   long.
+//! - `transfer`: one download as its waiters see it, and what a request
+//!   gets from it.
 //!
 //! What a request gets ([`Answer`]): a stream of the file as it arrives
 //! when all its bytes come from mirrors (pacman would have got the same
@@ -24,7 +26,11 @@ pub mod growing;
 pub mod machine;
 pub mod source;
 pub mod store;
+mod transfer;
 pub mod wait;
+
+use transfer::abandoned;
+pub use transfer::{Answer, Kind, Transfer};
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -39,7 +45,7 @@ use tracing::{info, warn, Instrument as _};
 use crate::mesh::inflight::{BoxFuture, GrowingError, GrowingRead, InFlightFiles};
 use crate::stats::Stats;
 use crate::syncdb::Expected;
-use growing::{ClaimState, End, Growing};
+use growing::ClaimState;
 use machine::{Machine, SourceId};
 use source::Sources;
 
@@ -71,53 +77,6 @@ enum Ended {
     Done,
     /// Kept, and fetched on our claim: peers are told, a little later.
     KeptAfterClaim,
-}
-
-/// What kind of download a transfer is: it decides how requests wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// From peers holding the file (verify first; LAN-paced).
-    Holders,
-    /// Joining a peer's WAN fetch (verify first; WAN-paced).
-    Join,
-    /// A miss nobody holds: claimed, then fetched from the mirrors (or
-    /// joined, if another host won the claim).
-    Fetch,
-}
-
-/// One download and what its waiters need to know.
-pub struct Transfer {
-    pub name: String,
-    pub kind: Kind,
-    growing: Arc<Growing>,
-    started: Instant,
-    wanted: Mutex<Instant>,
-    cancel: CancellationToken,
-    /// The outcome once ended: `Some(true)` kept (or complete), false failed.
-    outcome: tokio::sync::watch::Receiver<Option<bool>>,
-}
-
-impl Transfer {
-    pub fn growing(&self) -> &Arc<Growing> {
-        &self.growing
-    }
-
-    fn touch(&self) {
-        *self.wanted.lock() = Instant::now();
-    }
-
-    fn idle(&self) -> Duration {
-        self.wanted.lock().elapsed()
-    }
-
-    /// Gives the download up (pacman went to the mirror instead).
-    pub fn cancel(&self) {
-        self.cancel.cancel();
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
 }
 
 /// A new download's particulars.
@@ -187,7 +146,7 @@ impl Engine {
             info!(file = %job.name, limit = MAX_TRANSFERS, "too many downloads under way; not fetched");
             return None;
         }
-        let mut writer = match growing::create(&self.inner.incoming, &job.name) {
+        let writer = match growing::create(&self.inner.incoming, &job.name) {
             Ok(w) => w,
             Err(e) => {
                 warn!(error = %e, "cannot create a download's temp file");
@@ -209,52 +168,60 @@ impl Engine {
         });
         map.insert(job.name.clone(), transfer.clone());
         drop(map);
-        let engine = self.clone();
-        let running = transfer.clone();
         let span = tracing::info_span!("download", file = %job.name, kind = ?job.kind);
-        tokio::spawn(
-            async move {
-                let started = Instant::now();
-                let mut machine = Machine::new(
-                    job.order.iter().copied(),
-                    job.expected.as_ref().map(|e| e.size),
-                );
-                let first = match job.kind {
-                    Kind::Fetch => machine.claim(),
-                    Kind::Holders | Kind::Join => machine.start(),
-                };
-                let work = drive::drive(
-                    &job.sources,
-                    &job.name,
-                    job.expected.as_ref(),
-                    &mut machine,
-                    first,
-                    &mut writer,
-                );
-                let result = tokio::select! {
-                    r = work => Some(r),
-                    () = running.cancel.cancelled() => None,
-                    () = tokio::time::sleep(MAX_DURATION) => None,
-                    () = abandoned(&running) => None,
-                };
-                let ended = engine.finish(&job, result, writer, started);
-                let ok = ended != Ended::Failed;
-                let _ = done_tx.send(Some(ok));
-                if ended == Ended::KeptAfterClaim {
-                    // Peers hear "done" once the file is in our digest, so
-                    // none of them goes to the WAN in between; until then
-                    // it is still served from here as a fetch.
-                    tokio::time::sleep(ANNOUNCE_DONE_AFTER).await;
-                    job.sources.ended(&job.name, true);
-                }
-                if ok {
-                    tokio::time::sleep(LINGER).await;
-                }
-                engine.remove(&running);
-            }
-            .instrument(span),
-        );
+        let run = self.clone().run(job, writer, transfer.clone(), done_tx);
+        tokio::spawn(run.instrument(span));
         Some(transfer)
+    }
+
+    /// One download from its first action to its removal from the map:
+    /// driven until it ends, is cancelled, runs out of time or is
+    /// abandoned; then kept or discarded, its end told, and left in the
+    /// map a moment so late readers still find it.
+    async fn run<S: Sources>(
+        self,
+        job: Job<S>,
+        mut writer: growing::Writer,
+        running: Arc<Transfer>,
+        done_tx: tokio::sync::watch::Sender<Option<bool>>,
+    ) {
+        let started = Instant::now();
+        let mut machine = Machine::new(
+            job.order.iter().copied(),
+            job.expected.as_ref().map(|e| e.size),
+        );
+        let first = match job.kind {
+            Kind::Fetch => machine.claim(),
+            Kind::Holders | Kind::Join => machine.start(),
+        };
+        let work = drive::drive(
+            &job.sources,
+            &job.name,
+            job.expected.as_ref(),
+            &mut machine,
+            first,
+            &mut writer,
+        );
+        let result = tokio::select! {
+            r = work => Some(r),
+            () = running.cancel.cancelled() => None,
+            () = tokio::time::sleep(MAX_DURATION) => None,
+            () = abandoned(&running) => None,
+        };
+        let ended = self.finish(&job, result, writer, started);
+        let ok = ended != Ended::Failed;
+        let _ = done_tx.send(Some(ok));
+        if ended == Ended::KeptAfterClaim {
+            // Peers hear "done" once the file is in our digest, so none of
+            // them goes to the WAN in between; until then it is still
+            // served from here as a fetch.
+            tokio::time::sleep(ANNOUNCE_DONE_AFTER).await;
+            job.sources.ended(&job.name, true);
+        }
+        if ok {
+            tokio::time::sleep(LINGER).await;
+        }
+        self.remove(&running);
     }
 
     /// Keeps or discards a download that ended, counts it, tells peers of
@@ -329,102 +296,6 @@ impl Engine {
             .is_some_and(|t| Arc::ptr_eq(t, transfer))
         {
             map.remove(&transfer.name);
-        }
-    }
-}
-
-/// Completes when nobody has wanted a verify-first download for
-/// [`ABANDONED`]. A WAN fetch of our own is never abandoned this way:
-/// peers may be joining it.
-async fn abandoned(transfer: &Transfer) {
-    loop {
-        tokio::time::sleep(ABANDONED / 3).await;
-        let claimed = transfer.growing.shown().claim != ClaimState::None;
-        // A response streaming the download (or a peer joining it) holds
-        // a reader: wanted still.
-        let read = transfer.growing.readers() > 0;
-        if !claimed && !read && transfer.kind != Kind::Fetch && transfer.idle() >= ABANDONED {
-            return;
-        }
-    }
-}
-
-/// What a request for a file gets from a download.
-#[derive(Debug)]
-pub enum Answer {
-    /// Send the file from the download (as it arrives, or whole).
-    Stream(Arc<Growing>),
-    /// Send the file as it arrives from an authenticated mesh member,
-    /// before it verifies (a join that would outlast pacman's redirects,
-    /// with a mesh key configured; pacman checks the package signature).
-    StreamUnverified(Arc<Growing>),
-    /// Still arriving and worth waiting for: ask pacman to come back.
-    ComeBack,
-    /// Nothing from here: the next source (the mirror's redirect).
-    Elsewhere,
-}
-
-impl Transfer {
-    /// Waits (up to [`wait::WAIT_PER_HOP`]) for what to answer a request
-    /// at hop `hop`. `members_trusted`: a mesh key is configured, so a
-    /// join too long for pacman's redirects may be streamed unverified.
-    pub async fn answer(&self, hop: u32, members_trusted: bool) -> Answer {
-        self.touch();
-        let mut rx = self.growing.watch();
-        let mut outcome = self.outcome.clone();
-        let at_start = rx.borrow().len;
-        let ready = async {
-            loop {
-                {
-                    let shown = rx.borrow_and_update();
-                    match &shown.end {
-                        End::Complete => return true,
-                        End::Failed(_) => return false,
-                        End::Running if shown.streamable && shown.size.is_some() => return true,
-                        End::Running => {}
-                    }
-                }
-                tokio::select! {
-                    r = rx.changed() => if r.is_err() { return false },
-                    r = outcome.changed() => if r.is_err() { return false },
-                }
-            }
-        };
-        match tokio::time::timeout(wait::WAIT_PER_HOP, ready).await {
-            Ok(true) => Answer::Stream(self.growing.clone()),
-            Ok(false) => Answer::Elsewhere,
-            Err(_) => {
-                self.touch();
-                let shown = self.growing.shown();
-                let course = wait::Course {
-                    elapsed: self.started.elapsed(),
-                    done: shown.len,
-                    size: shown.size.unwrap_or(0),
-                    wan_paced: self.kind != Kind::Holders,
-                    moved: shown.len > at_start || shown.generation > 0,
-                    idle: shown.last_write.elapsed(),
-                };
-                match wait::after_wait(hop, course) {
-                    wait::AfterWait::ComeBack => {
-                        info!(file = %self.name, done = shown.len, hop, "still arriving; pacman asked back");
-                        Answer::ComeBack
-                    }
-                    // Our own fetch streams already; a join of a member's
-                    // fetch (from the start, or after a lost claim) may.
-                    wait::AfterWait::OutOfHops if members_trusted && self.kind != Kind::Holders => {
-                        info!(file = %self.name, done = shown.len, hop,
-                            "join longer than pacman's redirects; streaming the member's bytes");
-                        Answer::StreamUnverified(self.growing.clone())
-                    }
-                    wait::AfterWait::GiveUp | wait::AfterWait::OutOfHops => {
-                        info!(file = %self.name, done = shown.len, hop, "download too slow for pacman; given up for the mirror");
-                        if self.kind != Kind::Fetch {
-                            self.cancel();
-                        }
-                        Answer::Elsewhere
-                    }
-                }
-            }
         }
     }
 }
