@@ -3,11 +3,14 @@
 //! reports what happened, writing bytes to the growing file and feeding
 //! the verifier on the way. Every decision stays in the machine.
 
+use std::sync::Arc;
+
 use crate::mesh::inflight::GrowingError;
 use crate::syncdb::{Expected, Verifier};
 
 use super::growing::{ClaimState, Writer};
 use super::machine::{Action, Event, Failure, Machine, SourceId};
+use super::room::{NoRoom, Reservation, Room};
 use super::source::{Sources, Stream};
 
 /// How a download ended.
@@ -61,6 +64,7 @@ pub async fn drive<S: Sources>(
     machine: &mut Machine,
     first: Action,
     writer: &mut Writer,
+    room: Placed<'_>,
 ) -> Result<Finished, DriveError> {
     let mut run = Run {
         sources,
@@ -68,6 +72,7 @@ pub async fn drive<S: Sources>(
         expected,
         machine,
         writer,
+        room,
         verifier: expected.cloned().map(Verifier::new),
         stream: None,
         carry: None,
@@ -94,6 +99,22 @@ pub async fn drive<S: Sources>(
     }
 }
 
+/// A download's room on disk: reserved at its start when its size was
+/// known (the database's), else on the first size a source gives.
+pub struct Placed<'a> {
+    pub room: &'a Arc<Room>,
+    pub reservation: Option<Reservation>,
+}
+
+impl Placed<'_> {
+    fn reserve(&mut self, size: u64) -> Result<(), NoRoom> {
+        if self.reservation.is_none() {
+            self.reservation = Some(self.room.reserve(size)?);
+        }
+        Ok(())
+    }
+}
+
 /// One download's state while [`drive`] carries out its machine's actions.
 struct Run<'a, S: Sources> {
     sources: &'a S,
@@ -101,6 +122,7 @@ struct Run<'a, S: Sources> {
     expected: Option<&'a Expected>,
     machine: &'a mut Machine,
     writer: &'a mut Writer,
+    room: Placed<'a>,
     verifier: Option<Verifier>,
     stream: Option<S::Stream>,
     /// What a `Skip` read past the bytes it discarded: the next `Read`'s.
@@ -135,6 +157,12 @@ impl<S: Sources> Run<'_, S> {
         let size = self.machine.size();
         match self.sources.open(source, self.name, offset, size).await {
             Ok((stream, opened)) => {
+                if let Err(no_room) = self.room.reserve(opened.size) {
+                    tracing::info!(?source, size = opened.size, %no_room, "no room for the download");
+                    return self
+                        .machine
+                        .on(Event::Failed(Failure::Unavailable(no_room.to_string())));
+                }
                 self.stream = Some(stream);
                 self.writer.set_size(opened.size);
                 self.machine.on(Event::Opened {

@@ -24,6 +24,7 @@ pub mod claim;
 pub mod drive;
 pub mod growing;
 pub mod machine;
+pub mod room;
 pub mod source;
 pub mod store;
 mod transfer;
@@ -98,6 +99,7 @@ pub struct Engine {
 
 struct EngineInner {
     incoming: PathBuf,
+    room: Arc<room::Room>,
     store: store::Store,
     map: Mutex<HashMap<String, Arc<Transfer>>>,
     stats: Arc<Stats>,
@@ -107,8 +109,19 @@ impl Engine {
     /// Downloads write under `incoming` (a dir no cache dir includes) and
     /// finished ones are kept in `store`.
     pub fn new(incoming: PathBuf, store: store::Store, stats: Arc<Stats>) -> Engine {
+        Engine::with_room(incoming, store, stats, room::Limits::default())
+    }
+
+    /// [`Engine::new`] with the incoming dir's room bounded by `limits`.
+    pub fn with_room(
+        incoming: PathBuf,
+        store: store::Store,
+        stats: Arc<Stats>,
+        limits: room::Limits,
+    ) -> Engine {
         Engine {
             inner: Arc::new(EngineInner {
+                room: room::Room::new(incoming.clone(), limits),
                 incoming,
                 store,
                 map: Mutex::new(HashMap::new()),
@@ -146,6 +159,20 @@ impl Engine {
             info!(file = %job.name, limit = MAX_TRANSFERS, "too many downloads under way; not fetched");
             return None;
         }
+        // A size the database gives is reserved before anything is
+        // written; otherwise the first source's, as it answers.
+        let reservation = match job
+            .expected
+            .as_ref()
+            .map(|e| self.inner.room.reserve(e.size))
+        {
+            Some(Err(no_room)) => {
+                info!(file = %job.name, %no_room, "no room for the download; not fetched");
+                return None;
+            }
+            Some(Ok(r)) => Some(r),
+            None => None,
+        };
         let writer = match growing::create(&self.inner.incoming, &job.name) {
             Ok(w) => w,
             Err(e) => {
@@ -169,7 +196,9 @@ impl Engine {
         map.insert(job.name.clone(), transfer.clone());
         drop(map);
         let span = tracing::info_span!("download", file = %job.name, kind = ?job.kind);
-        let run = self.clone().run(job, writer, transfer.clone(), done_tx);
+        let run = self
+            .clone()
+            .run(job, writer, reservation, transfer.clone(), done_tx);
         tokio::spawn(run.instrument(span));
         Some(transfer)
     }
@@ -182,6 +211,7 @@ impl Engine {
         self,
         job: Job<S>,
         mut writer: growing::Writer,
+        reservation: Option<room::Reservation>,
         running: Arc<Transfer>,
         done_tx: tokio::sync::watch::Sender<Option<bool>>,
     ) {
@@ -201,6 +231,10 @@ impl Engine {
             &mut machine,
             first,
             &mut writer,
+            drive::Placed {
+                room: &self.inner.room,
+                reservation,
+            },
         );
         let result = tokio::select! {
             r = work => Some(r),

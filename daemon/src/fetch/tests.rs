@@ -529,3 +529,85 @@ async fn a_mirror_ignoring_range_after_a_holder_is_read_from_zero() {
         good
     );
 }
+
+fn small_room_engine(dir: &std::path::Path, max_bytes: u64) -> Engine {
+    let store = store::Store::new(dir.join("fetched")).unwrap();
+    std::fs::create_dir_all(dir.join("incoming")).unwrap();
+    let limits = room::Limits {
+        max_bytes,
+        min_free: 0,
+    };
+    Engine::with_room(
+        dir.join("incoming"),
+        store,
+        Arc::new(Stats::default()),
+        limits,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_claiming_more_than_the_room_is_cut_before_a_byte_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = small_room_engine(dir.path(), 10_000);
+    // An unverifiable file (no database entry): its size is the holder's
+    // word, here ten times the room.
+    let peer = NodeId([7; 32]);
+    let fake = Fake::serving([(
+        SourceId::Holder(peer),
+        Script::new(content(100_000, 9), None),
+    )]);
+    let t = engine
+        .start(Job {
+            name: NAME.into(),
+            kind: Kind::Holders,
+            sources: fake.clone(),
+            order: vec![SourceId::Holder(peer)],
+            expected: None,
+            keep: false,
+        })
+        .expect("the download starts: its size is not known yet");
+    assert!(matches!(t.answer(0, false).await, Answer::Elsewhere));
+    assert_eq!(
+        t.growing().shown().len,
+        0,
+        "bytes were written past the room"
+    );
+    assert_eq!(
+        engine.inner.room.reserved(),
+        0,
+        "the refusal reserved nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_download_the_database_sizes_past_the_room_is_not_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = small_room_engine(dir.path(), 10_000);
+    let good = content(20_000, 3);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
+    let job = Job {
+        name: NAME.into(),
+        kind: Kind::Fetch,
+        sources: fake.clone(),
+        order: vec![SourceId::Mirror(0)],
+        expected: Some(expected(&good)),
+        keep: true,
+    };
+    assert!(engine.start(job).is_none(), "started past the room");
+    assert!(fake.opens.lock().is_empty(), "a source was asked");
+    // One that fits runs, and gives its room back when it ends.
+    let small = content(5_000, 4);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(small.clone(), None))]);
+    let t = start(
+        &engine,
+        "small-1-1-any.pkg.tar.zst",
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0)],
+        &small,
+    );
+    assert_eq!(engine.inner.room.reserved(), 5_000);
+    assert!(matches!(t.answer(0, false).await, Answer::Stream(_)));
+    ended_eventually(&fake).await;
+    assert_eq!(engine.inner.room.reserved(), 0);
+}
