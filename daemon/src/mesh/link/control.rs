@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::accept::PendingHello;
 use super::close::{describe, peer_code, CloseCode};
 use super::frames::{FrameReader, FrameWriter, ReadError, WriteError};
-use super::hello::{greet, HelloError};
+use super::hello::{greet, Greeted, HelloError};
 use super::key::Role;
 use super::{Inner, Link, Registration, TARGET};
 use crate::mesh::fetching::{announces_to, OwnFetches, SentFetches};
@@ -84,35 +84,9 @@ async fn run_link(
     peer: NodeId,
     pending: Option<PendingHello>,
 ) -> Outcome {
-    let ours = Hello {
-        node_id: inner.local,
-        version: PROTOCOL_VERSION,
-        archs: inner.archs.clone(),
-        mesh_proof: None,
-    };
-    let greeting = greet(&conn, role, peer, ours, inner.mesh_key.as_ref());
-    let greeted = tokio::select! {
-        r = tokio::time::timeout(inner.idle_timeout, greeting) => r,
-        () = inner.shutdown.cancelled() => {
-            CloseCode::Goodbye.close(&conn);
-            return Outcome::Failed;
-        }
-    };
-    drop(pending);
-    let greeted = match greeted {
-        Ok(Ok(g)) => g,
-        Ok(Err(e)) => {
-            log_refusal(&e);
-            if let Some(code) = e.close_code() {
-                code.close(&conn);
-            }
-            return Outcome::Failed;
-        }
-        Err(_) => {
-            tracing::warn!(reason = CloseCode::HelloTimeout.reason(), "link refused");
-            CloseCode::HelloTimeout.close(&conn);
-            return Outcome::Failed;
-        }
+    let greeted = match first_exchange(&inner, &conn, role, peer, pending).await {
+        Ok(greeted) => greeted,
+        Err(outcome) => return outcome,
     };
     let dialer = match role {
         Role::Dialer => inner.local,
@@ -137,8 +111,55 @@ async fn run_link(
         }
     }
     tracing::info!(target: TARGET, peer = %peer, addr = %link.addr, "link up");
-
     let end = exchange(&inner, &link, greeted.reader, greeted.writer).await;
+    link_ended(&inner, &link, end)
+}
+
+/// The first exchange (`Hello`, the mesh-key proof) within the idle
+/// timeout; the connection closed with the reason when it fails.
+/// `pending` (the admission slot) is given back once it ended either way.
+async fn first_exchange(
+    inner: &Inner,
+    conn: &Connection,
+    role: Role,
+    peer: NodeId,
+    pending: Option<PendingHello>,
+) -> Result<Greeted, Outcome> {
+    let ours = Hello {
+        node_id: inner.local,
+        version: PROTOCOL_VERSION,
+        archs: inner.archs.clone(),
+        mesh_proof: None,
+    };
+    let greeting = greet(conn, role, peer, ours, inner.mesh_key.as_ref());
+    let greeted = tokio::select! {
+        r = tokio::time::timeout(inner.idle_timeout, greeting) => r,
+        () = inner.shutdown.cancelled() => {
+            CloseCode::Goodbye.close(conn);
+            return Err(Outcome::Failed);
+        }
+    };
+    drop(pending);
+    match greeted {
+        Ok(Ok(g)) => Ok(g),
+        Ok(Err(e)) => {
+            log_refusal(&e);
+            if let Some(code) = e.close_code() {
+                code.close(conn);
+            }
+            Err(Outcome::Failed)
+        }
+        Err(_) => {
+            tracing::warn!(reason = CloseCode::HelloTimeout.reason(), "link refused");
+            CloseCode::HelloTimeout.close(conn);
+            Err(Outcome::Failed)
+        }
+    }
+}
+
+/// A registered link's exchange ended: forget it, say why, close it with
+/// the matching code.
+fn link_ended(inner: &Inner, link: &Arc<Link>, end: End) -> Outcome {
     // Once stopping, however the link ended (often the peer closing after
     // our Goodbye), it ended because we stop.
     let end = if inner.shutdown.is_cancelled() {
@@ -150,8 +171,8 @@ async fn run_link(
     // the two hosts survives (at our end it may register a moment later).
     let displaced = link.closed_with() == Some(CloseCode::Duplicate)
         || matches!(&end, End::Closed(e) if peer_code(e) == Some(CloseCode::Duplicate));
-    inner.unregister(&link);
-    log_end(&link, &end, displaced);
+    inner.unregister(link);
+    log_end(link, &end, displaced);
     match &end {
         End::ShuttingDown | End::Goodbye => link.close(CloseCode::Goodbye),
         End::Protocol(_) | End::Read(ReadError::Decode(_)) => link.close(CloseCode::Protocol),
@@ -159,9 +180,9 @@ async fn run_link(
         End::Closed(_) | End::Read(_) | End::Write(_) => {}
     }
     if displaced {
-        Outcome::Duplicate(peer)
+        Outcome::Duplicate(link.peer)
     } else {
-        Outcome::WasLinked(peer)
+        Outcome::WasLinked(link.peer)
     }
 }
 
@@ -257,48 +278,60 @@ async fn read_loop(
             Err(e) => return End::Read(e),
         };
         link.heard(Instant::now());
-        match message {
-            Message::Digest(digest) => link.write_digest().on_digest(digest),
-            Message::Delta(delta) => {
-                let outcome = link.write_digest().on_delta(&delta);
-                match outcome {
-                    DeltaOutcome::NeedResync => {
-                        tracing::debug!(seq = delta.seq, "delta gap; asking for a resync");
-                        // A full queue already holds a request that will do.
-                        let _ = cmds.try_send(Cmd::AskResync);
-                    }
-                    DeltaOutcome::TooLarge => {
-                        return End::Protocol(format!(
-                            "deltas grow the digest past {MAX_DIGEST_PACKAGES} packages"
-                        ))
-                    }
-                    DeltaOutcome::Applied | DeltaOutcome::Stale | DeltaOutcome::AwaitingResync => {}
+        if let Some(end) = on_message(inner, link, message, &cmds) {
+            return end;
+        }
+    }
+}
+
+/// Takes in one message from the peer's control stream; the link's end
+/// when the message ends it.
+fn on_message(
+    inner: &Inner,
+    link: &Link,
+    message: Message,
+    cmds: &mpsc::Sender<Cmd>,
+) -> Option<End> {
+    match message {
+        Message::Digest(digest) => link.write_digest().on_digest(digest),
+        Message::Delta(delta) => {
+            let outcome = link.write_digest().on_delta(&delta);
+            match outcome {
+                DeltaOutcome::NeedResync => {
+                    tracing::debug!(seq = delta.seq, "delta gap; asking for a resync");
+                    // A full queue already holds a request that will do.
+                    let _ = cmds.try_send(Cmd::AskResync);
                 }
-            }
-            Message::ResyncRequest => {
-                let _ = cmds.try_send(Cmd::SendDigest);
-            }
-            Message::Goodbye => return End::Goodbye,
-            Message::Hello(_) => return End::Protocol("second Hello on the control stream".into()),
-            Message::FetchRequest(_) | Message::FetchHeader(_) => {
-                return End::Protocol("fetch message on the control stream".into())
-            }
-            Message::Fetching(fetching) => {
-                let heard = link.fetches().on_fetching(fetching, Instant::now());
-                match heard {
-                    Ok(true) => inner.fetchers_changed.send_modify(|n| *n += 1),
-                    Ok(false) => {}
-                    Err(e) => return End::Protocol(e.to_string()),
+                DeltaOutcome::TooLarge => {
+                    return Some(End::Protocol(format!(
+                        "deltas grow the digest past {MAX_DIGEST_PACKAGES} packages"
+                    )))
                 }
+                DeltaOutcome::Applied | DeltaOutcome::Stale | DeltaOutcome::AwaitingResync => {}
             }
-            Message::FetchEnded(ended) => {
-                let known = link.fetches().on_ended(&ended.file_name);
-                if known {
-                    inner.fetchers_changed.send_modify(|n| *n += 1);
-                }
+        }
+        Message::ResyncRequest => {
+            let _ = cmds.try_send(Cmd::SendDigest);
+        }
+        Message::Goodbye => return Some(End::Goodbye),
+        Message::Hello(_) => {
+            return Some(End::Protocol("second Hello on the control stream".into()))
+        }
+        Message::FetchRequest(_) | Message::FetchHeader(_) => {
+            return Some(End::Protocol("fetch message on the control stream".into()))
+        }
+        Message::Fetching(fetching) => match link.fetches().on_fetching(fetching, Instant::now()) {
+            Ok(true) => inner.fetchers_changed.send_modify(|n| *n += 1),
+            Ok(false) => {}
+            Err(e) => return Some(End::Protocol(e.to_string())),
+        },
+        Message::FetchEnded(ended) => {
+            if link.fetches().on_ended(&ended.file_name) {
+                inner.fetchers_changed.send_modify(|n| *n += 1);
             }
         }
     }
+    None
 }
 
 async fn write_loop(
