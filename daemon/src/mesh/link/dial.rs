@@ -45,6 +45,25 @@ struct Entry {
     cancel: CancellationToken,
 }
 
+impl Entry {
+    /// What an attempt told of the target's identity: the id its
+    /// certificate showed, whether it ever linked, and (a static peer's
+    /// first link) the node id to find there from now on.
+    fn learn(&mut self, target: &Target, outcome: Outcome, seen: Option<NodeId>) {
+        if self.node.is_none() {
+            self.node = seen;
+        }
+        if matches!(outcome, Outcome::WasLinked(_) | Outcome::Duplicate(_)) {
+            self.ever_linked = true;
+        }
+        if let (Outcome::WasLinked(id) | Outcome::Duplicate(id), None) = (outcome, self.pinned) {
+            tracing::info!(to = %target_addr(target), node = %id, "static peer pinned to the node id its link had");
+            self.pinned = Some(id);
+            self.node = Some(id);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Targets {
     entries: HashMap<Target, Entry>,
@@ -266,19 +285,7 @@ fn record(
     if entry.generation != generation {
         return false;
     }
-    if entry.node.is_none() {
-        entry.node = seen;
-    }
-    if matches!(outcome, Outcome::WasLinked(_) | Outcome::Duplicate(_)) {
-        entry.ever_linked = true;
-    }
-    if let (Outcome::WasLinked(id) | Outcome::Duplicate(id), None) = (outcome, entry.pinned) {
-        // A static peer's first link: its key is the one to find there
-        // from now on.
-        tracing::info!(to = %target_addr(&target), node = %id, "static peer pinned to the node id its link had");
-        entry.pinned = Some(id);
-        entry.node = Some(id);
-    }
+    entry.learn(&target, outcome, seen);
     let now = Instant::now();
     match outcome {
         Outcome::WasLinked(_) => {

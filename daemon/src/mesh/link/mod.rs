@@ -208,31 +208,10 @@ impl Mesh {
         publisher: Arc<Publisher>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Mesh> {
-        socket::size_buffers(&socket, socket::BUFFER_BYTES);
-        socket
-            .set_nonblocking(true)
-            .context("making the QUIC socket non-blocking")?;
         let local_addr = socket
             .local_addr()
             .context("reading the QUIC socket's address")?;
-
-        let transport = Arc::new(transport::transport_config(
-            opts.keep_alive,
-            opts.idle_timeout,
-        )?);
-        let crypto = tls::server_crypto(&opts.identity).context("TLS server configuration")?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(transport.clone());
-        transport::limit_incoming(&mut server);
-        let runtime = quinn::default_runtime().context("Mesh::start needs a tokio runtime")?;
-        let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            runtime,
-        )
-        .context("starting the QUIC endpoint")?;
-
+        let (endpoint, transport) = endpoint(socket, &opts)?;
         let inner = Arc::new(Inner {
             local: opts.identity.node_id(),
             local_addr,
@@ -324,6 +303,36 @@ impl Mesh {
     pub async fn closed(&self) {
         self.inner.done.cancelled().await;
     }
+}
+
+/// The QUIC endpoint on `socket` (buffers sized, non-blocking), serving
+/// TLS pinned to node ids with pacmesh's transport; and that transport,
+/// which dialed connections use too.
+fn endpoint(
+    socket: std::net::UdpSocket,
+    opts: &MeshOptions,
+) -> anyhow::Result<(quinn::Endpoint, Arc<quinn::TransportConfig>)> {
+    socket::size_buffers(&socket, socket::BUFFER_BYTES);
+    socket
+        .set_nonblocking(true)
+        .context("making the QUIC socket non-blocking")?;
+    let transport = Arc::new(transport::transport_config(
+        opts.keep_alive,
+        opts.idle_timeout,
+    )?);
+    let crypto = tls::server_crypto(&opts.identity).context("TLS server configuration")?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport.clone());
+    transport::limit_incoming(&mut server);
+    let runtime = quinn::default_runtime().context("Mesh::start needs a tokio runtime")?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        runtime,
+    )
+    .context("starting the QUIC endpoint")?;
+    Ok((endpoint, transport))
 }
 
 /// After shutdown: let links say goodbye, then close the endpoint, within
