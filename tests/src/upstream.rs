@@ -114,13 +114,18 @@ impl Upstream {
     /// Serves `root` (e.g. [`crate::fixtures::FixtureRepo::root`]) on a free loopback port and
     /// returns once the port accepts connections.
     pub fn start(root: &Path) -> Upstream {
+        Self::start_with(root, &ServeOptions::default())
+    }
+
+    /// [`Upstream::start`] serving as `options` say.
+    pub fn start_with(root: &Path, options: &ServeOptions) -> Upstream {
         let root = root
             .canonicalize()
             .unwrap_or_else(|e| panic!("upstream root {}: {e}", root.display()));
         let mut last_error = String::new();
         // A picked port can be taken before nginx binds it; try a few.
         for _ in 0..5 {
-            match Self::try_start(&root) {
+            match Self::try_start(&root, options) {
                 Ok(upstream) => return upstream,
                 Err(e) => last_error = e,
             }
@@ -171,15 +176,11 @@ impl Upstream {
         }
     }
 
-    fn try_start(root: &Path) -> Result<Upstream, String> {
+    fn try_start(root: &Path, options: &ServeOptions) -> Result<Upstream, String> {
         let port = free_tcp_port();
-        let mut upstream = Self::spawn(
-            root,
-            Ipv4Addr::LOCALHOST,
-            port,
-            &ServeOptions::default(),
-            |p| Command::new(p),
-        )?;
+        let mut upstream = Self::spawn(root, Ipv4Addr::LOCALHOST, port, options, |p| {
+            Command::new(p)
+        })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if port_answers(loopback(port)) {
