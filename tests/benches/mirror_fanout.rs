@@ -236,7 +236,7 @@ fn get(addr: SocketAddr, path: &str) -> Got {
             match find(&head, b"\r\n\r\n") {
                 Some(end) => {
                     head_done = true;
-                    got.status = status_of(&head);
+                    got.status = status_of(&head[..end]);
                     (head.len() - end - 4) as u64
                 }
                 None => 0,
