@@ -2,6 +2,7 @@
 //! and the dispatch from a parsed target to a response.
 
 mod admin;
+pub mod admit;
 mod body;
 pub mod conn;
 mod db;
@@ -46,9 +47,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ADMIN_PREFIX: &str = "/_pacmesh/admin/";
 
 /// Serves HTTP on `listeners` until `shutdown`, then lets in-flight
-/// responses finish for up to [`SHUTDOWN_GRACE`].
+/// responses finish for up to [`SHUTDOWN_GRACE`]. The connection caps are
+/// `admit`'s, lowered if this process may not open enough files for them.
 pub async fn serve(state: Arc<State>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
-    server::serve(state, listeners, Limits::DEFAULT, SHUTDOWN_GRACE, shutdown).await;
+    let limits = Limits {
+        caps: Limits::DEFAULT.caps.fitting(server::open_files_limit()),
+        ..Limits::DEFAULT
+    };
+    server::serve(state, listeners, limits, SHUTDOWN_GRACE, shutdown).await;
 }
 
 impl Handler for State {
