@@ -656,3 +656,18 @@ fn at_the_connection_cap_the_oldest_waiting_connection_makes_room() {
     assert_eq!(fourth.get("/small", "").status, 200);
     assert!(idle.reply(false).is_none());
 }
+
+#[test]
+fn a_fifo_in_the_served_dir_is_refused_at_once_and_serving_goes_on() {
+    let server = Server::start();
+    let name = "fifo-1.0-1-x86_64.pkg.tar.zst";
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    let fifo = rustix::fs::FileType::Fifo;
+    rustix::fs::mknodat(rustix::fs::CWD, server.path(name), fifo, mode, 0).unwrap();
+    // A blocking open would hold the serving thread until a writer came:
+    // no answer within SOON fails the read.
+    let mut client = server.connect();
+    assert_eq!(client.get(&format!("/{name}"), "").status, 404);
+    assert_eq!(client.get("/small", "").status, 200);
+    assert_eq!(server.connect().get("/small", "").status, 200);
+}
