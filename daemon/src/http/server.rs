@@ -19,9 +19,10 @@
 //! `503` written without waiting and is closed.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -74,7 +75,7 @@ pub struct Slot {
 impl Slot {
     /// Waiting for a request head (`true`), or busy answering one.
     pub fn waiting(&self, waiting: bool) {
-        lock(&self.table).set_waiting(self.id, waiting);
+        self.table.lock().set_waiting(self.id, waiting);
     }
 
     /// Resolves when the connection was closed to admit another.
@@ -85,13 +86,8 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        lock(&self.table).remove(self.id);
+        self.table.lock().remove(self.id);
     }
-}
-
-fn lock(table: &Admitted) -> std::sync::MutexGuard<'_, admit::Table<CancellationToken>> {
-    // The table stays consistent whatever panicked while holding it.
-    table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (a unit's
@@ -243,7 +239,7 @@ async fn accept(
 /// `503`) when it is refused.
 fn admit_one(table: &Admitted, stream: &tokio::net::TcpStream, peer: SocketAddr) -> Option<Slot> {
     let evicted = CancellationToken::new();
-    let admission = lock(table).admit(peer.ip(), evicted.clone());
+    let admission = table.lock().admit(peer.ip(), evicted.clone());
     match admission {
         Admission::Admit { id, evicted: old } => {
             if !old.is_empty() {
