@@ -108,6 +108,27 @@ fn fetch(url: &str) -> Result<(usize, [u8; 32]), String> {
     Ok((len, hash.finalize().into()))
 }
 
+type Client = std::thread::JoinHandle<Result<u64, String>>;
+
+/// A thread that waits at `barrier`, then GETs `url`: its body bytes, or
+/// an error when `whole(length, sha256)` says the body is not the file.
+fn client(
+    url: String,
+    barrier: &Arc<Barrier>,
+    whole: impl Fn(usize, [u8; 32]) -> bool + Send + 'static,
+) -> Client {
+    let barrier = barrier.clone();
+    std::thread::spawn(move || {
+        barrier.wait();
+        let (len, hash) = fetch(&url)?;
+        if whole(len, hash) {
+            Ok(len as u64)
+        } else {
+            Err(format!("{url}: {len} bytes that are not the file"))
+        }
+    })
+}
+
 struct Outcome {
     errors: Vec<String>,
     bytes: u64,
@@ -172,27 +193,11 @@ fn main() {
     for i in 0..local_clients {
         let (name, len) = local[i % LOCAL_FILES].clone();
         let url = format!("{}{}", a.url(), path_of(&name));
-        let barrier = barrier.clone();
-        clients.push(std::thread::spawn(move || {
-            barrier.wait();
-            match fetch(&url) {
-                Ok((got, _)) if got == len => Ok(got as u64),
-                Ok((got, _)) => Err(format!("{url}: {got} bytes, not {len}")),
-                Err(e) => Err(e),
-            }
-        }));
+        clients.push(client(url, &barrier, move |got, _| got == len));
     }
     for (name, sha) in peer.iter().cloned() {
         let url = format!("{}{}", b.url(), path_of(&name));
-        let barrier = barrier.clone();
-        clients.push(std::thread::spawn(move || {
-            barrier.wait();
-            match fetch(&url) {
-                Ok((got, hash)) if hash == sha => Ok(got as u64),
-                Ok((got, _)) => Err(format!("{url}: {got} bytes that differ from the file")),
-                Err(e) => Err(e),
-            }
-        }));
+        clients.push(client(url, &barrier, move |_, hash| hash == sha));
     }
     barrier.wait();
     let started = Instant::now();
