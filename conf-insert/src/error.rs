@@ -9,6 +9,20 @@ use std::path::PathBuf;
 /// here exactly as it fails there.
 pub const MAX_INCLUDE_DEPTH: usize = 10;
 
+/// Include files read in all while parsing one pacman.conf (a file
+/// included twice counts twice). Arch's stock file reads its mirrorlist
+/// about ten times; without a bound, a file including itself twice, or
+/// a glob of many files each including it again, would be read
+/// 2^[`MAX_INCLUDE_DEPTH`] times or more.
+pub const MAX_INCLUDES: usize = 256;
+
+/// Files one `Include` glob may match.
+pub const MAX_GLOB_MATCHES: usize = 128;
+
+/// Bytes of one pacman.conf or include file (an `Include = /dev/zero`
+/// must not fill memory).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Why a pacman.conf (or an include file) could not be used.
 ///
 /// Messages start with `FILE:LINE:` like a compiler's, so an editor can jump
@@ -81,6 +95,34 @@ pub enum ConfError {
         line: usize,
         include: PathBuf,
     },
+
+    /// More than [`MAX_INCLUDES`] include files read in all.
+    #[error(
+        "{}:{line}: more than {MAX_INCLUDES} include files read in all, at {}",
+        file.display(),
+        include.display()
+    )]
+    TooManyIncludes {
+        file: PathBuf,
+        line: usize,
+        include: PathBuf,
+    },
+
+    /// An `Include` glob matching more than [`MAX_GLOB_MATCHES`] files.
+    #[error(
+        "{}:{line}: include {pattern} matches more than {MAX_GLOB_MATCHES} files",
+        file.display()
+    )]
+    GlobTooWide {
+        file: PathBuf,
+        line: usize,
+        pattern: String,
+    },
+
+    /// A pacman.conf or include file larger than [`MAX_FILE_BYTES`]; `at`
+    /// is the `Include` line that named it (`FILE:LINE: `), if any.
+    #[error("{at}{}: larger than {MAX_FILE_BYTES} bytes", file.display())]
+    TooLarge { at: String, file: PathBuf },
 
     /// An include path that cannot be written as one `Include = …` line.
     #[error("bad include path {path:?}: {reason}")]

@@ -3,9 +3,10 @@
 //! and pacman's errors. Lines are classified by `lex`, never here.
 
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ConfError, MAX_INCLUDE_DEPTH};
+use crate::error::{ConfError, MAX_FILE_BYTES, MAX_GLOB_MATCHES, MAX_INCLUDES, MAX_INCLUDE_DEPTH};
 use crate::lex::{self, Action, Kind, Scope};
 use crate::model::{Options, PacmanConf, Repo, Server, Source, DEFAULT_CACHE_DIR, DEFAULT_DB_PATH};
 
@@ -13,9 +14,16 @@ impl PacmanConf {
     /// Reads and parses the pacman.conf at `path` and every file it includes.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfError> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|cause| ConfError::Read {
-            file: path.to_owned(),
-            cause,
+        let bytes = read_bounded(path).map_err(|e| match e {
+            IncludeError::Io(cause) => ConfError::Read {
+                file: path.to_owned(),
+                cause,
+            },
+            IncludeError::TooLarge => ConfError::TooLarge {
+                at: String::new(),
+                file: path.to_owned(),
+            },
+            IncludeError::Conf(e) => e,
         })?;
         Self::parse(&decode_text(bytes, path)?, path)
     }
@@ -56,6 +64,8 @@ struct Builder {
     db_path: Option<PathBuf>,
     root_dir: Option<PathBuf>,
     architectures: Vec<String>,
+    /// Include files read so far (bounded by [`MAX_INCLUDES`]).
+    includes_read: usize,
 }
 
 impl Builder {
@@ -95,9 +105,22 @@ impl Builder {
         line: usize,
         depth: usize,
     ) -> Result<(), ConfError> {
-        for path in expand_glob(pattern) {
+        let paths = expand_glob(pattern).ok_or_else(|| ConfError::GlobTooWide {
+            file: file.to_owned(),
+            line,
+            pattern: pattern.to_owned(),
+        })?;
+        for path in paths {
             if depth + 1 >= MAX_INCLUDE_DEPTH {
                 return Err(ConfError::IncludeTooDeep {
+                    file: file.to_owned(),
+                    line,
+                    include: path,
+                });
+            }
+            self.includes_read += 1;
+            if self.includes_read > MAX_INCLUDES {
+                return Err(ConfError::TooManyIncludes {
                     file: file.to_owned(),
                     line,
                     include: path,
@@ -109,6 +132,10 @@ impl Builder {
                     line,
                     include: path.clone(),
                     cause,
+                },
+                IncludeError::TooLarge => ConfError::TooLarge {
+                    at: format!("{}:{line}: include ", file.display()),
+                    file: path.clone(),
                 },
                 IncludeError::Conf(e) => e,
             })?;
@@ -205,8 +232,8 @@ impl Builder {
 /// The files an `Include` pattern names, sorted, as `glob(3)` with
 /// `GLOB_NOCHECK` gives them to pacman: a pattern that matches nothing (or
 /// does not parse as a glob) stands for itself, so reading it then fails
-/// just as pacman's `fopen` does.
-fn expand_glob(pattern: &str) -> Vec<PathBuf> {
+/// just as pacman's `fopen` does. `None` past [`MAX_GLOB_MATCHES`].
+fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
     let options = glob::MatchOptions {
         case_sensitive: true,
         // POSIX glob: `*` matches neither `/` nor a leading dot.
@@ -216,18 +243,24 @@ fn expand_glob(pattern: &str) -> Vec<PathBuf> {
     let matches: Vec<PathBuf> = match glob::glob_with(pattern, options) {
         // Entries that cannot be read while globbing are skipped, as glob(3)
         // without GLOB_ERR skips them.
-        Ok(paths) => paths.filter_map(Result::ok).collect(),
+        Ok(paths) => paths
+            .filter_map(Result::ok)
+            .take(MAX_GLOB_MATCHES + 1)
+            .collect(),
         Err(_) => Vec::new(),
     };
-    if matches.is_empty() {
-        vec![PathBuf::from(pattern)]
+    if matches.len() > MAX_GLOB_MATCHES {
+        None
+    } else if matches.is_empty() {
+        Some(vec![PathBuf::from(pattern)])
     } else {
-        matches
+        Some(matches)
     }
 }
 
 enum IncludeError {
     Io(std::io::Error),
+    TooLarge,
     Conf(ConfError),
 }
 
@@ -236,8 +269,21 @@ fn read_include(path: &Path) -> Result<String, IncludeError> {
     if path.is_dir() {
         return Ok(String::new());
     }
-    let bytes = fs::read(path).map_err(IncludeError::Io)?;
+    let bytes = read_bounded(path)?;
     decode_text(bytes, path).map_err(IncludeError::Conf)
+}
+
+/// The bytes of `path`, at most [`MAX_FILE_BYTES`] of them.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, IncludeError> {
+    let file = fs::File::open(path).map_err(IncludeError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(IncludeError::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(IncludeError::TooLarge);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

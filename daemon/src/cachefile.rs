@@ -26,11 +26,16 @@ use tokio::task::JoinHandle;
 pub const CHUNK: usize = 64 * 1024;
 
 /// Opens a cache file without following a symlink, and only if it is a
-/// regular file.
+/// regular file. The open itself does not wait: a FIFO renamed into a
+/// cache dir would block a plain open until a writer came (and a device
+/// may too), holding a serving thread, so it is opened `O_NONBLOCK` and
+/// refused by its type before anything reads it (Linux ignores
+/// `O_NONBLOCK` on the regular files that pass).
 pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(flags.bits() as i32)
         .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -214,5 +219,30 @@ mod tests {
         assert!(open_regular(&link).is_err());
         assert!(open_regular(dir.path()).is_err());
         assert!(open_regular(&target).is_ok());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = "fifo-1-1-any.pkg.tar.zst";
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join(name),
+            rustix::fs::FileType::Fifo,
+            mode,
+            0,
+        )
+        .expect("mkfifo");
+        // In a thread, so a blocking open fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = dir.path().join(name);
+        std::thread::spawn(move || {
+            let _ = tx.send(open_regular(&path).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let opened = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the open of a FIFO returned");
+        assert_eq!(opened, Err("not a regular file".to_string()));
     }
 }

@@ -57,6 +57,9 @@ pub struct State {
     pub mirror_client: mirror_client::MirrorClient,
     /// Whether files the sync databases cannot verify may come from peers.
     pub unverified_from_peers: bool,
+    /// Whether pacmesh's own pages are answered to clients other than
+    /// loopback (`pages_lan`).
+    pub pages_lan: bool,
     pub index: SharedIndex,
     /// Replaced whole on reload (SIGHUP), and when a mirrorlist changes;
     /// requests read it under a brief read lock.
@@ -255,6 +258,7 @@ pub async fn run(
         engine,
         mirror_client,
         unverified_from_peers: env.unverified_from_peers,
+        pages_lan: env.pages_lan,
         index,
         mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),
         stats,

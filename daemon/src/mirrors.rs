@@ -8,22 +8,36 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Where to send a miss when no pacman.conf is there to say (a fresh
 /// Debian box): Arch's own geo-balanced mirror.
 pub const DEFAULT_MIRROR: &str = "https://geo.mirror.pkgbuild.com/$repo/os/$arch";
 
-/// Characters escaped in a redirect's file name: what a URL path cannot
-/// carry as is. `+` and `:` (epochs) stay, as Arch's mirrors serve them.
-const PATH_UNSAFE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'?')
-    .add(b'<')
-    .add(b'>');
+/// Characters escaped in the repo, architecture and file name put into a
+/// mirror's URL: everything but what RFC 3986 lets a path segment carry
+/// as is (`pchar`: unreserved, sub-delims, `:` and `@`). So `+` and `:`
+/// (epochs) stay, as Arch's mirrors serve them, and a request's `%20` or
+/// `%3F` that decoded into a repo name goes back out encoded, never as a
+/// space or a query.
+const SEGMENT_UNSAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@');
 
 /// One repo's upstreams: URL templates with `$repo`/`$arch`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,11 +156,15 @@ impl MirrorTable {
     }
 }
 
-/// The URL of `name` under a `Server` template, as pacman would build it.
+/// The URL of `name` under a `Server` template, as pacman would build it,
+/// with `repo`, `arch` and `name` (decoded from a request) encoded as
+/// path segments again.
 pub fn file_url(template: &str, repo: &str, arch: &str, name: &str) -> String {
-    let base = template.replace("$repo", repo).replace("$arch", arch);
-    let name = utf8_percent_encode(name, PATH_UNSAFE);
-    format!("{}/{name}", base.trim_end_matches('/'))
+    let segment = |s| utf8_percent_encode(s, SEGMENT_UNSAFE).to_string();
+    let base = template
+        .replace("$repo", &segment(repo))
+        .replace("$arch", &segment(arch));
+    format!("{}/{}", base.trim_end_matches('/'), segment(name))
 }
 
 #[cfg(test)]
@@ -183,6 +201,20 @@ mod tests {
                 "y",
                 "a b#c%",
                 "http://m/static/a%20b%23c%25",
+            ),
+            (
+                "http://m/$repo/os/$arch",
+                "my repo#1?",
+                "x86/64%",
+                "d\u{e9}p\u{f4}t[1]-1-1-any.pkg.tar.zst",
+                "http://m/my%20repo%231%3F/os/x86%2F64%25/d%C3%A9p%C3%B4t%5B1%5D-1-1-any.pkg.tar.zst",
+            ),
+            (
+                "http://m/$repo/$arch",
+                "a@b:c+d=e",
+                "\r\n",
+                "f",
+                "http://m/a@b:c+d=e/%0D%0A/f",
             ),
         ];
         for (template, repo, arch, name, want) in table {

@@ -31,6 +31,8 @@ pub struct Environment {
     pub sync_dir: Option<PathBuf>,
     /// From the config: `!verified_only`.
     pub unverified_from_peers: bool,
+    /// From the config: `pages_lan`.
+    pub pages_lan: bool,
     pub cache_dirs: Vec<PathBuf>,
     pub mirrors: MirrorTable,
     /// pacmesh's own HTTP addresses, never an upstream.
@@ -112,6 +114,7 @@ fn resolve_inner(config: &Config) -> anyhow::Result<Environment> {
         archs,
         sync_dir: pacman.as_ref().map(|c| c.options.sync_dir()),
         unverified_from_peers: !config.verified_only,
+        pages_lan: config.pages_lan,
         cache_dirs,
         mirrors,
         own_servers: own,

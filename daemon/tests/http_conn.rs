@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
+use pacmeshd::http::admit::Caps;
 use pacmeshd::http::conn::{Handler, Limits};
 use pacmeshd::http::head::{MAX_HEADERS, MAX_HEAD_BYTES};
 use pacmeshd::http::{local, server, Body};
@@ -26,6 +27,7 @@ const LIMITS: Limits = Limits {
     head_timeout: Duration::from_secs(1),
     write_stall: Duration::from_secs(1),
     linger: Duration::from_millis(300),
+    caps: Caps::DEFAULT,
 };
 const GRACE: Duration = Duration::from_secs(2);
 /// Generous bound for anything the server should do "at once" or after
@@ -87,6 +89,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(LIMITS)
+    }
+
+    fn start_with(limits: Limits) -> Server {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("small"), pattern(SMALL)).unwrap();
@@ -109,7 +115,7 @@ impl Server {
         let serving = runtime.spawn(server::serve(
             files,
             vec![listener],
-            LIMITS,
+            limits,
             GRACE,
             shutdown.clone(),
         ));
@@ -625,4 +631,43 @@ fn shutdown_lets_a_download_finish_then_closes() {
     assert!(reply.body == pattern(BIG));
     assert!(client.closed());
     server.stop();
+}
+
+#[test]
+fn at_the_connection_cap_the_oldest_waiting_connection_makes_room() {
+    let server = Server::start_with(Limits {
+        caps: Caps {
+            total: 2,
+            per_client: 2,
+        },
+        ..LIMITS
+    });
+    let mut oldest = server.connect();
+    oldest.send(b"GET /small HTTP/1.1\r\nHost:");
+    let mut idle = server.connect();
+    assert_eq!(idle.get("/small", "").status, 200);
+    // A third connection closes the oldest waiting one, half-sent.
+    let mut third = server.connect();
+    assert!(oldest.reply(false).is_none() && oldest.closed());
+    assert_eq!(third.get("/small", "").status, 200);
+    // The kept-alive one was not touched, and a fourth closes it now.
+    assert_eq!(idle.get("/small", "").status, 200);
+    let mut fourth = server.connect();
+    assert_eq!(fourth.get("/small", "").status, 200);
+    assert!(idle.reply(false).is_none());
+}
+
+#[test]
+fn a_fifo_in_the_served_dir_is_refused_at_once_and_serving_goes_on() {
+    let server = Server::start();
+    let name = "fifo-1.0-1-x86_64.pkg.tar.zst";
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    let fifo = rustix::fs::FileType::Fifo;
+    rustix::fs::mknodat(rustix::fs::CWD, server.path(name), fifo, mode, 0).unwrap();
+    // A blocking open would hold the serving thread until a writer came:
+    // no answer within SOON fails the read.
+    let mut client = server.connect();
+    assert_eq!(client.get(&format!("/{name}"), "").status, 404);
+    assert_eq!(client.get("/small", "").status, 200);
+    assert_eq!(server.connect().get("/small", "").status, 200);
 }

@@ -1,11 +1,15 @@
 //! What the daemon shows people and monitoring: `/_pacmesh/metrics` parses
 //! with Prometheus' own client library and its counters move as requests
 //! are served; `/_pacmesh/` is valid HTML (HTML Tidy finds no errors) with
-//! the peers table present.
+//! the peers table present; with `serve_lan` they answer other hosts only
+//! with `pages_lan`.
 
 use std::process::Command;
+use std::time::Duration;
 
+use pacmesh_tests::assert_eventually;
 use pacmesh_tests::daemon::{Daemon, DaemonArgs};
+use pacmesh_tests::lan::{Lan, PORT};
 use pacmesh_tests::prometheus::{parse_with_prometheus, PYTHON};
 use pacmesh_tests::{http, prereq};
 
@@ -124,4 +128,43 @@ fn status_page_is_valid_html_with_a_peers_table() {
         "tidy found errors:\n{}\n---\n{html}",
         String::from_utf8_lossy(&tidy.stderr)
     );
+}
+
+const PAGES: [&str; 3] = ["/_pacmesh/status", "/_pacmesh/metrics", "/_pacmesh/"];
+
+#[test]
+fn with_serve_lan_the_pages_answer_other_hosts_only_with_pages_lan() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    let lan = Lan::new(2);
+    let (a, b) = (lan.host(0), lan.host(1));
+    let from_b = |path: &str| {
+        b.http_get(&format!("http://{}:{PORT}{path}", a.ip()))
+            .unwrap_or_else(|e| panic!("{path} from the other host: {e}"))
+    };
+    let lan_args = || DaemonArgs::default().arg("--no-mdns").arg("--serve-lan");
+    let mut daemon = a.start_daemon(lan_args());
+    let package = "lan-1.0-1-any.pkg.tar.zst";
+    std::fs::write(daemon.cache_dir().join(package), vec![7u8; 5000]).expect("write");
+    // Packages are what serve_lan is for: served to the other host.
+    assert_eventually!(
+        from_b(&format!("/{package}")).status == 200,
+        Duration::from_secs(10)
+    );
+    for path in PAGES {
+        let refused = from_b(path);
+        let body = String::from_utf8_lossy(&refused.body);
+        assert_eq!(refused.status, 403, "{path}: {body}");
+        assert!(body.contains("pages_lan = true"), "{path}: {body}");
+        assert_eq!(daemon.get(path).status, 200, "{path} on loopback");
+    }
+    daemon.stop();
+    drop(daemon);
+
+    let daemon = a.start_daemon(lan_args().arg("--pages-lan"));
+    for path in PAGES {
+        assert_eq!(from_b(path).status, 200, "{path} with pages_lan");
+        assert_eq!(daemon.get(path).status, 200, "{path} on loopback");
+    }
 }

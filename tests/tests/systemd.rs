@@ -241,6 +241,7 @@ fn default_toml_lists_every_key_with_its_default() {
             "mesh_key",
             "no_mdns",
             "serve_lan",
+            "pages_lan",
             "verified_only",
             "mode",
             "[mirror]",

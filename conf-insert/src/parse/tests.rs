@@ -370,3 +370,87 @@ fn unreadable_files_name_the_line() {
         )
     );
 }
+
+/// The error `main` and `includes` give, with the temp dir as `{dir}`.
+fn error_of(main: &str, includes: &[(String, String)]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let includes: Vec<(&str, &str)> = includes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let error = load(dir.path(), main, &includes).expect_err("refused");
+    error
+        .to_string()
+        .replace(&dir.path().display().to_string(), "{dir}")
+}
+
+#[test]
+fn include_fan_out_is_bounded_in_all() {
+    // 20 files each including the same 20: 420 reads, none deeper than 2.
+    let mut includes: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("a/{i:02}"), "Include = {dir}/b/*\n".to_owned()))
+        .collect();
+    includes.extend((0..20).map(|i| (format!("b/{i:02}"), "# leaf\n".to_owned())));
+    let error = error_of("[options]\nInclude = {dir}/a/*\n", &includes);
+    // 21 reads per `a` file: a/00..a/11 take 252, a/12 is the 253rd and
+    // b/03 below it the 257th.
+    assert_eq!(MAX_INCLUDES, 256);
+    assert_eq!(
+        error,
+        "{dir}/a/12:1: more than 256 include files read in all, at {dir}/b/03"
+    );
+    // Within the bound, the same shape parses.
+    includes.truncate(10);
+    includes.extend((0..20).map(|i| (format!("b/{i:02}"), "# leaf\n".to_owned())));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let refs: Vec<(&str, &str)> = includes
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let conf = load(dir.path(), "[options]\nInclude = {dir}/a/*\n", &refs).expect("parses");
+    assert_eq!(conf.files.len(), 31);
+}
+
+#[test]
+fn an_include_glob_matching_too_many_files_is_refused() {
+    let many: Vec<(String, String)> = (0..=MAX_GLOB_MATCHES)
+        .map(|i| (format!("d/{i:03}.conf"), String::new()))
+        .collect();
+    let error = error_of("[options]\n# x\nInclude = {dir}/d/*.conf\n", &many);
+    assert_eq!(
+        error,
+        format!(
+            "{{dir}}/main:3: include {{dir}}/d/*.conf matches more than {MAX_GLOB_MATCHES} files"
+        )
+    );
+    let fits = &many[..MAX_GLOB_MATCHES];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let refs: Vec<(&str, &str)> = fits.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    assert!(load(dir.path(), "[options]\nInclude = {dir}/d/*.conf\n", &refs).is_ok());
+}
+
+#[test]
+fn files_past_the_size_bound_are_refused_even_endless_ones() {
+    let error = error_of("[options]\nInclude = /dev/zero\n", &[]);
+    assert_eq!(
+        error,
+        format!("{{dir}}/main:2: include /dev/zero: larger than {MAX_FILE_BYTES} bytes")
+    );
+    let big = "#".repeat(MAX_FILE_BYTES as usize + 1);
+    let error = error_of(
+        "[options]\nInclude = {dir}/big\n",
+        &[("big".into(), big.clone())],
+    );
+    assert_eq!(
+        error,
+        format!("{{dir}}/main:2: include {{dir}}/big: larger than {MAX_FILE_BYTES} bytes")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let main = dir.path().join("main");
+    fs::write(&main, &big).expect("write");
+    let error = PacmanConf::load(&main).expect_err("too large").to_string();
+    assert_eq!(
+        error,
+        format!("{}: larger than {MAX_FILE_BYTES} bytes", main.display())
+    );
+}

@@ -75,6 +75,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub serve_lan: bool,
 
+    /// Answer pacmesh's status, metrics and page to other hosts too (with
+    /// serve_lan or mirror mode); off: loopback only, others get 403
+    #[arg(long)]
+    #[serde(default)]
+    pub pages_lan: bool,
+
     /// Take from peers only files this host's sync databases can verify
     /// (older versions, for downgrades, are otherwise fetched unverified;
     /// pacman still checks their signatures)
@@ -154,6 +160,7 @@ impl RawConfig {
             mesh_key: one(path(self.mesh_key), path(file.mesh_key)),
             no_mdns: self.no_mdns || file.no_mdns,
             serve_lan: self.serve_lan || file.serve_lan,
+            pages_lan: self.pages_lan || file.pages_lan,
             verified_only: self.verified_only || file.verified_only,
             mode: one(self.mode, file.mode),
             mirror: file.mirror.map(|m| (m, from_file.clone())),
@@ -174,6 +181,7 @@ pub struct Merged {
     pub mesh_key: Option<Sourced>,
     pub no_mdns: bool,
     pub serve_lan: bool,
+    pub pages_lan: bool,
     pub verified_only: bool,
     pub mode: Option<Sourced>,
     /// `[mirror]`, from the file only.

@@ -91,6 +91,8 @@ pub struct Config {
     pub mesh_key: Option<PathBuf>,
     pub mdns: bool,
     pub serve_lan: bool,
+    /// pacmesh's status, metrics and page answered to other hosts too.
+    pub pages_lan: bool,
     pub verified_only: bool,
     pub mode: Mode,
     /// `[mirror]`: checked whatever the mode, used in mirror mode.
@@ -175,6 +177,7 @@ impl Merged {
             mesh_key,
             mdns: !self.no_mdns,
             serve_lan: self.serve_lan,
+            pages_lan: self.pages_lan,
             verified_only: self.verified_only,
             mode,
             mirror,
@@ -254,6 +257,7 @@ impl Config {
             mesh_key: self.mesh_key.clone(),
             no_mdns: !self.mdns,
             serve_lan: self.serve_lan,
+            pages_lan: self.pages_lan,
             verified_only: self.verified_only,
             mode: Some(match self.mode {
                 Mode::Local => "local".into(),

@@ -86,12 +86,27 @@ pub struct Writer {
 
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
-/// Creates the hidden temp file for `name` under `incoming`. Its name
-/// stays within 255 bytes for the longest valid package name.
+/// Bytes of a file's name its temp file's name starts with: with the dot
+/// before it and `.{pid}.{n}` after (at most 1 + 10 + 1 + 20 bytes), the
+/// temp name stays within `MAX_NAME_LEN` (255) for any valid name.
+const TEMP_PREFIX_MAX: usize = 200;
+
+/// The hidden temp file's name for a download of `name`: `.{prefix}.{pid}.{n}`,
+/// the prefix cut to at most [`TEMP_PREFIX_MAX`] bytes at a character
+/// boundary (a name of 255 bytes in multi-byte characters has as many
+/// bytes as an ASCII one).
+fn temp_name(name: &str, pid: u32, n: u64) -> String {
+    let mut end = name.len().min(TEMP_PREFIX_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.{pid}.{n}", &name[..end])
+}
+
+/// Creates the hidden temp file for `name` under `incoming`.
 pub fn create(incoming: &Path, name: &str) -> std::io::Result<Writer> {
     let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-    let short: String = name.chars().take(200).collect();
-    let path = incoming.join(format!(".{short}.{}.{n}", std::process::id()));
+    let path = incoming.join(temp_name(name, std::process::id(), n));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -363,6 +378,29 @@ impl GrowingChunks for Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pacmesh_proto::{validate_name, MAX_NAME_LEN};
+
+    #[test]
+    fn temp_names_stay_within_255_bytes_for_the_longest_valid_names() {
+        let suffix = "-1:1.0-1-x86_64.pkg.tar.zst";
+        let ascii = format!("{}{suffix}", "a".repeat(MAX_NAME_LEN - suffix.len()));
+        // 3-byte characters, the cut falling inside one.
+        let wide = format!(
+            "{}{suffix}",
+            "\u{20ac}".repeat((MAX_NAME_LEN - suffix.len()) / 3)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for name in [&ascii, &wide] {
+            assert!(validate_name(name).is_ok(), "{name}");
+            assert!(name.len() >= MAX_NAME_LEN - 2, "{}", name.len());
+            let temp = temp_name(name, u32::MAX, u64::MAX);
+            assert!(temp.len() <= MAX_NAME_LEN, "{} bytes: {temp}", temp.len());
+            assert!(temp.starts_with('.'));
+            // And the filesystem takes it.
+            create(dir.path(), name).unwrap();
+        }
+        assert_eq!(temp_name("a.pkg", 7, 3), ".a.pkg.7.3");
+    }
 
     #[tokio::test]
     async fn readers_follow_the_writer_and_get_the_last_byte_only_when_complete() {

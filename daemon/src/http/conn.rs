@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::admit::Caps;
 use super::head::{self, Head, Refusal};
+use super::server::Slot;
 use super::wire::{self, Connection};
 use super::{send, Body};
 
@@ -43,7 +45,7 @@ pub trait Handler: Send + Sync + 'static {
     fn refused(&self, _refusal: Refusal, _peer: SocketAddr) {}
 }
 
-/// The time limits of a connection.
+/// The limits of a connection: its times, and how many may be open.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// From the end of a response (or the connection's start) to a
@@ -56,13 +58,18 @@ pub struct Limits {
     /// bytes are drained (so the close does not reset the connection and
     /// destroy the response before the client read it).
     pub linger: Duration,
+    /// How many connections are served at once (`admit`).
+    pub caps: Caps,
 }
 
-/// A client that sends no complete request head for this long is dropped.
+/// A client that sends no complete request head for this long is dropped:
+/// an idle keep-alive connection, or a head sent slowly or never finished
+/// (the timer does not restart on each byte, so a trickle cannot hold a
+/// connection longer).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client that takes no byte of a response for this long is dropped
-/// (pacman gives up on a server after 10 s below 1 byte/s itself).
+/// (the timer restarts with each byte the client takes; pacman gives up on a server after 10 s below 1 byte/s itself).
 pub const WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// Drain time before closing a connection with a response.
@@ -80,15 +87,18 @@ impl Limits {
         head_timeout: HEAD_TIMEOUT,
         write_stall: WRITE_STALL,
         linger: LINGER,
+        caps: Caps::DEFAULT,
     };
 }
 
 /// Serves requests on `stream` until the client closes, a limit is hit, a
 /// response fails, or `shutdown` (then an idle connection closes at once
-/// and a busy one after its response).
+/// and a busy one after its response), or while it waits for a head, its
+/// `slot` is evicted for a newcomer.
 pub async fn run<H: Handler>(
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: &Slot,
     handler: &Arc<H>,
     daemon: &Handle,
     limits: Limits,
@@ -98,11 +108,13 @@ pub async fn run<H: Handler>(
     let mut head_bytes = Vec::with_capacity(256);
     let deadline = tokio::time::sleep(limits.head_timeout);
     let stopping = shutdown.cancelled();
-    tokio::pin!(deadline, stopping);
+    let evicted = slot.evicted();
+    tokio::pin!(deadline, stopping, evicted);
     loop {
         deadline
             .as_mut()
             .reset(Instant::now() + limits.head_timeout);
+        slot.waiting(true);
         // The next head, from bytes already read (pipelining) or new ones.
         let parsed = loop {
             match head::parse(&input) {
@@ -114,6 +126,7 @@ pub async fn run<H: Handler>(
                 biased;
                 read = stream.read_buf(&mut input) => read,
                 () = &mut deadline => return,
+                () = &mut evicted => return,
                 () = &mut stopping, if input.is_empty() => return,
             };
             match read {
@@ -121,6 +134,7 @@ pub async fn run<H: Handler>(
                 Ok(_) => {}
             }
         };
+        slot.waiting(false);
         let Head {
             request,
             len,

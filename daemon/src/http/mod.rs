@@ -2,6 +2,7 @@
 //! and the dispatch from a parsed target to a response.
 
 mod admin;
+pub mod admit;
 mod body;
 pub mod conn;
 mod db;
@@ -18,7 +19,7 @@ mod stream;
 pub mod target;
 pub mod wire;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,9 +47,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const ADMIN_PREFIX: &str = "/_pacmesh/admin/";
 
 /// Serves HTTP on `listeners` until `shutdown`, then lets in-flight
-/// responses finish for up to [`SHUTDOWN_GRACE`].
+/// responses finish for up to [`SHUTDOWN_GRACE`]. The connection caps are
+/// `admit`'s, lowered if this process may not open enough files for them.
 pub async fn serve(state: Arc<State>, listeners: Vec<TcpListener>, shutdown: CancellationToken) {
-    server::serve(state, listeners, Limits::DEFAULT, SHUTDOWN_GRACE, shutdown).await;
+    let limits = Limits {
+        caps: Limits::DEFAULT.caps.fitting(server::open_files_limit()),
+        ..Limits::DEFAULT
+    };
+    server::serve(state, listeners, limits, SHUTDOWN_GRACE, shutdown).await;
 }
 
 impl Handler for State {
@@ -62,9 +68,9 @@ impl Handler for State {
         }
         let asked = Asked::new(req, peer);
         let (response, source) = match parse_target(req.uri().path()).ok()? {
-            Target::Status => (status::response(&gather(self)), Source::Status),
-            Target::Metrics => (metrics::response(&gather(self)), Source::Status),
-            Target::Page => (page::response(&gather(self)), Source::Status),
+            Target::Status => own_page(self, status::response, peer),
+            Target::Metrics => own_page(self, metrics::response, peer),
+            Target::Page => own_page(self, page::response, peer),
             // Token checks and actions that wait: the full path.
             Target::Admin(_) => return None,
             Target::File(file) => {
@@ -80,7 +86,7 @@ impl Handler for State {
             }
         };
         self.stats.count(source);
-        if source == Source::Status {
+        if source != Source::Local {
             log_done(&asked, source, response.status(), 0, true);
         }
         Some(response)
@@ -187,9 +193,9 @@ async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<B
         );
     }
     match parse_target(req.uri().path()) {
-        Ok(Target::Status) => (status::response(&gather(state)), Source::Status),
-        Ok(Target::Metrics) => (metrics::response(&gather(state)), Source::Status),
-        Ok(Target::Page) => (page::response(&gather(state)), Source::Status),
+        Ok(Target::Status) => own_page(state, status::response, asked.client),
+        Ok(Target::Metrics) => own_page(state, metrics::response, asked.client),
+        Ok(Target::Page) => own_page(state, page::response, asked.client),
         Ok(Target::Admin(action)) => {
             admin::respond(state, req.method(), req.headers(), &action).await
         }
@@ -206,6 +212,31 @@ async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<B
             (text(response, format!("{e}\n")), source)
         }
     }
+}
+
+/// What a client other than loopback is told when `pages_lan` is off.
+const PAGES_FORBIDDEN: &str = "pacmesh's status, metrics and page are answered only on \
+     loopback; set pages_lan = true in pacmeshd.toml to show them to other hosts\n";
+
+/// Whether pacmesh's own pages (status, metrics, the page) are answered to
+/// `client`: always on loopback (pacsrv, the admin on this host), to other
+/// hosts (`serve_lan`, mirror mode) only with `pages_lan`, since they tell
+/// which packages and peers this host has.
+pub fn pages_allowed(pages_lan: bool, client: IpAddr) -> bool {
+    pages_lan || client.to_canonical().is_loopback()
+}
+
+/// One of pacmesh's own pages rendered for `client`, or a 403.
+fn own_page(
+    state: &State,
+    render: fn(&crate::snapshot::Snapshot) -> Response<Body>,
+    client: SocketAddr,
+) -> (Response<Body>, Source) {
+    if !pages_allowed(state.pages_lan, client.ip()) {
+        let response = Response::builder().status(StatusCode::FORBIDDEN);
+        return (text(response, PAGES_FORBIDDEN), Source::BadRequest);
+    }
+    (render(&gather(state)), Source::Status)
 }
 
 async fn serve_file(
@@ -353,4 +384,26 @@ fn text(builder: http::response::Builder, body: impl Into<String>) -> Response<B
         .header(header::CONTENT_LENGTH, body.len())
         .body(Body::text(body));
     response.unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pages_allowed;
+
+    #[test]
+    fn pages_are_for_loopback_unless_pages_lan() {
+        for (client, lan_off, lan_on) in [
+            ("127.0.0.1", true, true),
+            ("127.0.0.2", true, true),
+            ("::1", true, true),
+            ("::ffff:127.0.0.1", true, true),
+            ("10.0.0.2", false, true),
+            ("::ffff:192.168.1.5", false, true),
+            ("fe80::1", false, true),
+        ] {
+            let ip = client.parse().unwrap();
+            assert_eq!(pages_allowed(false, ip), lan_off, "{client}");
+            assert_eq!(pages_allowed(true, ip), lan_on, "{client}");
+        }
+    }
 }

@@ -12,18 +12,26 @@
 //! Every connection is tracked, so a shutdown closes idle connections at
 //! once, lets responses in flight finish for up to a grace period, then
 //! cuts the rest.
+//!
+//! Connections are admitted by `admit`'s table, shared by all listeners:
+//! at the cap the oldest connection still waiting for a request head is
+//! closed to make room, and a client refused (every slot busy) gets a
+//! `503` written without waiting and is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFuture;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{debug, info, warn};
 
+use super::admit::{self, Admission};
 use super::conn::{self, Handler, Limits};
 
 /// Pause after a failed accept (EMFILE and friends) instead of spinning.
@@ -42,8 +50,59 @@ const COLD_SENDERS: usize = 2;
 /// How long such a thread waits for more work before it ends.
 const COLD_SENDER_IDLE: Duration = Duration::from_secs(5);
 
+/// A refused client is told so at most this often in the log.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The body of the `503` a client refused at the caps is sent, without
+/// waiting for it to read (pacman moves to its next server on a 503).
+const BUSY: &str = "too many connections to pacmeshd; try again later\n";
+
 /// A connection handed to a serving thread.
-type Accepted = (std::net::TcpStream, SocketAddr);
+type Accepted = (std::net::TcpStream, SocketAddr, Slot);
+
+/// The open connections of one server, by `admit`'s rules.
+type Admitted = Arc<Mutex<admit::Table<CancellationToken>>>;
+
+/// A connection's entry in the admission table: where it says whether it
+/// waits for a head (and may be closed for a newcomer), how it learns it
+/// was, and whose drop frees the slot.
+pub struct Slot {
+    table: Admitted,
+    id: admit::Id,
+    evicted: CancellationToken,
+}
+
+impl Slot {
+    /// Waiting for a request head (`true`), or busy answering one.
+    pub fn waiting(&self, waiting: bool) {
+        self.table.lock().set_waiting(self.id, waiting);
+    }
+
+    /// Resolves when the connection was closed to admit another.
+    pub fn evicted(&self) -> WaitForCancellationFuture<'_> {
+        self.evicted.cancelled()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.table.lock().remove(self.id);
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (a unit's
+/// `LimitNOFILE` sets both; elsewhere the soft one is often 1024) and
+/// returns the soft limit then in force.
+pub fn open_files_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        // Refused under the unit's syscall filter, where it is not needed.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
 
 /// What every connection task shares.
 struct Shared<H> {
@@ -100,10 +159,17 @@ pub async fn serve<H: Handler>(
         warn!("no HTTP thread could start: not serving HTTP");
         return;
     }
+    let caps = shared.limits.caps;
+    info!(
+        connections = caps.total,
+        per_client = caps.per_client,
+        "http connection caps"
+    );
+    let table: Admitted = Arc::new(Mutex::new(admit::Table::new(caps)));
     let accepting = TaskTracker::new();
     for listener in listeners {
         let (queues, shutdown) = (queues.clone(), shutdown.clone());
-        accepting.spawn(accept(listener, queues, shutdown));
+        accepting.spawn(accept(listener, table.clone(), queues, shutdown));
     }
     drop(queues);
     accepting.close();
@@ -125,14 +191,16 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// Accepts connections until `shutdown`, handing them to the serving
-/// threads in turn.
+/// Accepts connections until `shutdown`, admits them by `table`, and
+/// hands them to the serving threads in turn.
 async fn accept(
     listener: TcpListener,
+    table: Admitted,
     queues: Vec<mpsc::UnboundedSender<Accepted>>,
     shutdown: CancellationToken,
 ) {
     let mut next = 0;
+    let mut refused_logged: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -146,6 +214,13 @@ async fn accept(
                 continue;
             }
         };
+        let Some(slot) = admit_one(&table, &stream, peer) else {
+            if refused_logged.is_none_or(|at| at.elapsed() >= REFUSED_LOG_EVERY) {
+                warn!(client = %peer, "http connections at their cap, every one busy: refusing");
+                refused_logged = Some(Instant::now());
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         // Moved to the thread's own reactor: out of this one first.
         let stream = match stream.into_std() {
@@ -155,8 +230,37 @@ async fn accept(
                 continue;
             }
         };
-        let _ = queues[next % queues.len()].send((stream, peer));
+        let _ = queues[next % queues.len()].send((stream, peer, slot));
         next += 1;
+    }
+}
+
+/// Admits a new connection, closing those it evicts; `None` (after the
+/// `503`) when it is refused.
+fn admit_one(table: &Admitted, stream: &tokio::net::TcpStream, peer: SocketAddr) -> Option<Slot> {
+    let evicted = CancellationToken::new();
+    let admission = table.lock().admit(peer.ip(), evicted.clone());
+    match admission {
+        Admission::Admit { id, evicted: old } => {
+            if !old.is_empty() {
+                debug!(client = %peer, closed = old.len(), "http connections at their cap: closed the oldest waiting");
+            }
+            old.iter().for_each(CancellationToken::cancel);
+            Some(Slot {
+                table: table.clone(),
+                id,
+                evicted,
+            })
+        }
+        Admission::Refuse => {
+            let response = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{BUSY}",
+                BUSY.len()
+            );
+            let _ = stream.try_write(response.as_bytes());
+            None
+        }
     }
 }
 
@@ -179,7 +283,7 @@ fn serve_thread<H: Handler>(
         }
     };
     runtime.block_on(async {
-        while let Some((stream, peer)) = accepted.recv().await {
+        while let Some((stream, peer, slot)) = accepted.recv().await {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(e) => {
@@ -194,7 +298,7 @@ fn serve_thread<H: Handler>(
                 let s = &*conn_shared;
                 tokio::select! {
                     () = s.cut.cancelled() => {}
-                    () = conn::run(stream, peer, &s.handler, &s.daemon, s.limits, stop) => {}
+                    () = conn::run(stream, peer, &slot, &s.handler, &s.daemon, s.limits, stop) => {}
                 }
             });
         }

@@ -90,6 +90,11 @@ impl Daemon {
         }
     }
 
+    /// The cache dir it shares (pacman's, to the daemon).
+    pub fn cache_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("cache")
+    }
+
     /// Resident memory now, from `/proc/PID/status` (`VmRSS`), in bytes.
     pub fn rss(&self) -> u64 {
         rss_of(self.child.id())
