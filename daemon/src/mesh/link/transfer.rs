@@ -28,8 +28,11 @@ use super::scores::PeerBytes;
 use super::serve::RESET_BAD_BYTES;
 use super::{Inner, Link, Mesh};
 
-/// Largest chunk handed out by [`PeerDownload::next_chunk`].
-const MAX_CHUNK: usize = 256 * 1024;
+/// Most QUIC chunks (about one packet's payload each) gathered into one
+/// chunk by [`PeerDownload::next_chunk`], from those already received:
+/// what follows a chunk (hashing, a write to the download's file, waking
+/// its readers) then runs once per ~75 KB instead of once per ~1.2 KB.
+const GATHER_CHUNKS: usize = 64;
 
 /// Stop code sent when the asker gives up on a stream.
 const STOP_GAVE_UP: VarInt = VarInt::from_u32(1);
@@ -158,6 +161,8 @@ pub struct PeerDownload {
     received: u64,
     first: Option<Bytes>,
     recv: RecvStream,
+    /// Where `read_chunks` puts what it read ([`GATHER_CHUNKS`] slots).
+    gathered: Vec<Bytes>,
     stall: Duration,
     counters: Arc<PeerBytes>,
     outcome: Outcome,
@@ -210,9 +215,13 @@ impl PeerDownload {
             self.outcome.ended = Some(true);
             return Ok(None);
         }
-        let read = tokio::time::timeout(self.stall, self.recv.read_chunk(MAX_CHUNK, true)).await;
+        let read =
+            tokio::time::timeout(self.stall, self.recv.read_chunks(&mut self.gathered)).await;
         let err = match read {
-            Ok(Ok(Some(chunk))) => return self.take(chunk.bytes),
+            Ok(Ok(Some(n))) => {
+                let chunk = gather(&mut self.gathered[..n]);
+                return self.take(chunk);
+            }
             Ok(Ok(None)) => FetchError::Protocol(format!(
                 "stream ended after {} of {} bytes",
                 self.received,
@@ -349,12 +358,27 @@ impl Mesh {
             received: 0,
             first: Some(first),
             recv,
+            gathered: vec![Bytes::new(); GATHER_CHUNKS],
             stall,
             counters: self.inner.scores.bytes_of(peer),
             outcome,
             failed: None,
         })
     }
+}
+
+/// `chunks` as one (moved out, leaving empty ones): the only chunk itself,
+/// else one copy of all of them.
+fn gather(chunks: &mut [Bytes]) -> Bytes {
+    if let [one] = chunks {
+        return std::mem::take(one);
+    }
+    let len = chunks.iter().map(Bytes::len).sum();
+    let mut all = bytes::BytesMut::with_capacity(len);
+    for chunk in chunks {
+        all.extend_from_slice(&std::mem::take(chunk));
+    }
+    all.freeze()
 }
 
 /// Opens the stream, sends the request, reads the header; returns the
