@@ -183,21 +183,8 @@ mod tests {
     /// The fast lines read like the stock format's.
     #[test]
     fn lines_match_the_stock_format() {
-        use parking_lot::Mutex;
-        use std::sync::Arc;
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let lines = |fast: bool| {
-            let buf = Buf::default();
+            let buf = crate::log::SharedBuf::default();
             let out = buf.clone();
             let builder = tracing_subscriber::fmt()
                 .with_ansi(false)

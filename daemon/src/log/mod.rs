@@ -8,6 +8,22 @@ pub mod format;
 pub mod request;
 pub mod writer;
 
+/// A `Write` whose bytes a test can read (`.0`), shared by the log's tests.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct SharedBuf(pub(crate) std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 use tracing::warn;
 use tracing_subscriber::EnvFilter;
 

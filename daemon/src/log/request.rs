@@ -101,24 +101,11 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
-    use std::sync::Arc;
 
     /// The direct line is the stock format's, byte for byte after the
     /// timestamp.
     #[test]
     fn lines_match_the_stock_format() {
-        #[derive(Clone, Default)]
-        struct Buf(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buf {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let cases = [
             Done {
                 method: "GET",
@@ -140,7 +127,7 @@ mod tests {
             },
         ];
         for done in cases {
-            let buf = Buf::default();
+            let buf = crate::log::SharedBuf::default();
             let out = buf.clone();
             let subscriber = tracing_subscriber::fmt()
                 .with_ansi(false)

@@ -165,24 +165,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A `Write` whose bytes the test can read.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::log::SharedBuf;
 
     #[test]
     fn lines_arrive_in_order_and_all_are_flushed_on_drop() {
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let (writer, sink) = BatchWriter::start(out.clone()).expect("thread");
         let mut want = Vec::new();
         for i in 0..10_000 {
@@ -196,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_single_line_is_written_without_more_coming() {
-        let out = Shared::default();
+        let out = SharedBuf::default();
         let (_writer, mut sink) = BatchWriter::start(out.clone()).expect("thread");
         sink.write_all(b"one\n").expect("write");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
