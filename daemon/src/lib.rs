@@ -207,6 +207,7 @@ pub async fn run(
         // A caching mirror keeps what it fetched for its clients.
         store.max_age = fetch::store::MIRROR_MAX_AGE;
         store.max_bytes = mirror.store_max_bytes;
+        store.keep_versions = mirror.keep_versions;
     }
     let mut cache_dirs = env.cache_dirs;
     // Kept downloads are served and offered to peers like pacman's cache.
@@ -241,6 +242,8 @@ pub async fn run(
                 mirror.db_revalidate,
             );
             let fed = Arc::new(syncdb::FedDbs::default());
+            // Files the mirror's databases list are removed last.
+            engine.store().set_listing(fed.clone());
             let proxy = tokio::task::spawn_blocking(move || {
                 dbproxy::DbProxy::open(&dir, fed, client, interval)
             })
@@ -306,13 +309,18 @@ fn clean_incoming(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Applies the kept downloads' policy (`fetch::store`) every minute.
+/// Applies the kept downloads' policy (`fetch::store`) every minute, and
+/// soon after a file is kept.
 async fn sweep_store(state: Arc<State>, shutdown: CancellationToken) {
     let store = state.engine.store().clone();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(fetch::store::SWEEP_EVERY) => {}
+            // A file was kept: a newer version may make one too many.
+            () = store.kept_since() => {
+                tokio::time::sleep(fetch::store::SWEEP_AFTER_KEEP).await;
+            }
         }
         let held_outside = |name: &str| state.index.read().held_outside(name, store.dir());
         match store.sweep_once(held_outside) {
