@@ -11,6 +11,7 @@ pub mod cachefile;
 pub mod config;
 pub mod dbproxy;
 pub mod fetch;
+pub mod fullsync;
 pub mod http;
 pub mod identity;
 pub mod index;
@@ -200,20 +201,21 @@ pub async fn run(
     control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let incoming = env.store_dir.join("incoming");
-    clean_incoming(&incoming)?;
-    let mut store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
-    if let Some(mirror) = &env.mirror_mode {
-        // A caching mirror keeps what it fetched for its clients.
-        store.max_age = fetch::store::MIRROR_MAX_AGE;
-        store.max_bytes = mirror.store_max_bytes;
-        store.keep_versions = mirror.keep_versions;
-    }
-    let mut cache_dirs = env.cache_dirs;
-    // Kept downloads are served and offered to peers like pacman's cache.
-    cache_dirs.push(store.dir().to_path_buf());
+    // One daemon (or `--sync-once`) per store in mirror mode.
+    let _lock = match &env.mirror_mode {
+        Some(_) => Some(fullsync::once::lock_store(&env.store_dir)?),
+        None => None,
+    };
     let stats = Arc::new(Stats::default());
-    let engine = fetch::Engine::new(incoming, store, stats.clone());
+    let engine = open_engine(&env, stats.clone())?;
+    let mut cache_dirs = env.cache_dirs.clone();
+    // Kept downloads are served and offered to peers like pacman's cache.
+    cache_dirs.push(engine.store().dir().to_path_buf());
+    let mirror_client = mirror_client::MirrorClient::new();
+    let dbproxy = match &env.mirror_mode {
+        Some(mirror) => Some(open_dbproxy(&env, mirror, &engine, &mirror_client).await?),
+        None => None,
+    };
     // Peers may join this host's WAN fetches while they arrive.
     mesh_parts.in_flight = Arc::new(engine.clone());
     let publisher = Arc::new(mesh::publish::Publisher::default());
@@ -231,25 +233,6 @@ pub async fn run(
     )?;
     let syncdb = match env.sync_dir {
         Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
-        None => None,
-    };
-    let mirror_client = mirror_client::MirrorClient::new();
-    let dbproxy = match &env.mirror_mode {
-        Some(mirror) => {
-            let (dir, client, interval) = (
-                env.store_dir.clone(),
-                mirror_client.clone(),
-                mirror.db_revalidate,
-            );
-            let fed = Arc::new(syncdb::FedDbs::default());
-            // Files the mirror's databases list are removed last.
-            engine.store().set_listing(fed.clone());
-            let proxy = tokio::task::spawn_blocking(move || {
-                dbproxy::DbProxy::open(&dir, fed, client, interval)
-            })
-            .await??;
-            Some(Arc::new(proxy))
-        }
         None => None,
     };
     let state = Arc::new(State {
@@ -280,6 +263,21 @@ pub async fn run(
     tokio::spawn(sd_notify::watchdog(shutdown.clone()));
     tokio::spawn(apply_controls(state.clone(), control));
     tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
+    if let (Some(mirror), Some(proxy)) = (&env.mirror_mode, &state.dbproxy) {
+        let syncer = fullsync::Syncer {
+            engine: state.engine.clone(),
+            proxy: proxy.clone(),
+            client: state.mirror_client.clone(),
+        };
+        let table = state.clone();
+        tokio::spawn(fullsync::refresh_loop(
+            syncer,
+            move || table.mirrors(),
+            fullsync::full_repos(mirror),
+            mirror.refresh_interval,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(mirrorlist::follow(
         state.mirrors.clone(),
         env.own_servers,
@@ -297,6 +295,45 @@ async fn apply_controls(state: Arc<State>, mut control: tokio::sync::mpsc::Recei
             Control::LogPeers => log_peers(&state),
         }
     }
+}
+
+/// The download engine and its store (`STORE/fetched`, with mirror
+/// mode's limits), as the daemon and `--sync-once` open them.
+pub fn open_engine(env: &setup::Environment, stats: Arc<Stats>) -> std::io::Result<fetch::Engine> {
+    let incoming = env.store_dir.join("incoming");
+    clean_incoming(&incoming)?;
+    let mut store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    if let Some(mirror) = &env.mirror_mode {
+        // A caching mirror keeps what it fetched for its clients.
+        store.max_age = fetch::store::MIRROR_MAX_AGE;
+        store.max_bytes = mirror.store_max_bytes;
+        store.keep_versions = mirror.keep_versions;
+    }
+    Ok(fetch::Engine::new(incoming, store, stats))
+}
+
+/// Mirror mode's databases, loaded from the store; files they list are
+/// removed last by the store's policy.
+pub async fn open_dbproxy(
+    env: &setup::Environment,
+    mirror: &config::mirror::MirrorConfig,
+    engine: &fetch::Engine,
+    client: &mirror_client::MirrorClient,
+) -> anyhow::Result<Arc<dbproxy::DbProxy>> {
+    let fed = Arc::new(syncdb::FedDbs::default());
+    engine.store().set_listing(fed.clone());
+    let full = mirror
+        .repos
+        .iter()
+        .filter(|r| r.full)
+        .map(|r| r.name.clone())
+        .collect();
+    let (dir, client, interval) = (env.store_dir.clone(), client.clone(), mirror.db_revalidate);
+    let proxy = tokio::task::spawn_blocking(move || {
+        dbproxy::DbProxy::open(&dir, fed, client, interval, full)
+    })
+    .await??;
+    Ok(Arc::new(proxy))
 }
 
 /// Empties the incoming dir at start: leftovers of a crash are partial or

@@ -62,6 +62,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if flags.sync_once {
+        return match runtime.block_on(pacmeshd::fullsync::once::run(env)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("pacmeshd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(serve(flags, config, env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

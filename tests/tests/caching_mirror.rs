@@ -577,3 +577,148 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
     );
     assert_eq!(mirror.kept_packages(), vec![a.file_name().to_string()]);
 }
+
+/// Replaces the upstream copy's database in `repo_dir` with one listing only `files` (as
+/// a repo whose packages were upgraded or removed), a real file as the fixtures have. Its
+/// mtime is `generation` × 10 s past a fixed time: each database a new Last-Modified, even
+/// several within a second (nginx answers 304 to an exact match only).
+fn set_upstream_db(repo_dir: &Path, files: &[&FixturePackage], generation: u64) {
+    let tarball = repo_dir.join(format!("{REPO}.db.tar.gz"));
+    let _ = std::fs::remove_file(&tarball);
+    run_ok(
+        Command::new("repo-add")
+            .arg("-q")
+            .arg(&tarball)
+            .args(files.iter().map(|p| repo_dir.join(p.file_name())))
+            .current_dir(repo_dir),
+    );
+    let db = repo_dir.join(db_name());
+    let _ = std::fs::remove_file(&db);
+    std::fs::copy(&tarball, &db).expect("replacing the db");
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + generation * 10);
+    std::fs::File::options()
+        .write(true)
+        .open(&db)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("setting the db's mtime");
+}
+
+/// The upstream serves a copy of `repo`'s tree, whose database the test rewrites.
+fn upstream_copy(repo: &FixtureRepo, scratch: &Path) -> (PathBuf, PathBuf) {
+    let root = scratch.join("root");
+    run_ok(Command::new("cp").arg("-a").arg(repo.root()).arg(&root));
+    let repo_dir = root.join(REPO).join("os").join(repo.arch());
+    (root, repo_dir)
+}
+
+#[test]
+fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
+    if !tools_present() || !prereq::require(&["curl", "repo-add"]) {
+        return;
+    }
+    // Three versions of one package, and two others to fill the store past its cap.
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-k", "1.0-1", 1000 << 10),
+            PkgSpec::new("cm-k", "2.0-1", 1000 << 10),
+            PkgSpec::new("cm-k", "10.0-1", 1000 << 10),
+            PkgSpec::new("cm-x", "1.0-1", 2000 << 10),
+            PkgSpec::new("cm-big", "1.0-1", 3000 << 10),
+        ],
+    );
+    let k = |v: &str| repo.package_version("cm-k", v);
+    let (k1, k2, k10) = (k("1.0-1"), k("2.0-1"), k("10.0-1"));
+    let (x, big) = (repo.package("cm-x"), repo.package("cm-big"));
+    let cap: u64 = 6 << 20;
+    // The premise: all four do not fit, and without k10 they do.
+    let sizes = |ps: &[&FixturePackage]| ps.iter().map(|p| p.size()).sum::<u64>();
+    assert!(sizes(&[k2, k10, x, big]) > cap && sizes(&[k2, x, big]) <= cap);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    // Revalidated at every request: each GET of the database sees the upstream's now.
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        0,
+        &format!("keep_versions = 2\nstore_max_mib = {}", cap >> 20),
+        &[],
+    );
+    let host = lan.host(2);
+    let get = |p: &str| {
+        let url = mirror.file_url(REPO, repo.arch(), p);
+        let r = host
+            .http_get(&url)
+            .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
+        assert_eq!(r.status, 200, "GET {url}: {}", r.text());
+        r
+    };
+    let kept_now = || mirror.kept_packages();
+    let names = |ps: &[&FixturePackage]| {
+        let mut v: Vec<String> = ps.iter().map(|p| p.file_name().to_string()).collect();
+        v.sort();
+        v
+    };
+
+    // Keep-N: each version in turn is the one the database lists, and is fetched.
+    for (generation, pkg) in [k1, k2, k10].into_iter().enumerate() {
+        set_upstream_db(&repo_dir, &[pkg], generation as u64);
+        get(&db_name());
+        assert_eq!(get(pkg.file_name()).body.len() as u64, pkg.size());
+    }
+    pacmesh_tests::assert_eventually!(
+        kept_now() == names(&[k2, k10]),
+        Duration::from_secs(10),
+        "keep_versions = 2 keeps 2.0 and 10.0 (pacman's order), not {:?}\n{}",
+        kept_now(),
+        mirror.daemon.log()
+    );
+
+    // The cap: k2 (listed nowhere now) is being sent slowly to a client while x and big
+    // arrive; big needs room, and k10, the least recently used listed file, makes it.
+    set_upstream_db(&repo_dir, &[k10, x, big], 3);
+    get(&db_name());
+    let out = scratch.path().join("k2.slow");
+    let mut slow = host
+        .exec("curl")
+        .args(["-sS", "--fail", "--limit-rate", "50k", "-o"])
+        .arg(&out)
+        .arg(mirror.file_url(REPO, repo.arch(), k2.file_name()))
+        .spawn()
+        .expect("starting curl");
+    pacmesh_tests::assert_eventually!(
+        std::fs::metadata(&out).is_ok_and(|m| m.len() > 0),
+        EVENT_TIMEOUT,
+        "the slow client never got a byte of {}",
+        k2.file_name()
+    );
+    get(x.file_name());
+    assert_eq!(get(big.file_name()).body.len() as u64, big.size());
+    pacmesh_tests::assert_eventually!(
+        kept_now() == names(&[k2, x, big]),
+        Duration::from_secs(10),
+        "the cap made room by removing k10, sparing k2 being sent: {:?}\n{}",
+        kept_now(),
+        mirror.daemon.log()
+    );
+    let status = slow.wait().expect("waiting for curl");
+    assert!(
+        status.success(),
+        "the slow client's transfer was cut: {status}"
+    );
+    assert_eq!(
+        sha256_file(&out),
+        k2.sha256(),
+        "the slow client got k2 whole"
+    );
+    let kept_bytes = mirror.daemon.status()["mirror"]["packages"]["kept_bytes"].as_u64();
+    assert!(
+        kept_bytes.is_some_and(|b| b <= cap),
+        "{kept_bytes:?} over {cap}"
+    );
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(upstream.gets_for(k10.file_name()).len(), 1);
+}

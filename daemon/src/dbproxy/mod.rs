@@ -10,15 +10,17 @@
 //! - `fresh` (pure): when to ask upstream, and what a client gets.
 //! - `store`: the pairs on disk, one generation directory each.
 //! - `upstream`: asking the upstreams for a pair.
+//! - `staged`: full-mirror repos' databases, switched by their sync only.
 //! - here: [`DbProxy`], one refresh per database at a time however many
 //!   clients ask, and its counters.
 
 pub mod fresh;
+pub mod staged;
 pub mod store;
 pub mod upstream;
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -143,6 +145,9 @@ pub struct DbProxy {
     interval: Duration,
     entries: Mutex<HashMap<DbKey, Entry>>,
     counters: Counters,
+    /// Repos mirrored whole (`staged`): their package lists change only
+    /// when their sync switches them.
+    full: HashSet<String>,
 }
 
 impl DbProxy {
@@ -154,6 +159,7 @@ impl DbProxy {
         fed: Arc<FedDbs>,
         client: MirrorClient,
         interval: Duration,
+        full: HashSet<String>,
     ) -> std::io::Result<DbProxy> {
         let (store, found) = DbStore::open(store_dir)?;
         let mut entries = HashMap::new();
@@ -179,6 +185,7 @@ impl DbProxy {
             interval,
             entries: Mutex::new(entries),
             counters: Counters::default(),
+            full,
         })
     }
 
@@ -196,6 +203,9 @@ impl DbProxy {
         urls: &[String],
         hop: u32,
     ) -> DbAnswer {
+        if self.is_staged(key) {
+            return self.answer_staged(key, sig);
+        }
         let decision = {
             let mut entries = self.entries();
             if !entries.contains_key(key) && entries.len() >= MAX_DATABASES {
@@ -322,32 +332,13 @@ impl DbProxy {
                 info!(url, "database not modified");
                 Check::Fresh
             }
-            Ok(Fetched::New(pair)) => {
-                self.counters.bytes_upstream.fetch_add(pair.bytes, Relaxed);
-                let generation = match self.store.commit(key, pending, pair.modified, pair.has_sig)
-                {
-                    Ok(g) => Arc::new(g),
-                    Err(e) => {
-                        warn!(error = %e, "cannot keep a database");
-                        return Check::Unreachable;
-                    }
-                };
-                // Clients of the new database ask for what it lists: the
-                // table knows it before they can.
-                if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {
-                    let files = self.fed.feed(&key.arch, &key.repo, pair.parsed);
-                    info!(files, "verification table fed");
+            Ok(Fetched::New(pair)) => match self.put(key, pending, pair) {
+                Ok(()) => Check::Fresh,
+                Err(e) => {
+                    warn!(error = %e, "cannot keep a database");
+                    Check::Unreachable
                 }
-                self.counters.refreshed.fetch_add(1, Relaxed);
-                let mut entries = self.entries();
-                let entry = entries
-                    .entry(key.clone())
-                    .or_insert_with(|| Entry::new(None));
-                if let Some(old) = entry.current.replace(generation) {
-                    old.retire();
-                }
-                Check::Fresh
-            }
+            },
             Err(e) => {
                 self.counters.failed.fetch_add(1, Relaxed);
                 let check = e.check();
@@ -357,15 +348,47 @@ impl DbProxy {
         }
     }
 
+    /// Keeps a new pair as `key`'s current one (and feeds the table)
+    /// before any client can see it.
+    fn put(
+        &self,
+        key: &DbKey,
+        pending: store::Pending,
+        pair: upstream::NewPair,
+    ) -> std::io::Result<()> {
+        self.counters.bytes_upstream.fetch_add(pair.bytes, Relaxed);
+        let generation = Arc::new(
+            self.store
+                .commit(key, pending, pair.modified, pair.has_sig)?,
+        );
+        // Clients of the new database ask for what it lists: the table
+        // knows it before they can.
+        if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {
+            let files = self.fed.feed(&key.arch, &key.repo, pair.parsed);
+            info!(files, "verification table fed");
+        }
+        self.counters.refreshed.fetch_add(1, Relaxed);
+        let mut entries = self.entries();
+        let entry = entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(None));
+        if let Some(old) = entry.current.replace(generation) {
+            old.retire();
+        }
+        entry.checked = Some(Instant::now());
+        Ok(())
+    }
+
     /// Asks the upstreams about every kept database now (the admin
-    /// refresh), joining refreshes under way; waits for all of them, at
+    /// refresh, the refresh timer), joining refreshes under way; a full
+    /// mirror's package list is left to its sync; waits for all of them, at
     /// most [`REFRESH_ALL_WAIT`]. `urls`: a database's URL at each
     /// upstream.
     pub async fn refresh_all(self: &Arc<Self>, urls: impl Fn(&DbKey) -> Vec<String>) -> Refreshed {
         let keys: Vec<DbKey> = self
             .entries()
             .iter()
-            .filter(|(_, e)| e.current.is_some())
+            .filter(|(k, e)| e.current.is_some() && !self.is_staged(k))
             .map(|(k, _)| k.clone())
             .collect();
         let mut report = Refreshed::default();
