@@ -56,6 +56,34 @@ impl<'a> MirrorHost<'a> {
         mirror_keys: &str,
         extra: &[OsString],
     ) -> Self {
+        Self::start_repo(host, repo, upstreams, revalidate_s, mirror_keys, "", extra)
+    }
+
+    /// A full mirror of `repo` for `arch` (`full = true`): every package its database
+    /// lists is kept, synced at start and every `refresh_s` seconds.
+    pub fn start_full(
+        host: &'a Host,
+        repo: &str,
+        arch: &str,
+        upstreams: &[String],
+        refresh_s: u64,
+    ) -> Self {
+        let keys = format!("refresh_interval_s = {refresh_s}");
+        let repo_keys = format!("full = true\narch = [{arch:?}]");
+        Self::start_repo(host, repo, upstreams, 3600, &keys, &repo_keys, &[])
+    }
+
+    /// [`MirrorHost::start_with`] with `repo_keys` (TOML lines) added to its
+    /// `[[mirror.repo]]` table.
+    fn start_repo(
+        host: &'a Host,
+        repo: &str,
+        upstreams: &[String],
+        revalidate_s: u64,
+        mirror_keys: &str,
+        repo_keys: &str,
+        extra: &[OsString],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pacmesh-mirror-conf-")
             .tempdir()
@@ -66,7 +94,7 @@ impl<'a> MirrorHost<'a> {
             &config,
             format!(
                 "mode = \"mirror\"\nno_mdns = true\n\n[mirror]\ndb_revalidate_s = {revalidate_s}\n\
-                 {mirror_keys}\n\n[[mirror.repo]]\nname = \"{repo}\"\nservers = [{}]\n",
+                 {mirror_keys}\n\n[[mirror.repo]]\nname = \"{repo}\"\nservers = [{}]\n{repo_keys}\n",
                 servers.join(", ")
             ),
         )

@@ -730,3 +730,188 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
     upstream.wait_idle(IDLE_TIMEOUT);
     assert_eq!(upstream.gets_for(k10.file_name()).len(), 1);
 }
+
+/// The package files a served database lists (`%FILENAME%` of each entry), read with tar.
+fn listed_in(db: &[u8], scratch: &Path) -> Vec<String> {
+    // Callers poll from two threads: a file of its own each time.
+    let file = tempfile::NamedTempFile::new_in(scratch).expect("a temp file");
+    std::fs::write(file.path(), db).expect("writing the polled db");
+    let out = run_ok(Command::new("tar").arg("-xzOf").arg(file.path()));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let mut names = Vec::new();
+    while let Some(line) = lines.next() {
+        if line == "%FILENAME%" {
+            names.extend(lines.next().map(str::to_string));
+        }
+    }
+    names.sort();
+    names
+}
+
+/// What a poller of a full mirror saw: the listings of the databases served, and any file
+/// one of them named that the store lacked both just before and just after the GET.
+#[derive(Default)]
+struct Polled {
+    listings: Vec<Vec<String>>,
+    missing: Vec<(String, Vec<String>)>,
+}
+
+#[test]
+fn a_full_mirror_switches_its_database_only_when_every_package_is_kept() {
+    if !tools_present() || !prereq::require(&["repo-add", "tar"]) {
+        return;
+    }
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+            PkgSpec::new("cm-b", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-c", "1.0-1", 1 << 20),
+            PkgSpec::new("cm-e", "1.0-1", 256 << 10),
+            PkgSpec::new("cm-f", "1.0-1", 4 << 20),
+        ],
+    );
+    let a = |v: &str| repo.package_version("cm-a", v);
+    let (a1, a2) = (a("1.0-1"), a("2.0-1"));
+    let (b, c, e, f) = (
+        repo.package("cm-b"),
+        repo.package("cm-c"),
+        repo.package("cm-e"),
+        repo.package("cm-f"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a1, b, c], 0);
+    let lan = Lan::new(3);
+    // 1 MiB/s per response: cm-f takes 4 s, long enough to kill the mirror in the middle.
+    let upstream = Upstream::start_in_with(
+        lan.host(0),
+        &root,
+        &ServeOptions::default().limit_rate("1m"),
+    );
+    let mut mirror =
+        MirrorHost::start_full(lan.host(1), REPO, repo.arch(), &[upstream.server_url()], 1);
+    let names = |ps: &[&FixturePackage]| {
+        let mut v: Vec<String> = ps.iter().map(|p| p.file_name().to_string()).collect();
+        v.sort();
+        v
+    };
+    let db_url = mirror.file_url(REPO, repo.arch(), &db_name());
+    let host = lan.host(2);
+    let served = |host: &pacmesh_tests::lan::Host| {
+        host.http_get(&db_url)
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| listed_in(&r.body, scratch.path()))
+    };
+    pacmesh_tests::assert_eventually!(
+        served(host) == Some(names(&[a1, b, c])) && mirror.kept_packages() == names(&[a1, b, c]),
+        EVENT_TIMEOUT,
+        "the first sync mirrors the repo whole: kept {:?}\n{}",
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+
+    // A poller checks every database served against the store, while the repo changes.
+    let store = mirror.daemon.store_dir().join("fetched");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let polled = std::sync::Mutex::new(Polled::default());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let kept = || -> std::collections::HashSet<String> {
+                std::fs::read_dir(&store)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let before = kept();
+                let Some(listing) = served(host) else {
+                    continue;
+                };
+                let after = kept();
+                let mut p = polled.lock().expect("poll lock");
+                for name in &listing {
+                    if !before.contains(name) && !after.contains(name) {
+                        p.missing.push((name.clone(), listing.clone()));
+                    }
+                }
+                p.listings.push(listing);
+            }
+        });
+
+        // cm-a is upgraded upstream: after the next run 2.0 is kept and 1.0 gone.
+        set_upstream_db(&repo_dir, &[a2, b, c], 1);
+        pacmesh_tests::assert_eventually!(
+            mirror.kept_packages() == names(&[a2, b, c])
+                && served(host) == Some(names(&[a2, b, c])),
+            EVENT_TIMEOUT,
+            "the upgrade is mirrored: kept {:?}\n{}",
+            mirror.kept_packages(),
+            mirror.daemon.log()
+        );
+
+        // Two packages arrive; the mirror is killed once the small one is kept and the big
+        // one is on its way, and resumes after a restart.
+        set_upstream_db(&repo_dir, &[a2, b, c, e, f], 2);
+        pacmesh_tests::assert_eventually!(
+            mirror.kept_packages().iter().any(|n| n == e.file_name())
+                && upstream.connection_past(1 << 20).is_some(),
+            EVENT_TIMEOUT,
+            "cm-e kept and cm-f on its way: kept {:?}\n{}",
+            mirror.kept_packages(),
+            mirror.daemon.log()
+        );
+        assert_eq!(
+            served(host),
+            Some(names(&[a2, b, c])),
+            "not switched before cm-f is kept"
+        );
+        mirror.daemon.kill();
+        mirror.daemon.restart();
+        pacmesh_tests::assert_eventually!(
+            served(host) == Some(names(&[a2, b, c, e, f])),
+            EVENT_TIMEOUT,
+            "the restarted mirror finishes the sync: kept {:?}\n{}",
+            mirror.kept_packages(),
+            mirror.daemon.log()
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let polled = polled.into_inner().expect("poll lock");
+    assert!(
+        polled.missing.is_empty(),
+        "a served database named files the mirror lacked: {:?}",
+        polled.missing
+    );
+    for want in [names(&[a2, b, c]), names(&[a2, b, c, e, f])] {
+        assert!(
+            polled.listings.contains(&want),
+            "the poller saw the database listing {want:?} ({} polls)",
+            polled.listings.len()
+        );
+    }
+    assert_eq!(mirror.kept_packages(), names(&[a2, b, c, e, f]));
+    for pkg in [a2, b, c, e, f] {
+        let got = host
+            .http_get(&mirror.file_url(REPO, repo.arch(), pkg.file_name()))
+            .expect("a GET of a mirrored package");
+        assert!(
+            got.status == 200 && got.body.len() as u64 == pkg.size(),
+            "{}",
+            pkg.file_name()
+        );
+    }
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(
+        upstream.gets_for(e.file_name()).len(),
+        1,
+        "cm-e not fetched again after the restart\n{}",
+        upstream.transfer_report()
+    );
+    assert_eq!(upstream.gets_for(a1.file_name()).len(), 1);
+}
