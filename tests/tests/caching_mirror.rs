@@ -603,6 +603,13 @@ fn set_upstream_db(repo_dir: &Path, files: &[&FixturePackage], generation: u64) 
         .expect("setting the db's mtime");
 }
 
+/// The file names of `pkgs`, sorted.
+fn file_names(pkgs: &[&FixturePackage]) -> Vec<String> {
+    let mut names: Vec<String> = pkgs.iter().map(|p| p.file_name().to_string()).collect();
+    names.sort();
+    names
+}
+
 /// The upstream serves a copy of `repo`'s tree, whose database the test rewrites.
 fn upstream_copy(repo: &FixtureRepo, scratch: &Path) -> (PathBuf, PathBuf) {
     let root = scratch.join("root");
@@ -665,11 +672,7 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
         r
     };
     let kept_now = || mirror.kept_packages();
-    let names = |ps: &[&FixturePackage]| {
-        let mut v: Vec<String> = ps.iter().map(|p| p.file_name().to_string()).collect();
-        v.sort();
-        v
-    };
+    let names = file_names;
 
     // Keep-N: each version in turn is the one the database lists, and is fetched.
     for (generation, pkg) in [k1, k2, k10].into_iter().enumerate() {
@@ -793,11 +796,7 @@ fn a_full_mirror_switches_its_database_only_when_every_package_is_kept() {
     );
     let mut mirror =
         MirrorHost::start_full(lan.host(1), REPO, repo.arch(), &[upstream.server_url()], 1);
-    let names = |ps: &[&FixturePackage]| {
-        let mut v: Vec<String> = ps.iter().map(|p| p.file_name().to_string()).collect();
-        v.sort();
-        v
-    };
+    let names = file_names;
     let db_url = mirror.file_url(REPO, repo.arch(), &db_name());
     let host = lan.host(2);
     let served = |host: &pacmesh_tests::lan::Host| {

@@ -319,9 +319,11 @@ impl MirrorConfig {
     pub fn to_raw(&self) -> RawMirror {
         RawMirror {
             db_revalidate_s: Some(self.db_revalidate.as_secs()),
-            store_max_gib: (self.store_max_bytes % (1 << 30) == 0)
+            store_max_gib: self
+                .store_max_bytes
+                .is_multiple_of(1 << 30)
                 .then_some(self.store_max_bytes >> 30),
-            store_max_mib: (self.store_max_bytes % (1 << 30) != 0)
+            store_max_mib: (!self.store_max_bytes.is_multiple_of(1 << 30))
                 .then_some(self.store_max_bytes >> 20),
             keep_versions: Some(self.keep_versions as u64),
             refresh_interval_s: Some(self.refresh_interval.map_or(0, |d| d.as_secs())),

@@ -134,9 +134,9 @@ impl Sources for MeshSources {
                 };
                 Ok((SourceStream::Peer(download), opened))
             }
-            SourceId::Mirror(i) => open_mirror(&self.client, &self.mirror_urls, i, offset, size)
-                .await
-                .map(|(body, opened)| (SourceStream::Mirror(body), opened)),
+            SourceId::Mirror(i) => {
+                open_mirror(&self.client, &self.mirror_urls, i, offset, size).await
+            }
         }
     }
 
@@ -199,7 +199,7 @@ async fn open_mirror(
     i: usize,
     offset: u64,
     size: Option<u64>,
-) -> Result<(MirrorBody, Opened), Failure> {
+) -> Result<(SourceStream, Opened), Failure> {
     let url = urls
         .get(i)
         .ok_or_else(|| Failure::Unavailable(format!("no mirror {i}")))?;
@@ -212,7 +212,7 @@ async fn open_mirror(
         size,
         start: body.start,
     };
-    Ok((body, opened))
+    Ok((SourceStream::Mirror(body), opened))
 }
 
 /// The repo's mirrors only, no mesh: a full mirror's sync (`fullsync`),
@@ -238,9 +238,7 @@ impl Sources for MirrorSources {
         let SourceId::Mirror(i) = source else {
             return Err(Failure::Unavailable(format!("{name}: mirrors only")));
         };
-        open_mirror(&self.client, &self.mirror_urls, i, offset, size)
-            .await
-            .map(|(body, opened)| (SourceStream::Mirror(body), opened))
+        open_mirror(&self.client, &self.mirror_urls, i, offset, size).await
     }
 
     async fn claim(&self, _name: &str, _size: u64, _exclude: &[NodeId]) -> Claimant {
