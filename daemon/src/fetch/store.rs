@@ -13,9 +13,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
 use std::time::{Duration, SystemTime};
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tracing::info;
 
@@ -64,10 +66,6 @@ struct Shared {
     kept: Notify,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Store {
     /// The store in `dir`; last-use records live beside it.
     pub fn new(dir: PathBuf) -> std::io::Result<Store> {
@@ -89,17 +87,17 @@ impl Store {
 
     /// Files these databases list are removed last (mirror mode).
     pub fn set_listing(&self, fed: Arc<FedDbs>) {
-        *lock(&self.shared.listing) = Some(fed);
+        *self.shared.listing.lock() = Some(fed);
     }
 
     /// Sets the names `key`'s full-mirror databases list: never removed by
     /// the policy (the repo's sync removes what it no longer lists).
     pub fn pin(&self, key: &str, names: Arc<HashSet<String>>) {
-        lock(&self.shared.pins).insert(key.to_owned(), names);
+        self.shared.pins.lock().insert(key.to_owned(), names);
     }
 
     fn pinned(&self, name: &str) -> bool {
-        lock(&self.shared.pins).values().any(|p| p.contains(name))
+        self.shared.pins.lock().values().any(|p| p.contains(name))
     }
 
     /// A response starts sending `path`: if it is a kept file, it is used
@@ -127,11 +125,11 @@ impl Store {
     /// Moves a finished, verified download in under its name.
     pub fn keep(&self, writer: Writer, name: &str) -> std::io::Result<()> {
         let kept = writer.keep_as(&self.dir.join(name));
-        let size = lock(&self.shared.reserved).remove(name);
+        let size = self.shared.reserved.lock().remove(name);
         if kept.is_ok() {
             let size =
                 std::fs::metadata(self.dir.join(name)).map_or(size.unwrap_or(0), |m| m.len());
-            if let Some(total) = lock(&self.shared.total).as_mut() {
+            if let Some(total) = self.shared.total.lock().as_mut() {
                 *total += size;
             }
             self.shared.kept.notify_one();
@@ -141,7 +139,7 @@ impl Store {
 
     /// Gives up the room reserved for `name` (its download was not kept).
     pub fn release(&self, name: &str) {
-        lock(&self.shared.reserved).remove(name);
+        self.shared.reserved.lock().remove(name);
     }
 
     /// Reserves `size` bytes for `name`, a download about to arrive to be
@@ -149,9 +147,9 @@ impl Store {
     /// room can be made (the download is served but not kept). A file a
     /// full-mirror repo lists is always given its room.
     pub fn make_room(&self, name: &str, size: u64) -> std::io::Result<bool> {
-        let mut reserved = lock(&self.shared.reserved);
+        let mut reserved = self.shared.reserved.lock();
         let reserve = size + reserved.values().sum::<u64>();
-        let known = *lock(&self.shared.total);
+        let known = *self.shared.total.lock();
         let fits = match known {
             Some(total) if total + reserve <= self.max_bytes => true,
             _ => {
@@ -169,7 +167,7 @@ impl Store {
     /// says whether a pacman cache dir holds the same name.
     pub fn list(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<StoreFile>> {
         let now = SystemTime::now();
-        let listing = lock(&self.shared.listing).clone();
+        let listing = self.shared.listing.lock().clone();
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -205,7 +203,7 @@ impl Store {
                 gone.push(kept.name);
             }
         }
-        *lock(&self.shared.total) = None;
+        *self.shared.total.lock() = None;
         gone.sort();
         Ok(gone)
     }
@@ -226,7 +224,7 @@ impl Store {
                 total -= files.iter().find(|f| &f.name == name).map_or(0, |f| f.size);
             }
         }
-        *lock(&self.shared.total) = Some(total);
+        *self.shared.total.lock() = Some(total);
         if !eviction.gone.is_empty() {
             info!(files = ?eviction.gone, reserve, cap = self.max_bytes, "kept files removed by policy");
         }
@@ -239,7 +237,7 @@ impl Store {
     /// Applies the policy once (room kept for downloads arriving); writes
     /// the last-use records; returns what was removed.
     pub fn sweep_once(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
-        let reserved = lock(&self.shared.reserved);
+        let reserved = self.shared.reserved.lock();
         let reserve = reserved.values().sum();
         let (_, gone) = self.apply(reserve, elsewhere)?;
         drop(reserved);
