@@ -36,7 +36,7 @@ use crate::pacman::PacmanRoot;
 /// upstreams of one repo.
 pub struct MirrorHost<'a> {
     pub daemon: NsDaemon<'a>,
-    _config: TempDir,
+    config_dir: TempDir,
 }
 
 impl<'a> MirrorHost<'a> {
@@ -105,7 +105,7 @@ impl<'a> MirrorHost<'a> {
         );
         MirrorHost {
             daemon: host.start_daemon(args),
-            _config: dir,
+            config_dir: dir,
         }
     }
 
@@ -126,6 +126,27 @@ impl<'a> MirrorHost<'a> {
     /// `http://IP:15680/REPO/os/ARCH/FILE`, for plain GETs from a client host.
     pub fn file_url(&self, repo: &str, arch: &str, file: &str) -> String {
         format!("http://{}:{PORT}/{repo}/os/{arch}/{file}", self.host().ip())
+    }
+
+    /// `pacmeshd --sync-once` in its host, with its config, pacman.conf and dirs (stop the
+    /// daemon first: a running one holds the store's lock).
+    pub fn sync_once(&self) -> Output {
+        let dir = self
+            .daemon
+            .state_dir()
+            .parent()
+            .expect("the daemon's temp dir");
+        let mut cmd = self.host().exec(crate::daemon::Daemon::binary());
+        cmd.arg("--config")
+            .arg(self.config_dir.path().join("pacmeshd.toml"))
+            .arg("--pacman-conf")
+            .arg(dir.join("pacman.conf"))
+            .arg("--state-dir")
+            .arg(self.daemon.state_dir())
+            .arg("--store-dir")
+            .arg(self.daemon.store_dir())
+            .arg("--sync-once");
+        crate::process::run(&mut cmd)
     }
 
     /// The packages it keeps (`STORE/fetched`), by file name.

@@ -870,7 +870,22 @@ fn a_full_mirror_switches_its_database_only_when_every_package_is_kept() {
             Some(names(&[a2, b, c])),
             "not switched before cm-f is kept"
         );
+        // A second writer is refused while the daemon holds the store.
+        let refused = mirror.sync_once();
+        assert!(
+            !refused.status.success() && output_text(&refused).contains("locked"),
+            "--sync-once beside the running daemon:\n{}",
+            output_text(&refused)
+        );
+        // Killed half-way; the terminal run finishes the job, fetching cm-f only.
         mirror.daemon.kill();
+        let out = mirror.sync_once();
+        let text = output_text(&out);
+        let line = format!("{}/{REPO}: 5 listed, 4 present, 1 fetched", repo.arch());
+        assert!(
+            out.status.success() && text.contains(&line) && text.contains("database switched"),
+            "pacmeshd --sync-once after the kill, wanted {line:?}:\n{text}"
+        );
         mirror.daemon.restart();
         pacmesh_tests::assert_eventually!(
             served(host) == Some(names(&[a2, b, c, e, f])),
@@ -906,11 +921,19 @@ fn a_full_mirror_switches_its_database_only_when_every_package_is_kept() {
         );
     }
     upstream.wait_idle(IDLE_TIMEOUT);
+    for pkg in [a1, a2, b, c, e] {
+        assert_eq!(
+            upstream.gets_for(pkg.file_name()).len(),
+            1,
+            "{} fetched once, not again after the kill\n{}",
+            pkg.file_name(),
+            upstream.transfer_report()
+        );
+    }
     assert_eq!(
-        upstream.gets_for(e.file_name()).len(),
-        1,
-        "cm-e not fetched again after the restart\n{}",
+        upstream.gets_for(f.file_name()).len(),
+        2,
+        "cm-f: cut by the kill, then fetched whole\n{}",
         upstream.transfer_report()
     );
-    assert_eq!(upstream.gets_for(a1.file_name()).len(), 1);
 }
