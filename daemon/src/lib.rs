@@ -262,7 +262,11 @@ pub async fn run(
     });
     tokio::spawn(sd_notify::watchdog(shutdown.clone()));
     tokio::spawn(apply_controls(state.clone(), control));
-    tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
+    let swept = state.clone();
+    tokio::spawn(state.engine.store().clone().sweep_loop(
+        move |name, dir| swept.index.read().held_outside(name, dir),
+        shutdown.clone(),
+    ));
     if let (Some(mirror), Some(proxy)) = (&env.mirror_mode, &state.dbproxy) {
         let syncer = fullsync::Syncer {
             engine: state.engine.clone(),
@@ -344,30 +348,6 @@ fn clean_incoming(dir: &std::path::Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(entry?.path());
     }
     Ok(())
-}
-
-/// Applies the kept downloads' policy (`fetch::store`) every minute, and
-/// soon after a file is kept.
-async fn sweep_store(state: Arc<State>, shutdown: CancellationToken) {
-    let store = state.engine.store().clone();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(fetch::store::SWEEP_EVERY) => {}
-            // A file was kept: a newer version may make one too many.
-            () = store.kept_since() => {
-                tokio::time::sleep(fetch::store::SWEEP_AFTER_KEEP).await;
-            }
-        }
-        let held_outside = |name: &str| state.index.read().held_outside(name, store.dir());
-        match store.sweep_once(held_outside) {
-            Ok(gone) if !gone.is_empty() => {
-                tracing::info!(files = gone.len(), "kept downloads removed")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot sweep the kept downloads"),
-        }
-    }
 }
 
 /// SIGUSR1: the peer table, one line per peer.

@@ -715,6 +715,18 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
         kept_now(),
         mirror.daemon.log()
     );
+    // Room was made before big arrived, for its size.
+    let ahead = format!(
+        "kept files removed by policy files=[\"{}\"] reserve={}",
+        k10.file_name(),
+        big.size()
+    );
+    pacmesh_tests::assert_eventually!(
+        mirror.daemon.log().contains(&ahead),
+        Duration::from_secs(5),
+        "no log line {ahead:?}:\n{}",
+        mirror.daemon.log()
+    );
     let status = slow.wait().expect("waiting for curl");
     assert!(
         status.success(),

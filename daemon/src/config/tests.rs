@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::mirror::{check_server, MirrorRepo};
 use super::*;
 
 /// Loads `toml` as the config file, with `flags` on the command line.
@@ -326,4 +327,42 @@ fn bad_mirror_tables_name_key_and_file() {
     for (toml, needles) in &table {
         check_err(toml, &[], needles);
     }
+}
+
+// `config::mirror`'s own pure checks.
+#[test]
+fn server_urls() {
+    let table: &[(&str, bool)] = &[
+        ("https://geo.mirror.pkgbuild.com/$repo/os/$arch", true),
+        ("http://mirror.archlinuxarm.org/$arch/$repo", true),
+        ("HTTP://10.0.0.1:8080/arch/$repo/os/$arch/", true),
+        ("ftp://m/$repo", false),
+        ("file:///srv/repo", false),
+        ("/srv/repo", false),
+        ("https://m/$repo/os/$carch", false),
+        ("https:///$repo", false),
+        ("https://m/a b", false),
+    ];
+    for (url, ok) in table {
+        assert_eq!(
+            check_server(url).is_ok(),
+            *ok,
+            "{url}: {:?}",
+            check_server(url)
+        );
+    }
+}
+
+#[test]
+fn arch_filter() {
+    let repo = |archs: &[&str]| MirrorRepo {
+        name: "core".into(),
+        archs: archs.iter().map(|a| a.to_string()).collect(),
+        servers: vec!["http://m/$repo".into()],
+        mirrorlist: None,
+        full: false,
+    };
+    assert!(repo(&[]).serves_arch("riscv64"));
+    assert!(repo(&["aarch64", "armv7h"]).serves_arch("armv7h"));
+    assert!(!repo(&["aarch64"]).serves_arch("x86_64"));
 }

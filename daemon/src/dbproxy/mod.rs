@@ -10,10 +10,12 @@
 //! - `fresh` (pure): when to ask upstream, and what a client gets.
 //! - `store`: the pairs on disk, one generation directory each.
 //! - `upstream`: asking the upstreams for a pair.
+//! - `counts`: what status and metrics show.
 //! - `staged`: full-mirror repos' databases, switched by their sync only.
 //! - here: [`DbProxy`], one refresh per database at a time however many
 //!   clients ask, and its counters.
 
+pub mod counts;
 pub mod fresh;
 pub mod staged;
 pub mod store;
@@ -23,7 +25,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +36,8 @@ use tracing::{info, warn};
 
 use crate::mirror_client::MirrorClient;
 use crate::syncdb::{repo_of_proxied_db, FedDbs};
+use counts::Counters;
+pub use counts::DbCounts;
 use fresh::{Check, Decision};
 use store::{DbStore, Generation};
 use upstream::Fetched;
@@ -81,38 +85,6 @@ pub enum DbAnswer {
     ComeBack,
     /// No database can be had now.
     Fail(&'static str),
-}
-
-/// Counters for status and metrics.
-#[derive(Debug, Default)]
-struct Counters {
-    served: AtomicU64,
-    stale: AtomicU64,
-    refreshed: AtomicU64,
-    not_modified: AtomicU64,
-    failed: AtomicU64,
-    bytes_upstream: AtomicU64,
-}
-
-/// `mirror.databases` in the status JSON.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct DbCounts {
-    /// Database and signature responses with a body or a 304.
-    pub served: u64,
-    /// Of `served`: a stale copy, with a `Warning` header.
-    pub stale_served: u64,
-    /// New pairs fetched and kept.
-    pub fetched: u64,
-    /// Checks answered 304.
-    pub not_modified: u64,
-    /// Checks where every upstream failed.
-    pub failed_checks: u64,
-    /// Body bytes fetched from upstreams for databases.
-    pub bytes_upstream: u64,
-    /// Databases kept (pairs).
-    pub kept: usize,
-    /// Their bytes on disk.
-    pub kept_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -407,25 +379,6 @@ impl DbProxy {
         }
         report.asked = keys.len();
         report
-    }
-
-    /// Counters and what is kept, for status and metrics.
-    pub fn counts(&self) -> DbCounts {
-        let kept: Vec<Arc<Generation>> = self
-            .entries()
-            .values()
-            .filter_map(|e| e.current.clone())
-            .collect();
-        DbCounts {
-            served: self.counters.served.load(Relaxed),
-            stale_served: self.counters.stale.load(Relaxed),
-            fetched: self.counters.refreshed.load(Relaxed),
-            not_modified: self.counters.not_modified.load(Relaxed),
-            failed_checks: self.counters.failed.load(Relaxed),
-            bytes_upstream: self.counters.bytes_upstream.load(Relaxed),
-            kept: kept.len(),
-            kept_bytes: kept.iter().map(|g| g.bytes()).sum(),
-        }
     }
 
     /// The verification table fed from the kept databases.

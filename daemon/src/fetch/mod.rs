@@ -200,18 +200,8 @@ impl Engine {
         });
         map.insert(job.name.clone(), transfer.clone());
         drop(map);
-        if let (true, Some(size)) = (job.keep, job.expected.as_ref().map(|e| e.size)) {
-            job.keep = match self.inner.store.make_room(&job.name, size) {
-                Ok(room) => room,
-                Err(e) => {
-                    warn!(error = %e, "cannot list the store to make room");
-                    false
-                }
-            };
-            if !job.keep {
-                info!(file = %job.name, size, cap = self.inner.store.max_bytes,
-                    "no room under the store's cap; served but not kept");
-            }
+        if let (true, Some(e)) = (job.keep, &job.expected) {
+            job.keep = self.inner.store.admit(&job.name, e.size);
         }
         let span = tracing::info_span!("download", file = %job.name, kind = ?job.kind);
         let run = self

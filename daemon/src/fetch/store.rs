@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::evict::{evict, Policy, StoreFile};
 use super::growing::Writer;
@@ -163,6 +163,27 @@ impl Store {
         Ok(fits || self.pinned(name))
     }
 
+    /// [`Store::make_room`] for a download about to start, logged: whether
+    /// it will be kept.
+    pub fn admit(&self, name: &str, size: u64) -> bool {
+        match self.make_room(name, size) {
+            Ok(true) => true,
+            Ok(false) => {
+                info!(
+                    file = name,
+                    size,
+                    cap = self.max_bytes,
+                    "no room under the store's cap; served but not kept"
+                );
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot list the store to make room; not kept");
+                false
+            }
+        }
+    }
+
     /// Lists the kept files as the policy sees them; `elsewhere(name)`
     /// says whether a pacman cache dir holds the same name.
     pub fn list(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<StoreFile>> {
@@ -243,5 +264,30 @@ impl Store {
         drop(reserved);
         self.usage.save()?;
         Ok(gone)
+    }
+}
+
+impl Store {
+    /// Applies the policy every [`SWEEP_EVERY`], and [`SWEEP_AFTER_KEEP`]
+    /// after a file is kept (a newer version may make one too many), until
+    /// `shutdown`. `held_outside(name, dir)`: a pacman cache dir other
+    /// than `dir` holds `name`.
+    pub async fn sweep_loop(
+        self,
+        held_outside: impl Fn(&str, &Path) -> bool + Send + 'static,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = self.kept_since() => tokio::time::sleep(SWEEP_AFTER_KEEP).await,
+            }
+            match self.sweep_once(|name| held_outside(name, self.dir())) {
+                Ok(gone) if !gone.is_empty() => info!(files = gone.len(), "kept downloads removed"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot sweep the kept downloads"),
+            }
+        }
     }
 }
