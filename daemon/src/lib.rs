@@ -21,6 +21,7 @@ pub mod mirror_client;
 pub mod mirrorlist;
 pub mod mirrors;
 pub mod plan;
+pub mod prefetch;
 pub mod sd_notify;
 pub mod setup;
 pub mod snapshot;
@@ -66,6 +67,8 @@ pub struct State {
     /// requests read it under a brief read lock.
     pub mirrors: Arc<RwLock<Arc<MirrorTable>>>,
     pub stats: Arc<Stats>,
+    /// What prefetch did (mirror mode).
+    pub prefetch: Arc<prefetch::Report>,
     pub started: Instant,
 }
 
@@ -248,6 +251,7 @@ pub async fn run(
         index,
         mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),
         stats,
+        prefetch: Arc::default(),
         started: Instant::now(),
     });
     let files = state.index_summary().1;
@@ -274,8 +278,17 @@ pub async fn run(
             client: state.mirror_client.clone(),
         };
         let table = state.clone();
+        let prefetcher = mirror.prefetch_window.map(|window| prefetch::Prefetcher {
+            engine: state.engine.clone(),
+            fed: proxy.fed().clone(),
+            client: state.mirror_client.clone(),
+            report: state.prefetch.clone(),
+            window,
+            limit: mirror.prefetch_rate,
+        });
         tokio::spawn(fullsync::refresh_loop(
             syncer,
+            prefetcher,
             move || table.mirrors(),
             fullsync::full_repos(mirror),
             mirror.refresh_interval,

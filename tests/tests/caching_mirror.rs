@@ -949,3 +949,84 @@ fn a_full_mirror_switches_its_database_only_when_every_package_is_kept() {
         upstream.transfer_report()
     );
 }
+
+#[test]
+fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+            PkgSpec::new("cm-b", "1.0-1", 256 << 10),
+            PkgSpec::new("cm-b", "2.0-1", 256 << 10),
+        ],
+    );
+    let (a1, a2) = (
+        repo.package_version("cm-a", "1.0-1"),
+        repo.package_version("cm-a", "2.0-1"),
+    );
+    let (b1, b2) = (
+        repo.package_version("cm-b", "1.0-1"),
+        repo.package_version("cm-b", "2.0-1"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a1, b1], 0);
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        "refresh_interval_s = 1\nprefetch_days = 7\nprefetch_kib_s = 256",
+        &[],
+    );
+    let host = lan.host(2);
+    let get = |name: &str| {
+        let url = mirror.file_url(REPO, repo.arch(), name);
+        let r = host.http_get(&url).expect("an answer");
+        assert_eq!(r.status, 200, "GET {url}");
+        r
+    };
+    // A client fetches cm-a 1.0 only.
+    get(&db_name());
+    assert_eq!(get(a1.file_name()).body.len() as u64, a1.size());
+    // Both packages are upgraded upstream: the next refresh prefetches cm-a 2.0 alone.
+    set_upstream_db(&repo_dir, &[a2, b2], 1);
+    pacmesh_tests::assert_eventually!(
+        mirror.kept_packages().contains(&a2.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "cm-a 2.0 prefetched: kept {:?}\n{}",
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+    // Two runs more (each logs its end): cm-b, which no client fetched, stays upstream.
+    let runs = || mirror.daemon.log().matches("prefetch run done").count();
+    let seen = runs();
+    pacmesh_tests::assert_eventually!(
+        runs() >= seen + 2,
+        EVENT_TIMEOUT,
+        "no further prefetch runs:\n{}",
+        mirror.daemon.log()
+    );
+    assert!(!mirror.kept_packages().contains(&b2.file_name().to_string()));
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(upstream.gets_for(b2.file_name()).len(), 0);
+    let status = mirror.daemon.status();
+    let prefetch = &status["mirror"]["prefetch"];
+    assert_eq!(prefetch["files"], 1, "{status}");
+    assert_eq!(prefetch["bytes"], a2.size(), "{status}");
+    assert_eq!(prefetch["last"], serde_json::json!([a2.file_name()]));
+    let page = mirror.daemon.get("/_pacmesh/").text();
+    assert!(page.contains(a2.file_name()), "{page}");
+    // The client's upgrade is then a hit: the upstream sent cm-a 2.0 once.
+    get(&db_name());
+    assert_eq!(get(a2.file_name()).body.len() as u64, a2.size());
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(upstream.gets_for(a2.file_name()).len(), 1);
+    check_page(&mirror);
+}

@@ -63,6 +63,12 @@ const MAX_KEEP_VERSIONS: u64 = 1000;
 /// when `refresh_interval_s` is not set.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// Prefetch's average rate when `prefetch_kib_s` is not set (KiB/s).
+pub const DEFAULT_PREFETCH_KIB_S: u64 = 4096;
+
+/// The longest `prefetch_days` accepted.
+const MAX_PREFETCH_DAYS: u64 = 365;
+
 /// The longest `refresh_interval_s` accepted: a week.
 const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -91,6 +97,13 @@ pub struct RawMirror {
     /// the sync of the full-mirror repos (0: no periodic refresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval_s: Option<u64>,
+    /// After each periodic refresh, prefetch newer versions of what
+    /// clients fetched in the last this many days (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_days: Option<u64>,
+    /// Prefetch's average rate, KiB a second (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_kib_s: Option<u64>,
     /// A file holding the token admin actions (`/_pacmesh/admin/…`) need;
     /// none: admin actions are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +142,10 @@ pub struct MirrorConfig {
     pub keep_versions: usize,
     /// `None`: no periodic refresh.
     pub refresh_interval: Option<Duration>,
+    /// `None`: no prefetch.
+    pub prefetch_window: Option<Duration>,
+    /// Bytes a second; 0: no limit.
+    pub prefetch_rate: u64,
     pub admin_token_file: Option<PathBuf>,
     pub repos: Vec<MirrorRepo>,
 }
@@ -140,6 +157,8 @@ impl Default for MirrorConfig {
             store_max_bytes: DEFAULT_STORE_MAX_GIB << 30,
             keep_versions: DEFAULT_KEEP_VERSIONS,
             refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
+            prefetch_window: None,
+            prefetch_rate: DEFAULT_PREFETCH_KIB_S << 10,
             admin_token_file: None,
             repos: Vec::new(),
         }
@@ -233,6 +252,21 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
             ))
         }
     };
+    let prefetch_window = match raw.prefetch_days {
+        None | Some(0) => None,
+        Some(d) if d <= MAX_PREFETCH_DAYS => Some(Duration::from_secs(d * 24 * 3600)),
+        Some(d) => {
+            return Err(err(
+                "mirror.prefetch_days".into(),
+                d.to_string(),
+                &format!("from 0 (off) to {MAX_PREFETCH_DAYS}"),
+            ))
+        }
+    };
+    let prefetch_rate = raw
+        .prefetch_kib_s
+        .unwrap_or(DEFAULT_PREFETCH_KIB_S)
+        .saturating_mul(1024);
     if let Some(path) = &raw.admin_token_file {
         if !path.is_absolute() {
             return Err(err(
@@ -309,6 +343,8 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
         store_max_bytes,
         keep_versions,
         refresh_interval,
+        prefetch_window,
+        prefetch_rate,
         admin_token_file: raw.admin_token_file.clone(),
         repos,
     })
@@ -327,6 +363,11 @@ impl MirrorConfig {
                 .then_some(self.store_max_bytes >> 20),
             keep_versions: Some(self.keep_versions as u64),
             refresh_interval_s: Some(self.refresh_interval.map_or(0, |d| d.as_secs())),
+            prefetch_days: Some(
+                self.prefetch_window
+                    .map_or(0, |d| d.as_secs() / (24 * 3600)),
+            ),
+            prefetch_kib_s: Some(self.prefetch_rate >> 10),
             admin_token_file: self.admin_token_file.clone(),
             repo: self
                 .repos

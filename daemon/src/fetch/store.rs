@@ -109,6 +109,12 @@ impl Store {
         Some(self.usage.begin(path.file_name()?.to_str()?))
     }
 
+    /// Whether a response ever sent the kept `name` (as far as the
+    /// last-use records go).
+    pub fn served(&self, name: &str) -> bool {
+        self.usage.last_used(name).is_some()
+    }
+
     /// Resolves when a file was kept since the last call.
     pub async fn kept_since(&self) {
         self.shared.kept.notified().await

@@ -22,6 +22,15 @@ pub fn split_package(file_name: &str) -> Option<(&str, &str)> {
     Some((name, &stem[start..start + ver.len() + 1 + rel.len()]))
 }
 
+/// A package file's architecture: `name-1.0-1-x86_64.pkg.tar.zst` →
+/// `x86_64`.
+pub fn package_arch(file_name: &str) -> Option<&str> {
+    split_package(file_name)?;
+    let base = file_name.strip_suffix(".sig").unwrap_or(file_name);
+    let (stem, _) = base.split_once(".pkg.tar")?;
+    stem.rsplit_once('-').map(|(_, arch)| arch)
+}
+
 /// Orders two full versions as pacman does.
 pub fn vercmp(a: &str, b: &str) -> Ordering {
     if a == b {
@@ -164,5 +173,8 @@ mod tests {
         for (file, want) in table {
             assert_eq!(split_package(file), want, "{file}");
         }
+        assert_eq!(package_arch("a-1-1-any.pkg.tar.xz"), Some("any"));
+        assert_eq!(package_arch("g-2-1-x86_64.pkg.tar.zst.sig"), Some("x86_64"));
+        assert_eq!(package_arch("core.db"), None);
     }
 }

@@ -260,10 +260,12 @@ impl Progress for LogProgress {
 }
 
 /// The daemon's timer (`mirror.refresh_interval_s`): full mirrors synced
-/// at start; then, every interval, every kept database refreshed and the
-/// full mirrors synced again.
+/// at start; then, every interval, every kept database refreshed, newer
+/// versions prefetched (`prefetch`, when on) and the full mirrors synced
+/// again.
 pub async fn refresh_loop(
     syncer: Syncer,
+    prefetcher: Option<crate::prefetch::Prefetcher>,
     mirrors: impl Fn() -> Arc<MirrorTable> + Send + 'static,
     full: Vec<(String, String)>,
     interval: Option<Duration>,
@@ -302,6 +304,13 @@ pub async fn refresh_loop(
             failed = done.failed,
             "databases refreshed"
         );
+        if let Some(prefetcher) = &prefetcher {
+            let files = tokio::select! {
+                () = shutdown.cancelled() => return,
+                n = prefetcher.run(&table) => n,
+            };
+            info!(files, "prefetch run done");
+        }
     }
 }
 
