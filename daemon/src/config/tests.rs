@@ -178,6 +178,8 @@ db_revalidate_s = 30
 store_max_gib = 100
 keep_versions = 2
 refresh_interval_s = 600
+prefetch_days = 14
+prefetch_kib_s = 512
 admin_token_file = "/etc/pacmesh/admin.token"
 
 [[mirror.repo]]
@@ -199,6 +201,11 @@ fn mirror_table_is_read_and_printed_back() {
     assert_eq!(config.mirror.db_revalidate, Duration::from_secs(30));
     assert_eq!(config.mirror.store_max_bytes, 100 << 30);
     assert_eq!(config.mirror.keep_versions, 2);
+    assert_eq!(
+        config.mirror.prefetch_window,
+        Some(Duration::from_secs(14 * 24 * 3600))
+    );
+    assert_eq!(config.mirror.prefetch_rate, 512 << 10);
     assert_eq!(
         config.mirror.refresh_interval,
         Some(Duration::from_secs(600))
@@ -268,6 +275,10 @@ fn bad_mirror_tables_name_key_and_file() {
         (
             "[mirror]\nstore_max_gib = 1\nstore_max_mib = 5".into(),
             vec!["$FILE", "`mirror.store_max_mib`", "not both"],
+        ),
+        (
+            "[mirror]\nprefetch_days = 400".into(),
+            vec!["$FILE", "`mirror.prefetch_days`", "from 0"],
         ),
         (
             "[mirror]\nkeep_versions = 5000".into(),
