@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::fetch::vercmp::{package_arch, split_package, vercmp};
-use crate::fetch::{self, machine::SourceId, source::MirrorSources, Engine};
+use crate::fetch::{source::MirrorSources, Engine};
+use crate::fullsync::fetch_and_keep;
 use crate::mirror_client::MirrorClient;
 use crate::mirrors::MirrorTable;
 use crate::syncdb::{Expected, FedDbs};
@@ -147,7 +148,11 @@ impl Prefetcher {
             for (name, expected) in todo {
                 let urls = mirrors.file_urls(&repo, &arch, &name);
                 let started = Instant::now();
-                if self.fetch(&name, urls, &expected).await {
+                let sources = MirrorSources {
+                    client: self.client.clone(),
+                    mirror_urls: urls,
+                };
+                if fetch_and_keep(&self.engine, &name, sources, &expected).await {
                     info!(file = %name, bytes = expected.size, "prefetched");
                     self.report.add(&name, expected.size);
                     done += 1;
@@ -159,27 +164,6 @@ impl Prefetcher {
             }
         }
         done
-    }
-
-    async fn fetch(&self, name: &str, mirror_urls: Vec<String>, expected: &Expected) -> bool {
-        let order = (0..mirror_urls.len()).map(SourceId::Mirror).collect();
-        let job = fetch::Job {
-            name: name.to_owned(),
-            kind: fetch::Kind::Fetch,
-            sources: MirrorSources {
-                client: self.client.clone(),
-                mirror_urls,
-            },
-            order,
-            expected: Some(expected.clone()),
-            keep: true,
-        };
-        let Some(transfer) = self.engine.start(job) else {
-            return false;
-        };
-        transfer.finished().await;
-        let path = self.engine.store().dir().join(name);
-        std::fs::metadata(path).is_ok_and(|m| m.len() == expected.size)
     }
 }
 

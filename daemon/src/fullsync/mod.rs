@@ -193,7 +193,7 @@ impl Syncer {
                 };
                 let engine = self.engine.clone();
                 running.spawn(async move {
-                    let ok = fetch_one(&engine, &name, sources, &expected).await;
+                    let ok = fetch_and_keep(&engine, &name, sources, &expected).await;
                     (name, expected.size, ok)
                 });
             }
@@ -212,9 +212,10 @@ impl Syncer {
     }
 }
 
-/// Fetches `name` through the engine (joining a client's download of it
-/// if one runs); `true` once it is kept at its listed size.
-async fn fetch_one(
+/// Fetches `name` from the mirrors through the engine (joining a
+/// client's download of it if one runs); `true` once it is kept at its
+/// listed size. Used by full mirrors and prefetch.
+pub async fn fetch_and_keep(
     engine: &Engine,
     name: &str,
     sources: MirrorSources,
