@@ -31,9 +31,14 @@ use crate::syncdb::Expected;
 /// Packages fetched at once by one sync.
 pub const PARALLEL: usize = 4;
 
-/// How long a sync waits when the engine runs as many downloads as it
-/// takes ([`fetch::MAX_TRANSFERS`]) before asking again.
+/// How long a sync waits when the engine takes no more downloads (as
+/// many as [`fetch::MAX_TRANSFERS`] run, or their room on disk is taken)
+/// before asking again...
 const ENGINE_BUSY: Duration = Duration::from_millis(500);
+
+/// ...at most this many times for one file (5 minutes), then the file
+/// counts as failed for this run.
+const ENGINE_BUSY_TRIES: u32 = 600;
 
 /// What a sync run reports, per repo and architecture.
 pub trait Progress: Send + Sync {
@@ -232,10 +237,15 @@ pub async fn fetch_and_keep(
         expected: Some(expected.clone()),
         keep: true,
     };
+    let mut tries = 0;
     let transfer = loop {
         match engine.start(make()) {
             Some(t) => break t,
-            None => tokio::time::sleep(ENGINE_BUSY).await,
+            None if tries < ENGINE_BUSY_TRIES => {
+                tries += 1;
+                tokio::time::sleep(ENGINE_BUSY).await;
+            }
+            None => return false,
         }
     };
     transfer.finished().await;
