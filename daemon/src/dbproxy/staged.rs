@@ -13,7 +13,7 @@ use tracing::warn;
 use super::store::Pending;
 use super::upstream::{self, Failure, Fetched, NewPair, RefreshError};
 use super::{DbAnswer, DbKey, DbProxy};
-use crate::syncdb::{repo_of_proxied_db, DbEntry};
+use crate::syncdb::DbEntry;
 
 /// A new pair of a full mirror's database, fetched but not served.
 #[derive(Debug)]
@@ -31,9 +31,11 @@ impl Staged {
 }
 
 impl DbProxy {
-    /// Whether `key` is a full mirror's package list (its `.db`).
+    /// Whether `key` is a full mirror's package list: `{repo}.db`, the
+    /// name pacman asks for and the sync switches (`{repo}.db.tar.gz` is
+    /// proxied as usual; a miss it names is fetched like any other).
     pub fn is_staged(&self, key: &DbKey) -> bool {
-        self.full.contains(&key.repo) && repo_of_proxied_db(&key.name) == Some(key.repo.as_str())
+        self.full.contains(&key.repo) && key.name == format!("{}.db", key.repo)
     }
 
     /// A client's request for a full mirror's database: the current pair,

@@ -221,12 +221,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes the kept files `unwanted` names; returns those removed (a
-    /// response still reading one finishes: its handle keeps the data).
+    /// Removes the kept files `unwanted` names, except those a full
+    /// mirror's databases list; returns those removed (a response still
+    /// reading one finishes: its handle keeps the data).
     pub fn remove_where(&self, unwanted: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
         let mut gone = Vec::new();
         for kept in self.list(|_| false)? {
-            if unwanted(&kept.name) && std::fs::remove_file(self.dir.join(&kept.name)).is_ok() {
+            let remove = unwanted(&kept.name) && !kept.pinned;
+            if remove && std::fs::remove_file(self.dir.join(&kept.name)).is_ok() {
                 gone.push(kept.name);
             }
         }

@@ -166,11 +166,13 @@ impl Syncer {
         if let Some(staged) = staged {
             self.proxy.install(staged)?;
             summary.switched = true;
-            let fed = self.proxy.fed();
-            let gone = plan::leaving(&old_names, &new_names, |n| fed.lists(n));
+            // Unpinned first: what only the old database listed may go.
+            let gone = plan::leaving(&old_names, &new_names, |n| self.proxy.fed().lists(n));
+            store.pin(&pin, Arc::new(new_names));
             summary.removed = store.remove_where(|n| gone.iter().any(|g| g == n))?.len();
+        } else {
+            store.pin(&pin, Arc::new(new_names));
         }
-        store.pin(&pin, Arc::new(new_names));
         Ok(summary)
     }
 
