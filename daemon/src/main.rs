@@ -44,7 +44,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Kept to the end of `main`: dropping it writes the last log lines.
-    let _log = pacmeshd::log::init();
+    let _log = if flags.sync_once {
+        pacmeshd::log::init_at("warn")
+    } else {
+        pacmeshd::log::init()
+    };
     let env = match setup::resolve(&config) {
         Ok(env) => env,
         Err(e) => {

@@ -152,7 +152,7 @@ impl Prefetcher {
                     client: self.client.clone(),
                     mirror_urls: urls,
                 };
-                if fetch_and_keep(&self.engine, &name, sources, &expected).await {
+                if fetch_and_keep(&self.engine, &name, sources, &expected, &|_| {}).await {
                     info!(file = %name, bytes = expected.size, "prefetched");
                     self.report.add(&name, expected.size);
                     done += 1;

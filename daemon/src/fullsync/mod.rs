@@ -40,12 +40,17 @@ const ENGINE_BUSY: Duration = Duration::from_millis(500);
 /// counts as failed for this run.
 const ENGINE_BUSY_TRIES: u32 = 600;
 
+/// How often a download's progress is reported.
+const PROGRESS_TICK: Duration = Duration::from_millis(250);
+
 /// What a sync run reports, per repo and architecture.
 pub trait Progress: Send + Sync {
     /// The run will fetch `files` packages, `bytes` in all.
     fn begin(&self, what: &str, files: usize, bytes: u64);
+    /// `n` more bytes arrived (a file's total, once it is kept).
+    fn bytes(&self, n: u64);
     /// One package fetched (`ok`) or failed.
-    fn done(&self, name: &str, bytes: u64, ok: bool);
+    fn done(&self, name: &str, ok: bool);
 }
 
 /// One run's outcome for a repo and architecture.
@@ -198,17 +203,18 @@ impl Syncer {
                     client: self.client.clone(),
                     mirror_urls: mirrors.file_urls(repo, arch, &name),
                 };
-                let engine = self.engine.clone();
+                let (engine, progress) = (self.engine.clone(), progress.clone());
                 running.spawn(async move {
-                    let ok = fetch_and_keep(&engine, &name, sources, &expected).await;
-                    (name, expected.size, ok)
+                    let on_bytes = |n| progress.bytes(n);
+                    let ok = fetch_and_keep(&engine, &name, sources, &expected, &on_bytes).await;
+                    (name, ok)
                 });
             }
             let Some(ended) = running.join_next().await else {
                 return (kept, failed);
             };
-            if let Ok((name, size, ok)) = ended {
-                progress.done(&name, size, ok);
+            if let Ok((name, ok)) = ended {
+                progress.done(&name, ok);
                 if ok {
                     kept.push(name)
                 } else {
@@ -221,12 +227,14 @@ impl Syncer {
 
 /// Fetches `name` from the mirrors through the engine (joining a
 /// client's download of it if one runs); `true` once it is kept at its
-/// listed size. Used by full mirrors and prefetch.
+/// listed size. `on_bytes` hears of the bytes as they arrive, adding up
+/// to the file's size once it is kept. Used by full mirrors and prefetch.
 pub async fn fetch_and_keep(
     engine: &Engine,
     name: &str,
     sources: MirrorSources,
     expected: &Expected,
+    on_bytes: &(dyn Fn(u64) + Sync),
 ) -> bool {
     let order: Vec<SourceId> = (0..sources.mirror_urls.len())
         .map(SourceId::Mirror)
@@ -250,9 +258,27 @@ pub async fn fetch_and_keep(
             None => return false,
         }
     };
-    transfer.finished().await;
+    let finished = transfer.finished();
+    tokio::pin!(finished);
+    let mut reported = 0;
+    loop {
+        tokio::select! {
+            _ = &mut finished => break,
+            () = tokio::time::sleep(PROGRESS_TICK) => {
+                let len = transfer.growing().shown().len.min(expected.size);
+                if len > reported {
+                    on_bytes(len - reported);
+                    reported = len;
+                }
+            }
+        }
+    }
     let path = engine.store().dir().join(name);
-    std::fs::metadata(path).is_ok_and(|m| m.len() == expected.size)
+    let kept = std::fs::metadata(path).is_ok_and(|m| m.len() == expected.size);
+    if kept && expected.size > reported {
+        on_bytes(expected.size - reported);
+    }
+    kept
 }
 
 /// The daemon's report of a run: a line per package that failed.
@@ -265,7 +291,9 @@ impl Progress for LogProgress {
         }
     }
 
-    fn done(&self, name: &str, _bytes: u64, ok: bool) {
+    fn bytes(&self, _n: u64) {}
+
+    fn done(&self, name: &str, ok: bool) {
         if !ok {
             warn!(file = name, "full mirror: package not fetched");
         }

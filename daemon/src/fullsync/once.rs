@@ -120,8 +120,11 @@ impl Progress for Bar {
         self.0.set_message(format!("{what}: {files} packages"));
     }
 
-    fn done(&self, name: &str, bytes: u64, ok: bool) {
-        self.0.inc(bytes);
+    fn bytes(&self, n: u64) {
+        self.0.inc(n);
+    }
+
+    fn done(&self, name: &str, ok: bool) {
         if !ok {
             self.0.println(format!("failed: {name}"));
         }
