@@ -657,11 +657,13 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
     let host = lan.host(2);
     // Small socket buffers on both ends (these namespaces' own settings): a slow client
     // keeps the mirror's response open, instead of the kernel taking the whole file.
+    // (Written to /proc/sys from inside the namespace: no sysctl binary needed.)
     for (h, key, value) in [
-        (lan.host(1), "net.ipv4.tcp_wmem", "4096 16384 65536"),
-        (host, "net.ipv4.tcp_rmem", "4096 16384 32768"),
+        (lan.host(1), "tcp_wmem", "4096 16384 65536"),
+        (host, "tcp_rmem", "4096 16384 32768"),
     ] {
-        run_ok(h.exec("sysctl").args(["-qw", &format!("{key}={value}")]));
+        let set = format!("echo '{value}' > /proc/sys/net/ipv4/{key}");
+        run_ok(h.exec("sh").args(["-c", &set]));
     }
     let get = |p: &str| {
         let url = mirror.file_url(REPO, repo.arch(), p);
