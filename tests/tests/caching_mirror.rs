@@ -603,6 +603,21 @@ fn set_upstream_db(repo_dir: &Path, files: &[&FixturePackage], generation: u64) 
         .expect("setting the db's mtime");
 }
 
+/// `GET` of `name` in the test repo from `host` through `mirror`, which must answer 200.
+fn get_ok(
+    host: &pacmesh_tests::lan::Host,
+    mirror: &MirrorHost<'_>,
+    arch: &str,
+    name: &str,
+) -> pacmesh_tests::http::Response {
+    let url = mirror.file_url(REPO, arch, name);
+    let r = host
+        .http_get(&url)
+        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
+    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
+    r
+}
+
 /// The file names of `pkgs`, sorted.
 fn file_names(pkgs: &[&FixturePackage]) -> Vec<String> {
     let mut names: Vec<String> = pkgs.iter().map(|p| p.file_name().to_string()).collect();
@@ -665,14 +680,7 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
         let set = format!("echo '{value}' > /proc/sys/net/ipv4/{key}");
         run_ok(h.exec("sh").args(["-c", &set]));
     }
-    let get = |p: &str| {
-        let url = mirror.file_url(REPO, repo.arch(), p);
-        let r = host
-            .http_get(&url)
-            .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
-        assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-        r
-    };
+    let get = |name: &str| get_ok(host, &mirror, repo.arch(), name);
     let kept_now = || mirror.kept_packages();
     let names = file_names;
 
@@ -988,12 +996,7 @@ fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
         &[],
     );
     let host = lan.host(2);
-    let get = |name: &str| {
-        let url = mirror.file_url(REPO, repo.arch(), name);
-        let r = host.http_get(&url).expect("an answer");
-        assert_eq!(r.status, 200, "GET {url}");
-        r
-    };
+    let get = |name: &str| get_ok(host, &mirror, repo.arch(), name);
     // A client fetches cm-a 1.0 only.
     get(&db_name());
     assert_eq!(get(a1.file_name()).body.len() as u64, a1.size());
