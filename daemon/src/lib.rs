@@ -11,6 +11,7 @@ pub mod cachefile;
 pub mod config;
 pub mod dbproxy;
 pub mod fetch;
+pub mod fullsync;
 pub mod http;
 pub mod identity;
 pub mod index;
@@ -20,6 +21,7 @@ pub mod mirror_client;
 pub mod mirrorlist;
 pub mod mirrors;
 pub mod plan;
+pub mod prefetch;
 pub mod sd_notify;
 pub mod setup;
 pub mod snapshot;
@@ -65,6 +67,8 @@ pub struct State {
     /// requests read it under a brief read lock.
     pub mirrors: Arc<RwLock<Arc<MirrorTable>>>,
     pub stats: Arc<Stats>,
+    /// What prefetch did (mirror mode).
+    pub prefetch: Arc<prefetch::Report>,
     pub started: Instant,
 }
 
@@ -200,19 +204,21 @@ pub async fn run(
     control: tokio::sync::mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let incoming = env.store_dir.join("incoming");
-    clean_incoming(&incoming)?;
-    let mut store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
-    if let Some(mirror) = &env.mirror_mode {
-        // A caching mirror keeps what it fetched for its clients.
-        store.max_age = fetch::store::MIRROR_MAX_AGE;
-        store.max_bytes = mirror.store_max_bytes;
-    }
-    let mut cache_dirs = env.cache_dirs;
-    // Kept downloads are served and offered to peers like pacman's cache.
-    cache_dirs.push(store.dir().to_path_buf());
+    // One daemon (or `--sync-once`) per store in mirror mode.
+    let _lock = match &env.mirror_mode {
+        Some(_) => Some(fullsync::once::lock_store(&env.store_dir)?),
+        None => None,
+    };
     let stats = Arc::new(Stats::default());
-    let engine = fetch::Engine::new(incoming, store, stats.clone());
+    let engine = open_engine(&env, stats.clone())?;
+    let mut cache_dirs = env.cache_dirs.clone();
+    // Kept downloads are served and offered to peers like pacman's cache.
+    cache_dirs.push(engine.store().dir().to_path_buf());
+    let mirror_client = mirror_client::MirrorClient::new();
+    let dbproxy = match &env.mirror_mode {
+        Some(mirror) => Some(open_dbproxy(&env, mirror, &engine, &mirror_client).await?),
+        None => None,
+    };
     // Peers may join this host's WAN fetches while they arrive.
     mesh_parts.in_flight = Arc::new(engine.clone());
     let publisher = Arc::new(mesh::publish::Publisher::default());
@@ -232,23 +238,6 @@ pub async fn run(
         Some(dir) => Some(syncdb::watch::start(dir, shutdown.clone()).await),
         None => None,
     };
-    let mirror_client = mirror_client::MirrorClient::new();
-    let dbproxy = match &env.mirror_mode {
-        Some(mirror) => {
-            let (dir, client, interval) = (
-                env.store_dir.clone(),
-                mirror_client.clone(),
-                mirror.db_revalidate,
-            );
-            let fed = Arc::new(syncdb::FedDbs::default());
-            let proxy = tokio::task::spawn_blocking(move || {
-                dbproxy::DbProxy::open(&dir, fed, client, interval)
-            })
-            .await??;
-            Some(Arc::new(proxy))
-        }
-        None => None,
-    };
     let state = Arc::new(State {
         node_id: env.identity.node_id(),
         mesh: service.mesh.clone(),
@@ -262,6 +251,7 @@ pub async fn run(
         index,
         mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),
         stats,
+        prefetch: Arc::default(),
         started: Instant::now(),
     });
     let files = state.index_summary().1;
@@ -276,7 +266,35 @@ pub async fn run(
     });
     tokio::spawn(sd_notify::watchdog(shutdown.clone()));
     tokio::spawn(apply_controls(state.clone(), control));
-    tokio::spawn(sweep_store(state.clone(), shutdown.clone()));
+    let swept = state.clone();
+    tokio::spawn(state.engine.store().clone().sweep_loop(
+        move |name, dir| swept.index.read().held_outside(name, dir),
+        shutdown.clone(),
+    ));
+    if let (Some(mirror), Some(proxy)) = (&env.mirror_mode, &state.dbproxy) {
+        let syncer = fullsync::Syncer {
+            engine: state.engine.clone(),
+            proxy: proxy.clone(),
+            client: state.mirror_client.clone(),
+        };
+        let table = state.clone();
+        let prefetcher = mirror.prefetch_window.map(|window| prefetch::Prefetcher {
+            engine: state.engine.clone(),
+            fed: proxy.fed().clone(),
+            client: state.mirror_client.clone(),
+            report: state.prefetch.clone(),
+            window,
+            limit: mirror.prefetch_rate,
+        });
+        tokio::spawn(fullsync::refresh_loop(
+            syncer,
+            prefetcher,
+            move || table.mirrors(),
+            fullsync::full_repos(mirror),
+            mirror.refresh_interval,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(mirrorlist::follow(
         state.mirrors.clone(),
         env.own_servers,
@@ -296,6 +314,45 @@ async fn apply_controls(state: Arc<State>, mut control: tokio::sync::mpsc::Recei
     }
 }
 
+/// The download engine and its store (`STORE/fetched`, with mirror
+/// mode's limits), as the daemon and `--sync-once` open them.
+pub fn open_engine(env: &setup::Environment, stats: Arc<Stats>) -> std::io::Result<fetch::Engine> {
+    let incoming = env.store_dir.join("incoming");
+    clean_incoming(&incoming)?;
+    let mut store = fetch::store::Store::new(env.store_dir.join("fetched"))?;
+    if let Some(mirror) = &env.mirror_mode {
+        // A caching mirror keeps what it fetched for its clients.
+        store.max_age = fetch::store::MIRROR_MAX_AGE;
+        store.max_bytes = mirror.store_max_bytes;
+        store.keep_versions = mirror.keep_versions;
+    }
+    Ok(fetch::Engine::new(incoming, store, stats))
+}
+
+/// Mirror mode's databases, loaded from the store; files they list are
+/// removed last by the store's policy.
+pub async fn open_dbproxy(
+    env: &setup::Environment,
+    mirror: &config::mirror::MirrorConfig,
+    engine: &fetch::Engine,
+    client: &mirror_client::MirrorClient,
+) -> anyhow::Result<Arc<dbproxy::DbProxy>> {
+    let fed = Arc::new(syncdb::FedDbs::default());
+    engine.store().set_listing(fed.clone());
+    let full = mirror
+        .repos
+        .iter()
+        .filter(|r| r.full)
+        .map(|r| r.name.clone())
+        .collect();
+    let (dir, client, interval) = (env.store_dir.clone(), client.clone(), mirror.db_revalidate);
+    let proxy = tokio::task::spawn_blocking(move || {
+        dbproxy::DbProxy::open(&dir, fed, client, interval, full)
+    })
+    .await??;
+    Ok(Arc::new(proxy))
+}
+
 /// Empties the incoming dir at start: leftovers of a crash are partial or
 /// unverified, never to be served.
 fn clean_incoming(dir: &std::path::Path) -> std::io::Result<()> {
@@ -304,25 +361,6 @@ fn clean_incoming(dir: &std::path::Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(entry?.path());
     }
     Ok(())
-}
-
-/// Applies the kept downloads' policy (`fetch::store`) every minute.
-async fn sweep_store(state: Arc<State>, shutdown: CancellationToken) {
-    let store = state.engine.store().clone();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(fetch::store::SWEEP_EVERY) => {}
-        }
-        let held_outside = |name: &str| state.index.read().held_outside(name, store.dir());
-        match store.sweep_once(held_outside) {
-            Ok(gone) if !gone.is_empty() => {
-                tracing::info!(files = gone.len(), "kept downloads removed")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot sweep the kept downloads"),
-        }
-    }
 }
 
 /// SIGUSR1: the peer table, one line per peer.

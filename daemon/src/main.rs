@@ -44,7 +44,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // Kept to the end of `main`: dropping it writes the last log lines.
-    let _log = pacmeshd::log::init();
+    let _log = if flags.sync_once {
+        pacmeshd::log::init_at("warn")
+    } else {
+        pacmeshd::log::init()
+    };
     let env = match setup::resolve(&config) {
         Ok(env) => env,
         Err(e) => {
@@ -62,6 +66,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if flags.sync_once {
+        return match runtime.block_on(pacmeshd::fullsync::once::run(env)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("pacmeshd: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(serve(flags, config, env)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -100,6 +100,7 @@ fn mirror(state: &State, requests: &RequestCounts, bytes: &ByteCounts) -> Option
             .into_iter()
             .map(|(arch, repo, files)| ProxiedRepo { arch, repo, files })
             .collect(),
+        prefetch: state.prefetch.status(),
     })
 }
 
@@ -164,6 +165,11 @@ pub mod sample {
                 repo: "core".into(),
                 files: 271,
             }],
+            prefetch: crate::prefetch::PrefetchStatus {
+                files: 3,
+                bytes: 3003,
+                last: vec!["pre-2-1-any.pkg.tar.zst".into()],
+            },
         });
         Snapshot {
             node_id: "ab".repeat(32),

@@ -233,6 +233,8 @@ pub struct MirrorStatus {
     pub databases: crate::dbproxy::DbCounts,
     /// The proxied databases the verification table holds.
     pub repos: Vec<ProxiedRepo>,
+    /// Newer versions fetched ahead of the clients.
+    pub prefetch: crate::prefetch::PrefetchStatus,
 }
 
 /// `mirror.packages`.

@@ -159,7 +159,16 @@ fn key() -> DbKey {
 
 fn open(store: &std::path::Path, interval: Duration) -> Arc<DbProxy> {
     let fed = Arc::new(FedDbs::default());
-    Arc::new(DbProxy::open(store, fed, MirrorClient::new(), interval).unwrap())
+    Arc::new(
+        DbProxy::open(
+            store,
+            fed,
+            MirrorClient::new(),
+            interval,
+            Default::default(),
+        )
+        .unwrap(),
+    )
 }
 
 /// The body and `Warning` of an answer that is a file; panics otherwise.

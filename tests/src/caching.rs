@@ -36,7 +36,7 @@ use crate::pacman::PacmanRoot;
 /// upstreams of one repo.
 pub struct MirrorHost<'a> {
     pub daemon: NsDaemon<'a>,
-    _config: TempDir,
+    config_dir: TempDir,
 }
 
 impl<'a> MirrorHost<'a> {
@@ -56,6 +56,34 @@ impl<'a> MirrorHost<'a> {
         mirror_keys: &str,
         extra: &[OsString],
     ) -> Self {
+        Self::start_repo(host, repo, upstreams, revalidate_s, mirror_keys, "", extra)
+    }
+
+    /// A full mirror of `repo` for `arch` (`full = true`): every package its database
+    /// lists is kept, synced at start and every `refresh_s` seconds.
+    pub fn start_full(
+        host: &'a Host,
+        repo: &str,
+        arch: &str,
+        upstreams: &[String],
+        refresh_s: u64,
+    ) -> Self {
+        let keys = format!("refresh_interval_s = {refresh_s}");
+        let repo_keys = format!("full = true\narch = [{arch:?}]");
+        Self::start_repo(host, repo, upstreams, 3600, &keys, &repo_keys, &[])
+    }
+
+    /// [`MirrorHost::start_with`] with `repo_keys` (TOML lines) added to its
+    /// `[[mirror.repo]]` table.
+    fn start_repo(
+        host: &'a Host,
+        repo: &str,
+        upstreams: &[String],
+        revalidate_s: u64,
+        mirror_keys: &str,
+        repo_keys: &str,
+        extra: &[OsString],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pacmesh-mirror-conf-")
             .tempdir()
@@ -66,7 +94,7 @@ impl<'a> MirrorHost<'a> {
             &config,
             format!(
                 "mode = \"mirror\"\nno_mdns = true\n\n[mirror]\ndb_revalidate_s = {revalidate_s}\n\
-                 {mirror_keys}\n\n[[mirror.repo]]\nname = \"{repo}\"\nservers = [{}]\n",
+                 {mirror_keys}\n\n[[mirror.repo]]\nname = \"{repo}\"\nservers = [{}]\n{repo_keys}\n",
                 servers.join(", ")
             ),
         )
@@ -77,7 +105,7 @@ impl<'a> MirrorHost<'a> {
         );
         MirrorHost {
             daemon: host.start_daemon(args),
-            _config: dir,
+            config_dir: dir,
         }
     }
 
@@ -98,6 +126,27 @@ impl<'a> MirrorHost<'a> {
     /// `http://IP:15680/REPO/os/ARCH/FILE`, for plain GETs from a client host.
     pub fn file_url(&self, repo: &str, arch: &str, file: &str) -> String {
         format!("http://{}:{PORT}/{repo}/os/{arch}/{file}", self.host().ip())
+    }
+
+    /// `pacmeshd --sync-once` in its host, with its config, pacman.conf and dirs (stop the
+    /// daemon first: a running one holds the store's lock).
+    pub fn sync_once(&self) -> Output {
+        let dir = self
+            .daemon
+            .state_dir()
+            .parent()
+            .expect("the daemon's temp dir");
+        let mut cmd = self.host().exec(crate::daemon::Daemon::binary());
+        cmd.arg("--config")
+            .arg(self.config_dir.path().join("pacmeshd.toml"))
+            .arg("--pacman-conf")
+            .arg(dir.join("pacman.conf"))
+            .arg("--state-dir")
+            .arg(self.daemon.state_dir())
+            .arg("--store-dir")
+            .arg(self.daemon.store_dir())
+            .arg("--sync-once");
+        crate::process::run(&mut cmd)
     }
 
     /// The packages it keeps (`STORE/fetched`), by file name.

@@ -577,3 +577,461 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
     );
     assert_eq!(mirror.kept_packages(), vec![a.file_name().to_string()]);
 }
+
+/// Replaces the upstream copy's database in `repo_dir` with one listing only `files` (as
+/// a repo whose packages were upgraded or removed), a real file as the fixtures have. Its
+/// mtime is `generation` × 10 s past a fixed time: each database a new Last-Modified, even
+/// several within a second (nginx answers 304 to an exact match only).
+fn set_upstream_db(repo_dir: &Path, files: &[&FixturePackage], generation: u64) {
+    let tarball = repo_dir.join(format!("{REPO}.db.tar.gz"));
+    let _ = std::fs::remove_file(&tarball);
+    run_ok(
+        Command::new("repo-add")
+            .arg("-q")
+            .arg(&tarball)
+            .args(files.iter().map(|p| repo_dir.join(p.file_name())))
+            .current_dir(repo_dir),
+    );
+    let db = repo_dir.join(db_name());
+    let _ = std::fs::remove_file(&db);
+    std::fs::copy(&tarball, &db).expect("replacing the db");
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + generation * 10);
+    std::fs::File::options()
+        .write(true)
+        .open(&db)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("setting the db's mtime");
+}
+
+/// `GET` of `name` in the test repo from `host` through `mirror`, which must answer 200.
+fn get_ok(
+    host: &pacmesh_tests::lan::Host,
+    mirror: &MirrorHost<'_>,
+    arch: &str,
+    name: &str,
+) -> pacmesh_tests::http::Response {
+    let url = mirror.file_url(REPO, arch, name);
+    let r = host
+        .http_get(&url)
+        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
+    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
+    r
+}
+
+/// The file names of `pkgs`, sorted.
+fn file_names(pkgs: &[&FixturePackage]) -> Vec<String> {
+    let mut names: Vec<String> = pkgs.iter().map(|p| p.file_name().to_string()).collect();
+    names.sort();
+    names
+}
+
+/// The upstream serves a copy of `repo`'s tree, whose database the test rewrites.
+fn upstream_copy(repo: &FixtureRepo, scratch: &Path) -> (PathBuf, PathBuf) {
+    let root = scratch.join("root");
+    run_ok(Command::new("cp").arg("-a").arg(repo.root()).arg(&root));
+    let repo_dir = root.join(REPO).join("os").join(repo.arch());
+    (root, repo_dir)
+}
+
+#[test]
+fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
+    if !tools_present() || !prereq::require(&["curl", "repo-add"]) {
+        return;
+    }
+    // Three versions of one package, and two others to fill the store past its cap.
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-k", "1.0-1", 1000 << 10),
+            PkgSpec::new("cm-k", "2.0-1", 1000 << 10),
+            PkgSpec::new("cm-k", "10.0-1", 1000 << 10),
+            PkgSpec::new("cm-x", "1.0-1", 2000 << 10),
+            PkgSpec::new("cm-big", "1.0-1", 3000 << 10),
+        ],
+    );
+    let k = |v: &str| repo.package_version("cm-k", v);
+    let (k1, k2, k10) = (k("1.0-1"), k("2.0-1"), k("10.0-1"));
+    let (x, big) = (repo.package("cm-x"), repo.package("cm-big"));
+    let cap: u64 = 6 << 20;
+    // The premise: all four do not fit, and without k10 they do.
+    let sizes = |ps: &[&FixturePackage]| ps.iter().map(|p| p.size()).sum::<u64>();
+    assert!(sizes(&[k2, k10, x, big]) > cap && sizes(&[k2, x, big]) <= cap);
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    // Revalidated at every request: each GET of the database sees the upstream's now.
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        0,
+        &format!("keep_versions = 2\nstore_max_mib = {}", cap >> 20),
+        &[],
+    );
+    let host = lan.host(2);
+    // Small socket buffers on both ends (these namespaces' own settings): a slow client
+    // keeps the mirror's response open, instead of the kernel taking the whole file.
+    // (Written to /proc/sys from inside the namespace: no sysctl binary needed.)
+    for (h, key, value) in [
+        (lan.host(1), "tcp_wmem", "4096 16384 65536"),
+        (host, "tcp_rmem", "4096 16384 32768"),
+    ] {
+        let set = format!("echo '{value}' > /proc/sys/net/ipv4/{key}");
+        run_ok(h.exec("sh").args(["-c", &set]));
+    }
+    let get = |name: &str| get_ok(host, &mirror, repo.arch(), name);
+    let kept_now = || mirror.kept_packages();
+    let names = file_names;
+
+    // Keep-N: each version in turn is the one the database lists, and is fetched.
+    for (generation, pkg) in [k1, k2, k10].into_iter().enumerate() {
+        set_upstream_db(&repo_dir, &[pkg], generation as u64);
+        get(&db_name());
+        assert_eq!(get(pkg.file_name()).body.len() as u64, pkg.size());
+    }
+    pacmesh_tests::assert_eventually!(
+        kept_now() == names(&[k2, k10]),
+        Duration::from_secs(10),
+        "keep_versions = 2 keeps 2.0 and 10.0 (pacman's order), not {:?}\n{}",
+        kept_now(),
+        mirror.daemon.log()
+    );
+
+    // The cap: k2 (listed nowhere now) is being sent slowly to a client while x and big
+    // arrive; big needs room, and k10, the least recently used listed file, makes it.
+    set_upstream_db(&repo_dir, &[k10, x, big], 3);
+    get(&db_name());
+    let out = scratch.path().join("k2.slow");
+    let mut slow = host
+        .exec("curl")
+        .args(["-sS", "--fail", "--limit-rate", "50k", "-o"])
+        .arg(&out)
+        .arg(mirror.file_url(REPO, repo.arch(), k2.file_name()))
+        .spawn()
+        .expect("starting curl");
+    pacmesh_tests::assert_eventually!(
+        std::fs::metadata(&out).is_ok_and(|m| m.len() > 0),
+        EVENT_TIMEOUT,
+        "the slow client never got a byte of {}",
+        k2.file_name()
+    );
+    get(x.file_name());
+    assert_eq!(get(big.file_name()).body.len() as u64, big.size());
+    pacmesh_tests::assert_eventually!(
+        kept_now() == names(&[k2, x, big]),
+        Duration::from_secs(10),
+        "the cap made room by removing k10, sparing k2 being sent: {:?}\n{}",
+        kept_now(),
+        mirror.daemon.log()
+    );
+    // Room was made before big arrived, for its size.
+    let ahead = format!(
+        "kept files removed by policy files=[\"{}\"] reserve={}",
+        k10.file_name(),
+        big.size()
+    );
+    pacmesh_tests::assert_eventually!(
+        mirror.daemon.log().contains(&ahead),
+        Duration::from_secs(5),
+        "no log line {ahead:?}:\n{}",
+        mirror.daemon.log()
+    );
+    let status = slow.wait().expect("waiting for curl");
+    assert!(
+        status.success(),
+        "the slow client's transfer was cut: {status}"
+    );
+    assert_eq!(
+        sha256_file(&out),
+        k2.sha256(),
+        "the slow client got k2 whole"
+    );
+    let kept_bytes = mirror.daemon.status()["mirror"]["packages"]["kept_bytes"].as_u64();
+    assert!(
+        kept_bytes.is_some_and(|b| b <= cap),
+        "{kept_bytes:?} over {cap}"
+    );
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(upstream.gets_for(k10.file_name()).len(), 1);
+}
+
+/// The package files a served database lists (`%FILENAME%` of each entry), read with tar.
+fn listed_in(db: &[u8], scratch: &Path) -> Vec<String> {
+    // Callers poll from two threads: a file of its own each time.
+    let file = tempfile::NamedTempFile::new_in(scratch).expect("a temp file");
+    std::fs::write(file.path(), db).expect("writing the polled db");
+    let out = run_ok(Command::new("tar").arg("-xzOf").arg(file.path()));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let mut names = Vec::new();
+    while let Some(line) = lines.next() {
+        if line == "%FILENAME%" {
+            names.extend(lines.next().map(str::to_string));
+        }
+    }
+    names.sort();
+    names
+}
+
+/// What a poller of a full mirror saw: the listings of the databases served, and any file
+/// one of them named that the store lacked both just before and just after the GET.
+#[derive(Default)]
+struct Polled {
+    listings: Vec<Vec<String>>,
+    missing: Vec<(String, Vec<String>)>,
+}
+
+#[test]
+fn a_full_mirror_switches_its_database_only_when_every_package_is_kept() {
+    if !tools_present() || !prereq::require(&["repo-add", "tar"]) {
+        return;
+    }
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+            PkgSpec::new("cm-b", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-c", "1.0-1", 1 << 20),
+            PkgSpec::new("cm-e", "1.0-1", 256 << 10),
+            PkgSpec::new("cm-f", "1.0-1", 4 << 20),
+        ],
+    );
+    let a = |v: &str| repo.package_version("cm-a", v);
+    let (a1, a2) = (a("1.0-1"), a("2.0-1"));
+    let (b, c, e, f) = (
+        repo.package("cm-b"),
+        repo.package("cm-c"),
+        repo.package("cm-e"),
+        repo.package("cm-f"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a1, b, c], 0);
+    let lan = Lan::new(3);
+    // 1 MiB/s per response: cm-f takes 4 s, long enough to kill the mirror in the middle.
+    let upstream = Upstream::start_in_with(
+        lan.host(0),
+        &root,
+        &ServeOptions::default().limit_rate("1m"),
+    );
+    let mut mirror =
+        MirrorHost::start_full(lan.host(1), REPO, repo.arch(), &[upstream.server_url()], 1);
+    let names = file_names;
+    let db_url = mirror.file_url(REPO, repo.arch(), &db_name());
+    let host = lan.host(2);
+    let served = |host: &pacmesh_tests::lan::Host| {
+        host.http_get(&db_url)
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| listed_in(&r.body, scratch.path()))
+    };
+    pacmesh_tests::assert_eventually!(
+        served(host) == Some(names(&[a1, b, c])) && mirror.kept_packages() == names(&[a1, b, c]),
+        EVENT_TIMEOUT,
+        "the first sync mirrors the repo whole: kept {:?}\n{}",
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+
+    // A poller checks every database served against the store, while the repo changes.
+    let store = mirror.daemon.store_dir().join("fetched");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let polled = std::sync::Mutex::new(Polled::default());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let kept = || -> std::collections::HashSet<String> {
+                std::fs::read_dir(&store)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let before = kept();
+                let Some(listing) = served(host) else {
+                    continue;
+                };
+                let after = kept();
+                let mut p = polled.lock().expect("poll lock");
+                for name in &listing {
+                    if !before.contains(name) && !after.contains(name) {
+                        p.missing.push((name.clone(), listing.clone()));
+                    }
+                }
+                p.listings.push(listing);
+            }
+        });
+
+        // cm-a is upgraded upstream: after the next run 2.0 is kept and 1.0 gone.
+        set_upstream_db(&repo_dir, &[a2, b, c], 1);
+        pacmesh_tests::assert_eventually!(
+            mirror.kept_packages() == names(&[a2, b, c])
+                && served(host) == Some(names(&[a2, b, c])),
+            EVENT_TIMEOUT,
+            "the upgrade is mirrored: kept {:?}\n{}",
+            mirror.kept_packages(),
+            mirror.daemon.log()
+        );
+
+        // Two packages arrive; the mirror is killed once the small one is kept and the big
+        // one is on its way, and resumes after a restart.
+        set_upstream_db(&repo_dir, &[a2, b, c, e, f], 2);
+        pacmesh_tests::assert_eventually!(
+            mirror.kept_packages().iter().any(|n| n == e.file_name())
+                && upstream.connection_past(1 << 20).is_some(),
+            EVENT_TIMEOUT,
+            "cm-e kept and cm-f on its way: kept {:?}\n{}",
+            mirror.kept_packages(),
+            mirror.daemon.log()
+        );
+        assert_eq!(
+            served(host),
+            Some(names(&[a2, b, c])),
+            "not switched before cm-f is kept"
+        );
+        // A second writer is refused while the daemon holds the store.
+        let refused = mirror.sync_once();
+        assert!(
+            !refused.status.success() && output_text(&refused).contains("locked"),
+            "--sync-once beside the running daemon:\n{}",
+            output_text(&refused)
+        );
+        // Killed half-way; the terminal run finishes the job, fetching cm-f only.
+        mirror.daemon.kill();
+        let out = mirror.sync_once();
+        let text = output_text(&out);
+        let line = format!("{}/{REPO}: 5 listed, 4 present, 1 fetched", repo.arch());
+        assert!(
+            out.status.success() && text.contains(&line) && text.contains("database switched"),
+            "pacmeshd --sync-once after the kill, wanted {line:?}:\n{text}"
+        );
+        mirror.daemon.restart();
+        pacmesh_tests::assert_eventually!(
+            served(host) == Some(names(&[a2, b, c, e, f])),
+            EVENT_TIMEOUT,
+            "the restarted mirror finishes the sync: kept {:?}\n{}",
+            mirror.kept_packages(),
+            mirror.daemon.log()
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let polled = polled.into_inner().expect("poll lock");
+    assert!(
+        polled.missing.is_empty(),
+        "a served database named files the mirror lacked: {:?}",
+        polled.missing
+    );
+    for want in [names(&[a2, b, c]), names(&[a2, b, c, e, f])] {
+        assert!(
+            polled.listings.contains(&want),
+            "the poller saw the database listing {want:?} ({} polls)",
+            polled.listings.len()
+        );
+    }
+    assert_eq!(mirror.kept_packages(), names(&[a2, b, c, e, f]));
+    for pkg in [a2, b, c, e, f] {
+        let got = host
+            .http_get(&mirror.file_url(REPO, repo.arch(), pkg.file_name()))
+            .expect("a GET of a mirrored package");
+        assert!(
+            got.status == 200 && got.body.len() as u64 == pkg.size(),
+            "{}",
+            pkg.file_name()
+        );
+    }
+    upstream.wait_idle(IDLE_TIMEOUT);
+    for pkg in [a1, a2, b, c, e] {
+        assert_eq!(
+            upstream.gets_for(pkg.file_name()).len(),
+            1,
+            "{} fetched once, not again after the kill\n{}",
+            pkg.file_name(),
+            upstream.transfer_report()
+        );
+    }
+    assert_eq!(
+        upstream.gets_for(f.file_name()).len(),
+        2,
+        "cm-f: cut by the kill, then fetched whole\n{}",
+        upstream.transfer_report()
+    );
+}
+
+#[test]
+fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+            PkgSpec::new("cm-b", "1.0-1", 256 << 10),
+            PkgSpec::new("cm-b", "2.0-1", 256 << 10),
+        ],
+    );
+    let (a1, a2) = (
+        repo.package_version("cm-a", "1.0-1"),
+        repo.package_version("cm-a", "2.0-1"),
+    );
+    let (b1, b2) = (
+        repo.package_version("cm-b", "1.0-1"),
+        repo.package_version("cm-b", "2.0-1"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a1, b1], 0);
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        "refresh_interval_s = 1\nprefetch_days = 7\nprefetch_kib_s = 256",
+        &[],
+    );
+    let host = lan.host(2);
+    let get = |name: &str| get_ok(host, &mirror, repo.arch(), name);
+    // A client fetches cm-a 1.0 only.
+    get(&db_name());
+    assert_eq!(get(a1.file_name()).body.len() as u64, a1.size());
+    // Both packages are upgraded upstream: the next refresh prefetches cm-a 2.0 alone.
+    set_upstream_db(&repo_dir, &[a2, b2], 1);
+    pacmesh_tests::assert_eventually!(
+        mirror.kept_packages().contains(&a2.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "cm-a 2.0 prefetched: kept {:?}\n{}",
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+    // Two runs more (each logs its end): cm-b, which no client fetched, stays upstream.
+    let runs = || mirror.daemon.log().matches("prefetch run done").count();
+    let seen = runs();
+    pacmesh_tests::assert_eventually!(
+        runs() >= seen + 2,
+        EVENT_TIMEOUT,
+        "no further prefetch runs:\n{}",
+        mirror.daemon.log()
+    );
+    assert!(!mirror.kept_packages().contains(&b2.file_name().to_string()));
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(upstream.gets_for(b2.file_name()).len(), 0);
+    let status = mirror.daemon.status();
+    let prefetch = &status["mirror"]["prefetch"];
+    assert_eq!(prefetch["files"], 1, "{status}");
+    assert_eq!(prefetch["bytes"], a2.size(), "{status}");
+    assert_eq!(prefetch["last"], serde_json::json!([a2.file_name()]));
+    let page = mirror.daemon.get("/_pacmesh/").text();
+    assert!(page.contains(a2.file_name()), "{page}");
+    // The client's upgrade is then a hit: the upstream sent cm-a 2.0 once.
+    get(&db_name());
+    assert_eq!(get(a2.file_name()).body.len() as u64, a2.size());
+    upstream.wait_idle(IDLE_TIMEOUT);
+    assert_eq!(upstream.gets_for(a2.file_name()).len(), 1);
+    check_page(&mirror);
+}

@@ -8,6 +8,8 @@
 //! [mirror]
 //! db_revalidate_s = 60
 //! store_max_gib = 16
+//! keep_versions = 3
+//! refresh_interval_s = 3600
 //! admin_token_file = "/etc/pacmesh/admin.token"
 //!
 //! [[mirror.repo]]
@@ -18,6 +20,12 @@
 //! [[mirror.repo]]
 //! name = "extra"
 //! mirrorlist = "/etc/pacman.d/mirrorlist"
+//!
+//! [[mirror.repo]]
+//! name = "core"
+//! arch = ["x86_64"]
+//! servers = ["https://geo.mirror.pkgbuild.com/$repo/os/$arch"]
+//! full = true
 //! ```
 //!
 //! [`RawMirror`] is the table as written; [`validate`] checks every key
@@ -44,6 +52,26 @@ pub const DEFAULT_STORE_MAX_GIB: u64 = 16;
 /// The largest `store_max_gib` accepted (1 PiB: anything more is a typo).
 const MAX_STORE_GIB: u64 = 1 << 20;
 
+/// Versions of each package kept, when `keep_versions` is not set (as
+/// `paccache -r`, whose default is 3).
+pub const DEFAULT_KEEP_VERSIONS: usize = 3;
+
+/// The largest `keep_versions` accepted.
+const MAX_KEEP_VERSIONS: u64 = 1000;
+
+/// How often the databases are refreshed (and full-mirror repos synced),
+/// when `refresh_interval_s` is not set.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Prefetch's average rate when `prefetch_kib_s` is not set (KiB/s).
+pub const DEFAULT_PREFETCH_KIB_S: u64 = 4096;
+
+/// The longest `prefetch_days` accepted.
+const MAX_PREFETCH_DAYS: u64 = 365;
+
+/// The longest `refresh_interval_s` accepted: a week.
+const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The variables pacman expands in a `Server` URL, and so do we.
 const VARIABLES: [&str; 2] = ["$repo", "$arch"];
 
@@ -59,6 +87,23 @@ pub struct RawMirror {
     /// first; kept at most 30 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_max_gib: Option<u64>,
+    /// The same cap in MiB (small stores, tests); not with `store_max_gib`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_max_mib: Option<u64>,
+    /// Versions of each package kept (`paccache -rk N`); 0: no such rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_versions: Option<u64>,
+    /// Seconds between refreshes of every kept database, each followed by
+    /// the sync of the full-mirror repos (0: no periodic refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval_s: Option<u64>,
+    /// After each periodic refresh, prefetch newer versions of what
+    /// clients fetched in the last this many days (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_days: Option<u64>,
+    /// Prefetch's average rate, KiB a second (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_kib_s: Option<u64>,
     /// A file holding the token admin actions (`/_pacmesh/admin/…`) need;
     /// none: admin actions are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +129,9 @@ pub struct RawMirrorRepo {
     /// changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirrorlist: Option<PathBuf>,
+    /// Mirror every package the repo's database lists (needs `arch`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
 }
 
 /// The checked `[mirror]` table.
@@ -91,6 +139,13 @@ pub struct RawMirrorRepo {
 pub struct MirrorConfig {
     pub db_revalidate: Duration,
     pub store_max_bytes: u64,
+    pub keep_versions: usize,
+    /// `None`: no periodic refresh.
+    pub refresh_interval: Option<Duration>,
+    /// `None`: no prefetch.
+    pub prefetch_window: Option<Duration>,
+    /// Bytes a second; 0: no limit.
+    pub prefetch_rate: u64,
     pub admin_token_file: Option<PathBuf>,
     pub repos: Vec<MirrorRepo>,
 }
@@ -100,6 +155,10 @@ impl Default for MirrorConfig {
         MirrorConfig {
             db_revalidate: DEFAULT_DB_REVALIDATE,
             store_max_bytes: DEFAULT_STORE_MAX_GIB << 30,
+            keep_versions: DEFAULT_KEEP_VERSIONS,
+            refresh_interval: Some(DEFAULT_REFRESH_INTERVAL),
+            prefetch_window: None,
+            prefetch_rate: DEFAULT_PREFETCH_KIB_S << 10,
             admin_token_file: None,
             repos: Vec::new(),
         }
@@ -114,6 +173,8 @@ pub struct MirrorRepo {
     pub archs: Vec<String>,
     pub servers: Vec<String>,
     pub mirrorlist: Option<PathBuf>,
+    /// Every package its databases list is mirrored (`mirror::full`).
+    pub full: bool,
 }
 
 impl MirrorRepo {
@@ -142,17 +203,70 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
         }
         Some(s) => Duration::from_secs(s),
     };
-    let store_max_bytes = match raw.store_max_gib {
-        None => DEFAULT_STORE_MAX_GIB << 30,
-        Some(gib) if (1..=MAX_STORE_GIB).contains(&gib) => gib << 30,
-        Some(gib) => {
+    let store_max_bytes = match (raw.store_max_gib, raw.store_max_mib) {
+        (None, None) => DEFAULT_STORE_MAX_GIB << 30,
+        (Some(gib), None) if (1..=MAX_STORE_GIB).contains(&gib) => gib << 30,
+        (Some(gib), None) => {
             return Err(err(
                 "mirror.store_max_gib".into(),
                 gib.to_string(),
                 &format!("from 1 to {MAX_STORE_GIB}"),
             ))
         }
+        (None, Some(mib)) if (1..=MAX_STORE_GIB << 10).contains(&mib) => mib << 20,
+        (None, Some(mib)) => {
+            return Err(err(
+                "mirror.store_max_mib".into(),
+                mib.to_string(),
+                &format!("from 1 to {}", MAX_STORE_GIB << 10),
+            ))
+        }
+        (Some(_), Some(mib)) => {
+            return Err(err(
+                "mirror.store_max_mib".into(),
+                mib.to_string(),
+                "set `store_max_gib` or `store_max_mib`, not both",
+            ))
+        }
     };
+    let keep_versions = match raw.keep_versions {
+        None => DEFAULT_KEEP_VERSIONS,
+        Some(n) if n <= MAX_KEEP_VERSIONS => n as usize,
+        Some(n) => {
+            return Err(err(
+                "mirror.keep_versions".into(),
+                n.to_string(),
+                &format!("from 0 (no limit) to {MAX_KEEP_VERSIONS}"),
+            ))
+        }
+    };
+    let refresh_interval = match raw.refresh_interval_s {
+        None => Some(DEFAULT_REFRESH_INTERVAL),
+        Some(0) => None,
+        Some(s) if Duration::from_secs(s) <= MAX_REFRESH_INTERVAL => Some(Duration::from_secs(s)),
+        Some(s) => {
+            return Err(err(
+                "mirror.refresh_interval_s".into(),
+                s.to_string(),
+                &format!("from 0 (off) to {} seconds", MAX_REFRESH_INTERVAL.as_secs()),
+            ))
+        }
+    };
+    let prefetch_window = match raw.prefetch_days {
+        None | Some(0) => None,
+        Some(d) if d <= MAX_PREFETCH_DAYS => Some(Duration::from_secs(d * 24 * 3600)),
+        Some(d) => {
+            return Err(err(
+                "mirror.prefetch_days".into(),
+                d.to_string(),
+                &format!("from 0 (off) to {MAX_PREFETCH_DAYS}"),
+            ))
+        }
+    };
+    let prefetch_rate = raw
+        .prefetch_kib_s
+        .unwrap_or(DEFAULT_PREFETCH_KIB_S)
+        .saturating_mul(1024);
     if let Some(path) = &raw.admin_token_file {
         if !path.is_absolute() {
             return Err(err(
@@ -202,6 +316,13 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
                 ));
             }
         }
+        if r.full && r.arch.is_empty() {
+            return Err(err(
+                key("arch"),
+                String::new(),
+                "a full mirror names the architectures it mirrors",
+            ));
+        }
         if r.servers.is_empty() && r.mirrorlist.is_none() {
             return Err(err(
                 key("servers"),
@@ -214,11 +335,16 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
             archs: r.arch.clone(),
             servers: r.servers.clone(),
             mirrorlist: r.mirrorlist.clone(),
+            full: r.full,
         });
     }
     Ok(MirrorConfig {
         db_revalidate,
         store_max_bytes,
+        keep_versions,
+        refresh_interval,
+        prefetch_window,
+        prefetch_rate,
         admin_token_file: raw.admin_token_file.clone(),
         repos,
     })
@@ -229,7 +355,19 @@ impl MirrorConfig {
     pub fn to_raw(&self) -> RawMirror {
         RawMirror {
             db_revalidate_s: Some(self.db_revalidate.as_secs()),
-            store_max_gib: Some(self.store_max_bytes >> 30),
+            store_max_gib: self
+                .store_max_bytes
+                .is_multiple_of(1 << 30)
+                .then_some(self.store_max_bytes >> 30),
+            store_max_mib: (!self.store_max_bytes.is_multiple_of(1 << 30))
+                .then_some(self.store_max_bytes >> 20),
+            keep_versions: Some(self.keep_versions as u64),
+            refresh_interval_s: Some(self.refresh_interval.map_or(0, |d| d.as_secs())),
+            prefetch_days: Some(
+                self.prefetch_window
+                    .map_or(0, |d| d.as_secs() / (24 * 3600)),
+            ),
+            prefetch_kib_s: Some(self.prefetch_rate >> 10),
             admin_token_file: self.admin_token_file.clone(),
             repo: self
                 .repos
@@ -239,6 +377,7 @@ impl MirrorConfig {
                     arch: r.archs.clone(),
                     servers: r.servers.clone(),
                     mirrorlist: r.mirrorlist.clone(),
+                    full: r.full,
                 })
                 .collect(),
         }
@@ -268,46 +407,5 @@ pub fn check_server(url: &str) -> Result<(), String> {
     match expanded.parse::<http::Uri>() {
         Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err("not a URL with a host".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_urls() {
-        let table: &[(&str, bool)] = &[
-            ("https://geo.mirror.pkgbuild.com/$repo/os/$arch", true),
-            ("http://mirror.archlinuxarm.org/$arch/$repo", true),
-            ("HTTP://10.0.0.1:8080/arch/$repo/os/$arch/", true),
-            ("ftp://m/$repo", false),
-            ("file:///srv/repo", false),
-            ("/srv/repo", false),
-            ("https://m/$repo/os/$carch", false),
-            ("https:///$repo", false),
-            ("https://m/a b", false),
-        ];
-        for (url, ok) in table {
-            assert_eq!(
-                check_server(url).is_ok(),
-                *ok,
-                "{url}: {:?}",
-                check_server(url)
-            );
-        }
-    }
-
-    #[test]
-    fn arch_filter() {
-        let repo = |archs: &[&str]| MirrorRepo {
-            name: "core".into(),
-            archs: archs.iter().map(|a| a.to_string()).collect(),
-            servers: vec!["http://m/$repo".into()],
-            mirrorlist: None,
-        };
-        assert!(repo(&[]).serves_arch("riscv64"));
-        assert!(repo(&["aarch64", "armv7h"]).serves_arch("armv7h"));
-        assert!(!repo(&["aarch64"]).serves_arch("x86_64"));
     }
 }

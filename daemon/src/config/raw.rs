@@ -112,6 +112,13 @@ pub struct RawConfig {
     #[serde(skip)]
     pub gen_mesh_key: Option<PathBuf>,
 
+    /// Caching-mirror mode: sync every full-mirror repo once (a progress
+    /// bar and a summary), then exit; 1 if any is incomplete. Not while
+    /// the daemon runs on the same store (it syncs them on its timer)
+    #[arg(long)]
+    #[serde(skip)]
+    pub sync_once: bool,
+
     /// Print the contents of /etc/pacman.d/pacmesh (the Include that
     /// pacman.conf-insert adds) for the installed pacman and exit
     /// (CacheServer from pacman 6.1 on, Server before)

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::mirror::{check_server, MirrorRepo};
 use super::*;
 
 /// Loads `toml` as the config file, with `flags` on the command line.
@@ -175,12 +176,17 @@ mode = "mirror"
 [mirror]
 db_revalidate_s = 30
 store_max_gib = 100
+keep_versions = 2
+refresh_interval_s = 600
+prefetch_days = 14
+prefetch_kib_s = 512
 admin_token_file = "/etc/pacmesh/admin.token"
 
 [[mirror.repo]]
 name = "core"
 arch = ["aarch64"]
 servers = ["http://mirror.archlinuxarm.org/$arch/$repo"]
+full = true
 
 [[mirror.repo]]
 name = "extra"
@@ -194,6 +200,16 @@ fn mirror_table_is_read_and_printed_back() {
     let config = config.expect("valid");
     assert_eq!(config.mirror.db_revalidate, Duration::from_secs(30));
     assert_eq!(config.mirror.store_max_bytes, 100 << 30);
+    assert_eq!(config.mirror.keep_versions, 2);
+    assert_eq!(
+        config.mirror.prefetch_window,
+        Some(Duration::from_secs(14 * 24 * 3600))
+    );
+    assert_eq!(config.mirror.prefetch_rate, 512 << 10);
+    assert_eq!(
+        config.mirror.refresh_interval,
+        Some(Duration::from_secs(600))
+    );
     assert_eq!(
         config.mirror.admin_token_file,
         Some(PathBuf::from("/etc/pacmesh/admin.token"))
@@ -206,12 +222,14 @@ fn mirror_table_is_read_and_printed_back() {
                 archs: vec!["aarch64".into()],
                 servers: vec!["http://mirror.archlinuxarm.org/$arch/$repo".into()],
                 mirrorlist: None,
+                full: true,
             },
             MirrorRepo {
                 name: "extra".into(),
                 archs: vec![],
                 servers: vec!["https://a.example/$repo/os/$arch".into()],
                 mirrorlist: Some("/etc/pacman.d/mirrorlist".into()),
+                full: false,
             },
         ]
     );
@@ -223,6 +241,14 @@ fn mirror_table_is_read_and_printed_back() {
     );
     let (plain, _) = load_with("", &[]);
     assert_eq!(plain.expect("valid").mirror, MirrorConfig::default());
+    // A cap in MiB prints back as MiB; refresh 0 is off.
+    let small = "[mirror]\nstore_max_mib = 12\nrefresh_interval_s = 0\n";
+    let (small, _) = load_with(small, &[]);
+    let small = small.expect("valid");
+    assert_eq!(small.mirror.store_max_bytes, 12 << 20);
+    assert_eq!(small.mirror.refresh_interval, None);
+    let (again, _) = load_with(&small.to_toml(), &[]);
+    assert_eq!(again.expect("printed config loads").mirror, small.mirror);
 }
 
 #[test]
@@ -245,6 +271,26 @@ fn bad_mirror_tables_name_key_and_file() {
         (
             "[mirror]\nstore_max_gib = 0".into(),
             vec!["$FILE", "`mirror.store_max_gib`", "from 1"],
+        ),
+        (
+            "[mirror]\nstore_max_gib = 1\nstore_max_mib = 5".into(),
+            vec!["$FILE", "`mirror.store_max_mib`", "not both"],
+        ),
+        (
+            "[mirror]\nprefetch_days = 400".into(),
+            vec!["$FILE", "`mirror.prefetch_days`", "from 0"],
+        ),
+        (
+            "[mirror]\nkeep_versions = 5000".into(),
+            vec!["$FILE", "`mirror.keep_versions`", "from 0"],
+        ),
+        (
+            "[mirror]\nrefresh_interval_s = 9999999".into(),
+            vec!["$FILE", "`mirror.refresh_interval_s`", "seconds"],
+        ),
+        (
+            repo("name = \"core\"\nservers = [\"http://m/$repo\"]\nfull = true"),
+            vec!["$FILE", "`mirror.repo[0].arch`", "architectures"],
         ),
         (
             repo("servers = [\"http://m/$repo\"]"),
@@ -292,4 +338,42 @@ fn bad_mirror_tables_name_key_and_file() {
     for (toml, needles) in &table {
         check_err(toml, &[], needles);
     }
+}
+
+// `config::mirror`'s own pure checks.
+#[test]
+fn server_urls() {
+    let table: &[(&str, bool)] = &[
+        ("https://geo.mirror.pkgbuild.com/$repo/os/$arch", true),
+        ("http://mirror.archlinuxarm.org/$arch/$repo", true),
+        ("HTTP://10.0.0.1:8080/arch/$repo/os/$arch/", true),
+        ("ftp://m/$repo", false),
+        ("file:///srv/repo", false),
+        ("/srv/repo", false),
+        ("https://m/$repo/os/$carch", false),
+        ("https:///$repo", false),
+        ("https://m/a b", false),
+    ];
+    for (url, ok) in table {
+        assert_eq!(
+            check_server(url).is_ok(),
+            *ok,
+            "{url}: {:?}",
+            check_server(url)
+        );
+    }
+}
+
+#[test]
+fn arch_filter() {
+    let repo = |archs: &[&str]| MirrorRepo {
+        name: "core".into(),
+        archs: archs.iter().map(|a| a.to_string()).collect(),
+        servers: vec!["http://m/$repo".into()],
+        mirrorlist: None,
+        full: false,
+    };
+    assert!(repo(&[]).serves_arch("riscv64"));
+    assert!(repo(&["aarch64", "armv7h"]).serves_arch("armv7h"));
+    assert!(!repo(&["aarch64"]).serves_arch("x86_64"));
 }

@@ -10,18 +10,22 @@
 //! - `fresh` (pure): when to ask upstream, and what a client gets.
 //! - `store`: the pairs on disk, one generation directory each.
 //! - `upstream`: asking the upstreams for a pair.
+//! - `counts`: what status and metrics show.
+//! - `staged`: full-mirror repos' databases, switched by their sync only.
 //! - here: [`DbProxy`], one refresh per database at a time however many
 //!   clients ask, and its counters.
 
+pub mod counts;
 pub mod fresh;
+pub mod staged;
 pub mod store;
 pub mod upstream;
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +36,8 @@ use tracing::{info, warn};
 
 use crate::mirror_client::MirrorClient;
 use crate::syncdb::{repo_of_proxied_db, FedDbs};
+use counts::Counters;
+pub use counts::DbCounts;
 use fresh::{Check, Decision};
 use store::{DbStore, Generation};
 use upstream::Fetched;
@@ -81,38 +87,6 @@ pub enum DbAnswer {
     Fail(&'static str),
 }
 
-/// Counters for status and metrics.
-#[derive(Debug, Default)]
-struct Counters {
-    served: AtomicU64,
-    stale: AtomicU64,
-    refreshed: AtomicU64,
-    not_modified: AtomicU64,
-    failed: AtomicU64,
-    bytes_upstream: AtomicU64,
-}
-
-/// `mirror.databases` in the status JSON.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct DbCounts {
-    /// Database and signature responses with a body or a 304.
-    pub served: u64,
-    /// Of `served`: a stale copy, with a `Warning` header.
-    pub stale_served: u64,
-    /// New pairs fetched and kept.
-    pub fetched: u64,
-    /// Checks answered 304.
-    pub not_modified: u64,
-    /// Checks where every upstream failed.
-    pub failed_checks: u64,
-    /// Body bytes fetched from upstreams for databases.
-    pub bytes_upstream: u64,
-    /// Databases kept (pairs).
-    pub kept: usize,
-    /// Their bytes on disk.
-    pub kept_bytes: u64,
-}
-
 #[derive(Debug)]
 struct Entry {
     current: Option<Arc<Generation>>,
@@ -143,6 +117,9 @@ pub struct DbProxy {
     interval: Duration,
     entries: Mutex<HashMap<DbKey, Entry>>,
     counters: Counters,
+    /// Repos mirrored whole (`staged`): their package lists change only
+    /// when their sync switches them.
+    full: HashSet<String>,
 }
 
 impl DbProxy {
@@ -154,6 +131,7 @@ impl DbProxy {
         fed: Arc<FedDbs>,
         client: MirrorClient,
         interval: Duration,
+        full: HashSet<String>,
     ) -> std::io::Result<DbProxy> {
         let (store, found) = DbStore::open(store_dir)?;
         let mut entries = HashMap::new();
@@ -179,6 +157,7 @@ impl DbProxy {
             interval,
             entries: Mutex::new(entries),
             counters: Counters::default(),
+            full,
         })
     }
 
@@ -196,6 +175,9 @@ impl DbProxy {
         urls: &[String],
         hop: u32,
     ) -> DbAnswer {
+        if self.is_staged(key) {
+            return self.answer_staged(key, sig);
+        }
         let decision = {
             let mut entries = self.entries();
             if !entries.contains_key(key) && entries.len() >= MAX_DATABASES {
@@ -322,32 +304,13 @@ impl DbProxy {
                 info!(url, "database not modified");
                 Check::Fresh
             }
-            Ok(Fetched::New(pair)) => {
-                self.counters.bytes_upstream.fetch_add(pair.bytes, Relaxed);
-                let generation = match self.store.commit(key, pending, pair.modified, pair.has_sig)
-                {
-                    Ok(g) => Arc::new(g),
-                    Err(e) => {
-                        warn!(error = %e, "cannot keep a database");
-                        return Check::Unreachable;
-                    }
-                };
-                // Clients of the new database ask for what it lists: the
-                // table knows it before they can.
-                if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {
-                    let files = self.fed.feed(&key.arch, &key.repo, pair.parsed);
-                    info!(files, "verification table fed");
+            Ok(Fetched::New(pair)) => match self.put(key, pending, pair) {
+                Ok(()) => Check::Fresh,
+                Err(e) => {
+                    warn!(error = %e, "cannot keep a database");
+                    Check::Unreachable
                 }
-                self.counters.refreshed.fetch_add(1, Relaxed);
-                let mut entries = self.entries();
-                let entry = entries
-                    .entry(key.clone())
-                    .or_insert_with(|| Entry::new(None));
-                if let Some(old) = entry.current.replace(generation) {
-                    old.retire();
-                }
-                Check::Fresh
-            }
+            },
             Err(e) => {
                 self.counters.failed.fetch_add(1, Relaxed);
                 let check = e.check();
@@ -357,15 +320,47 @@ impl DbProxy {
         }
     }
 
+    /// Keeps a new pair as `key`'s current one (and feeds the table)
+    /// before any client can see it.
+    fn put(
+        &self,
+        key: &DbKey,
+        pending: store::Pending,
+        pair: upstream::NewPair,
+    ) -> std::io::Result<()> {
+        self.counters.bytes_upstream.fetch_add(pair.bytes, Relaxed);
+        let generation = Arc::new(
+            self.store
+                .commit(key, pending, pair.modified, pair.has_sig)?,
+        );
+        // Clients of the new database ask for what it lists: the table
+        // knows it before they can.
+        if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {
+            let files = self.fed.feed(&key.arch, &key.repo, pair.parsed);
+            info!(files, "verification table fed");
+        }
+        self.counters.refreshed.fetch_add(1, Relaxed);
+        let mut entries = self.entries();
+        let entry = entries
+            .entry(key.clone())
+            .or_insert_with(|| Entry::new(None));
+        if let Some(old) = entry.current.replace(generation) {
+            old.retire();
+        }
+        entry.checked = Some(Instant::now());
+        Ok(())
+    }
+
     /// Asks the upstreams about every kept database now (the admin
-    /// refresh), joining refreshes under way; waits for all of them, at
+    /// refresh, the refresh timer), joining refreshes under way; a full
+    /// mirror's package list is left to its sync; waits for all of them, at
     /// most [`REFRESH_ALL_WAIT`]. `urls`: a database's URL at each
     /// upstream.
     pub async fn refresh_all(self: &Arc<Self>, urls: impl Fn(&DbKey) -> Vec<String>) -> Refreshed {
         let keys: Vec<DbKey> = self
             .entries()
             .iter()
-            .filter(|(_, e)| e.current.is_some())
+            .filter(|(k, e)| e.current.is_some() && !self.is_staged(k))
             .map(|(k, _)| k.clone())
             .collect();
         let mut report = Refreshed::default();
@@ -384,25 +379,6 @@ impl DbProxy {
         }
         report.asked = keys.len();
         report
-    }
-
-    /// Counters and what is kept, for status and metrics.
-    pub fn counts(&self) -> DbCounts {
-        let kept: Vec<Arc<Generation>> = self
-            .entries()
-            .values()
-            .filter_map(|e| e.current.clone())
-            .collect();
-        DbCounts {
-            served: self.counters.served.load(Relaxed),
-            stale_served: self.counters.stale.load(Relaxed),
-            fetched: self.counters.refreshed.load(Relaxed),
-            not_modified: self.counters.not_modified.load(Relaxed),
-            failed_checks: self.counters.failed.load(Relaxed),
-            bytes_upstream: self.counters.bytes_upstream.load(Relaxed),
-            kept: kept.len(),
-            kept_bytes: kept.iter().map(|g| g.bytes()).sum(),
-        }
     }
 
     /// The verification table fed from the kept databases.

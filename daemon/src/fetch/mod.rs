@@ -22,12 +22,15 @@
 
 pub mod claim;
 pub mod drive;
+pub mod evict;
 pub mod growing;
 pub mod machine;
 pub mod room;
 pub mod source;
 pub mod store;
 mod transfer;
+pub mod usage;
+pub mod vercmp;
 pub mod wait;
 
 use transfer::abandoned;
@@ -149,8 +152,10 @@ impl Engine {
     }
 
     /// Starts `job`, unless a download of the file runs already (then
-    /// that one is returned) or too many do (`None`).
-    pub fn start<S: Sources>(&self, job: Job<S>) -> Option<Arc<Transfer>> {
+    /// that one is returned) or too many do (`None`). A download to be
+    /// kept has its room made in the store first; if none can be made it
+    /// is still served, but not kept.
+    pub fn start<S: Sources>(&self, mut job: Job<S>) -> Option<Arc<Transfer>> {
         let mut map = self.map();
         if let Some(t) = map.get(&job.name) {
             return Some(t.clone());
@@ -195,6 +200,9 @@ impl Engine {
         });
         map.insert(job.name.clone(), transfer.clone());
         drop(map);
+        if let (true, Some(e)) = (job.keep, &job.expected) {
+            job.keep = self.inner.store.admit(&job.name, e.size);
+        }
         let span = tracing::info_span!("download", file = %job.name, kind = ?job.kind);
         let run = self
             .clone()
@@ -271,6 +279,7 @@ impl Engine {
         let finished = match result {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
+                self.inner.store.release(&job.name);
                 warn!(error = %e, ms, "download failed");
                 writer.fail(GrowingError::from(&e));
                 // Whatever we announced (a claim, a fetch) is over.
@@ -278,6 +287,7 @@ impl Engine {
                 return Ended::Failed;
             }
             None => {
+                self.inner.store.release(&job.name);
                 info!(
                     ms,
                     "download dropped (given up, over time, or nobody waits)"
@@ -311,6 +321,7 @@ impl Engine {
             }
         } else {
             writer.complete_unkept();
+            self.inner.store.release(&job.name);
             false
         };
         match (finished.claimed, kept) {

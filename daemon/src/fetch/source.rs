@@ -135,23 +135,7 @@ impl Sources for MeshSources {
                 Ok((SourceStream::Peer(download), opened))
             }
             SourceId::Mirror(i) => {
-                let url = self
-                    .mirror_urls
-                    .get(i)
-                    .ok_or_else(|| Failure::Unavailable(format!("no mirror {i}")))?;
-                let body = self
-                    .client
-                    .get_from(url, offset)
-                    .await
-                    .map_err(mirror_failure)?;
-                let size = body.size.or(size).ok_or_else(|| {
-                    Failure::Unavailable(format!("{url}: the mirror gave no size"))
-                })?;
-                let opened = Opened {
-                    size,
-                    start: body.start,
-                };
-                Ok((SourceStream::Mirror(body), opened))
+                open_mirror(&self.client, &self.mirror_urls, i, offset, size).await
             }
         }
     }
@@ -206,4 +190,62 @@ impl Sources for MeshSources {
             self.mesh.penalise(*peer, format!("{name}: {why}"));
         }
     }
+}
+
+/// Opens the `i`-th of `urls` from byte `offset`.
+async fn open_mirror(
+    client: &MirrorClient,
+    urls: &[String],
+    i: usize,
+    offset: u64,
+    size: Option<u64>,
+) -> Result<(SourceStream, Opened), Failure> {
+    let url = urls
+        .get(i)
+        .ok_or_else(|| Failure::Unavailable(format!("no mirror {i}")))?;
+    let body = client.get_from(url, offset).await.map_err(mirror_failure)?;
+    let size = body
+        .size
+        .or(size)
+        .ok_or_else(|| Failure::Unavailable(format!("{url}: the mirror gave no size")))?;
+    let opened = Opened {
+        size,
+        start: body.start,
+    };
+    Ok((SourceStream::Mirror(body), opened))
+}
+
+/// The repo's mirrors only, no mesh: a full mirror's sync (`fullsync`),
+/// also run from a terminal with no daemon. Its fetches are claimed by
+/// nobody else.
+#[derive(Clone, Debug)]
+pub struct MirrorSources {
+    pub client: MirrorClient,
+    /// The file's URL at each mirror, in order.
+    pub mirror_urls: Vec<String>,
+}
+
+impl Sources for MirrorSources {
+    type Stream = SourceStream;
+
+    async fn open(
+        &self,
+        source: SourceId,
+        name: &str,
+        offset: u64,
+        size: Option<u64>,
+    ) -> Result<(SourceStream, Opened), Failure> {
+        let SourceId::Mirror(i) = source else {
+            return Err(Failure::Unavailable(format!("{name}: mirrors only")));
+        };
+        open_mirror(&self.client, &self.mirror_urls, i, offset, size).await
+    }
+
+    async fn claim(&self, _name: &str, _size: u64, _exclude: &[NodeId]) -> Claimant {
+        Claimant::Us
+    }
+
+    fn ended(&self, _name: &str, _complete: bool) {}
+
+    fn penalise(&self, _peers: &[NodeId], _name: &str, _why: &str) {}
 }

@@ -1,77 +1,83 @@
-//! Where finished downloads are kept so peers can fetch them: one dir
-//! under the daemon's store (`STORE/fetched`), watched by the cache index
-//! like pacman's own cache dirs, so a kept file is served locally and
-//! listed in this host's digest.
+//! Where finished downloads are kept so clients and peers can fetch them:
+//! one dir under the daemon's store (`STORE/fetched`), watched by the
+//! cache index like pacman's own cache dirs, so a kept file is served
+//! locally and listed in this host's digest.
 //!
-//! The policy ([`sweep`], pure): a kept file goes as soon as one of
-//! pacman's cache dirs holds the same file (pacman downloaded it from us,
-//! so the network still has it), or once it is older than `max_age`, and
-//! the oldest go first while the dir holds more than `max_bytes`.
+//! What is removed, and when, is `fetch::evict`'s pure decision; here it
+//! is applied: every [`SWEEP_EVERY`], soon after a file is kept (keep-N
+//! sees the new version), and before a download that will be kept starts
+//! ([`Store::make_room`]: its size is reserved and room made ahead, so the
+//! cap holds while it arrives). A download is written under `incoming`,
+//! never here, so it is never swept; a kept file a response is sending
+//! ([`Store::lease`]) is not removed.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use std::time::{Duration, SystemTime};
 
-use super::growing::Writer;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tracing::{info, warn};
 
-/// Kept files older than this are removed.
+use super::evict::{evict, Policy, StoreFile};
+use super::growing::Writer;
+use super::usage::{Lease, Usage};
+use crate::syncdb::FedDbs;
+
+/// Kept files unused for longer than this are removed.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
 /// The kept files' total size cap.
 pub const DEFAULT_MAX_BYTES: u64 = 4 << 30;
-/// A caching mirror keeps what it fetched this long (its size cap is the
-/// config's `mirror.store_max_gib`).
+/// A caching mirror keeps what it fetched this long after its last use
+/// (its size cap is the config's `mirror.store_max_gib`).
 pub const MIRROR_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often the sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long after a file is kept the sweep runs (files kept in a burst
+/// share one sweep).
+pub const SWEEP_AFTER_KEEP: Duration = Duration::from_millis(500);
 
-/// The kept-downloads dir and its limits.
+/// The kept-downloads dir and its limits. Cheap to clone (shared state).
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
     pub max_age: Duration,
     pub max_bytes: u64,
+    /// Versions kept per package (0: no such rule).
+    pub keep_versions: usize,
+    usage: Arc<Usage>,
+    shared: Arc<Shared>,
 }
 
-/// One kept file, as the sweep sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kept {
-    pub name: String,
-    pub size: u64,
-    pub age: Duration,
-    /// One of pacman's cache dirs holds the same name.
-    pub elsewhere: bool,
-}
-
-/// Which kept files to remove (pure).
-pub fn sweep(mut kept: Vec<Kept>, max_age: Duration, max_bytes: u64) -> Vec<String> {
-    let mut gone = Vec::new();
-    kept.retain(|k| {
-        if k.elsewhere || k.age > max_age {
-            gone.push(k.name.clone());
-            false
-        } else {
-            true
-        }
-    });
-    // Oldest first until under the cap.
-    kept.sort_by_key(|k| std::cmp::Reverse(k.age));
-    let mut total: u64 = kept.iter().map(|k| k.size).sum();
-    for k in kept {
-        if total <= max_bytes {
-            break;
-        }
-        total -= k.size;
-        gone.push(k.name);
-    }
-    gone
+#[derive(Debug, Default)]
+struct Shared {
+    /// Downloads arriving to be kept, and their sizes. Its lock also
+    /// makes sweeps one at a time.
+    reserved: Mutex<HashMap<String, u64>>,
+    /// Names each full-mirror repo's databases list, by repo key.
+    pins: Mutex<HashMap<String, Arc<HashSet<String>>>>,
+    /// The databases whose listing protects a file (mirror mode).
+    listing: Mutex<Option<Arc<FedDbs>>>,
+    /// Kept bytes as of the last listing, plus what was kept since.
+    total: Mutex<Option<u64>>,
+    /// Wakes the sweep task: a file was kept.
+    kept: Notify,
 }
 
 impl Store {
+    /// The store in `dir`; last-use records live beside it.
     pub fn new(dir: PathBuf) -> std::io::Result<Store> {
         std::fs::create_dir_all(&dir)?;
+        let records = dir.parent().unwrap_or(&dir).join(super::usage::FILE_NAME);
         Ok(Store {
             dir,
             max_age: DEFAULT_MAX_AGE,
             max_bytes: DEFAULT_MAX_BYTES,
+            keep_versions: 0,
+            usage: Arc::new(Usage::load(records)),
+            shared: Arc::default(),
         })
     }
 
@@ -79,15 +85,116 @@ impl Store {
         &self.dir
     }
 
-    /// Moves a finished, verified download in under its name.
-    pub fn keep(&self, writer: Writer, name: &str) -> std::io::Result<()> {
-        writer.keep_as(&self.dir.join(name))
+    /// Files these databases list are removed last (mirror mode).
+    pub fn set_listing(&self, fed: Arc<FedDbs>) {
+        *self.shared.listing.lock() = Some(fed);
     }
 
-    /// Lists the kept files; `elsewhere(name)` says whether a pacman
-    /// cache dir holds the same name.
-    pub fn list(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<Kept>> {
+    /// Sets the names `key`'s full-mirror databases list: never removed by
+    /// the policy (the repo's sync removes what it no longer lists).
+    pub fn pin(&self, key: &str, names: Arc<HashSet<String>>) {
+        self.shared.pins.lock().insert(key.to_owned(), names);
+    }
+
+    fn pinned(&self, name: &str) -> bool {
+        self.shared.pins.lock().values().any(|p| p.contains(name))
+    }
+
+    /// A response starts sending `path`: if it is a kept file, it is used
+    /// now and in use while the lease lives.
+    pub fn lease(&self, path: &Path) -> Option<Lease> {
+        if path.parent() != Some(self.dir.as_path()) {
+            return None;
+        }
+        Some(self.usage.begin(path.file_name()?.to_str()?))
+    }
+
+    /// Whether a response ever sent the kept `name` (as far as the
+    /// last-use records go).
+    pub fn served(&self, name: &str) -> bool {
+        self.usage.last_used(name).is_some()
+    }
+
+    /// Resolves when a file was kept since the last call.
+    pub async fn kept_since(&self) {
+        self.shared.kept.notified().await
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            max_age: self.max_age,
+            cap: self.max_bytes,
+            keep_versions: self.keep_versions,
+        }
+    }
+
+    /// Moves a finished, verified download in under its name.
+    pub fn keep(&self, writer: Writer, name: &str) -> std::io::Result<()> {
+        let kept = writer.keep_as(&self.dir.join(name));
+        let size = self.shared.reserved.lock().remove(name);
+        if kept.is_ok() {
+            let size =
+                std::fs::metadata(self.dir.join(name)).map_or(size.unwrap_or(0), |m| m.len());
+            if let Some(total) = self.shared.total.lock().as_mut() {
+                *total += size;
+            }
+            self.shared.kept.notify_one();
+        }
+        kept
+    }
+
+    /// Gives up the room reserved for `name` (its download was not kept).
+    pub fn release(&self, name: &str) {
+        self.shared.reserved.lock().remove(name);
+    }
+
+    /// Reserves `size` bytes for `name`, a download about to arrive to be
+    /// kept, removing files by policy if they would not fit. `false`: no
+    /// room can be made (the download is served but not kept). A file a
+    /// full-mirror repo lists is always given its room.
+    pub fn make_room(&self, name: &str, size: u64) -> std::io::Result<bool> {
+        let mut reserved = self.shared.reserved.lock();
+        let reserve = size + reserved.values().sum::<u64>();
+        let known = *self.shared.total.lock();
+        let fits = match known {
+            Some(total) if total + reserve <= self.max_bytes => true,
+            _ => {
+                let (fits, _) = self.apply(reserve, |_| false)?;
+                fits
+            }
+        };
+        if fits || self.pinned(name) {
+            reserved.insert(name.to_owned(), size);
+        }
+        Ok(fits || self.pinned(name))
+    }
+
+    /// [`Store::make_room`] for a download about to start, logged: whether
+    /// it will be kept.
+    pub fn admit(&self, name: &str, size: u64) -> bool {
+        match self.make_room(name, size) {
+            Ok(true) => true,
+            Ok(false) => {
+                info!(
+                    file = name,
+                    size,
+                    cap = self.max_bytes,
+                    "no room under the store's cap; served but not kept"
+                );
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot list the store to make room; not kept");
+                false
+            }
+        }
+    }
+
+    /// Lists the kept files as the policy sees them; `elsewhere(name)`
+    /// says whether a pacman cache dir holds the same name.
+    pub fn list(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<StoreFile>> {
         let now = SystemTime::now();
+        let listing = self.shared.listing.lock().clone();
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -98,90 +205,97 @@ impl Store {
             if !meta.is_file() {
                 continue;
             }
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or_default();
-            out.push(Kept {
+            let used = self.usage.last_used(&name).or(meta.modified().ok());
+            out.push(StoreFile {
+                idle: used
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or_default(),
+                listed: listing.as_ref().is_some_and(|fed| fed.lists(&name)),
+                pinned: self.pinned(&name),
+                in_use: self.usage.in_use(&name),
                 elsewhere: elsewhere(&name),
-                name,
                 size: meta.len(),
-                age,
+                name,
             });
         }
         Ok(out)
     }
 
-    /// Removes the kept files `unwanted` names; returns those removed (a
-    /// response still reading one finishes: its handle keeps the data).
+    /// Removes the kept files `unwanted` names, except those a full
+    /// mirror's databases list; returns those removed (a response still
+    /// reading one finishes: its handle keeps the data).
     pub fn remove_where(&self, unwanted: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
         let mut gone = Vec::new();
         for kept in self.list(|_| false)? {
-            if unwanted(&kept.name) && std::fs::remove_file(self.dir.join(&kept.name)).is_ok() {
+            let remove = unwanted(&kept.name) && !kept.pinned;
+            if remove && std::fs::remove_file(self.dir.join(&kept.name)).is_ok() {
                 gone.push(kept.name);
             }
         }
+        *self.shared.total.lock() = None;
         gone.sort();
         Ok(gone)
     }
 
-    /// Applies [`sweep`] once; returns what was removed.
-    pub fn sweep_once(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
-        let gone = sweep(self.list(elsewhere)?, self.max_age, self.max_bytes);
-        for name in &gone {
+    /// Applies the policy with `reserve` bytes arriving; returns whether
+    /// they fit, and what was removed. The caller holds the sweep lock.
+    fn apply(
+        &self,
+        reserve: u64,
+        elsewhere: impl Fn(&str) -> bool,
+    ) -> std::io::Result<(bool, Vec<String>)> {
+        let files = self.list(elsewhere)?;
+        let eviction = evict(&files, &self.policy(), reserve);
+        let mut total: u64 = files.iter().map(|f| f.size).sum();
+        for name in &eviction.gone {
             // An open handle (a response being sent) keeps the data.
-            let _ = std::fs::remove_file(self.dir.join(name));
+            if std::fs::remove_file(self.dir.join(name)).is_ok() {
+                total -= files.iter().find(|f| &f.name == name).map_or(0, |f| f.size);
+            }
         }
+        *self.shared.total.lock() = Some(total);
+        if !eviction.gone.is_empty() {
+            info!(files = ?eviction.gone, reserve, cap = self.max_bytes, "kept files removed by policy");
+        }
+        let names: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        self.usage
+            .retain(|n| names.contains(n) && !eviction.gone.iter().any(|g| g == n));
+        Ok((eviction.fits, eviction.gone))
+    }
+
+    /// Applies the policy once (room kept for downloads arriving); writes
+    /// the last-use records; returns what was removed.
+    pub fn sweep_once(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
+        let reserved = self.shared.reserved.lock();
+        let reserve = reserved.values().sum();
+        let (_, gone) = self.apply(reserve, elsewhere)?;
+        drop(reserved);
+        self.usage.save()?;
         Ok(gone)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kept(name: &str, size: u64, age_s: u64, elsewhere: bool) -> Kept {
-        Kept {
-            name: name.into(),
-            size,
-            age: Duration::from_secs(age_s),
-            elsewhere,
-        }
-    }
-
-    #[test]
-    fn policy() {
-        let h = 3600;
-        let table: Vec<(Vec<Kept>, u64, Vec<&str>)> = vec![
-            // In pacman's cache already, or too old: gone.
-            (
-                vec![
-                    kept("a", 1, 10, true),
-                    kept("b", 1, 7 * h, false),
-                    kept("c", 1, 10, false),
-                ],
-                100,
-                vec!["a", "b"],
-            ),
-            // Over the cap: oldest first, until under it.
-            (
-                vec![
-                    kept("new", 40, 10, false),
-                    kept("old", 40, 300, false),
-                    kept("mid", 40, 100, false),
-                ],
-                90,
-                vec!["old"],
-            ),
-            (vec![kept("x", 10, 1, false)], 100, vec![]),
-        ];
-        for (files, cap, want) in table {
-            assert_eq!(
-                sweep(files.clone(), DEFAULT_MAX_AGE, cap),
-                want,
-                "{files:?}"
-            );
+impl Store {
+    /// Applies the policy every [`SWEEP_EVERY`], and [`SWEEP_AFTER_KEEP`]
+    /// after a file is kept (a newer version may make one too many), until
+    /// `shutdown`. `held_outside(name, dir)`: a pacman cache dir other
+    /// than `dir` holds `name`.
+    pub async fn sweep_loop(
+        self,
+        held_outside: impl Fn(&str, &Path) -> bool + Send + 'static,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = self.kept_since() => tokio::time::sleep(SWEEP_AFTER_KEEP).await,
+            }
+            match self.sweep_once(|name| held_outside(name, self.dir())) {
+                Ok(gone) if !gone.is_empty() => info!(files = gone.len(), "kept downloads removed"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot sweep the kept downloads"),
+            }
         }
     }
 }

@@ -58,6 +58,14 @@ impl Transfer {
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
+
+    /// Waits for the download to end: `true` if it completed (kept, when
+    /// its job asked for that and room was made).
+    pub async fn finished(&self) -> bool {
+        let mut outcome = self.outcome.clone();
+        let ended = outcome.wait_for(Option::is_some).await;
+        ended.is_ok_and(|o| *o == Some(true))
+    }
 }
 
 /// Completes when nobody has wanted a verify-first download for

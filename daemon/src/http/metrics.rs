@@ -66,6 +66,18 @@ fn mirror(out: &mut String, m: &crate::stats::MirrorStatus) {
     );
     family(
         out,
+        "pacmesh_mirror_prefetched_total",
+        "counter",
+        "Newer package versions a caching mirror fetched ahead of its clients: files, bytes.",
+    );
+    for (unit, n) in [("files", m.prefetch.files), ("bytes", m.prefetch.bytes)] {
+        let _ = writeln!(
+            out,
+            "pacmesh_mirror_prefetched_total{{unit=\"{unit}\"}} {n}"
+        );
+    }
+    family(
+        out,
         "pacmesh_mirror_databases_total",
         "counter",
         "A caching mirror's database events: served, stale_served, fetched, not_modified, failed_check.",
@@ -233,6 +245,8 @@ mod tests {
         has("pacmesh_mirror_store_bytes{kind=\"package\"} 7000000".into());
         has("pacmesh_mirror_store_bytes{kind=\"database\"} 2008".into());
         has("pacmesh_mirror_store_max_bytes 8000000".into());
+        has("pacmesh_mirror_prefetched_total{unit=\"files\"} 3".into());
+        has("pacmesh_mirror_prefetched_total{unit=\"bytes\"} 3003".into());
         for (event, n) in [
             ("served", 2001),
             ("stale_served", 2002),

@@ -78,7 +78,8 @@ impl Handler for State {
                     return None;
                 }
                 let path = self.locate(&file.name)?;
-                let on_done = on_file_done(self, Source::Local, &asked);
+                let mut on_done = on_file_done(self, Source::Local, &asked);
+                on_done = hold_lease(on_done, self.engine.store().lease(&path));
                 // Gone since the index saw it (paccache): the full path
                 // plans again without it.
                 let response = local::serve(&path, req.method(), req.headers(), on_done).ok()?;
@@ -254,6 +255,7 @@ async fn serve_file(
         match state.plan(file, local.take(), req.method() == Method::GET) {
             Plan::Local(path) => {
                 let on_done = on_file_done(state, Source::Local, asked);
+                let on_done = hold_lease(on_done, state.engine.store().lease(&path));
                 match local::serve(&path, req.method(), req.headers(), on_done) {
                     Ok(response) => return (response, Source::Local),
                     // Removed since the index saw it (paccache): plan
@@ -375,6 +377,18 @@ fn on_file_done(state: &State, source: Source, asked: &Asked) -> local::OnDone {
         }
         log_done(&asked, source, status, bytes, complete);
     })
+}
+
+/// Keeps a kept file's lease (`fetch::store`) until its response ends:
+/// the store's policy does not remove a file being sent.
+fn hold_lease(on_done: local::OnDone, lease: Option<fetch::usage::Lease>) -> local::OnDone {
+    match lease {
+        None => on_done,
+        Some(lease) => Box::new(move |status, bytes, complete| {
+            on_done(status, bytes, complete);
+            drop(lease);
+        }),
+    }
 }
 
 fn text(builder: http::response::Builder, body: impl Into<String>) -> Response<Body> {

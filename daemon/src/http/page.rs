@@ -63,6 +63,23 @@ fn mirror(h: &mut String, m: &crate::stats::MirrorStatus) {
         d.failed_checks,
         d.not_modified,
     );
+    let pre = &m.prefetch;
+    let last: Vec<String> = pre
+        .last
+        .iter()
+        .map(|n| format!("<code>{}</code>", esc(n)))
+        .collect();
+    let _ = writeln!(
+        h,
+        "<p>prefetched: {} files, {} · last: {}</p>",
+        pre.files,
+        esc(&human_bytes(pre.bytes)),
+        if last.is_empty() {
+            "none".to_string()
+        } else {
+            last.join(", ")
+        }
+    );
     if !m.repos.is_empty() {
         h.push_str("<ul>\n");
         for r in &m.repos {
@@ -216,6 +233,8 @@ mod tests {
             "<td>192.0.2.7:7878</td><td>1.5 ms</td><td>321</td>".into(),
             "<table id=\"mirror\">".into(),
             "<code>core/x86_64</code>: 271 packages".into(),
+            "prefetched: 3 files, ".into(),
+            "last: <code>pre-2-1-any.pkg.tar.zst</code>".into(),
             "stale databases served: 2002 · upstream checks failed: 2005 · not modified: 2004"
                 .into(),
         ] {

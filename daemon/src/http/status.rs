@@ -67,7 +67,11 @@ mod tests {
             ]
         );
         assert_eq!(keys(&j["cache"]), ["dirs", "files"]);
-        assert_eq!(keys(&j["mirror"]), ["databases", "packages", "repos"]);
+        assert_eq!(
+            keys(&j["mirror"]),
+            ["databases", "packages", "prefetch", "repos"]
+        );
+        assert_eq!(keys(&j["mirror"]["prefetch"]), ["bytes", "files", "last"]);
         assert_eq!(
             keys(&j["mirror"]["packages"]),
             [

@@ -34,7 +34,13 @@ pub use writer::BatchWriter;
 /// writes the last lines. Without the writer thread, lines go straight to
 /// stderr.
 pub fn init() -> Option<BatchWriter> {
-    let filter = EnvFilter::try_from_env("PACMESH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    init_at("info")
+}
+
+/// [`init`] with `default` as the level when `PACMESH_LOG` is not set
+/// (`--sync-once` logs warnings only, under its progress bar).
+pub fn init_at(default: &str) -> Option<BatchWriter> {
+    let filter = EnvFilter::try_from_env("PACMESH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -42,6 +42,18 @@ impl FedDbs {
         self.tables().get(arch)?.lookup_in(repo, file_name)
     }
 
+    /// Every file `repo`'s database for `arch` lists with a size and a
+    /// checksum, and what it must be.
+    pub fn listed(&self, arch: &str, repo: &str) -> Vec<(String, Expected)> {
+        let tables = self.tables();
+        let Some(db) = tables.get(arch).and_then(|t| t.repo(repo)) else {
+            return Vec::new();
+        };
+        db.iter()
+            .filter_map(|(name, entry)| Some((name.to_owned(), entry.expected(repo)?)))
+            .collect()
+    }
+
     /// Whether any proxied database, of any architecture, lists
     /// `file_name`.
     pub fn lists(&self, file_name: &str) -> bool {

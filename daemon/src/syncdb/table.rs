@@ -30,6 +30,11 @@ impl RepoDb {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Every entry, by file name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &DbEntry)> {
+        self.entries.iter().map(|(n, e)| (&**n, e))
+    }
 }
 
 /// All repos, by name (`core` for `core.db`).
@@ -77,6 +82,11 @@ impl Table {
         let mut next = self.clone();
         next.repos.remove(repo);
         next
+    }
+
+    /// `repo`'s entries.
+    pub fn repo(&self, repo: &str) -> Option<&Arc<RepoDb>> {
+        self.repos.get(repo)
     }
 
     pub fn has_repo(&self, repo: &str) -> bool {

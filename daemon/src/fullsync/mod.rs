@@ -1,0 +1,366 @@
+//! Full mirrors of chosen repos (`[[mirror.repo]] full = true`;
+//! docs/DESIGN.md, "Full mirrors"): every package a repo's database lists
+//! is fetched (through the download engine, from the repo's upstreams,
+//! verified against that database), and the database is switched
+//! (`dbproxy::staged`) only once all of them are kept; then the files it
+//! no longer lists are removed. Run at start and after each periodic
+//! refresh by the daemon ([`refresh_loop`]), or once from a terminal
+//! (`pacmeshd --sync-once`, `progress`).
+//!
+//! - `plan` (pure): what a run fetches and removes.
+//! - `once`: `pacmeshd --sync-once`, with a progress bar and a summary.
+
+pub mod once;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::dbproxy::{upstream::RefreshError, DbKey, DbProxy};
+use crate::fetch::{self, machine::SourceId, source::MirrorSources, Engine};
+use crate::mirror_client::MirrorClient;
+use crate::mirrors::MirrorTable;
+use crate::syncdb::Expected;
+
+/// Packages fetched at once by one sync.
+pub const PARALLEL: usize = 4;
+
+/// How long a sync waits when the engine takes no more downloads (as
+/// many as [`fetch::MAX_TRANSFERS`] run, or their room on disk is taken)
+/// before asking again...
+const ENGINE_BUSY: Duration = Duration::from_millis(500);
+
+/// ...at most this many times for one file (5 minutes), then the file
+/// counts as failed for this run.
+const ENGINE_BUSY_TRIES: u32 = 600;
+
+/// How often a download's progress is reported.
+const PROGRESS_TICK: Duration = Duration::from_millis(250);
+
+/// What a sync run reports, per repo and architecture.
+pub trait Progress: Send + Sync {
+    /// The run will fetch `files` packages, `bytes` in all.
+    fn begin(&self, what: &str, files: usize, bytes: u64);
+    /// `n` more bytes arrived (a file's total, once it is kept).
+    fn bytes(&self, n: u64);
+    /// One package fetched (`ok`) or failed.
+    fn done(&self, name: &str, ok: bool);
+}
+
+/// One run's outcome for a repo and architecture.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub repo: String,
+    pub arch: String,
+    /// Packages the database lists.
+    pub listed: usize,
+    /// Of those, already kept.
+    pub present: usize,
+    pub fetched: usize,
+    pub fetched_bytes: u64,
+    /// Packages that could not be had: the database was not switched.
+    pub failed: Vec<String>,
+    /// Entries without a size and SHA-256 (not mirrored: nothing to
+    /// verify them against).
+    pub unverifiable: usize,
+    /// A new database is served from now on.
+    pub switched: bool,
+    /// Kept packages removed (listed by the old database only).
+    pub removed: usize,
+}
+
+/// Why a run did not get as far as fetching packages.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    #[error("the database: {0}")]
+    Database(#[from] RefreshError),
+    #[error("the store: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+/// What a sync works with.
+#[derive(Clone)]
+pub struct Syncer {
+    pub engine: Engine,
+    pub proxy: Arc<DbProxy>,
+    pub client: MirrorClient,
+}
+
+fn db_key(repo: &str, arch: &str) -> DbKey {
+    DbKey {
+        arch: arch.to_owned(),
+        repo: repo.to_owned(),
+        name: format!("{repo}.db"),
+    }
+}
+
+impl Syncer {
+    /// Protects what the served database of `repo`/`arch` lists from the
+    /// store's policy (at start, before any run).
+    pub fn pin_current(&self, repo: &str, arch: &str) {
+        let key = db_key(repo, arch);
+        let names = self.proxy.current_entries(&key).unwrap_or_default();
+        let names = names.keys().map(|n| n.to_string()).collect();
+        self.engine
+            .store()
+            .pin(&format!("{arch}/{repo}"), Arc::new(names));
+    }
+
+    /// One run for `repo` on `arch`.
+    pub async fn sync(
+        &self,
+        mirrors: &MirrorTable,
+        repo: &str,
+        arch: &str,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<Summary, SyncError> {
+        let key = db_key(repo, arch);
+        let staged = self
+            .proxy
+            .stage(&key, &mirrors.file_urls(repo, arch, &key.name))
+            .await?;
+        let old = self.proxy.current_entries(&key).unwrap_or_default();
+        let entries = staged.as_ref().map_or(&old, |s| s.entries());
+        let expected: BTreeMap<String, Expected> = entries
+            .iter()
+            .filter_map(|(n, e)| Some((n.to_string(), e.expected(repo)?)))
+            .collect();
+        let old_names: HashSet<String> = old.keys().map(|n| n.to_string()).collect();
+        let new_names: HashSet<String> = entries.keys().map(|n| n.to_string()).collect();
+        let store = self.engine.store();
+        let pin = format!("{arch}/{repo}");
+        store.pin(
+            &pin,
+            Arc::new(old_names.union(&new_names).cloned().collect()),
+        );
+        let kept = store
+            .list(|_| false)?
+            .into_iter()
+            .map(|f| (f.name, f.size))
+            .collect();
+        let sizes = expected.iter().map(|(n, e)| (n.clone(), e.size)).collect();
+        let todo = plan::plan(&sizes, &kept);
+        let mut summary = Summary {
+            repo: repo.to_owned(),
+            arch: arch.to_owned(),
+            listed: entries.len(),
+            present: todo.present,
+            unverifiable: entries.len() - expected.len(),
+            ..Summary::default()
+        };
+        progress.begin(&pin, todo.fetch.len(), todo.fetch_bytes);
+        let jobs: Vec<(String, Expected)> = todo
+            .fetch
+            .iter()
+            .map(|n| (n.clone(), expected[n].clone()))
+            .collect();
+        let (fetched, failed) = self.fetch_all(mirrors, repo, arch, jobs, progress).await;
+        summary.fetched = fetched.len();
+        summary.fetched_bytes = fetched.iter().map(|n| expected[n].size).sum();
+        summary.failed = failed;
+        if !summary.failed.is_empty() {
+            return Ok(summary);
+        }
+        if let Some(staged) = staged {
+            self.proxy.install(staged)?;
+            summary.switched = true;
+            // Unpinned first: what only the old database listed may go.
+            let gone = plan::leaving(&old_names, &new_names, |n| self.proxy.fed().lists(n));
+            store.pin(&pin, Arc::new(new_names));
+            summary.removed = store.remove_where(|n| gone.iter().any(|g| g == n))?.len();
+        } else {
+            store.pin(&pin, Arc::new(new_names));
+        }
+        Ok(summary)
+    }
+
+    /// Fetches `jobs`, [`PARALLEL`] at a time; returns those kept and
+    /// those not.
+    async fn fetch_all(
+        &self,
+        mirrors: &MirrorTable,
+        repo: &str,
+        arch: &str,
+        jobs: Vec<(String, Expected)>,
+        progress: &Arc<dyn Progress>,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut kept, mut failed) = (Vec::new(), Vec::new());
+        let mut jobs = jobs.into_iter();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < PARALLEL {
+                let Some((name, expected)) = jobs.next() else {
+                    break;
+                };
+                let sources = MirrorSources {
+                    client: self.client.clone(),
+                    mirror_urls: mirrors.file_urls(repo, arch, &name),
+                };
+                let (engine, progress) = (self.engine.clone(), progress.clone());
+                running.spawn(async move {
+                    let on_bytes = |n| progress.bytes(n);
+                    let ok = fetch_and_keep(&engine, &name, sources, &expected, &on_bytes).await;
+                    (name, ok)
+                });
+            }
+            let Some(ended) = running.join_next().await else {
+                return (kept, failed);
+            };
+            if let Ok((name, ok)) = ended {
+                progress.done(&name, ok);
+                if ok {
+                    kept.push(name)
+                } else {
+                    failed.push(name)
+                }
+            }
+        }
+    }
+}
+
+/// Fetches `name` from the mirrors through the engine (joining a
+/// client's download of it if one runs); `true` once it is kept at its
+/// listed size. `on_bytes` hears of the bytes as they arrive, adding up
+/// to the file's size once it is kept. Used by full mirrors and prefetch.
+pub async fn fetch_and_keep(
+    engine: &Engine,
+    name: &str,
+    sources: MirrorSources,
+    expected: &Expected,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> bool {
+    let order: Vec<SourceId> = (0..sources.mirror_urls.len())
+        .map(SourceId::Mirror)
+        .collect();
+    let make = || fetch::Job {
+        name: name.to_owned(),
+        kind: fetch::Kind::Fetch,
+        sources: sources.clone(),
+        order: order.clone(),
+        expected: Some(expected.clone()),
+        keep: true,
+    };
+    let mut tries = 0;
+    let transfer = loop {
+        match engine.start(make()) {
+            Some(t) => break t,
+            None if tries < ENGINE_BUSY_TRIES => {
+                tries += 1;
+                tokio::time::sleep(ENGINE_BUSY).await;
+            }
+            None => return false,
+        }
+    };
+    let finished = transfer.finished();
+    tokio::pin!(finished);
+    let mut reported = 0;
+    loop {
+        tokio::select! {
+            _ = &mut finished => break,
+            () = tokio::time::sleep(PROGRESS_TICK) => {
+                let len = transfer.growing().shown().len.min(expected.size);
+                if len > reported {
+                    on_bytes(len - reported);
+                    reported = len;
+                }
+            }
+        }
+    }
+    let path = engine.store().dir().join(name);
+    let kept = std::fs::metadata(path).is_ok_and(|m| m.len() == expected.size);
+    if kept && expected.size > reported {
+        on_bytes(expected.size - reported);
+    }
+    kept
+}
+
+/// The daemon's report of a run: a line per package that failed.
+struct LogProgress;
+
+impl Progress for LogProgress {
+    fn begin(&self, what: &str, files: usize, bytes: u64) {
+        if files > 0 {
+            info!(repo = what, files, bytes, "full mirror: fetching");
+        }
+    }
+
+    fn bytes(&self, _n: u64) {}
+
+    fn done(&self, name: &str, ok: bool) {
+        if !ok {
+            warn!(file = name, "full mirror: package not fetched");
+        }
+    }
+}
+
+/// The daemon's timer (`mirror.refresh_interval_s`): full mirrors synced
+/// at start; then, every interval, every kept database refreshed, newer
+/// versions prefetched (`prefetch`, when on) and the full mirrors synced
+/// again.
+pub async fn refresh_loop(
+    syncer: Syncer,
+    prefetcher: Option<crate::prefetch::Prefetcher>,
+    mirrors: impl Fn() -> Arc<MirrorTable> + Send + 'static,
+    full: Vec<(String, String)>,
+    interval: Option<Duration>,
+    shutdown: CancellationToken,
+) {
+    for (repo, arch) in &full {
+        syncer.pin_current(repo, arch);
+    }
+    let progress: Arc<dyn Progress> = Arc::new(LogProgress);
+    loop {
+        for (repo, arch) in &full {
+            let table = mirrors();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = syncer.sync(&table, repo, arch, &progress) => match r {
+                    Ok(s) => info!(repo, arch, listed = s.listed, fetched = s.fetched,
+                        bytes = s.fetched_bytes, failed = s.failed.len(), switched = s.switched,
+                        removed = s.removed, "full mirror synced"),
+                    Err(e) => warn!(repo, arch, error = %e, "full mirror sync failed"),
+                },
+            }
+        }
+        let Some(interval) = interval else { return };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let table = mirrors();
+        let done = syncer
+            .proxy
+            .refresh_all(|k| table.file_urls(&k.repo, &k.arch, &k.name))
+            .await;
+        info!(
+            asked = done.asked,
+            fresh = done.fresh,
+            failed = done.failed,
+            "databases refreshed"
+        );
+        if let Some(prefetcher) = &prefetcher {
+            let files = tokio::select! {
+                () = shutdown.cancelled() => return,
+                n = prefetcher.run(&table) => n,
+            };
+            info!(files, "prefetch run done");
+        }
+    }
+}
+
+/// The (repo, architecture) pairs mirrored whole.
+pub fn full_repos(mirror: &crate::config::mirror::MirrorConfig) -> Vec<(String, String)> {
+    mirror
+        .repos
+        .iter()
+        .filter(|r| r.full)
+        .flat_map(|r| r.archs.iter().map(|a| (r.name.clone(), a.clone())))
+        .collect()
+}
