@@ -186,12 +186,30 @@ impl MirrorRepo {
 
 /// Checks `raw` (read from the file `origin` names).
 pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, ConfigError> {
-    let err = |key: String, value: String, reason: &str| ConfigError::Invalid {
+    checked(raw).map_err(|bad| ConfigError::Invalid {
+        key: bad.key,
+        value: bad.value,
+        origin: origin.clone(),
+        reason: bad.reason,
+    })
+}
+
+/// A value refused: its key, the value as written, and why.
+struct Bad {
+    key: String,
+    value: String,
+    reason: String,
+}
+
+fn err(key: String, value: String, reason: &str) -> Bad {
+    Bad {
         key,
         value,
-        origin: origin.clone(),
         reason: reason.to_owned(),
-    };
+    }
+}
+
+fn checked(raw: &RawMirror) -> Result<MirrorConfig, Bad> {
     let db_revalidate = match raw.db_revalidate_s {
         None => DEFAULT_DB_REVALIDATE,
         Some(s) if Duration::from_secs(s) > MAX_DB_REVALIDATE => {
@@ -203,32 +221,7 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
         }
         Some(s) => Duration::from_secs(s),
     };
-    let store_max_bytes = match (raw.store_max_gib, raw.store_max_mib) {
-        (None, None) => DEFAULT_STORE_MAX_GIB << 30,
-        (Some(gib), None) if (1..=MAX_STORE_GIB).contains(&gib) => gib << 30,
-        (Some(gib), None) => {
-            return Err(err(
-                "mirror.store_max_gib".into(),
-                gib.to_string(),
-                &format!("from 1 to {MAX_STORE_GIB}"),
-            ))
-        }
-        (None, Some(mib)) if (1..=MAX_STORE_GIB << 10).contains(&mib) => mib << 20,
-        (None, Some(mib)) => {
-            return Err(err(
-                "mirror.store_max_mib".into(),
-                mib.to_string(),
-                &format!("from 1 to {}", MAX_STORE_GIB << 10),
-            ))
-        }
-        (Some(_), Some(mib)) => {
-            return Err(err(
-                "mirror.store_max_mib".into(),
-                mib.to_string(),
-                "set `store_max_gib` or `store_max_mib`, not both",
-            ))
-        }
-    };
+    let store_max_bytes = store_max_bytes(raw)?;
     let keep_versions = match raw.keep_versions {
         None => DEFAULT_KEEP_VERSIONS,
         Some(n) if n <= MAX_KEEP_VERSIONS => n as usize,
@@ -278,65 +271,8 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
     }
     let mut repos: Vec<MirrorRepo> = Vec::new();
     for (i, r) in raw.repo.iter().enumerate() {
-        let key = |field: &str| format!("mirror.repo[{i}].{field}");
-        if let Err(e) = pacmesh_proto::validate_name(&r.name) {
-            return Err(err(key("name"), r.name.clone(), &e.to_string()));
-        }
-        if repos.iter().any(|seen| seen.name == r.name) {
-            return Err(err(
-                key("name"),
-                r.name.clone(),
-                "a repo is configured once (list all its servers in one entry)",
-            ));
-        }
-        for (j, arch) in r.arch.iter().enumerate() {
-            if !valid_arch(arch) {
-                return Err(err(
-                    format!("mirror.repo[{i}].arch[{j}]"),
-                    arch.clone(),
-                    "an architecture is 1 to 32 of A-Z, a-z, 0-9 and _",
-                ));
-            }
-        }
-        for (j, url) in r.servers.iter().enumerate() {
-            if let Err(why) = check_server(url) {
-                return Err(err(
-                    format!("mirror.repo[{i}].servers[{j}]"),
-                    url.clone(),
-                    &why,
-                ));
-            }
-        }
-        if let Some(path) = &r.mirrorlist {
-            if !path.is_absolute() {
-                return Err(err(
-                    key("mirrorlist"),
-                    path.display().to_string(),
-                    "must be an absolute path",
-                ));
-            }
-        }
-        if r.full && r.arch.is_empty() {
-            return Err(err(
-                key("arch"),
-                String::new(),
-                "a full mirror names the architectures it mirrors",
-            ));
-        }
-        if r.servers.is_empty() && r.mirrorlist.is_none() {
-            return Err(err(
-                key("servers"),
-                String::new(),
-                "a repo needs `servers`, a `mirrorlist`, or both",
-            ));
-        }
-        repos.push(MirrorRepo {
-            name: r.name.clone(),
-            archs: r.arch.clone(),
-            servers: r.servers.clone(),
-            mirrorlist: r.mirrorlist.clone(),
-            full: r.full,
-        });
+        let checked = repo(i, r, &repos)?;
+        repos.push(checked);
     }
     Ok(MirrorConfig {
         db_revalidate,
@@ -347,6 +283,99 @@ pub fn validate(raw: &RawMirror, origin: &Origin) -> Result<MirrorConfig, Config
         prefetch_rate,
         admin_token_file: raw.admin_token_file.clone(),
         repos,
+    })
+}
+
+/// `store_max_gib` or `store_max_mib` (one of them), in bytes.
+fn store_max_bytes(raw: &RawMirror) -> Result<u64, Bad> {
+    Ok(match (raw.store_max_gib, raw.store_max_mib) {
+        (None, None) => DEFAULT_STORE_MAX_GIB << 30,
+        (Some(gib), None) if (1..=MAX_STORE_GIB).contains(&gib) => gib << 30,
+        (Some(gib), None) => {
+            return Err(err(
+                "mirror.store_max_gib".into(),
+                gib.to_string(),
+                &format!("from 1 to {MAX_STORE_GIB}"),
+            ))
+        }
+        (None, Some(mib)) if (1..=MAX_STORE_GIB << 10).contains(&mib) => mib << 20,
+        (None, Some(mib)) => {
+            return Err(err(
+                "mirror.store_max_mib".into(),
+                mib.to_string(),
+                &format!("from 1 to {}", MAX_STORE_GIB << 10),
+            ))
+        }
+        (Some(_), Some(mib)) => {
+            return Err(err(
+                "mirror.store_max_mib".into(),
+                mib.to_string(),
+                "set `store_max_gib` or `store_max_mib`, not both",
+            ))
+        }
+    })
+}
+
+/// `[[mirror.repo]]` number `i`, checked; `seen` are the ones before it.
+fn repo(i: usize, r: &RawMirrorRepo, seen: &[MirrorRepo]) -> Result<MirrorRepo, Bad> {
+    let key = |field: &str| format!("mirror.repo[{i}].{field}");
+    if let Err(e) = pacmesh_proto::validate_name(&r.name) {
+        return Err(err(key("name"), r.name.clone(), &e.to_string()));
+    }
+    if seen.iter().any(|s| s.name == r.name) {
+        return Err(err(
+            key("name"),
+            r.name.clone(),
+            "a repo is configured once (list all its servers in one entry)",
+        ));
+    }
+    for (j, arch) in r.arch.iter().enumerate() {
+        if !valid_arch(arch) {
+            return Err(err(
+                format!("mirror.repo[{i}].arch[{j}]"),
+                arch.clone(),
+                "an architecture is 1 to 32 of A-Z, a-z, 0-9 and _",
+            ));
+        }
+    }
+    for (j, url) in r.servers.iter().enumerate() {
+        if let Err(why) = check_server(url) {
+            return Err(err(
+                format!("mirror.repo[{i}].servers[{j}]"),
+                url.clone(),
+                &why,
+            ));
+        }
+    }
+    if let Some(path) = &r.mirrorlist {
+        if !path.is_absolute() {
+            return Err(err(
+                key("mirrorlist"),
+                path.display().to_string(),
+                "must be an absolute path",
+            ));
+        }
+    }
+    if r.full && r.arch.is_empty() {
+        return Err(err(
+            key("arch"),
+            String::new(),
+            "a full mirror names the architectures it mirrors",
+        ));
+    }
+    if r.servers.is_empty() && r.mirrorlist.is_none() {
+        return Err(err(
+            key("servers"),
+            String::new(),
+            "a repo needs `servers`, a `mirrorlist`, or both",
+        ));
+    }
+    Ok(MirrorRepo {
+        name: r.name.clone(),
+        archs: r.arch.clone(),
+        servers: r.servers.clone(),
+        mirrorlist: r.mirrorlist.clone(),
+        full: r.full,
     })
 }
 
