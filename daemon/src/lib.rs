@@ -254,6 +254,29 @@ pub async fn run(
         prefetch: Arc::default(),
         started: Instant::now(),
     });
+    tell_systemd(&state, &shutdown);
+    tokio::spawn(apply_controls(state.clone(), control));
+    let swept = state.clone();
+    tokio::spawn(state.engine.store().clone().sweep_loop(
+        move |name, dir| swept.index.read().held_outside(name, dir),
+        shutdown.clone(),
+    ));
+    if let (Some(mirror), Some(proxy)) = (&env.mirror_mode, &state.dbproxy) {
+        spawn_refresh(&state, mirror, proxy, &shutdown);
+    }
+    tokio::spawn(mirrorlist::follow(
+        state.mirrors.clone(),
+        env.own_servers,
+        shutdown.clone(),
+    ));
+    http::serve(state, listeners, shutdown).await;
+    service.stopped().await;
+    Ok(())
+}
+
+/// Ready (with how many files are served), stopping once shutdown is
+/// asked, and the watchdog fed while the runtime answers.
+fn tell_systemd(state: &State, shutdown: &CancellationToken) {
     let files = state.index_summary().1;
     let ready = format!("READY=1\nSTATUS=serving {files} cached files");
     if let Err(e) = sd_notify::notify(&ready) {
@@ -265,44 +288,38 @@ pub async fn run(
         let _ = sd_notify::notify("STOPPING=1");
     });
     tokio::spawn(sd_notify::watchdog(shutdown.clone()));
-    tokio::spawn(apply_controls(state.clone(), control));
-    let swept = state.clone();
-    tokio::spawn(state.engine.store().clone().sweep_loop(
-        move |name, dir| swept.index.read().held_outside(name, dir),
+}
+
+/// A caching mirror's periodic refresh: full mirrors synced, then newer
+/// versions of what clients fetched prefetched (when configured).
+fn spawn_refresh(
+    state: &Arc<State>,
+    mirror: &config::mirror::MirrorConfig,
+    proxy: &Arc<dbproxy::DbProxy>,
+    shutdown: &CancellationToken,
+) {
+    let syncer = fullsync::Syncer {
+        engine: state.engine.clone(),
+        proxy: proxy.clone(),
+        client: state.mirror_client.clone(),
+    };
+    let table = state.clone();
+    let prefetcher = mirror.prefetch_window.map(|window| prefetch::Prefetcher {
+        engine: state.engine.clone(),
+        fed: proxy.fed().clone(),
+        client: state.mirror_client.clone(),
+        report: state.prefetch.clone(),
+        window,
+        limit: mirror.prefetch_rate,
+    });
+    tokio::spawn(fullsync::refresh_loop(
+        syncer,
+        prefetcher,
+        move || table.mirrors(),
+        fullsync::full_repos(mirror),
+        mirror.refresh_interval,
         shutdown.clone(),
     ));
-    if let (Some(mirror), Some(proxy)) = (&env.mirror_mode, &state.dbproxy) {
-        let syncer = fullsync::Syncer {
-            engine: state.engine.clone(),
-            proxy: proxy.clone(),
-            client: state.mirror_client.clone(),
-        };
-        let table = state.clone();
-        let prefetcher = mirror.prefetch_window.map(|window| prefetch::Prefetcher {
-            engine: state.engine.clone(),
-            fed: proxy.fed().clone(),
-            client: state.mirror_client.clone(),
-            report: state.prefetch.clone(),
-            window,
-            limit: mirror.prefetch_rate,
-        });
-        tokio::spawn(fullsync::refresh_loop(
-            syncer,
-            prefetcher,
-            move || table.mirrors(),
-            fullsync::full_repos(mirror),
-            mirror.refresh_interval,
-            shutdown.clone(),
-        ));
-    }
-    tokio::spawn(mirrorlist::follow(
-        state.mirrors.clone(),
-        env.own_servers,
-        shutdown.clone(),
-    ));
-    http::serve(state, listeners, shutdown).await;
-    service.stopped().await;
-    Ok(())
 }
 
 async fn apply_controls(state: Arc<State>, mut control: tokio::sync::mpsc::Receiver<Control>) {
