@@ -6,23 +6,19 @@
 
 mod support;
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pacmesh_proto::{encode_frame, FetchStatus, Message, MAX_FRAME};
-use pacmeshd::identity::{Identity, NodeId};
-use pacmeshd::index::watch::ChangeSink;
-use pacmeshd::mesh::link::{CloseCode, FetchError, Mesh, MeshOptions, PeerDownload};
-use pacmeshd::mesh::publish::Publisher;
-use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use pacmeshd::identity::NodeId;
+use pacmeshd::mesh::link::{CloseCode, FetchError, PeerDownload};
 use support::data::data;
 use support::data::sha256;
+use support::node::Node;
 use support::stall::StallAfter;
 use support::stranger::Stranger;
 use support::wait::eventually;
-use tokio_util::sync::CancellationToken;
 
 const BIG: &str = "big-1.0-1-x86_64.pkg.tar.zst";
 const BIG_SIG: &str = "big-1.0-1-x86_64.pkg.tar.zst.sig";
@@ -45,73 +41,16 @@ impl Default for Setup {
     }
 }
 
-struct Node {
-    mesh: Mesh,
-    shutdown: CancellationToken,
-    cache: tempfile::TempDir,
-    _state: tempfile::TempDir,
-}
-
-impl Node {
-    /// A mesh serving a fresh cache dir holding `files`.
-    async fn start(files: &[(&str, &[u8])], setup: Setup) -> Node {
-        let cache = tempfile::tempdir().expect("cache dir");
-        for (name, bytes) in files {
-            std::fs::write(cache.path().join(name), bytes).expect("cache file");
-        }
-        let state = tempfile::tempdir().expect("state dir");
-        let shutdown = CancellationToken::new();
-        let publisher = Arc::new(Publisher::default());
-        let sink = publisher.clone();
-        let on_change: ChangeSink = Arc::new(move |changes| sink.change(changes));
-        let index = pacmeshd::index::watch::start(
-            vec![cache.path().to_path_buf()],
-            on_change,
-            shutdown.clone(),
-        )
-        .await
-        .expect("index");
-        let identity = Arc::new(Identity::load_or_create(state.path()).expect("identity"));
-        let mut opts = MeshOptions::new(identity, vec!["x86_64".into(), "any".into()]);
-        opts.keep_alive = Duration::from_millis(250);
-        opts.idle_timeout = Duration::from_secs(2);
-        opts.index = index;
+/// A node of `support::node` sized by `setup`.
+async fn start(files: &[(&str, &[u8])], setup: Setup) -> Node {
+    Node::start(files, |opts| {
         opts.max_uploads = setup.max_uploads;
         opts.stall_timeout = setup.stall_timeout;
         if let Some(bytes) = setup.stall_after {
             opts.files = Arc::new(StallAfter::new(bytes));
         }
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let mesh = Mesh::start(socket, opts, publisher, shutdown.clone()).expect("mesh");
-        Node {
-            mesh,
-            shutdown,
-            cache,
-            _state: state,
-        }
-    }
-
-    fn id(&self) -> NodeId {
-        self.mesh.node_id()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.cache.path().join(name)
-    }
-
-    /// Links to `other` and waits until its digest lists `file`.
-    async fn links_to(&self, other: &Node, file: &str) {
-        self.mesh.on_discovery(DiscoveryEvent::Up(PeerAd {
-            node_id: Some(other.id()),
-            addrs: vec![other.mesh.local_addr()],
-        }));
-        eventually(
-            "peer's digest lists the file",
-            Duration::from_secs(5),
-            || self.mesh.who_has(file).contains(&other.id()),
-        )
-        .await;
-    }
+    })
+    .await
 }
 
 fn mtime(path: &Path) -> i64 {
@@ -151,7 +90,7 @@ async fn a_file_arrives_whole_from_any_offset_and_refusals_name_their_reason() {
     let big = data(BIG_LEN, 1);
     let sig = data(566, 2);
     let a_file = data(70_000, 3);
-    let b = Node::start(
+    let b = start(
         &[
             (BIG, &big),
             (BIG_SIG, &sig),
@@ -162,13 +101,13 @@ async fn a_file_arrives_whole_from_any_offset_and_refusals_name_their_reason() {
         Setup::default(),
     )
     .await;
-    let a = Node::start(&[("apkg-2-1-any.pkg.tar.xz", &a_file)], Setup::default()).await;
+    let a = start(&[("apkg-2-1-any.pkg.tar.xz", &a_file)], Setup::default()).await;
     a.links_to(&b, BIG).await;
     assert_eq!(a.mesh.candidates(BIG), vec![b.id()]);
 
     let mut dl = a.mesh.fetch(b.id(), BIG, 0).await.expect("fetch");
     assert_eq!(dl.size, BIG_LEN as u64);
-    assert_eq!(dl.mtime, mtime(&b.path(BIG)));
+    assert_eq!(dl.mtime, mtime(&b.cache.path().join(BIG)));
     assert_eq!((dl.peer(), dl.offset()), (b.id(), 0));
     let got = read_all(&mut dl).await.expect("whole file");
     assert_eq!(sha256(&got), sha256(&big));
@@ -233,8 +172,8 @@ async fn a_file_arrives_whole_from_any_offset_and_refusals_name_their_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_fetches_of_one_file_both_arrive_whole() {
     let big = data(BIG_LEN, 4);
-    let b = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], Setup::default()).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     let (one, two) = tokio::join!(fetch_all(&a, &b, BIG, 0), fetch_all(&a, &b, BIG, 1_000_000));
     assert_eq!(sha256(&one.expect("first")), sha256(&big));
@@ -248,8 +187,8 @@ async fn past_the_upload_limit_the_answer_is_busy() {
         max_uploads: 1,
         ..Setup::default()
     };
-    let b = Node::start(&[(BIG, &big)], setup).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], setup).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     // A slow reader: the upload fills the stream window and waits.
     let mut slow = a.mesh.fetch(b.id(), BIG, 0).await.expect("first upload");
@@ -281,8 +220,8 @@ async fn a_peer_that_stops_sending_is_reported_stalled() {
         stall_after: Some(1 << 20),
         ..Setup::default()
     };
-    let b = Node::start(&[(BIG, &big)], setup).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], setup).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     let mut dl = a.mesh.fetch(b.id(), BIG, 0).await.expect("fetch");
     let mut got = Vec::new();
@@ -327,11 +266,11 @@ async fn a_killed_peer_fails_the_download_within_the_stall_timeout() {
                 .iter()
                 .map(|(n, d)| (n.as_str(), d.as_slice()))
                 .collect();
-            Node::start(&files, Setup::default()).await
+            start(&files, Setup::default()).await
         })
         .await
         .expect("b starts");
-    let a = Node::start(
+    let a = start(
         &[],
         Setup {
             stall_timeout: Duration::from_secs(1),
@@ -359,8 +298,8 @@ async fn a_killed_peer_fails_the_download_within_the_stall_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_peer_cuts_its_uploads_at_once() {
     let big = data(BIG_LEN, 8);
-    let b = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], Setup::default()).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     let mut dl = a.mesh.fetch(b.id(), BIG, 0).await.expect("fetch");
     dl.next_chunk().await.expect("first bytes");
@@ -376,9 +315,9 @@ async fn a_stopping_peer_cuts_its_uploads_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn penalised_peers_are_not_candidates_and_show_in_status() {
     let big = data(300_000, 9);
-    let b = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let c = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], Setup::default()).await;
+    let c = start(&[(BIG, &big)], Setup::default()).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     a.links_to(&c, BIG).await;
     let mut both = a.mesh.candidates(BIG);
@@ -415,9 +354,9 @@ async fn penalised_peers_are_not_candidates_and_show_in_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_move_a_holder_behind_the_others() {
     let big = data(300_000, 10);
-    let b = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let c = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], Setup::default()).await;
+    let c = start(&[(BIG, &big)], Setup::default()).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     a.links_to(&c, BIG).await;
     let first = a.mesh.candidates(BIG)[0];
@@ -443,8 +382,8 @@ async fn stranger_transfer_sends(to: &Node, bytes: &[u8]) -> quinn::ConnectionEr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_frame_on_a_transfer_stream_closes_that_link_only() {
     let big = data(100_000, 11);
-    let b = Node::start(&[(BIG, &big)], Setup::default()).await;
-    let a = Node::start(&[], Setup::default()).await;
+    let b = start(&[(BIG, &big)], Setup::default()).await;
+    let a = start(&[], Setup::default()).await;
     a.links_to(&b, BIG).await;
     let oversized = u32::MAX.to_be_bytes();
     let not_a_request = encode_frame(&Message::Goodbye, MAX_FRAME).expect("frame");
