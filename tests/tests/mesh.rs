@@ -143,23 +143,10 @@ fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
         Duration::from_secs(3),
         "a did not come back"
     );
-    // Let b's mDNS see the restarted a too (its second "peer discovered"
-    // line for a), so the kill below is measured against a settled link,
-    // not one still being replaced.
-    assert_eventually!(
-        b.log()
-            .lines()
-            .filter(|l| l.contains("peer discovered") && l.contains(&a_id))
-            .count()
-            >= 2,
-        Duration::from_secs(10),
-        "b's mDNS never saw the restarted a"
-    );
-    assert_eventually!(
-        linked(&a, &b),
-        Duration::from_secs(3),
-        "the restarted link did not last"
-    );
+    // No settling wait: b's mDNS may hear the restarted a only after the
+    // kill below (or not at all, when a's goodbye was lost and b never
+    // forgot it); a dial to the dead a then fails and lists nothing, so
+    // the bound below holds either way.
 
     a.kill();
     let killed = Instant::now();
