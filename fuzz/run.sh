@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds one AFL++ target with cargo-afl (stable Rust) and fuzzes it.
+#   fuzz/run.sh TARGET MINUTES   fuzz for MINUTES, then print the figures
+#                                (exit 1 when it saved a crash)
+#   fuzz/run.sh --cmin TARGET    minimise fuzz/out/TARGET's queue together
+#                                with fuzz/corpus/TARGET into fuzz/corpus/TARGET
+# TARGET: frames | http | pacman_conf | sync_db (fuzz/README.md).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+TARGETS=(frames http pacman_conf sync_db)
+usage() {
+    echo "usage: $0 TARGET MINUTES | $0 --cmin TARGET  (TARGET: ${TARGETS[*]})" >&2
+    exit 64
+}
+known() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
+
+# cargo-afl and its AFL++ build: installed once per machine.
+setup() {
+    command -v cargo-afl >/dev/null || cargo install --locked cargo-afl
+    if ! cargo afl config --build >/tmp/pacmesh-afl-config.log 2>&1 &&
+        ! grep -q "already built" /tmp/pacmesh-afl-config.log; then
+        cat /tmp/pacmesh-afl-config.log >&2
+        exit 1
+    fi
+}
+
+build() {
+    cargo afl build --release --bin "$1"
+}
+
+# Fields of AFL++'s fuzzer_stats, one "name: value" per line.
+stat() { sed -n "s/^$2 *: //p" "out/$1/default/fuzzer_stats"; }
+
+fuzz() {
+    local target=$1 minutes=$2 dict=()
+    [[ -f dict/$target.dict ]] && dict=(-x "dict/$target.dict")
+    mkdir -p out
+    # A shared, loaded machine: no CPU pinning or governor checks, no UI,
+    # and a campaign over an existing out/ dir goes on where it stopped.
+    AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_AUTORESUME=1 \
+        AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+        cargo afl fuzz -i "corpus/$target" -o "out/$target" "${dict[@]}" \
+        -t 2000 -V "$((minutes * 60))" "target/release/$target" >"out/$target.log" 2>&1 || {
+        tail -30 "out/$target.log" >&2
+        exit 1
+    }
+    local crashes
+    crashes=$(stat "$target" saved_crashes)
+    echo "$target: $(stat "$target" execs_done) execs in $(stat "$target" run_time) s," \
+        "$(stat "$target" corpus_count) paths, $crashes crashes, $(stat "$target" saved_hangs) hangs"
+    if [[ $crashes != 0 ]]; then
+        echo "crashing inputs: fuzz/out/$target/default/crashes/" >&2
+        exit 1
+    fi
+}
+
+cmin() {
+    local target=$1 all
+    all=$(mktemp -d)
+    cp "corpus/$target"/* "out/$target/default/queue"/id:* "$all"/
+    rm -rf "corpus/$target.new"
+    AFL_SKIP_BIN_CHECK=0 cargo afl cmin -i "$all" -o "corpus/$target.new" -t 2000 \
+        -- "target/release/$target"
+    rm -rf "corpus/$target" "$all"
+    mv "corpus/$target.new" "corpus/$target"
+    du -sh "corpus/$target"
+}
+
+case "${1:-}" in
+--cmin)
+    known "${2:-}" || usage
+    setup
+    build "$2"
+    cmin "$2"
+    ;;
+*)
+    known "${1:-}" && [[ ${2:-} =~ ^[0-9]+$ ]] || usage
+    setup
+    build "$1"
+    fuzz "$1" "$2"
+    ;;
+esac
