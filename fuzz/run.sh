@@ -33,18 +33,24 @@ build() {
 stat() { sed -n "s/^$2 *: //p" "out/$1/default/fuzzer_stats"; }
 
 fuzz() {
-    local target=$1 minutes=$2 dict=()
-    [[ -f dict/$target.dict ]] && dict=(-x "dict/$target.dict")
+    local target=$1 minutes=$2 here dict=() sandbox
+    here=$(pwd)
+    [[ -f dict/$target.dict ]] && dict=(-x "$here/dict/$target.dict")
     mkdir -p out
+    # The target runs in an empty dir of its own: a pacman.conf's relative
+    # Include globs see nothing of this tree.
+    sandbox=$(mktemp -d)
     # A shared, loaded machine: no CPU pinning or governor checks, no UI,
     # and a campaign over an existing out/ dir goes on where it stopped.
-    AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_AUTORESUME=1 \
+    (cd "$sandbox" && AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_AUTORESUME=1 \
         AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-        cargo afl fuzz -i "corpus/$target" -o "out/$target" "${dict[@]}" \
-        -t 2000 -V "$((minutes * 60))" "target/release/$target" >"out/$target.log" 2>&1 || {
+        cargo afl fuzz -i "$here/corpus/$target" -o "$here/out/$target" "${dict[@]}" \
+        -t 2000 -V "$((minutes * 60))" "$here/target/release/$target") >"out/$target.log" 2>&1 || {
         tail -30 "out/$target.log" >&2
+        rm -rf "$sandbox"
         exit 1
     }
+    rm -rf "$sandbox"
     local crashes
     crashes=$(stat "$target" saved_crashes)
     echo "$target: $(stat "$target" execs_done) execs in $(stat "$target" run_time) s," \

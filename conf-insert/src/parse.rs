@@ -240,7 +240,15 @@ fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
         require_literal_separator: true,
         require_literal_leading_dot: true,
     };
-    let matches: Vec<PathBuf> = match glob::glob_with(pattern, options) {
+    // glob(3) has no `**`: two stars are one. The glob crate's `**` walks
+    // every directory below, the whole file system for `/**`.
+    let mut posix = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if !(c == '*' && posix.ends_with('*')) {
+            posix.push(c);
+        }
+    }
+    let matches: Vec<PathBuf> = match glob::glob_with(&posix, options) {
         // Entries that cannot be read while globbing are skipped, as glob(3)
         // without GLOB_ERR skips them.
         Ok(paths) => paths

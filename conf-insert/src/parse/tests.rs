@@ -128,6 +128,16 @@ fn cases() -> Vec<Case> {
             want: Want::Repos(&[("core", &["https://a@m.d/a.list:1", "https://b@m.d/b.list:1"])]),
         },
         Case {
+            // Found by fuzzing: `/**/` walked the whole file system.
+            name: "** is * as in glob(3): one level, never recursive",
+            main: "[core]\nInclude = {dir}/m.d/**/x.list\n",
+            includes: &[
+                ("m.d/a/x.list", "Server = https://a\n"),
+                ("m.d/a/b/x.list", "Server = https://deep\n"),
+            ],
+            want: Want::Repos(&[("core", &["https://a@m.d/a/x.list:1"])]),
+        },
+        Case {
             name: "a header inside an include switches the section for the includer",
             main: "[core]\nInclude = {dir}/repos\nServer = https://after\n",
             includes: &[("repos", "Server = https://in-core\n[other]\nServer = https://o\n")],
