@@ -40,13 +40,12 @@ pub fn http_requests(data: &[u8]) {
 
 fn check_target(path: &str) {
     if let Ok(Target::File(file)) = parse_target(path) {
-        for segment in [file.repo.as_deref(), file.arch.as_deref(), Some(&file.name)] {
-            if let Some(segment) = segment {
-                assert!(
-                    validate_name(segment).is_ok(),
-                    "unsafe segment {segment:?} accepted"
-                );
-            }
+        let segments = [file.repo.as_deref(), file.arch.as_deref(), Some(&file.name)];
+        for segment in segments.into_iter().flatten() {
+            assert!(
+                validate_name(segment).is_ok(),
+                "unsafe segment {segment:?} accepted"
+            );
         }
     }
 }
