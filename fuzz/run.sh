@@ -4,6 +4,7 @@
 #                                (exit 1 when it saved a crash)
 #   fuzz/run.sh --cmin TARGET    minimise fuzz/out/TARGET's queue together
 #                                with fuzz/corpus/TARGET into fuzz/corpus/TARGET
+#                                (the MAX_KEPT files that cover the most)
 # TARGET: frames | http | pacman_conf | sync_db (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -61,16 +62,40 @@ fuzz() {
     fi
 }
 
+# Numbered corpus files --cmin keeps per target; named ones (the seeds, and
+# `bug-*`: inputs that found a bug) are always kept.
+MAX_KEPT=64
+
+# AFL++'s tools, from the AFL++ that `cargo afl config --build` built for
+# this rustc. The shell afl-cmin: the Python one kept no file of a Rust target.
+afl_tool() {
+    local version
+    version=$(rustc -V | cut -d' ' -f2)
+    ls -d "${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-"$version"-*/afl.rs-*/afl/bin/"$1" |
+        tail -1
+}
+
+# The queue and the corpus, minimised by edges (afl-cmin -e), then the
+# MAX_KEPT files that cover the most of them (greedy.py).
 cmin() {
-    local target=$1 all
-    all=$(mktemp -d)
-    cp "corpus/$target"/* "out/$target/default/queue"/id:* "$all"/
-    rm -rf "corpus/$target.new"
-    AFL_SKIP_BIN_CHECK=0 cargo afl cmin -i "$all" -o "corpus/$target.new" -t 2000 \
-        -- "target/release/$target"
-    rm -rf "corpus/$target" "$all"
-    mv "corpus/$target.new" "corpus/$target"
-    du -sh "corpus/$target"
+    local target=$1 work
+    work=$(mktemp -d)
+    mkdir "$work/all"
+    cp "corpus/$target"/* "out/$target/default/queue"/id:* "$work/all"/
+    "$(afl_tool afl-cmin.bash)" -e -i "$work/all" -o "$work/min" -t 2000 \
+        -- "target/release/$target" >/dev/null 2>&1
+    "$(afl_tool afl-showmap)" -e -i "$work/min" -o "$work/maps" -t 2000 \
+        -- "target/release/$target" >/dev/null 2>&1
+    python3 greedy.py "$work/maps" "$work/min" "$work/kept" "$MAX_KEPT"
+    if [[ -z $(ls "$work/kept") ]]; then
+        echo "nothing kept; corpus/$target left as it was" >&2
+        rm -rf "$work"
+        exit 1
+    fi
+    rm -f "corpus/$target"/[0-9]*
+    cp "$work/kept"/* "corpus/$target"/
+    rm -rf "$work"
+    echo "$target: $(ls "corpus/$target" | wc -l) files, $(du -sb "corpus/$target" | cut -f1) bytes"
 }
 
 case "${1:-}" in
