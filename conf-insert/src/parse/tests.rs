@@ -381,6 +381,25 @@ fn unreadable_files_name_the_line() {
     );
 }
 
+#[test]
+fn a_fifo_include_without_a_writer_reads_as_empty_instead_of_blocking() {
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No writer ever opens it: a blocking open would wait for ever.
+    let fifo = dir.path().join("fifo");
+    mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).expect("mkfifo");
+    let main = dir.path().join("main");
+    let text = format!("[core]\nInclude = {}\nServer = https://m\n", fifo.display());
+    fs::write(&main, text).expect("write");
+    let conf = PacmanConf::load(&main).expect("a FIFO with no writer is empty");
+    let servers: Vec<&str> = conf.repos[0]
+        .servers
+        .iter()
+        .map(|s| s.url.as_str())
+        .collect();
+    assert_eq!(servers, ["https://m"]);
+}
+
 /// The error `main` and `includes` give, with the temp dir as `{dir}`.
 fn error_of(main: &str, includes: &[(String, String)]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
