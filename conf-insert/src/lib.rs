@@ -15,6 +15,8 @@
 pub mod cli;
 mod defaults;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod insert;
 mod lex;
 mod model;

@@ -240,7 +240,15 @@ fn expand_glob(pattern: &str) -> Option<Vec<PathBuf>> {
         require_literal_separator: true,
         require_literal_leading_dot: true,
     };
-    let matches: Vec<PathBuf> = match glob::glob_with(pattern, options) {
+    // glob(3) has no `**`: two stars are one. The glob crate's `**` walks
+    // every directory below, the whole file system for `/**`.
+    let mut posix = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if !(c == '*' && posix.ends_with('*')) {
+            posix.push(c);
+        }
+    }
+    let matches: Vec<PathBuf> = match glob::glob_with(&posix, options) {
         // Entries that cannot be read while globbing are skipped, as glob(3)
         // without GLOB_ERR skips them.
         Ok(paths) => paths
@@ -273,9 +281,19 @@ fn read_include(path: &Path) -> Result<String, IncludeError> {
     decode_text(bytes, path).map_err(IncludeError::Conf)
 }
 
-/// The bytes of `path`, at most [`MAX_FILE_BYTES`] of them.
+/// The bytes of `path`, at most [`MAX_FILE_BYTES`] of them. Opened without
+/// blocking and without becoming a controlling terminal: an `Include` glob
+/// matching `/dev/console` (found by fuzzing) or a FIFO would otherwise
+/// block for ever; now a terminal with nothing to read is an error
+/// (`EAGAIN`) and a FIFO without a writer reads as empty.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, IncludeError> {
-    let file = fs::File::open(path).map_err(IncludeError::Io)?;
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
+        .map_err(IncludeError::Io)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -12,6 +12,8 @@ pub mod config;
 pub mod dbproxy;
 pub mod fetch;
 pub mod fullsync;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod index;

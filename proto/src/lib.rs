@@ -15,6 +15,8 @@
 pub mod digest_state;
 pub mod filename;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod package_set;
 pub mod wire;

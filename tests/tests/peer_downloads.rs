@@ -8,20 +8,21 @@
 //! hosts pulling the same file from one peer at once both get it right; a sole holder killed
 //! mid-transfer is finished by the mirror from the byte reached; a peer download longer
 //! than pacman's 10 s patience still comes from the peer, and one too slow to be worth it is
-//! given up for the mirror.
+//! given up for the mirror; a daemon killed mid-download serves and announces no partial file
+//! after its restart.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use pacmesh_tests::assert_eventually;
-use pacmesh_tests::files::{files_under, sha256_file};
+use pacmesh_tests::files::{files_under, sha256_file, sha256_hex};
 use pacmesh_tests::fixtures::{FixturePackage, FixtureRepo, PkgSpec};
-use pacmesh_tests::fleet::Node;
+use pacmesh_tests::fleet::{Node, PacmanRun};
 use pacmesh_tests::lan::{Lan, NsDaemon, DAEMON_SERVER_URL};
 use pacmesh_tests::pacman::PacmanRoot;
 use pacmesh_tests::prereq::{self, WHOLE_SYSTEM_TOOLS};
-use pacmesh_tests::upstream::Upstream;
+use pacmesh_tests::upstream::{ServeOptions, Upstream};
 
 const REPO: &str = "pmpeer";
 /// Links, digests, a sync-database reload: each well under this.
@@ -57,7 +58,18 @@ fn start<'a>(
     n: usize,
     seed: impl Fn(usize, &Path),
 ) -> (Upstream, Vec<Node<'a>>) {
-    let mirror = Upstream::start_in(lan.host(0), repo.root());
+    start_with(lan, repo, n, &ServeOptions::default(), seed)
+}
+
+/// [`start`] with a mirror that serves as `options` say.
+fn start_with<'a>(
+    lan: &'a Lan,
+    repo: &FixtureRepo,
+    n: usize,
+    options: &ServeOptions,
+    seed: impl Fn(usize, &Path),
+) -> (Upstream, Vec<Node<'a>>) {
+    let mirror = Upstream::start_in_with(lan.host(0), repo.root(), options);
     let nodes: Vec<Node<'a>> = (0..n)
         .map(|i| {
             let pacman =
@@ -547,5 +559,156 @@ fn a_peer_too_slow_to_be_worth_it_is_given_up_for_the_mirror() {
         run.took < WAIT_PER_REQUEST + Duration::from_secs(8),
         "pacman took {:?}",
         run.took
+    );
+}
+
+/// The mirror's rate per response in the crash test: xray (512 KiB) takes about 8 s.
+const SLOW_MIRROR: &str = "64k";
+/// A's egress in the crash test: papa (8 MiB) takes about 8 s.
+const SLOW_PEER: &str = "8mbit";
+/// How long the crash test waits for both downloads to be under way (pacman -S on a loaded
+/// machine included): a deadline for an event, not a pause.
+const UNDER_WAY: Duration = Duration::from_secs(30);
+/// How long a restarted daemon may take to link again: the peer keeps the dead link until
+/// its QUIC idle timeout (10 s) and may refuse the new one as a duplicate until then; then a
+/// redial after backoff.
+const RELINK: Duration = Duration::from_secs(30);
+
+/// SIGKILL while B fetches papa from peer A and xray from the mirror, both being written into
+/// B's store (`STORE/incoming`, renamed into `STORE/fetched` once verified), then B restarts
+/// on the same store: the partial files are removed, neither B's status nor the digest A holds
+/// for B lists them, and a GET of either is the whole package or a redirect, never the bytes
+/// the crash left.
+#[test]
+fn a_daemon_killed_mid_download_serves_and_announces_no_partial_file_after_restart() {
+    if !tools_present(&["tc"]) {
+        return;
+    }
+    let repo = fixture();
+    let (p, x) = (repo.package("papa"), repo.package("xray"));
+    let lan = Lan::new(3);
+    let slow = ServeOptions::default().limit_rate(SLOW_MIRROR);
+    // Node 0 = A holds papa; node 1 = B wants papa and xray.
+    let (_mirror, mut nodes) = start_with(&lan, &repo, 2, &slow, |i, cache| {
+        if i == 0 {
+            p.copy_into(cache);
+        }
+    });
+    nodes[0].host().limit_egress(SLOW_PEER);
+    nodes[1].pacman.add_option("ParallelDownloads = 2");
+    nodes[1].sync();
+    let mut pacman = nodes[1].spawn_install(&[p, x]);
+    let incoming = nodes[1].daemon.store_dir().join("incoming");
+    let partial = wait_under_way(&incoming, &[p, x], &mut pacman, &nodes[1]);
+    nodes[1].daemon.kill();
+    // pacman would go on to the mirror; it dies too, leaving its own partial files and its
+    // lock behind.
+    pacman.kill();
+    let _ = std::fs::remove_file(nodes[1].pacman.db_path().join("db.lck"));
+    for (pkg, path) in [p, x].iter().zip(&partial) {
+        let left = std::fs::metadata(path).map_or(0, |m| m.len());
+        eprintln!(
+            "killed with {left} of {} bytes of {} in",
+            pkg.size(),
+            pkg.name()
+        );
+        assert!(
+            left > 0 && left < pkg.size(),
+            "{} was not mid-way when B died: {left} of {} bytes",
+            path.display(),
+            pkg.size()
+        );
+    }
+    nodes[0].host().unlimit_egress();
+    nodes[1].daemon.restart();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    assert_eq!(
+        files_under(&incoming),
+        Vec::<PathBuf>::new(),
+        "the crash's leftovers stayed"
+    );
+    let fetched = b.daemon.store_dir().join("fetched");
+    assert_eq!(
+        files_under(&fetched),
+        Vec::<PathBuf>::new(),
+        "a partial file was kept"
+    );
+    assert_eq!(
+        b.daemon.status()["cache"]["files"],
+        0,
+        "{}",
+        b.daemon.status()
+    );
+    assert_digest_seen(a, b, 0);
+    for pkg in [p, x] {
+        let got = b.daemon.get(&repo.url_path(pkg.file_name()));
+        eprintln!("after the restart GET {}: {}", pkg.name(), got.status);
+        match got.status {
+            200 => assert_eq!(
+                (got.body.len() as u64, sha256_hex(&got.body)),
+                (pkg.size(), pkg.sha256().to_owned()),
+                "B served {} but not the package's bytes",
+                pkg.file_name()
+            ),
+            307 => {}
+            other => panic!("GET {} after the restart: {other}", pkg.file_name()),
+        }
+    }
+    // The same checks can see a file once B really holds it.
+    b.install(p);
+    b.install(x);
+    assert_digest_seen(a, b, 2);
+}
+
+/// Waits until `incoming` holds a non-empty download of each of `pkgs` (in order), and
+/// returns their paths; panics if pacman ends first or `UNDER_WAY` passes.
+fn wait_under_way(
+    incoming: &Path,
+    pkgs: &[&FixturePackage],
+    pacman: &mut PacmanRun,
+    b: &Node,
+) -> Vec<PathBuf> {
+    let deadline = Instant::now() + UNDER_WAY;
+    loop {
+        let files = files_under(incoming);
+        let found: Vec<PathBuf> = pkgs
+            .iter()
+            .filter_map(|pkg| {
+                let prefix = format!(".{}.", pkg.file_name());
+                files.iter().find(|f| {
+                    f.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                        && f.metadata().is_ok_and(|m| m.len() > 0)
+                })
+            })
+            .cloned()
+            .collect();
+        if found.len() == pkgs.len() {
+            return found;
+        }
+        let exited = pacman.exited();
+        assert!(
+            Instant::now() < deadline && !exited,
+            "both downloads were not under way in {} within {UNDER_WAY:?} (saw {files:?}; {} \
+             exited: {exited})\nB's log:\n{}",
+            incoming.display(),
+            pacman.what(),
+            b.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until B lists A as linked again and A holds B's digest listing `packages` files.
+fn assert_digest_seen(a: &Node, b: &Node, packages: u64) {
+    let (a_id, b_id) = (a.daemon.node_id(), b.daemon.node_id());
+    assert_eventually!(
+        b.daemon.peer(&a_id).is_some()
+            && a.daemon
+                .peer(&b_id)
+                .is_some_and(|seen| seen["packages"].as_u64() == Some(packages)),
+        RELINK,
+        "A does not see B's digest with {packages} packages: {}",
+        a.daemon.status()
     );
 }

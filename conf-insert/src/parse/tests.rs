@@ -128,6 +128,16 @@ fn cases() -> Vec<Case> {
             want: Want::Repos(&[("core", &["https://a@m.d/a.list:1", "https://b@m.d/b.list:1"])]),
         },
         Case {
+            // Found by fuzzing: `/**/` walked the whole file system.
+            name: "** is * as in glob(3): one level, never recursive",
+            main: "[core]\nInclude = {dir}/m.d/**/x.list\n",
+            includes: &[
+                ("m.d/a/x.list", "Server = https://a\n"),
+                ("m.d/a/b/x.list", "Server = https://deep\n"),
+            ],
+            want: Want::Repos(&[("core", &["https://a@m.d/a/x.list:1"])]),
+        },
+        Case {
             name: "a header inside an include switches the section for the includer",
             main: "[core]\nInclude = {dir}/repos\nServer = https://after\n",
             includes: &[("repos", "Server = https://in-core\n[other]\nServer = https://o\n")],
@@ -369,6 +379,25 @@ fn unreadable_files_name_the_line() {
             missing.display()
         )
     );
+}
+
+#[test]
+fn a_fifo_include_without_a_writer_reads_as_empty_instead_of_blocking() {
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No writer ever opens it: a blocking open would wait for ever.
+    let fifo = dir.path().join("fifo");
+    mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).expect("mkfifo");
+    let main = dir.path().join("main");
+    let text = format!("[core]\nInclude = {}\nServer = https://m\n", fifo.display());
+    fs::write(&main, text).expect("write");
+    let conf = PacmanConf::load(&main).expect("a FIFO with no writer is empty");
+    let servers: Vec<&str> = conf.repos[0]
+        .servers
+        .iter()
+        .map(|s| s.url.as_str())
+        .collect();
+    assert_eq!(servers, ["https://m"]);
 }
 
 /// The error `main` and `includes` give, with the temp dir as `{dir}`.
