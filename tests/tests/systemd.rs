@@ -246,7 +246,11 @@ fn default_toml_lists_every_key_with_its_default() {
             "mode",
             "[mirror]",
             "db_revalidate_s",
-            "store_max_gib"
+            "store_max_gib",
+            "keep_versions",
+            "refresh_interval_s",
+            "prefetch_days",
+            "prefetch_kib_s"
         ]
     );
     assert!(
