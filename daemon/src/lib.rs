@@ -20,6 +20,7 @@ pub mod index;
 pub mod log;
 pub mod mesh;
 pub mod mirror_client;
+pub mod mirror_health;
 pub mod mirrorlist;
 pub mod mirrors;
 pub mod plan;

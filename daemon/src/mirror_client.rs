@@ -5,7 +5,7 @@
 //! databases (`crate::dbproxy`).
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode, Uri};
@@ -15,6 +15,9 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+
+use crate::mirror_health::Health;
 
 /// For the TCP (and TLS) connection and then for the response head.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,11 +57,42 @@ pub struct MirrorBody {
     /// The mirror's `Last-Modified`, when it sent one.
     pub last_modified: Option<SystemTime>,
     body: Incoming,
+    /// Where the body's end (or break) is told, to rank the mirror.
+    report: Option<Report>,
+}
+
+/// A body being timed for [`MirrorClient::order`].
+#[derive(Debug)]
+struct Report {
+    health: Arc<Mutex<Health>>,
+    url: String,
+    started: Instant,
+    bytes: u64,
 }
 
 impl MirrorBody {
     /// The next body bytes; `Ok(None)` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, MirrorError> {
+        let next = self.next_frame().await;
+        if let Some(report) = &mut self.report {
+            match &next {
+                Ok(Some(data)) => report.bytes += data.len() as u64,
+                Ok(None) => {
+                    let took = report.started.elapsed();
+                    let now = Instant::now();
+                    (report.health.lock()).served(&report.url, report.bytes, took, now);
+                    self.report = None;
+                }
+                Err(_) => {
+                    report.health.lock().failed(&report.url, Instant::now());
+                    self.report = None;
+                }
+            }
+        }
+        next
+    }
+
+    async fn next_frame(&mut self) -> Result<Option<Bytes>, MirrorError> {
         loop {
             let frame = tokio::time::timeout(STALL, self.body.frame())
                 .await
@@ -84,6 +118,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 #[derive(Clone, Default)]
 pub struct MirrorClient {
     client: Arc<OnceLock<HttpsClient>>,
+    /// What was seen of each mirror (`crate::mirror_health`).
+    health: Arc<Mutex<Health>>,
 }
 
 impl std::fmt::Debug for MirrorClient {
@@ -131,8 +167,34 @@ impl MirrorClient {
     /// `GET url` from byte `offset` on (a `Range` request when `offset` >
     /// 0), following redirects.
     pub async fn get_from(&self, url: &str, offset: u64) -> Result<MirrorBody, MirrorError> {
-        let response = self.send(url, offset, None).await?;
-        body_of(response, offset)
+        let body = self
+            .send(url, offset, None)
+            .await
+            .and_then(|response| body_of(response, offset));
+        match body {
+            Ok(mut body) => {
+                body.report = Some(Report {
+                    health: self.health.clone(),
+                    url: url.to_owned(),
+                    started: Instant::now(),
+                    bytes: 0,
+                });
+                Ok(body)
+            }
+            Err(e) => {
+                // Even a 404: a mirror without a file its database lists
+                // is behind.
+                self.health.lock().failed(url, Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// `urls` (one file at a repo's mirrors) in the order to try them:
+    /// mirrors that failed lately last, faster ones first
+    /// (`crate::mirror_health`).
+    pub fn order(&self, urls: Vec<String>) -> Vec<String> {
+        self.health.lock().order(urls, Instant::now())
     }
 
     /// `GET url` with `If-Modified-Since: since` when given (a database
@@ -143,7 +205,20 @@ impl MirrorClient {
         url: &str,
         since: Option<SystemTime>,
     ) -> Result<Conditional, MirrorError> {
-        let response = self.send(url, 0, since).await?;
+        let response = match self.send(url, 0, since).await {
+            Ok(response) => response,
+            Err(e) => {
+                // Unreachable or broken, not merely without the file (a
+                // database's `.sig` is often absent).
+                if !matches!(e, MirrorError::Status(s) if s.is_client_error()) {
+                    self.health.lock().failed(url, Instant::now());
+                }
+                return Err(e);
+            }
+        };
+        if response.status().is_server_error() {
+            self.health.lock().failed(url, Instant::now());
+        }
         if response.status() == StatusCode::NOT_MODIFIED {
             return Ok(Conditional::NotModified);
         }
@@ -233,6 +308,7 @@ fn body_of(response: Response<Incoming>, offset: u64) -> Result<MirrorBody, Mirr
         size,
         last_modified,
         body: response.into_body(),
+        report: None,
     })
 }
 

@@ -146,7 +146,7 @@ impl Prefetcher {
         for (arch, repo, _) in self.fed.repos() {
             let todo = select(&recent, &self.fed.listed(&arch, &repo), &kept);
             for (name, expected) in todo {
-                let urls = mirrors.file_urls(&repo, &arch, &name);
+                let urls = self.client.order(mirrors.file_urls(&repo, &arch, &name));
                 let started = Instant::now();
                 let sources = MirrorSources {
                     client: self.client.clone(),

@@ -134,10 +134,15 @@ impl State {
         })
     }
 
-    /// The URL of `file` at each of its repo's mirrors.
+    /// The URL of `file` at each of its repo's mirrors, in the order to
+    /// try them (mirrors that failed lately last, faster ones first:
+    /// `mirror_health`); the redirect names the first.
     pub fn mirror_urls(&self, file: &http::target::FileTarget) -> Vec<String> {
         match (&file.repo, &file.arch) {
-            (Some(repo), Some(arch)) => self.mirrors().file_urls(repo, arch, &file.name),
+            (Some(repo), Some(arch)) => {
+                let urls = self.mirrors().file_urls(repo, arch, &file.name);
+                self.mirror_client.order(urls)
+            }
             _ => Vec::new(),
         }
     }

@@ -77,3 +77,37 @@ async fn wrong_ranges_errors_and_dead_mirrors_are_refused_with_what_was_wrong() 
     let err = get(closed, "/file", 0).await.unwrap_err();
     assert!(matches!(err, MirrorError::Http(_)), "{err}");
 }
+
+/// A mirror that failed goes after the others until it serves again, so the
+/// next download (and pacman's redirect) goes to one that works
+/// (`pacmeshd::mirror_health`).
+#[tokio::test]
+async fn a_mirror_that_failed_is_tried_after_the_others() {
+    let good = start_mirror().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (dead_url, good_url) = (format!("http://{dead}/file"), format!("http://{good}/file"));
+    let client = MirrorClient::new();
+    let configured = vec![dead_url.clone(), good_url.clone()];
+    assert_eq!(
+        client.order(configured.clone()),
+        configured,
+        "nothing seen yet"
+    );
+    let err = client.get_from(&dead_url, 0).await.unwrap_err();
+    assert!(matches!(err, MirrorError::Http(_)), "{err}");
+    assert_eq!(
+        client.order(configured.clone()),
+        vec![good_url.clone(), dead_url.clone()],
+        "the dead mirror goes last"
+    );
+    // A whole body from the good one changes nothing of that.
+    let mut body = client
+        .get_from(&good_url, 0)
+        .await
+        .expect("the good mirror");
+    while body.next_chunk().await.expect("reading").is_some() {}
+    assert_eq!(client.order(configured), vec![good_url, dead_url]);
+}

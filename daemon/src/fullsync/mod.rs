@@ -201,7 +201,7 @@ impl Syncer {
                 };
                 let sources = MirrorSources {
                     client: self.client.clone(),
-                    mirror_urls: mirrors.file_urls(repo, arch, &name),
+                    mirror_urls: self.client.order(mirrors.file_urls(repo, arch, &name)),
                 };
                 let (engine, progress) = (self.engine.clone(), progress.clone());
                 running.spawn(async move {

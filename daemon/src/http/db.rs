@@ -33,7 +33,7 @@ pub async fn respond(
         repo: repo.clone(),
         name: name.to_owned(),
     };
-    let urls = state.mirrors().file_urls(repo, arch, name);
+    let urls = (state.mirror_client).order(state.mirrors().file_urls(repo, arch, name));
     let hop = hop_of(uri.query());
     match proxy.answer(&key, sig, &urls, hop).await {
         DbAnswer::File {
