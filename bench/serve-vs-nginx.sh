@@ -10,6 +10,8 @@
 #   SEED        file-set seed [20261121]
 #   PACMESH_LOG pacmeshd's log filter (default: the daemon's default, info)
 #   NO_BUILD=1  skip the cargo build
+#   PACMESH_MODE  pacmeshd's --mode: local, or mirror (a caching mirror's hit
+#               path: the same files served in mirror mode) [local]
 #   QUIET_WAIT  before each nginx/pacmeshd pair of runs, wait up to this many
 #               seconds for the rest of the machine to go idle (other builds) [300]
 #   PAIR_TRIES  a pair during which other processes used > 0.25 core is redone,
@@ -165,7 +167,7 @@ printf '[options]\nCacheDir = %s\n' "$CACHE" > "$RUN/pacman.conf"
 "$PACMESHD" --cache-dir "$CACHE" --http-listen "127.0.0.1:$PM_PORT" \
     --quic-listen "127.0.0.1:$QUIC_PORT" \
     --pacman-conf "$RUN/pacman.conf" --state-dir "$RUN/state" --store-dir "$RUN/store" \
-    --no-mdns 2>> "$RUN/pacmeshd.log" &
+    --mode "${PACMESH_MODE:-local}" --no-mdns 2>> "$RUN/pacmeshd.log" &
 PM_PID=$!; PIDS+=("$PM_PID")
 
 wait_up() { # url pid
