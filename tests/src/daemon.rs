@@ -146,6 +146,28 @@ impl<'a> DaemonProcess<'a> {
         }
     }
 
+    /// The flags every harness passes: `args`' cache dirs, the listen addresses (`quic`
+    /// unless `args.extra_args` has its own `--quic-listen`), the state and store dirs, then
+    /// `args.extra_args`.
+    pub fn common_cli(&self, args: &DaemonArgs, http: &str, quic: &str) -> Vec<OsString> {
+        let mut cli: Vec<OsString> = Vec::new();
+        for cache in &args.cache_dirs {
+            cli.extend(["--cache-dir".into(), cache.into()]);
+        }
+        cli.extend(["--http-listen".into(), http.into()]);
+        if !args.extra_args.iter().any(|a| a == "--quic-listen") {
+            cli.extend(["--quic-listen".into(), quic.into()]);
+        }
+        cli.extend([
+            "--state-dir".into(),
+            self.state_dir.clone().into(),
+            "--store-dir".into(),
+            self.store_dir.clone().into(),
+        ]);
+        cli.extend(args.extra_args.iter().cloned());
+        cli
+    }
+
     /// The temp dir the process owns.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -328,31 +350,15 @@ impl Daemon {
     pub fn start(args: DaemonArgs) -> Daemon {
         let mut process = DaemonProcess::prepare(Place::Root, "pacmesh-daemon-", &args);
         let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
-        let mut cli: Vec<OsString> = Vec::new();
+        let mut cli: Vec<OsString> = vec!["--no-mdns".into()];
         if let Some(conf) = &args.pacman_conf {
             cli.extend(["--pacman-conf".into(), conf.into()]);
         }
-        for cache in &args.cache_dirs {
-            cli.extend(["--cache-dir".into(), cache.into()]);
-        }
-        cli.extend([
-            "--http-listen".into(),
-            format!("127.0.0.1:{http_port}").into(),
-        ]);
-        if !args.extra_args.iter().any(|a| a == "--quic-listen") {
-            cli.extend([
-                "--quic-listen".into(),
-                format!("127.0.0.1:{quic_port}").into(),
-            ]);
-        }
-        cli.extend([
-            "--state-dir".into(),
-            process.state_dir().into(),
-            "--store-dir".into(),
-            process.store_dir().into(),
-            "--no-mdns".into(),
-        ]);
-        cli.extend(args.extra_args.iter().cloned());
+        let (http, quic) = (
+            format!("127.0.0.1:{http_port}"),
+            format!("127.0.0.1:{quic_port}"),
+        );
+        cli.extend(process.common_cli(&args, &http, &quic));
         let status_url = format!("http://127.0.0.1:{http_port}/_pacmesh/status");
         process.launch(cli, status_url);
         Daemon {

@@ -44,20 +44,8 @@ impl<'a> NsDaemon<'a> {
             conf
         });
         let mut cli: Vec<OsString> = vec!["--pacman-conf".into(), pacman_conf.into()];
-        for cache in &args.cache_dirs {
-            cli.extend(["--cache-dir".into(), cache.into()]);
-        }
-        cli.extend(["--http-listen".into(), format!("127.0.0.1:{PORT}").into()]);
-        if !args.extra_args.iter().any(|a| a == "--quic-listen") {
-            cli.extend(["--quic-listen".into(), format!("{}:{PORT}", host.ip).into()]);
-        }
-        cli.extend([
-            "--state-dir".into(),
-            process.state_dir().into(),
-            "--store-dir".into(),
-            process.store_dir().into(),
-        ]);
-        cli.extend(args.extra_args.iter().cloned());
+        let (http, quic) = (format!("127.0.0.1:{PORT}"), format!("{}:{PORT}", host.ip));
+        cli.extend(process.common_cli(&args, &http, &quic));
         process.launch(cli, format!("http://127.0.0.1:{PORT}/_pacmesh/status"));
         NsDaemon {
             host,
