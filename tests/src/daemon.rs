@@ -147,8 +147,8 @@ impl<'a> DaemonProcess<'a> {
     }
 
     /// The flags every harness passes: `args`' cache dirs, the listen addresses (`quic`
-    /// unless `args.extra_args` has its own `--quic-listen`), the state and store dirs, then
-    /// `args.extra_args`.
+    /// unless `args.extra_args` has its own `--quic-listen`), the state and store dirs. The
+    /// caller appends `args.extra_args` last.
     pub fn common_cli(&self, args: &DaemonArgs, http: &str, quic: &str) -> Vec<OsString> {
         let mut cli: Vec<OsString> = Vec::new();
         for cache in &args.cache_dirs {
@@ -164,7 +164,6 @@ impl<'a> DaemonProcess<'a> {
             "--store-dir".into(),
             self.store_dir.clone().into(),
         ]);
-        cli.extend(args.extra_args.iter().cloned());
         cli
     }
 
@@ -350,7 +349,7 @@ impl Daemon {
     pub fn start(args: DaemonArgs) -> Daemon {
         let mut process = DaemonProcess::prepare(Place::Root, "pacmesh-daemon-", &args);
         let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
-        let mut cli: Vec<OsString> = vec!["--no-mdns".into()];
+        let mut cli: Vec<OsString> = Vec::new();
         if let Some(conf) = &args.pacman_conf {
             cli.extend(["--pacman-conf".into(), conf.into()]);
         }
@@ -359,6 +358,8 @@ impl Daemon {
             format!("127.0.0.1:{quic_port}"),
         );
         cli.extend(process.common_cli(&args, &http, &quic));
+        cli.push("--no-mdns".into());
+        cli.extend(args.extra_args.iter().cloned());
         let status_url = format!("http://127.0.0.1:{http_port}/_pacmesh/status");
         process.launch(cli, status_url);
         Daemon {

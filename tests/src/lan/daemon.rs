@@ -46,6 +46,7 @@ impl<'a> NsDaemon<'a> {
         let mut cli: Vec<OsString> = vec!["--pacman-conf".into(), pacman_conf.into()];
         let (http, quic) = (format!("127.0.0.1:{PORT}"), format!("{}:{PORT}", host.ip));
         cli.extend(process.common_cli(&args, &http, &quic));
+        cli.extend(args.extra_args.iter().cloned());
         process.launch(cli, format!("http://127.0.0.1:{PORT}/_pacmesh/status"));
         NsDaemon {
             host,
