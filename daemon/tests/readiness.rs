@@ -3,35 +3,17 @@
 //! to (and only then).
 #![allow(clippy::unwrap_used)] // test set-up: a failure here is the test's own
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::daemon::{command, free_tcp, get};
 
-fn status_answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let request = "GET /_pacmesh/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
-}
+/// QUIC on any free loopback port (this test never links).
+const ANY_QUIC: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
 
 #[test]
 fn ready_after_the_port_answers_and_stopping_on_sigterm() {
@@ -41,29 +23,16 @@ fn ready_after_the_port_answers_and_stopping_on_sigterm() {
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    std::fs::create_dir(dir.path().join("cache")).unwrap();
-    let pacman_conf = dir.path().join("pacman.conf");
-    std::fs::write(&pacman_conf, "[options]\n").unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pacmeshd"))
-        .arg("--pacman-conf")
-        .arg(&pacman_conf)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--store-dir")
-        .arg(dir.path().join("store"))
-        .args(["--http-listen", &format!("127.0.0.1:{port}"), "--no-mdns"])
+    let http = free_tcp();
+    let mut child = command(dir.path(), http, SocketAddr::from(ANY_QUIC))
         .env("NOTIFY_SOCKET", &socket_path)
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut buf = [0u8; 512];
     let n = socket.recv(&mut buf).expect("a notification within 10 s");
     let first = String::from_utf8_lossy(&buf[..n]).into_owned();
     // Checked right when READY arrives: the port must already answer.
-    let answered = status_answers(port);
+    let answered = get(http, "/_pacmesh/status").is_some();
     assert!(
         first.lines().any(|l| l == "READY=1"),
         "first message {first:?}"
@@ -97,22 +66,8 @@ fn start_notified(
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    std::fs::create_dir(dir.join("cache")).unwrap();
-    let pacman_conf = dir.join("pacman.conf");
-    std::fs::write(&pacman_conf, "[options]\n").unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pacmeshd"));
-    cmd.arg("--pacman-conf")
-        .arg(&pacman_conf)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--store-dir")
-        .arg(dir.join("store"))
-        .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--quic-listen", "127.0.0.1:0", "--no-mdns"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stderr(Stdio::null());
+    let mut cmd = command(dir, free_tcp(), SocketAddr::from(ANY_QUIC));
+    cmd.env("NOTIFY_SOCKET", &socket_path);
     for (k, v) in env {
         cmd.env(k, v);
     }

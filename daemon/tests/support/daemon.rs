@@ -18,7 +18,7 @@ pub struct Daemon {
     _dir: tempfile::TempDir,
 }
 
-fn free_tcp() -> SocketAddr {
+pub fn free_tcp() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
@@ -40,29 +40,36 @@ pub fn get(addr: SocketAddr, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
+/// `pacmeshd` with everything under `dir` (an empty `pacman.conf`, a
+/// cache dir, the state and store dirs), HTTP on `http` and QUIC on `quic`
+/// (both loopback), `--no-mdns`, stderr dropped; not started.
+pub fn command(dir: &Path, http: SocketAddr, quic: SocketAddr) -> Command {
+    std::fs::create_dir(dir.join("cache")).expect("cache dir");
+    let pacman_conf = dir.join("pacman.conf");
+    std::fs::write(&pacman_conf, "[options]\n").expect("pacman.conf");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pacmeshd"));
+    cmd.arg("--pacman-conf")
+        .arg(&pacman_conf)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--store-dir")
+        .arg(dir.join("store"))
+        .args(["--http-listen", &http.to_string()])
+        .args(["--quic-listen", &quic.to_string(), "--no-mdns"])
+        .stderr(Stdio::null());
+    cmd
+}
+
 impl Daemon {
     /// Starts the daemon with `args` added, and waits until its status
     /// page answers.
     pub fn start(args: &[&str], mesh_key: Option<&Path>) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("cache")).expect("cache dir");
-        let pacman_conf = dir.path().join("pacman.conf");
-        std::fs::write(&pacman_conf, "[options]\n").expect("pacman.conf");
         let (http, quic) = (free_tcp(), free_udp());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pacmeshd"));
-        cmd.arg("--pacman-conf")
-            .arg(&pacman_conf)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("--store-dir")
-            .arg(dir.path().join("store"))
-            .args(["--http-listen", &http.to_string()])
-            .args(["--quic-listen", &quic.to_string(), "--no-mdns"])
-            .args(args)
-            .env("PACMESH_LOG", "warn")
-            .stderr(Stdio::null());
+        let mut cmd = command(dir.path(), http, quic);
+        cmd.args(args).env("PACMESH_LOG", "warn");
         if let Some(key) = mesh_key {
             cmd.arg("--mesh-key").arg(key);
         }
