@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use pacmeshd::http::admit::MAX_CONNECTIONS;
 use support::daemon::{get, Daemon};
+use support::wait::eventually_blocking;
 
 /// Half-sent requests held open, as the issue asks.
 const FLOOD: usize = 1100;
@@ -94,11 +95,9 @@ fn a_flood_of_half_sent_requests_does_not_lock_out_a_cached_get() {
     let daemon = Daemon::start(&[], None);
     let body = "p".repeat(64 * 1024);
     std::fs::write(daemon.cache_dir().join(PACKAGE), &body).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(daemon.http, PATH).as_deref() != Some(body.as_str()) {
-        assert!(Instant::now() < deadline, "the package was never served");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking("the package is served", Duration::from_secs(10), || {
+        get(daemon.http, PATH).as_deref() == Some(body.as_str())
+    });
 
     let flood = half_sent(daemon.http, FLOOD);
     assert_eq!(flood.len(), FLOOD);

@@ -6,9 +6,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pacmeshd::identity::NodeId;
+
+use super::wait::eventually_blocking;
 
 pub struct Daemon {
     pub child: Child,
@@ -74,17 +76,12 @@ impl Daemon {
             cmd.arg("--mesh-key").arg(key);
         }
         let child = cmd.spawn().expect("pacmeshd starts");
-        let started = Instant::now();
-        let status = loop {
-            if let Some(body) = get(http, "/_pacmesh/status") {
-                break body;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "status page never answered"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let mut status = None;
+        eventually_blocking("the status page answers", Duration::from_secs(20), || {
+            status = get(http, "/_pacmesh/status");
+            status.is_some()
+        });
+        let status = status.expect("answered");
         let json: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
         let hex = json["node_id"].as_str().expect("node_id");
         let node_id: NodeId = hex.parse().expect("node id");

@@ -12,3 +12,18 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
     }
     start.elapsed()
 }
+
+/// [`eventually`] for a test without a runtime: the thread sleeps between
+/// checks.
+pub fn eventually_blocking(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
