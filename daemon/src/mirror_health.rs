@@ -53,7 +53,8 @@ pub fn origin(url: &str) -> String {
 
 impl Health {
     fn record(&mut self, url: &str, now: Instant) -> &mut Record {
-        if self.origins.len() >= MAX_ORIGINS && !self.origins.contains_key(&origin(url)) {
+        let origin = origin(url);
+        if self.origins.len() >= MAX_ORIGINS && !self.origins.contains_key(&origin) {
             let oldest = self
                 .origins
                 .iter()
@@ -63,7 +64,7 @@ impl Health {
                 self.origins.remove(&oldest);
             }
         }
-        let record = self.origins.entry(origin(url)).or_default();
+        let record = self.origins.entry(origin).or_default();
         record.heard = Some(now);
         record
     }
@@ -89,18 +90,19 @@ impl Health {
 
     /// `urls` in the order to try them.
     pub fn order(&self, urls: Vec<String>, now: Instant) -> Vec<String> {
-        let record = |url: &str| self.origins.get(&origin(url));
-        let best = urls
+        let records: Vec<Option<&Record>> =
+            urls.iter().map(|u| self.origins.get(&origin(u))).collect();
+        let best = records
             .iter()
-            .filter_map(|u| record(u)?.bytes_per_s)
+            .filter_map(|r| r.and_then(|r| r.bytes_per_s))
             .map(bucket)
             .max()
             .unwrap_or(0);
         let mut keyed: Vec<(bool, std::cmp::Reverse<i32>, usize, String)> = urls
             .into_iter()
+            .zip(records)
             .enumerate()
-            .map(|(i, url)| {
-                let r = record(&url);
+            .map(|(i, (url, r))| {
                 let down = r
                     .and_then(|r| r.failed_at)
                     .is_some_and(|at| now.saturating_duration_since(at) < RETRY_AFTER);
