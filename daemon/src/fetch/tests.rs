@@ -179,9 +179,18 @@ async fn ended_eventually(fake: &Fake) -> std::time::Duration {
 }
 
 fn engine(dir: &std::path::Path) -> Engine {
+    engine_with_room(dir, room::Limits::default())
+}
+
+fn engine_with_room(dir: &std::path::Path, limits: room::Limits) -> Engine {
     let store = store::Store::new(dir.join("fetched")).unwrap();
     std::fs::create_dir_all(dir.join("incoming")).unwrap();
-    Engine::new(dir.join("incoming"), store, Arc::new(Stats::default()))
+    Engine::with_room(
+        dir.join("incoming"),
+        store,
+        Arc::new(Stats::default()),
+        limits,
+    )
 }
 
 /// Everything a peer joining a download reads from it.
@@ -530,18 +539,14 @@ async fn a_mirror_ignoring_range_after_a_holder_is_read_from_zero() {
     );
 }
 
+/// An engine whose downloads may reserve `max_bytes` in all.
 fn small_room_engine(dir: &std::path::Path, max_bytes: u64) -> Engine {
-    let store = store::Store::new(dir.join("fetched")).unwrap();
-    std::fs::create_dir_all(dir.join("incoming")).unwrap();
-    let limits = room::Limits {
-        max_bytes,
-        min_free: 0,
-    };
-    Engine::with_room(
-        dir.join("incoming"),
-        store,
-        Arc::new(Stats::default()),
-        limits,
+    engine_with_room(
+        dir,
+        room::Limits {
+            max_bytes,
+            min_free: 0,
+        },
     )
 }
 
