@@ -635,7 +635,7 @@ fn upstream_copy(repo: &FixtureRepo, scratch: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
-    if !tools_present() || !prereq::require(&["curl", "repo-add"]) {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
         return;
     }
     // Three versions of one package, and two others to fill the store past its cap.
@@ -670,16 +670,12 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
         &[],
     );
     let host = lan.host(2);
-    // Small socket buffers on both ends (these namespaces' own settings): a slow client
-    // keeps the mirror's response open, instead of the kernel taking the whole file.
-    // (Written to /proc/sys from inside the namespace: no sysctl binary needed.)
-    for (h, key, value) in [
-        (lan.host(1), "tcp_wmem", "4096 16384 65536"),
-        (host, "tcp_rmem", "4096 16384 32768"),
-    ] {
-        let set = format!("echo '{value}' > /proc/sys/net/ipv4/{key}");
-        run_ok(h.exec("sh").args(["-c", &set]));
-    }
+    // A small send buffer on the mirror (its namespace's own setting, written from inside
+    // it): the kernel queues a few tens of KiB of a held response, never the whole file.
+    run_ok(lan.host(1).exec("sh").args([
+        "-c",
+        "echo '4096 16384 65536' > /proc/sys/net/ipv4/tcp_wmem",
+    ]));
     let get = |name: &str| get_ok(host, &mirror, repo.arch(), name);
     let kept_now = || mirror.kept_packages();
     let names = file_names;
@@ -698,23 +694,18 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
         mirror.daemon.log()
     );
 
-    // The cap: k2 (listed nowhere now) is being sent slowly to a client while x and big
+    // The cap: k2 (listed nowhere now) is being sent to a client while x and big
     // arrive; big needs room, and k10, the least recently used listed file, makes it.
     set_upstream_db(&repo_dir, &[k10, x, big], 3);
     get(&db_name());
-    let out = scratch.path().join("k2.slow");
-    let mut slow = host
-        .exec("curl")
-        .args(["-sS", "--fail", "--limit-rate", "50k", "-o"])
-        .arg(&out)
-        .arg(mirror.file_url(REPO, repo.arch(), k2.file_name()))
-        .spawn()
-        .expect("starting curl");
-    pacmesh_tests::assert_eventually!(
-        std::fs::metadata(&out).is_ok_and(|m| m.len() > 0),
-        EVENT_TIMEOUT,
-        "the slow client never got a byte of {}",
-        k2.file_name()
+    let out = scratch.path().join("k2.held");
+    // A client that took k2's first bytes and reads no more until told: the mirror is
+    // mid-response for as long as this test wants, whatever the kernel buffers.
+    let mut held = host.spawn_ready(
+        host.netprobe()
+            .arg("hold-get")
+            .arg(mirror.file_url(REPO, repo.arch(), k2.file_name()))
+            .arg(&out),
     );
     get(x.file_name());
     assert_eq!(get(big.file_name()).body.len() as u64, big.size());
@@ -737,15 +728,15 @@ fn keep_n_versions_and_the_cap_spare_what_is_being_sent() {
         "no log line {ahead:?}:\n{}",
         mirror.daemon.log()
     );
-    let status = slow.wait().expect("waiting for curl");
+    let status = held.stop();
     assert!(
         status.success(),
-        "the slow client's transfer was cut: {status}"
+        "the held client's transfer was cut: {status}"
     );
     assert_eq!(
         sha256_file(&out),
         k2.sha256(),
-        "the slow client got k2 whole"
+        "the held client got k2 whole"
     );
     let kept_bytes = mirror.daemon.status()["mirror"]["packages"]["kept_bytes"].as_u64();
     assert!(

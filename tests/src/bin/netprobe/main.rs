@@ -20,6 +20,12 @@
 //! - `post http://IP:PORT/PATH [NAME:VALUE]…`: the same as a POST without a
 //!   body.
 //!
+//! - `hold-get http://IP:PORT/PATH OUT`: a GET over a socket with a small
+//!   receive buffer; prints `PMH ready` once the first body bytes came, then
+//!   reads nothing more until stdin closes, so the server is mid-response for
+//!   as long as the test wants. Then reads the rest into OUT; exits 1 unless
+//!   the whole `Content-Length` came.
+//!
 //! - `quic-garbage IP:PORT`: completes TLS on pacmesh's ALPN as a stranger,
 //!   sends garbage, prints `PMH closed REASON` when the daemon closes the
 //!   link (`PMH open` if it did not within 5 s).
@@ -108,6 +114,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Some((mode, [url, out])) if mode == "hold-get" => {
+            if let Err(e) = hold_get(url, out.as_ref()) {
+                eprintln!("pacmesh-netprobe: hold-get {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         Some((mode, [addr])) if mode == "quic-garbage" => {
             let Ok(addr) = addr.parse() else {
                 return usage("quic-garbage IP:PORT");
@@ -126,7 +138,7 @@ fn main() -> ExitCode {
         _ => {
             return usage(
                 "expected `serve IP`, `probe PROTO:IP:PORT...`, `mcast-listen GROUP:PORT IP`, \
-                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...`, `post URL [NAME:VALUE]...` or `quic-garbage IP:PORT`",
+                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...`, `post URL [NAME:VALUE]...`, `hold-get URL OUT` or `quic-garbage IP:PORT`",
             )
         }
     }
@@ -325,6 +337,61 @@ fn http_request(method: &str, url: &str, headers: &[String]) -> Result<Vec<u8>, 
         out.extend_from_slice(body);
     }
     Ok(out)
+}
+
+/// The receive buffer `hold-get` asks for: the kernel doubles it and keeps a
+/// floor, so the server can queue only a few tens of KiB beyond it.
+const HOLD_RECV_BUFFER: usize = 4096;
+
+/// `hold-get`: see the module doc.
+fn hold_get(url: &str, out: &std::path::Path) -> Result<(), String> {
+    let (addr, authority, path) = split_url(url)?;
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+    rustix::net::sockopt::set_socket_recv_buffer_size(&stream, HOLD_RECV_BUFFER)
+        .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    stream
+        .set_read_timeout(Some(HTTP_READ_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before the first body byte".into());
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        if raw.len() > end + 4 {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+            break (end + 4, length);
+        }
+    };
+    println!("PMH ready");
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("reading the rest: {e}"))?;
+    let body = &raw[head_end..];
+    std::fs::write(out, body).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    if body.len() != length {
+        return Err(format!("{} of {length} body bytes came", body.len()));
+    }
+    Ok(())
 }
 
 fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
