@@ -110,6 +110,7 @@ pub async fn run(
         mirrors: Arc::new(RwLock::new(Arc::new(env.mirrors))),
         stats,
         prefetch: Arc::default(),
+        full_sync: Arc::default(),
         started: Instant::now(),
     });
     tell_systemd(&state, &shutdown);
@@ -175,7 +176,7 @@ fn spawn_refresh(
         prefetcher,
         move || table.mirrors(),
         fullsync::full_repos(mirror),
-        mirror.refresh_interval,
+        (mirror.refresh_interval, state.full_sync.clone()),
         shutdown.clone(),
     ));
 }

@@ -101,6 +101,7 @@ fn mirror(state: &State, requests: &RequestCounts, bytes: &ByteCounts) -> Option
             .map(|(arch, repo, files)| ProxiedRepo { arch, repo, files })
             .collect(),
         prefetch: state.prefetch.status(),
+        full_sync: state.full_sync.status(),
     })
 }
 
@@ -170,6 +171,21 @@ pub mod sample {
                 bytes: 3003,
                 last: vec!["pre-2-1-any.pkg.tar.zst".into()],
             },
+            full_sync: vec![crate::fullsync::SyncStatus {
+                repo: "core".into(),
+                arch: "x86_64".into(),
+                ended_unix: 1_700_000_000,
+                error: None,
+                listed: 301,
+                present: 302,
+                fetched: 303,
+                fetched_bytes: 304,
+                failed: 2,
+                failed_names: vec!["<bad>-1-1-any.pkg.tar.zst".into()],
+                unverifiable: 305,
+                switched: false,
+                removed: 306,
+            }],
         });
         Snapshot {
             node_id: "ab".repeat(32),

@@ -10,7 +10,9 @@ use std::time::Instant;
 use crate::index::watch::SharedIndex;
 use crate::mirrors::MirrorTable;
 use crate::stats::Stats;
-use crate::{admin, dbproxy, fetch, http, identity, mesh, mirror_client, plan, prefetch, syncdb};
+use crate::{
+    admin, dbproxy, fetch, fullsync, http, identity, mesh, mirror_client, plan, prefetch, syncdb,
+};
 
 /// Everything a request handler reads.
 pub struct State {
@@ -41,6 +43,8 @@ pub struct State {
     pub stats: Arc<Stats>,
     /// What prefetch did (mirror mode).
     pub prefetch: Arc<prefetch::Report>,
+    /// The full mirrors' last runs, and an admin's "run now" (mirror mode).
+    pub full_sync: Arc<fullsync::Report>,
     pub started: Instant,
 }
 

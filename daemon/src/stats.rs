@@ -235,6 +235,8 @@ pub struct MirrorStatus {
     pub repos: Vec<ProxiedRepo>,
     /// Newer versions fetched ahead of the clients.
     pub prefetch: crate::prefetch::PrefetchStatus,
+    /// The last run of each repo mirrored whole.
+    pub full_sync: Vec<crate::fullsync::SyncStatus>,
 }
 
 /// `mirror.packages`.

@@ -69,8 +69,20 @@ impl<'a> MirrorHost<'a> {
         refresh_s: u64,
     ) -> Self {
         let keys = format!("refresh_interval_s = {refresh_s}");
+        Self::start_full_with(host, repo, arch, upstreams, &keys)
+    }
+
+    /// [`MirrorHost::start_full`] with `mirror_keys` (TOML lines of `[mirror]`, the
+    /// refresh interval among them) instead of a refresh interval.
+    pub fn start_full_with(
+        host: &'a Host,
+        repo: &str,
+        arch: &str,
+        upstreams: &[String],
+        mirror_keys: &str,
+    ) -> Self {
         let repo_keys = format!("full = true\narch = [{arch:?}]");
-        Self::start_repo(host, repo, upstreams, 3600, &keys, &repo_keys, &[])
+        Self::start_repo(host, repo, upstreams, 3600, mirror_keys, &repo_keys, &[])
     }
 
     /// [`MirrorHost::start_with`] with `repo_keys` (TOML lines) added to its

@@ -484,14 +484,7 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let root = scratch.path().join("root");
     run_ok(Command::new("cp").arg("-a").arg(repo.root()).arg(&root));
-    let token = "a-long-enough-admin-token-1234";
-    let token_file = scratch.path().join("admin.token");
-    std::fs::write(&token_file, format!("{token}\n")).expect("writing the token");
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("chmod 600");
+    let (token, token_file) = admin_token(scratch.path());
     let lan = Lan::new(3);
     let upstream = Upstream::start_in(lan.host(0), &root);
     let mirror = MirrorHost::start_with(
@@ -576,6 +569,92 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
         "{report}"
     );
     assert_eq!(mirror.kept_packages(), vec![a.file_name().to_string()]);
+}
+
+/// An admin token, and its file (mode 0600) in `dir`.
+fn admin_token(dir: &Path) -> (&'static str, PathBuf) {
+    let token = "a-long-enough-admin-token-1234";
+    let token_file = dir.join("admin.token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("writing the token");
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod 600");
+    (token, token_file)
+}
+
+#[test]
+fn an_admin_refresh_syncs_a_full_mirror_at_once_and_status_shows_the_run() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 256 << 10),
+            PkgSpec::new("cm-b", "1.0-1", 256 << 10),
+        ],
+    );
+    let (a, b) = (repo.package("cm-a"), repo.package("cm-b"));
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a], 0);
+    let (token, token_file) = admin_token(scratch.path());
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    // No refresh timer: only the run at start, and those an admin asks for.
+    let keys = format!(
+        "refresh_interval_s = 0\nadmin_token_file = {:?}",
+        token_file.display().to_string()
+    );
+    let mirror = MirrorHost::start_full_with(
+        lan.host(1),
+        REPO,
+        repo.arch(),
+        &[upstream.server_url()],
+        &keys,
+    );
+    let run = || mirror.daemon.status()["mirror"]["full_sync"][0].clone();
+    let counts = |r: &serde_json::Value| {
+        ["listed", "present", "fetched", "failed"].map(|k| r[k].as_u64().unwrap_or(u64::MAX))
+    };
+    pacmesh_tests::assert_eventually!(
+        run()["switched"] == true,
+        EVENT_TIMEOUT,
+        "status shows the run at start: {}\n{}",
+        run(),
+        mirror.daemon.log()
+    );
+    let first = run();
+    assert_eq!(counts(&first), [1, 0, 1, 0], "{first}");
+    assert!(first["error"].is_null(), "{first}");
+
+    // cm-b joins the repository upstream; an admin asks for a refresh.
+    set_upstream_db(&repo_dir, &[a, b], 1);
+    let host = lan.host(2);
+    let bearer = format!("Bearer {token}");
+    let done = host
+        .http_post_with(&mirror.admin_url("refresh"), &[("Authorization", &bearer)])
+        .expect("an answer");
+    assert_eq!(done.status, 200, "{}", done.text());
+    let answer: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
+    assert_eq!(answer["full_sync_started"], true, "{answer}");
+    pacmesh_tests::assert_eventually!(
+        counts(&run()) == [2, 1, 1, 0] && run()["switched"] == true,
+        EVENT_TIMEOUT,
+        "the admin's refresh ran a sync that fetched cm-b: {}\n{}",
+        run(),
+        mirror.daemon.log()
+    );
+    assert_eq!(mirror.kept_packages(), file_names(&[a, b]));
+    let page = mirror.daemon.get("/_pacmesh/");
+    let line = format!(
+        "<code>{REPO}/{}</code> (ended at Unix time {}): 2 listed, 1 present, 1 fetched",
+        repo.arch(),
+        run()["ended_unix"]
+    );
+    assert!(page.text().contains(&line), "{line}\n{}", page.text());
 }
 
 /// Replaces the upstream copy's database in `repo_dir` with one listing only `files` (as

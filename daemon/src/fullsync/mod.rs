@@ -9,9 +9,13 @@
 //!
 //! - `plan` (pure): what a run fetches and removes.
 //! - `once`: `pacmeshd --sync-once`, with a progress bar and a summary.
+//! - `report`: the last runs, for status and the page; an admin's "run now".
 
 pub mod once;
 pub mod plan;
+pub mod report;
+
+pub use report::{Report, SyncStatus};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -301,17 +305,20 @@ impl Progress for LogProgress {
 }
 
 /// The daemon's timer (`mirror.refresh_interval_s`): full mirrors synced
-/// at start; then, every interval, every kept database refreshed, newer
-/// versions prefetched (`prefetch`, when on) and the full mirrors synced
-/// again.
+/// at start; then, every interval or when an admin refresh asks
+/// ([`Report::run_now`]), every kept database refreshed, newer versions
+/// prefetched (`prefetch`, when on) and the full mirrors synced again.
+/// Each sync's outcome goes to `report`.
 pub async fn refresh_loop(
     syncer: Syncer,
     prefetcher: Option<crate::prefetch::Prefetcher>,
     mirrors: impl Fn() -> Arc<MirrorTable> + Send + 'static,
     full: Vec<(String, String)>,
-    interval: Option<Duration>,
+    timer: (Option<Duration>, Arc<Report>),
     shutdown: CancellationToken,
 ) {
+    let (interval, report) = timer;
+    report.set_full(!full.is_empty());
     for (repo, arch) in &full {
         syncer.pin_current(repo, arch);
     }
@@ -319,39 +326,67 @@ pub async fn refresh_loop(
     loop {
         for (repo, arch) in &full {
             let table = mirrors();
-            tokio::select! {
+            let outcome = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = syncer.sync(&table, repo, arch, &progress) => match r {
-                    Ok(s) => info!(repo, arch, listed = s.listed, fetched = s.fetched,
-                        bytes = s.fetched_bytes, failed = s.failed.len(), switched = s.switched,
-                        removed = s.removed, "full mirror synced"),
-                    Err(e) => warn!(repo, arch, error = %e, "full mirror sync failed"),
-                },
+                r = syncer.sync(&table, repo, arch, &progress) => r,
+            };
+            match &outcome {
+                Ok(s) => info!(
+                    repo,
+                    arch,
+                    listed = s.listed,
+                    fetched = s.fetched,
+                    bytes = s.fetched_bytes,
+                    failed = s.failed.len(),
+                    switched = s.switched,
+                    removed = s.removed,
+                    "full mirror synced"
+                ),
+                Err(e) => warn!(repo, arch, error = %e, "full mirror sync failed"),
             }
+            report.record(repo, arch, &outcome);
         }
-        let Some(interval) = interval else { return };
+        if interval.is_none() && full.is_empty() {
+            return;
+        }
+        let tick = async {
+            match interval {
+                Some(interval) => tokio::time::sleep(interval).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tick => {}
+            () = report.asked() => info!("refresh and full sync asked for by an admin"),
         }
-        let table = mirrors();
-        let done = syncer
-            .proxy
-            .refresh_all(|k| table.file_urls(&k.repo, &k.arch, &k.name))
-            .await;
-        info!(
-            asked = done.asked,
-            fresh = done.fresh,
-            failed = done.failed,
-            "databases refreshed"
-        );
-        if let Some(prefetcher) = &prefetcher {
-            let files = tokio::select! {
-                () = shutdown.cancelled() => return,
-                n = prefetcher.run(&table) => n,
-            };
-            info!(files, "prefetch run done");
-        }
+        refresh_once(&syncer, prefetcher.as_ref(), &mirrors(), &shutdown).await;
+    }
+}
+
+/// Every kept database refreshed, then newer versions prefetched.
+async fn refresh_once(
+    syncer: &Syncer,
+    prefetcher: Option<&crate::prefetch::Prefetcher>,
+    table: &MirrorTable,
+    shutdown: &CancellationToken,
+) {
+    let done = syncer
+        .proxy
+        .refresh_all(|k| table.file_urls(&k.repo, &k.arch, &k.name))
+        .await;
+    info!(
+        asked = done.asked,
+        fresh = done.fresh,
+        failed = done.failed,
+        "databases refreshed"
+    );
+    if let Some(prefetcher) = prefetcher {
+        let files = tokio::select! {
+            () = shutdown.cancelled() => return,
+            n = prefetcher.run(table) => n,
+        };
+        info!(files, "prefetch run done");
     }
 }
 

@@ -35,7 +35,11 @@ pub async fn respond(
             let done = proxy
                 .refresh_all(|k| mirrors.file_urls(&k.repo, &k.arch, &k.name))
                 .await;
-            serde_json::to_vec_pretty(&done)
+            // Full mirrors are synced by the refresh loop, asked to run
+            // now; the answer does not wait for it (status shows the run).
+            let mut answer = serde_json::to_value(&done).unwrap_or_default();
+            answer["full_sync_started"] = state.full_sync.run_now().into();
+            serde_json::to_vec_pretty(&answer)
         }
         Action::Purge => {
             let fed = proxy.fed();

@@ -93,6 +93,52 @@ fn mirror(h: &mut String, m: &crate::stats::MirrorStatus) {
         }
         h.push_str("</ul>\n");
     }
+    full_sync(h, &m.full_sync);
+}
+
+/// A line per repo mirrored whole: its last run.
+fn full_sync(h: &mut String, runs: &[crate::fullsync::SyncStatus]) {
+    if runs.is_empty() {
+        return;
+    }
+    h.push_str("<h3>Full mirrors, last run</h3>\n<ul>\n");
+    for r in runs {
+        let what = match &r.error {
+            Some(e) => format!("failed: {}", esc(e)),
+            None => {
+                let mut line = format!(
+                    "{} listed, {} present, {} fetched ({}), {} removed, {}",
+                    r.listed,
+                    r.present,
+                    r.fetched,
+                    esc(&human_bytes(r.fetched_bytes)),
+                    r.removed,
+                    if r.switched {
+                        "database switched"
+                    } else {
+                        "database kept"
+                    }
+                );
+                if r.failed > 0 {
+                    let names: Vec<String> = r
+                        .failed_names
+                        .iter()
+                        .map(|n| format!("<code>{}</code>", esc(n)))
+                        .collect();
+                    let _ = write!(line, "; {} not fetched: {}", r.failed, names.join(", "));
+                }
+                line
+            }
+        };
+        let _ = writeln!(
+            h,
+            "<li><code>{}/{}</code> (ended at Unix time {}): {what}</li>",
+            esc(&r.repo),
+            esc(&r.arch),
+            r.ended_unix
+        );
+    }
+    h.push_str("</ul>\n");
 }
 
 /// The page of `s`.
@@ -235,6 +281,9 @@ mod tests {
             "<code>core/x86_64</code>: 271 packages".into(),
             "prefetched: 3 files, ".into(),
             "last: <code>pre-2-1-any.pkg.tar.zst</code>".into(),
+            "301 listed, 302 present, 303 fetched (304 B), 306 removed, database kept; \
+             2 not fetched: <code>&lt;bad&gt;-1-1-any.pkg.tar.zst</code>"
+                .into(),
             "stale databases served: 2002 · upstream checks failed: 2005 · not modified: 2004"
                 .into(),
         ] {

@@ -69,7 +69,25 @@ mod tests {
         assert_eq!(keys(&j["cache"]), ["dirs", "files"]);
         assert_eq!(
             keys(&j["mirror"]),
-            ["databases", "packages", "prefetch", "repos"]
+            ["databases", "full_sync", "packages", "prefetch", "repos"]
+        );
+        assert_eq!(
+            keys(&j["mirror"]["full_sync"][0]),
+            [
+                "arch",
+                "ended_unix",
+                "error",
+                "failed",
+                "failed_names",
+                "fetched",
+                "fetched_bytes",
+                "listed",
+                "present",
+                "removed",
+                "repo",
+                "switched",
+                "unverifiable"
+            ]
         );
         assert_eq!(keys(&j["mirror"]["prefetch"]), ["bytes", "files", "last"]);
         assert_eq!(
