@@ -64,20 +64,15 @@ fn mirror(h: &mut String, m: &crate::stats::MirrorStatus) {
         d.not_modified,
     );
     let pre = &m.prefetch;
-    let last: Vec<String> = pre
-        .last
-        .iter()
-        .map(|n| format!("<code>{}</code>", esc(n)))
-        .collect();
     let _ = writeln!(
         h,
         "<p>prefetched: {} files, {} · last: {}</p>",
         pre.files,
         esc(&human_bytes(pre.bytes)),
-        if last.is_empty() {
+        if pre.last.is_empty() {
             "none".to_string()
         } else {
-            last.join(", ")
+            codes(&pre.last)
         }
     );
     if !m.repos.is_empty() {
@@ -94,6 +89,15 @@ fn mirror(h: &mut String, m: &crate::stats::MirrorStatus) {
         h.push_str("</ul>\n");
     }
     full_sync(h, &m.full_sync);
+}
+
+/// File names as code, comma-separated.
+fn codes(names: &[String]) -> String {
+    let codes: Vec<String> = names
+        .iter()
+        .map(|n| format!("<code>{}</code>", esc(n)))
+        .collect();
+    codes.join(", ")
 }
 
 /// A line per repo mirrored whole: its last run.
@@ -120,12 +124,12 @@ fn full_sync(h: &mut String, runs: &[crate::fullsync::SyncStatus]) {
                     }
                 );
                 if r.failed > 0 {
-                    let names: Vec<String> = r
-                        .failed_names
-                        .iter()
-                        .map(|n| format!("<code>{}</code>", esc(n)))
-                        .collect();
-                    let _ = write!(line, "; {} not fetched: {}", r.failed, names.join(", "));
+                    let _ = write!(
+                        line,
+                        "; {} not fetched: {}",
+                        r.failed,
+                        codes(&r.failed_names)
+                    );
                 }
                 line
             }
