@@ -1,7 +1,9 @@
 //! Peer transfers between real pacmeshd processes in network namespaces (run as root):
 //! `cargo build --release --workspace --bins && cargo bench -p pacmesh-tests --bench peer_transfer_lan`
 //! (benches run the release binaries next to them: build those first). Env: `MIB` (file size,
-//! default 512), `ROUNDS` (default 5), `REQUESTS` (latency requests per run, default 2000).
+//! default 512), `ROUNDS` (default 5), `REQUESTS` (latency requests per run, default 2000),
+//! `LINK` (a `tc` rate such as `1gbit`: A's egress shaped to it, as a real LAN between two
+//! machines would be; unset: as fast as two namespaces on this machine's cores go).
 //!
 //! Three hosts on one bridge, all `--no-mdns`: A (`--serve-lan`) holds one large incompressible
 //! `*.pkg.tar.zst` and 10 000 tiny ones; B has A as static peer (so a 10 001-entry digest); C has
@@ -43,6 +45,8 @@ const TINY: usize = 10_000;
 /// UDP port of the bare quinn sink in A (the daemon holds 15680).
 const SINK_PORT: u16 = 15690;
 const LINK_TIMEOUT: Duration = Duration::from_secs(20);
+/// `tbf` burst of a `LINK`-shaped egress.
+const LINK_BURST: &str = "1mb";
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -283,6 +287,17 @@ fn main() {
     let lan = Lan::new(3);
     let started = Instant::now();
     let (ha, hb, hc) = (lan.host(0), lan.host(1), lan.host(2));
+    let link = std::env::var("LINK").ok().filter(|r| !r.is_empty());
+    if let Some(rate) = &link {
+        // A token bucket deep enough for a gigabit at the kernel's timer granularity.
+        let shaped = ha
+            .exec("tc")
+            .args(["qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate])
+            .args(["burst", LINK_BURST, "latency", "50ms"])
+            .output()
+            .expect("running tc");
+        assert!(shaped.status.success(), "{}", describe(&shaped, "tc"));
+    }
     let a = ha.start_daemon(
         DaemonArgs::new(&confs[0])
             .arg("--no-mdns")
@@ -363,8 +378,9 @@ fn main() {
             .collect(),
     );
     println!(
-        "\n{} MiB, {rounds} rounds, medians (CPU-s/GB: sender + receiver side):",
-        size >> 20
+        "\n{} MiB, {rounds} rounds, link {}, medians (CPU-s/GB: sender + receiver side):",
+        size >> 20,
+        link.as_deref().unwrap_or("unshaped")
     );
     println!(
         "| path | MB/s | vs bare quinn | CPU-s/GB send | CPU-s/GB receive |\n|---|---|---|---|---|"
