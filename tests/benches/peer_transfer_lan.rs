@@ -5,10 +5,12 @@
 //! `LINK` (a `tc` rate such as `1gbit`: A's egress shaped to it, as a real LAN between two
 //! machines would be; unset: as fast as two namespaces on this machine's cores go).
 //!
-//! Three hosts on one bridge, all `--no-mdns`: A (`--serve-lan`) holds one large incompressible
-//! `*.pkg.tar.zst` and 10 000 tiny ones; B has A as static peer (so a 10 001-entry digest); C has
-//! no peer. B's and C's pacman.conf list `[bench]` with their own daemon first and
-//! `http://mirror.invalid` second (only ever named in redirects, never contacted).
+//! Three hosts on one bridge, all `--no-mdns`: A (`--serve-lan`) holds one large package of
+//! random bytes (built by makepkg, kept with the test fixtures) and 10 000 tiny ones; B has A as
+//! static peer (so a 10 001-entry digest) and the package's repo in its sync databases, so it
+//! verifies what A sends (SHA-256), as in real use; C has no peer. B's and C's pacman.conf
+//! list `[bench]` with their own daemon first and `http://mirror.invalid` second (only ever
+//! named in redirects, never contacted).
 //!
 //! 1. Throughput of the large file, after one uncounted warm-up of each, rounds rotating the order:
 //!    - through pacmeshd: from B, `GET http://127.0.0.1:15680/<file>` (flat path) — B fetches it
@@ -30,17 +32,16 @@
 //!    the who-has lookup (whose cost is measured by `daemon/benches/who_has.rs`). The old
 //!    target (p99 added ≤ 1 ms) was for the redirect path before the engine.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pacmesh_tests::daemon::DaemonArgs;
+use pacmesh_tests::fixtures::{FixtureRepo, PkgSpec};
 use pacmesh_tests::lan::{Host, Lan, NsDaemon, PORT};
 use pacmesh_tests::prereq;
 use pacmesh_tests::process::describe;
 
-const BIG: &str = "benchbig-1.0-1-x86_64.pkg.tar.zst";
 const TINY: usize = 10_000;
 /// UDP port of the bare quinn sink in A (the daemon holds 15680).
 const SINK_PORT: u16 = 15690;
@@ -78,29 +79,6 @@ fn pacman_conf(dir: &Path) -> PathBuf {
     )
     .expect("writing pacman.conf");
     conf
-}
-
-/// `bytes` of xorshift output: incompressible, and real pages (not a sparse hole).
-fn write_big(path: &Path, bytes: u64) {
-    let mut out = std::io::BufWriter::with_capacity(
-        1 << 20,
-        std::fs::File::create(path).expect("creating the big file"),
-    );
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut block = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        for word in block.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            word.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = usize::try_from(left.min(block.len() as u64)).expect("≤ 1 MiB");
-        out.write_all(&block[..n]).expect("writing the big file");
-        left -= n as u64;
-    }
-    out.flush().expect("writing the big file");
 }
 
 /// utime + stime of `pid`, in clock ticks.
@@ -166,12 +144,17 @@ fn http_fetch(b: &Host, url: &str, size: u64) -> (f64, f64) {
 /// plus a margin: each counted transfer must be a fresh fetch.
 const LINGER: Duration = Duration::from_secs(11);
 
-fn via_daemon(a: &NsDaemon, b: &NsDaemon, size: u64) -> Run {
+fn via_daemon(a: &NsDaemon, b: &NsDaemon, name: &str, size: u64) -> Run {
+    // B keeps what verified: the copy of the last run goes, so B fetches it afresh.
+    let kept = b.store_dir().join("fetched").join(name);
+    if kept.exists() {
+        std::fs::remove_file(&kept).expect("removing B's kept copy");
+    }
     std::thread::sleep(LINGER);
     let uploaded = counter(a, "/bytes/to_peers");
     let (pa, pb) = (daemon_pid(a), daemon_pid(b));
     let (a0, b0) = (cpu_ticks(pa), cpu_ticks(pb));
-    let url = format!("http://127.0.0.1:{PORT}/{BIG}");
+    let url = format!("http://127.0.0.1:{PORT}/{name}");
     let (total, head) = http_fetch(b.host(), &url, size);
     let cpu = [cpu_ticks(pa) - a0, cpu_ticks(pb) - b0];
     assert_eq!(
@@ -186,10 +169,10 @@ fn via_daemon(a: &NsDaemon, b: &NsDaemon, size: u64) -> Run {
     }
 }
 
-fn via_tcp(a: &NsDaemon, b: &Host, size: u64) -> Run {
+fn via_tcp(a: &NsDaemon, b: &Host, name: &str, size: u64) -> Run {
     let pa = daemon_pid(a);
     let a0 = cpu_ticks(pa);
-    let url = format!("http://{}:{PORT}/{BIG}", a.host().ip());
+    let url = format!("http://{}:{PORT}/{name}", a.host().ip());
     let (total, head) = http_fetch(b, &url, size);
     Run {
         mb_s: size as f64 / 1e6 / total,
@@ -253,11 +236,14 @@ fn misses(d: &NsDaemon, round: usize, n: usize) -> [f64; 3] {
 }
 
 fn main() {
-    if !prereq::require(Lan::TOOLS) || !prereq::is_root() {
-        eprintln!("peer_transfer_lan: needs root and `ip`; skipped");
+    if !prereq::require(Lan::TOOLS)
+        || !prereq::require(prereq::WHOLE_SYSTEM_TOOLS)
+        || !prereq::is_root()
+    {
+        eprintln!("peer_transfer_lan: needs root, `ip` and the fixture tools; skipped");
         return;
     }
-    let size = (env_or("MIB", 512) as u64) << 20;
+    let payload = (env_or("MIB", 512) as u64) << 20;
     let rounds = env_or("ROUNDS", 5);
     let requests = env_or("REQUESTS", 2000);
     let tck = clock_ticks_per_s();
@@ -273,8 +259,14 @@ fn main() {
         .collect();
     let confs: Vec<PathBuf> = dirs.iter().map(|d| pacman_conf(d.path())).collect();
     let a_cache = dirs[0].path().join("cache");
-    let big = a_cache.join(BIG);
-    write_big(&big, size);
+    // A real package of random bytes (makepkg, repo-add; built once and kept with the test
+    // fixtures), listed in B's sync database: B verifies what A sends, as in real use.
+    let repo = FixtureRepo::get("bench", &[PkgSpec::new("benchbig", "1.0-1", payload)]);
+    let package = repo.package("benchbig");
+    let (size, name) = (package.size(), package.file_name());
+    let big = package.copy_into(&a_cache);
+    std::fs::copy(repo.db_path(), dirs[1].path().join("db/sync/bench.db"))
+        .expect("giving B the bench repo's database");
     for i in 0..TINY {
         std::fs::write(
             a_cache.join(format!("tiny{i}-1.0-1-any.pkg.tar.zst")),
@@ -292,7 +284,9 @@ fn main() {
         // A token bucket deep enough for a gigabit at the kernel's timer granularity.
         let shaped = ha
             .exec("tc")
-            .args(["qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate])
+            .args([
+                "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate,
+            ])
             .args(["burst", LINK_BURST, "latency", "50ms"])
             .output()
             .expect("running tc");
@@ -335,9 +329,9 @@ fn main() {
         let mut t = None;
         for k in 0..3 {
             match (round + k) % 3 {
-                0 => d = Some(via_daemon(&a, &b, size)),
+                0 => d = Some(via_daemon(&a, &b, name, size)),
                 1 => q = Some(via_bare(ha, hb, &big, size)),
-                _ => t = Some(via_tcp(&a, hb, size)),
+                _ => t = Some(via_tcp(&a, hb, name, size)),
             }
         }
         let (d, q, t) = (d.expect("ran"), q.expect("ran"), t.expect("ran"));
@@ -365,6 +359,11 @@ fn main() {
         counter(&b, "/requests/peer") - peer_before,
         rounds as u64 + 1,
         "not every daemon transfer came from the peer"
+    );
+    assert_eq!(
+        counter(&b, "/requests/peer_unverified"),
+        0,
+        "B served the package from A without verifying it"
     );
     let gb = size as f64 / 1e9;
     let per_gb =

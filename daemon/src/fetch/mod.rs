@@ -250,7 +250,7 @@ impl Engine {
             () = tokio::time::sleep(MAX_DURATION) => None,
             () = abandoned(&running) => None,
         };
-        let ended = self.finish(&job, result, writer, started);
+        let ended = self.finish(&job, result, writer, started).await;
         let ok = ended != Ended::Failed;
         let _ = done_tx.send(Some(ok));
         if ended == Ended::KeptAfterClaim {
@@ -268,7 +268,7 @@ impl Engine {
 
     /// Keeps or discards a download that ended, counts it, tells peers of
     /// a failure.
-    fn finish<S: Sources>(
+    async fn finish<S: Sources>(
         &self,
         job: &Job<S>,
         result: Option<Result<drive::Finished, drive::DriveError>>,
@@ -312,10 +312,18 @@ impl Engine {
             "download done"
         );
         let kept = if finished.verified && job.keep {
-            match self.inner.store.keep(writer, &job.name) {
-                Ok(()) => true,
-                Err(e) => {
+            // The flush to disk and the rename block: the blocking pool's
+            // thread waits for them, not a runtime thread (a large file
+            // takes a good fraction of a second).
+            let (store, name) = (self.inner.store.clone(), job.name.clone());
+            match tokio::task::spawn_blocking(move || store.keep(writer, &name)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
                     warn!(error = %e, "cannot keep a finished download");
+                    false
+                }
+                Err(e) => {
+                    warn!(error = %e, "keeping a finished download was cut short");
                     false
                 }
             }

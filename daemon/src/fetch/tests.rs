@@ -247,6 +247,8 @@ async fn a_claimed_fetch_streams_to_pacman_and_is_kept_and_announced() {
     );
     let peer = drain(joiner.chunks).await;
     assert_eq!(peer, good);
+    // Readers have every byte before the file is flushed and kept.
+    assert!(t.finished().await, "the download ended well");
     assert_eq!(
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
         good
@@ -346,6 +348,8 @@ async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
     // The download went on at mirror 1 and kept only the good copy.
     let mut outcome = t.outcome.clone();
     outcome.wait_for(|o| o.is_some()).await.unwrap();
+    // Readers have every byte before the file is flushed and kept.
+    assert!(t.finished().await, "the download ended well");
     assert_eq!(
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
         good
@@ -501,6 +505,8 @@ async fn a_mirror_ignoring_range_after_a_mirror_died_keeps_pacmans_stream_whole(
     // One reader from the start: never told its bytes were thrown away.
     let pacman = read_all(growing.reader_for_pacman(0)).await.unwrap();
     assert_eq!(pacman, good);
+    // Readers have every byte before the file is flushed and kept.
+    assert!(t.finished().await, "the download ended well");
     assert_eq!(
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
         good
@@ -533,6 +539,8 @@ async fn a_mirror_ignoring_range_after_a_holder_is_read_from_zero() {
         panic!("no stream")
     };
     assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    // Readers have every byte before the file is flushed and kept.
+    assert!(t.finished().await, "the download ended well");
     assert_eq!(
         std::fs::read(dir.path().join("fetched").join(NAME)).unwrap(),
         good

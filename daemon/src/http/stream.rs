@@ -1,7 +1,10 @@
 //! Sending pacman a file from a download (`crate::fetch`): as it arrives
 //! when every byte comes from a mirror, or whole once it verified. 200,
 //! 206 for pacman's resume (`Range: bytes=N-`), 416; HEAD is answered by
-//! the mirror before it gets here.
+//! the mirror before it gets here. A download already complete when the
+//! request comes (the usual case for a peer's bytes, which wait for their
+//! verification) is sent as a cache file is (`local::serve_open`, with
+//! `sendfile`).
 
 use std::io;
 use std::sync::Arc;
@@ -27,6 +30,9 @@ pub fn respond(
     verified_only: bool,
     on_done: OnDone,
 ) -> Option<Response<Body>> {
+    if let Some(Ok((file, meta))) = growing.complete_file() {
+        return super::local::serve_open(file, &meta, &http::Method::GET, headers, on_done).ok();
+    }
     let size = growing.shown().size?;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let mut builder = Response::builder()
