@@ -2,6 +2,8 @@
 //! kept in the state dir (mode 0600), a self-signed certificate for TLS,
 //! and the node id derived from the public key (`NodeId::from_spki`). Peers pin a link to the
 //! node id they discovered, so the id must follow from the key alone.
+//! The QUIC endpoint's stateless-reset key follows from the key too, so it
+//! is the same after a restart (see [`Identity::reset_key`]).
 
 use std::fmt;
 use std::io::Write;
@@ -99,7 +101,41 @@ impl Identity {
     pub fn key_der(&self) -> Vec<u8> {
         self.key.serialize_der()
     }
+
+    /// The QUIC endpoint's stateless-reset key (RFC 9000, 10.3), derived
+    /// from the identity key so that it survives a restart. A daemon that
+    /// crashed and came back with the same identity then answers a peer's
+    /// next packet on the dead connection with a reset the peer accepts:
+    /// the peer drops the dead link at once and takes the new one, instead
+    /// of keeping it until the idle timeout and refusing the new one as a
+    /// duplicate. Others cannot forge resets: the key is secret.
+    pub fn reset_key(&self) -> ring::hmac::Key {
+        let secret = self.derive(RESET_KEY_LABEL);
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_ref())
+    }
+
+    /// The key of the QUIC endpoint's connection ids (each carries a hash
+    /// of it, so the endpoint tells its own ids from junk), derived from
+    /// the identity key for the same reason as [`Identity::reset_key`]:
+    /// a restarted daemon must recognise the ids of its dead connections
+    /// to reset them, where a fresh random key would drop their packets.
+    pub fn cid_key(&self) -> u64 {
+        let secret = self.derive(CID_KEY_LABEL);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&secret.as_ref()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    /// A secret for one use, `label`, derived from the identity key.
+    fn derive(&self, label: &[u8]) -> ring::hmac::Tag {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.key.serialize_der());
+        ring::hmac::sign(&key, label)
+    }
 }
+
+/// What each key derived from the identity key is for (one key, one use).
+const RESET_KEY_LABEL: &[u8] = b"pacmesh quic stateless reset key 1";
+const CID_KEY_LABEL: &[u8] = b"pacmesh quic connection id key 1";
 
 /// Makes a new key and stores it so that no half-written or world-readable
 /// key file is ever visible: written 0600 under a temporary name, synced,
@@ -161,6 +197,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(KEY_FILE)]);
+    }
+
+    #[test]
+    fn the_quic_keys_survive_a_restart_and_differ_between_hosts() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let token = |dir: &Path| {
+            let id = Identity::load_or_create(dir).unwrap();
+            ring::hmac::sign(&id.reset_key(), b"a connection id")
+                .as_ref()
+                .to_vec()
+        };
+        assert_eq!(token(a.path()), token(a.path()));
+        assert_ne!(token(a.path()), token(b.path()));
+        let cid_key = |dir: &Path| Identity::load_or_create(dir).unwrap().cid_key();
+        assert_eq!(cid_key(a.path()), cid_key(a.path()));
+        assert_ne!(cid_key(a.path()), cid_key(b.path()));
     }
 
     #[test]

@@ -162,6 +162,48 @@ fn departures_are_noticed_and_a_restart_keeps_the_node_id() {
 }
 
 #[test]
+fn a_peer_that_crashed_and_came_back_is_relinked_without_waiting_out_the_dead_link() {
+    if !prereq::require(Lan::TOOLS) {
+        return;
+    }
+    // Only b dials (a static peer, no mDNS), so only b's link to a can bring them together
+    // again: a restarted a knows nothing of b.
+    let lan = Lan::new(2);
+    let mut a = lan
+        .host(0)
+        .start_daemon(DaemonArgs::default().arg("--no-mdns"));
+    let b = lan.host(1).start_daemon(
+        DaemonArgs::default()
+            .arg("--no-mdns")
+            .arg("--peer")
+            .arg(format!("{}:{PORT}", lan.host(0).ip())),
+    );
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(5),
+        "a and b never linked"
+    );
+    a.kill();
+    a.restart();
+    // b's next keep-alive on the dead connection reaches the new a, which answers with a
+    // stateless reset keyed by its identity: b drops the dead link at once and dials again.
+    // Without that b keeps it until its idle timeout (10 s), whose reason is "timed out",
+    // never this one.
+    assert_eventually!(
+        b.log().contains("reset by peer"),
+        Duration::from_secs(20),
+        "b never took the restarted a's reset:\n{}",
+        b.log()
+    );
+    assert_eventually!(
+        linked(&a, &b),
+        Duration::from_secs(20),
+        "a and b never linked again:\n{}",
+        b.log()
+    );
+}
+
+#[test]
 fn hosts_of_another_mesh_or_without_the_key_get_no_link() {
     if !prereq::require(Lan::TOOLS) {
         return;

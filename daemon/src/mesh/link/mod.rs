@@ -325,13 +325,15 @@ fn endpoint(
     server.transport_config(transport.clone());
     transport::limit_incoming(&mut server);
     let runtime = quinn::default_runtime().context("Mesh::start needs a tokio runtime")?;
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        runtime,
-    )
-    .context("starting the QUIC endpoint")?;
+    // Resets and connection ids keyed by the identity: see
+    // `Identity::reset_key` and `Identity::cid_key`.
+    let mut config = quinn::EndpointConfig::new(Arc::new(opts.identity.reset_key()));
+    let cid_key = opts.identity.cid_key();
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let endpoint = quinn::Endpoint::new(config, Some(server), socket, runtime)
+        .context("starting the QUIC endpoint")?;
     Ok((endpoint, transport))
 }
 
