@@ -292,7 +292,9 @@ fn main() {
         // A token bucket deep enough for a gigabit at the kernel's timer granularity.
         let shaped = ha
             .exec("tc")
-            .args(["qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate])
+            .args([
+                "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate,
+            ])
             .args(["burst", LINK_BURST, "latency", "50ms"])
             .output()
             .expect("running tc");
