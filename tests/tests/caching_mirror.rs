@@ -689,12 +689,7 @@ fn get_ok(
     arch: &str,
     name: &str,
 ) -> pacmesh_tests::http::Response {
-    let url = mirror.file_url(REPO, arch, name);
-    let r = host
-        .http_get(&url)
-        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
-    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-    r
+    get_from(host, mirror, arch, REPO, name)
 }
 
 /// The file names of `pkgs`, sorted.
@@ -1104,4 +1099,145 @@ fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
     upstream.wait_idle(IDLE_TIMEOUT);
     assert_eq!(upstream.gets_for(a2.file_name()).len(), 1);
     check_page(&mirror);
+}
+
+#[test]
+fn a_file_two_databases_list_is_prefetched_once() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    const TESTING: &str = "cmtesting";
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+        ],
+    );
+    let (a1, a2) = (
+        repo.package_version("cm-a", "1.0-1"),
+        repo.package_version("cm-a", "2.0-1"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    // A second repo has the same files (as a package moved from testing keeps its name).
+    let testing_dir = root.join(TESTING).join("os").join(repo.arch());
+    std::fs::create_dir_all(root.join(TESTING).join("os")).expect("testing repo dir");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&repo_dir)
+            .arg(&testing_dir),
+    );
+    // Both repos' databases list cm-a 1.0, then cm-a 2.0: each generation's pair in its
+    // own dir, behind one symlink, so that a single rename switches both.
+    for (generation, pkg) in [a1, a2].into_iter().enumerate() {
+        let dir = scratch.path().join(format!("gen{generation}"));
+        std::fs::create_dir(&dir).expect("generation dir");
+        for name in [REPO, TESTING] {
+            let tarball = dir.join(format!("{name}.db.tar.gz"));
+            run_ok(
+                Command::new("repo-add")
+                    .arg("-q")
+                    .arg(&tarball)
+                    .arg(repo_dir.join(pkg.file_name())),
+            );
+            let db = dir.join(format!("{name}.db"));
+            let _ = std::fs::remove_file(&db);
+            std::fs::copy(&tarball, &db).expect("the db");
+            let mtime =
+                std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 10 * generation as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&db)
+                .and_then(|f| f.set_modified(mtime))
+                .expect("setting the db's mtime");
+        }
+    }
+    let current = scratch.path().join("current");
+    std::os::unix::fs::symlink(scratch.path().join("gen0"), &current).expect("symlink");
+    for (name, dir) in [(REPO, &repo_dir), (TESTING, &testing_dir)] {
+        let db = dir.join(format!("{name}.db"));
+        let _ = std::fs::remove_file(&db);
+        std::os::unix::fs::symlink(current.join(format!("{name}.db")), &db).expect("symlink");
+    }
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    let keys = format!(
+        "refresh_interval_s = 1\nprefetch_days = 7\nprefetch_kib_s = 256\n\n\
+         [[mirror.repo]]\nname = \"{TESTING}\"\nservers = [{:?}]",
+        upstream.server_url()
+    );
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        &keys,
+        &[],
+    );
+    let host = lan.host(2);
+    get_from(host, &mirror, repo.arch(), REPO, &db_name());
+    get_from(
+        host,
+        &mirror,
+        repo.arch(),
+        TESTING,
+        &format!("{TESTING}.db"),
+    );
+    get_from(host, &mirror, repo.arch(), REPO, a1.file_name());
+    pacmesh_tests::assert_eventually!(
+        mirror.kept_packages().contains(&a1.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "cm-a 1.0 kept: {:?}",
+        mirror.kept_packages()
+    );
+    // Both databases now list cm-a 2.0: one run finds it in each.
+    let next = scratch.path().join("next");
+    std::os::unix::fs::symlink(scratch.path().join("gen1"), &next).expect("symlink");
+    std::fs::rename(&next, &current).expect("switching both databases");
+    pacmesh_tests::assert_eventually!(
+        mirror.kept_packages().contains(&a2.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "cm-a 2.0 prefetched: kept {:?}\n{}",
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+    let runs = || mirror.daemon.log().matches("prefetch run done").count();
+    let seen = runs();
+    pacmesh_tests::assert_eventually!(
+        runs() >= seen + 2,
+        EVENT_TIMEOUT,
+        "no further prefetch runs:\n{}",
+        mirror.daemon.log()
+    );
+    let status = mirror.daemon.status();
+    let prefetch = &status["mirror"]["prefetch"];
+    assert_eq!(prefetch["files"], 1, "{status}\n{}", mirror.daemon.log());
+    assert_eq!(prefetch["last"], serde_json::json!([a2.file_name()]));
+    upstream.wait_idle(IDLE_TIMEOUT);
+    let gets = upstream.gets_for(a2.file_name()).len();
+    assert_eq!(gets, 1, "{}", mirror.daemon.log());
+}
+
+/// `GET` of `name` in `repo` from `host` through `mirror`, which must answer 200.
+fn get_from(
+    host: &pacmesh_tests::lan::Host,
+    mirror: &MirrorHost<'_>,
+    arch: &str,
+    repo: &str,
+    name: &str,
+) -> pacmesh_tests::http::Response {
+    let url = mirror.file_url(repo, arch, name);
+    let r = host
+        .http_get(&url)
+        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
+    assert_eq!(
+        r.status,
+        200,
+        "GET {url}: {}\n{}",
+        r.text(),
+        mirror.daemon.log()
+    );
+    r
 }
