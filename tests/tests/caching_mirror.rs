@@ -1241,3 +1241,58 @@ fn get_from(
     );
     r
 }
+
+#[test]
+fn an_admin_refresh_prefetches_at_once_without_full_mirrors() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    let repo = FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+        ],
+    );
+    let (a1, a2) = (
+        repo.package_version("cm-a", "1.0-1"),
+        repo.package_version("cm-a", "2.0-1"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a1], 0);
+    let (token, token_file) = admin_token(scratch.path());
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    // The timer's next tick is an hour away: only the admin's refresh runs prefetch.
+    let keys = format!(
+        "refresh_interval_s = 3600\nprefetch_days = 7\nadmin_token_file = {:?}",
+        token_file.display().to_string()
+    );
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        &keys,
+        &[],
+    );
+    let host = lan.host(2);
+    get_ok(host, &mirror, repo.arch(), &db_name());
+    get_ok(host, &mirror, repo.arch(), a1.file_name());
+    set_upstream_db(&repo_dir, &[a2], 1);
+    let bearer = format!("Bearer {token}");
+    let done = host
+        .http_post_with(&mirror.admin_url("refresh"), &[("Authorization", &bearer)])
+        .expect("an answer");
+    assert_eq!(done.status, 200, "{}", done.text());
+    let answer: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
+    assert_eq!(answer["full_sync_started"], false, "{answer}");
+    pacmesh_tests::assert_eventually!(
+        mirror.kept_packages().contains(&a2.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "cm-a 2.0 prefetched after the admin's refresh: kept {:?}\n{}",
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+}

@@ -318,7 +318,7 @@ pub async fn refresh_loop(
     shutdown: CancellationToken,
 ) {
     let (interval, report) = timer;
-    report.set_full(!full.is_empty());
+    report.set_work(!full.is_empty(), prefetcher.is_some());
     for (repo, arch) in &full {
         syncer.pin_current(repo, arch);
     }
@@ -346,7 +346,7 @@ pub async fn refresh_loop(
             }
             report.record(repo, arch, &outcome);
         }
-        if interval.is_none() && full.is_empty() {
+        if interval.is_none() && full.is_empty() && prefetcher.is_none() {
             return;
         }
         let tick = async {
