@@ -633,12 +633,7 @@ fn an_admin_refresh_syncs_a_full_mirror_at_once_and_status_shows_the_run() {
     // cm-b joins the repository upstream; an admin asks for a refresh.
     set_upstream_db(&repo_dir, &[a, b], 1);
     let host = lan.host(2);
-    let bearer = format!("Bearer {token}");
-    let done = host
-        .http_post_with(&mirror.admin_url("refresh"), &[("Authorization", &bearer)])
-        .expect("an answer");
-    assert_eq!(done.status, 200, "{}", done.text());
-    let answer: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
+    let answer = admin_refresh(host, &mirror, token);
     assert_eq!(answer["full_sync_started"], true, "{answer}");
     pacmesh_tests::assert_eventually!(
         counts(&run()) == [2, 1, 1, 0] && run()["switched"] == true,
@@ -1067,22 +1062,9 @@ fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
     assert_eq!(get(a1.file_name()).body.len() as u64, a1.size());
     // Both packages are upgraded upstream: the next refresh prefetches cm-a 2.0 alone.
     set_upstream_db(&repo_dir, &[a2, b2], 1);
-    pacmesh_tests::assert_eventually!(
-        mirror.kept_packages().contains(&a2.file_name().to_string()),
-        EVENT_TIMEOUT,
-        "cm-a 2.0 prefetched: kept {:?}\n{}",
-        mirror.kept_packages(),
-        mirror.daemon.log()
-    );
-    // Two runs more (each logs its end): cm-b, which no client fetched, stays upstream.
-    let runs = || mirror.daemon.log().matches("prefetch run done").count();
-    let seen = runs();
-    pacmesh_tests::assert_eventually!(
-        runs() >= seen + 2,
-        EVENT_TIMEOUT,
-        "no further prefetch runs:\n{}",
-        mirror.daemon.log()
-    );
+    wait_kept(&mirror, a2);
+    // Two runs more: cm-b, which no client fetched, stays upstream.
+    wait_prefetch_runs(&mirror, 2);
     assert!(!mirror.kept_packages().contains(&b2.file_name().to_string()));
     upstream.wait_idle(IDLE_TIMEOUT);
     assert_eq!(upstream.gets_for(b2.file_name()).len(), 0);
@@ -1107,13 +1089,7 @@ fn a_file_two_databases_list_is_prefetched_once() {
         return;
     }
     const TESTING: &str = "cmtesting";
-    let repo = FixtureRepo::get(
-        REPO,
-        &[
-            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
-            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
-        ],
-    );
+    let repo = cm_a_versions();
     let (a1, a2) = (
         repo.package_version("cm-a", "1.0-1"),
         repo.package_version("cm-a", "2.0-1"),
@@ -1186,31 +1162,13 @@ fn a_file_two_databases_list_is_prefetched_once() {
         &format!("{TESTING}.db"),
     );
     get_from(host, &mirror, repo.arch(), REPO, a1.file_name());
-    pacmesh_tests::assert_eventually!(
-        mirror.kept_packages().contains(&a1.file_name().to_string()),
-        EVENT_TIMEOUT,
-        "cm-a 1.0 kept: {:?}",
-        mirror.kept_packages()
-    );
+    wait_kept(&mirror, a1);
     // Both databases now list cm-a 2.0: one run finds it in each.
     let next = scratch.path().join("next");
     std::os::unix::fs::symlink(scratch.path().join("gen1"), &next).expect("symlink");
     std::fs::rename(&next, &current).expect("switching both databases");
-    pacmesh_tests::assert_eventually!(
-        mirror.kept_packages().contains(&a2.file_name().to_string()),
-        EVENT_TIMEOUT,
-        "cm-a 2.0 prefetched: kept {:?}\n{}",
-        mirror.kept_packages(),
-        mirror.daemon.log()
-    );
-    let runs = || mirror.daemon.log().matches("prefetch run done").count();
-    let seen = runs();
-    pacmesh_tests::assert_eventually!(
-        runs() >= seen + 2,
-        EVENT_TIMEOUT,
-        "no further prefetch runs:\n{}",
-        mirror.daemon.log()
-    );
+    wait_kept(&mirror, a2);
+    wait_prefetch_runs(&mirror, 2);
     let status = mirror.daemon.status();
     let prefetch = &status["mirror"]["prefetch"];
     assert_eq!(prefetch["files"], 1, "{status}\n{}", mirror.daemon.log());
@@ -1247,13 +1205,7 @@ fn an_admin_refresh_prefetches_at_once_without_full_mirrors() {
     if !tools_present() || !prereq::require(&["repo-add"]) {
         return;
     }
-    let repo = FixtureRepo::get(
-        REPO,
-        &[
-            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
-            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
-        ],
-    );
+    let repo = cm_a_versions();
     let (a1, a2) = (
         repo.package_version("cm-a", "1.0-1"),
         repo.package_version("cm-a", "2.0-1"),
@@ -1281,18 +1233,58 @@ fn an_admin_refresh_prefetches_at_once_without_full_mirrors() {
     get_ok(host, &mirror, repo.arch(), &db_name());
     get_ok(host, &mirror, repo.arch(), a1.file_name());
     set_upstream_db(&repo_dir, &[a2], 1);
+    let answer = admin_refresh(host, &mirror, token);
+    assert_eq!(answer["full_sync_started"], false, "{answer}");
+    wait_kept(&mirror, a2);
+}
+
+/// Two versions of one package.
+fn cm_a_versions() -> FixtureRepo {
+    FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+        ],
+    )
+}
+
+/// Waits until `mirror` keeps `pkg`.
+fn wait_kept(mirror: &MirrorHost<'_>, pkg: &FixturePackage) {
+    pacmesh_tests::assert_eventually!(
+        mirror
+            .kept_packages()
+            .contains(&pkg.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "{} kept: kept {:?}\n{}",
+        pkg.file_name(),
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+}
+
+/// Waits for `n` prefetch runs more (each logs its end).
+fn wait_prefetch_runs(mirror: &MirrorHost<'_>, n: usize) {
+    let runs = || mirror.daemon.log().matches("prefetch run done").count();
+    let seen = runs();
+    pacmesh_tests::assert_eventually!(
+        runs() >= seen + n,
+        EVENT_TIMEOUT,
+        "no further prefetch runs:\n{}",
+        mirror.daemon.log()
+    );
+}
+
+/// An admin's `POST /_pacmesh/admin/refresh` from `host`, which must answer 200; its JSON.
+fn admin_refresh(
+    host: &pacmesh_tests::lan::Host,
+    mirror: &MirrorHost<'_>,
+    token: &str,
+) -> serde_json::Value {
     let bearer = format!("Bearer {token}");
     let done = host
         .http_post_with(&mirror.admin_url("refresh"), &[("Authorization", &bearer)])
         .expect("an answer");
     assert_eq!(done.status, 200, "{}", done.text());
-    let answer: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
-    assert_eq!(answer["full_sync_started"], false, "{answer}");
-    pacmesh_tests::assert_eventually!(
-        mirror.kept_packages().contains(&a2.file_name().to_string()),
-        EVENT_TIMEOUT,
-        "cm-a 2.0 prefetched after the admin's refresh: kept {:?}\n{}",
-        mirror.kept_packages(),
-        mirror.daemon.log()
-    );
+    serde_json::from_slice(&done.body).expect("JSON")
 }
