@@ -40,14 +40,24 @@ pub struct Health {
     origins: HashMap<String, Record>,
 }
 
-/// `scheme://host:port` of `url` (the URL itself when it does not parse).
+/// `scheme://host:port` of `url`, lowercase, the scheme's default port
+/// left out (the URL itself when it does not parse).
 pub fn origin(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-            _ => url.to_owned(),
-        },
-        Err(_) => url.to_owned(),
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return url.to_owned();
+    };
+    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return url.to_owned();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    match uri.port_u16().filter(|&p| Some(p) != default) {
+        Some(port) => format!("{scheme}://{}:{port}", host.to_ascii_lowercase()),
+        None => format!("{scheme}://{}", host.to_ascii_lowercase()),
     }
 }
 
@@ -211,6 +221,11 @@ mod tests {
         );
         assert_eq!(origin("http://b.example:8080/x"), "http://b.example:8080");
         assert_eq!(origin("not a url"), "not a url");
+        // One origin however the URL spells it: the default port, the
+        // host's case.
+        assert_eq!(origin("https://a.example:443/x"), "https://a.example");
+        assert_eq!(origin("http://A.Example:80/x"), "http://a.example");
+        assert_eq!(origin("https://a.example:80/x"), "https://a.example:80");
     }
 
     #[test]

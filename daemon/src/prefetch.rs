@@ -141,7 +141,7 @@ impl Prefetcher {
             .filter(|f| !self.report.prefetched(&f.name) || store.served(&f.name))
             .map(|f| f.name.clone())
             .collect();
-        let kept: HashSet<String> = files.into_iter().map(|f| f.name).collect();
+        let mut kept: HashSet<String> = files.into_iter().map(|f| f.name).collect();
         let mut done = 0;
         for (arch, repo, _) in self.fed.repos() {
             let todo = select(&recent, &self.fed.listed(&arch, &repo), &kept);
@@ -156,6 +156,8 @@ impl Prefetcher {
                     info!(file = %name, bytes = expected.size, "prefetched");
                     self.report.add(&name, expected.size);
                     done += 1;
+                    // Another database may list the same file.
+                    kept.insert(name);
                 } else {
                     warn!(file = %name, "prefetch failed");
                 }

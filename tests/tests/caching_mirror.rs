@@ -639,12 +639,7 @@ fn an_admin_refresh_syncs_a_full_mirror_at_once_and_status_shows_the_run() {
     // cm-b joins the repository upstream; an admin asks for a refresh.
     set_upstream_db(&repo_dir, &[a, b], 1);
     let host = lan.host(2);
-    let bearer = format!("Bearer {token}");
-    let done = host
-        .http_post_with(&mirror.admin_url("refresh"), &[("Authorization", &bearer)])
-        .expect("an answer");
-    assert_eq!(done.status, 200, "{}", done.text());
-    let answer: serde_json::Value = serde_json::from_slice(&done.body).expect("JSON");
+    let answer = admin_refresh(host, &mirror, token);
     assert_eq!(answer["full_sync_started"], true, "{answer}");
     pacmesh_tests::assert_eventually!(
         counts(&run()) == [2, 1, 1, 0] && run()["switched"] == true,
@@ -695,12 +690,7 @@ fn get_ok(
     arch: &str,
     name: &str,
 ) -> pacmesh_tests::http::Response {
-    let url = mirror.file_url(REPO, arch, name);
-    let r = host
-        .http_get(&url)
-        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
-    assert_eq!(r.status, 200, "GET {url}: {}", r.text());
-    r
+    get_from(host, mirror, arch, REPO, name)
 }
 
 /// The file names of `pkgs`, sorted.
@@ -1078,22 +1068,9 @@ fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
     assert_eq!(get(a1.file_name()).body.len() as u64, a1.size());
     // Both packages are upgraded upstream: the next refresh prefetches cm-a 2.0 alone.
     set_upstream_db(&repo_dir, &[a2, b2], 1);
-    pacmesh_tests::assert_eventually!(
-        mirror.kept_packages().contains(&a2.file_name().to_string()),
-        EVENT_TIMEOUT,
-        "cm-a 2.0 prefetched: kept {:?}\n{}",
-        mirror.kept_packages(),
-        mirror.daemon.log()
-    );
-    // Two runs more (each logs its end): cm-b, which no client fetched, stays upstream.
-    let runs = || mirror.daemon.log().matches("prefetch run done").count();
-    let seen = runs();
-    pacmesh_tests::assert_eventually!(
-        runs() >= seen + 2,
-        EVENT_TIMEOUT,
-        "no further prefetch runs:\n{}",
-        mirror.daemon.log()
-    );
+    wait_kept(&mirror, a2);
+    // Two runs more: cm-b, which no client fetched, stays upstream.
+    wait_prefetch_runs(&mirror, 2);
     assert!(!mirror.kept_packages().contains(&b2.file_name().to_string()));
     upstream.wait_idle(IDLE_TIMEOUT);
     assert_eq!(upstream.gets_for(b2.file_name()).len(), 0);
@@ -1110,4 +1087,210 @@ fn newer_versions_of_what_clients_fetched_are_prefetched_after_a_refresh() {
     upstream.wait_idle(IDLE_TIMEOUT);
     assert_eq!(upstream.gets_for(a2.file_name()).len(), 1);
     check_page(&mirror);
+}
+
+#[test]
+fn a_file_two_databases_list_is_prefetched_once() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    const TESTING: &str = "cmtesting";
+    let repo = cm_a_versions();
+    let (a1, a2) = (
+        repo.package_version("cm-a", "1.0-1"),
+        repo.package_version("cm-a", "2.0-1"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    // A second repo has the same files (as a package moved from testing keeps its name).
+    let testing_dir = root.join(TESTING).join("os").join(repo.arch());
+    std::fs::create_dir_all(root.join(TESTING).join("os")).expect("testing repo dir");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&repo_dir)
+            .arg(&testing_dir),
+    );
+    // Both repos' databases list cm-a 1.0, then cm-a 2.0: each generation's pair in its
+    // own dir, behind one symlink, so that a single rename switches both.
+    for (generation, pkg) in [a1, a2].into_iter().enumerate() {
+        let dir = scratch.path().join(format!("gen{generation}"));
+        std::fs::create_dir(&dir).expect("generation dir");
+        for name in [REPO, TESTING] {
+            let tarball = dir.join(format!("{name}.db.tar.gz"));
+            run_ok(
+                Command::new("repo-add")
+                    .arg("-q")
+                    .arg(&tarball)
+                    .arg(repo_dir.join(pkg.file_name())),
+            );
+            let db = dir.join(format!("{name}.db"));
+            let _ = std::fs::remove_file(&db);
+            std::fs::copy(&tarball, &db).expect("the db");
+            let mtime =
+                std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 10 * generation as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&db)
+                .and_then(|f| f.set_modified(mtime))
+                .expect("setting the db's mtime");
+        }
+    }
+    let current = scratch.path().join("current");
+    std::os::unix::fs::symlink(scratch.path().join("gen0"), &current).expect("symlink");
+    for (name, dir) in [(REPO, &repo_dir), (TESTING, &testing_dir)] {
+        let db = dir.join(format!("{name}.db"));
+        let _ = std::fs::remove_file(&db);
+        std::os::unix::fs::symlink(current.join(format!("{name}.db")), &db).expect("symlink");
+    }
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    let keys = format!(
+        "refresh_interval_s = 1\nprefetch_days = 7\nprefetch_kib_s = 256\n\n\
+         [[mirror.repo]]\nname = \"{TESTING}\"\nservers = [{:?}]",
+        upstream.server_url()
+    );
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        &keys,
+        &[],
+    );
+    let host = lan.host(2);
+    get_from(host, &mirror, repo.arch(), REPO, &db_name());
+    get_from(
+        host,
+        &mirror,
+        repo.arch(),
+        TESTING,
+        &format!("{TESTING}.db"),
+    );
+    get_from(host, &mirror, repo.arch(), REPO, a1.file_name());
+    wait_kept(&mirror, a1);
+    // Both databases now list cm-a 2.0: one run finds it in each.
+    let next = scratch.path().join("next");
+    std::os::unix::fs::symlink(scratch.path().join("gen1"), &next).expect("symlink");
+    std::fs::rename(&next, &current).expect("switching both databases");
+    wait_kept(&mirror, a2);
+    wait_prefetch_runs(&mirror, 2);
+    let status = mirror.daemon.status();
+    let prefetch = &status["mirror"]["prefetch"];
+    assert_eq!(prefetch["files"], 1, "{status}\n{}", mirror.daemon.log());
+    assert_eq!(prefetch["last"], serde_json::json!([a2.file_name()]));
+    upstream.wait_idle(IDLE_TIMEOUT);
+    let gets = upstream.gets_for(a2.file_name()).len();
+    assert_eq!(gets, 1, "{}", mirror.daemon.log());
+}
+
+/// `GET` of `name` in `repo` from `host` through `mirror`, which must answer 200.
+fn get_from(
+    host: &pacmesh_tests::lan::Host,
+    mirror: &MirrorHost<'_>,
+    arch: &str,
+    repo: &str,
+    name: &str,
+) -> pacmesh_tests::http::Response {
+    let url = mirror.file_url(repo, arch, name);
+    let r = host
+        .http_get(&url)
+        .unwrap_or_else(|e| panic!("GET {url}: {e:#}\n{}", mirror.daemon.log()));
+    assert_eq!(
+        r.status,
+        200,
+        "GET {url}: {}\n{}",
+        r.text(),
+        mirror.daemon.log()
+    );
+    r
+}
+
+#[test]
+fn an_admin_refresh_prefetches_at_once_without_full_mirrors() {
+    if !tools_present() || !prereq::require(&["repo-add"]) {
+        return;
+    }
+    let repo = cm_a_versions();
+    let (a1, a2) = (
+        repo.package_version("cm-a", "1.0-1"),
+        repo.package_version("cm-a", "2.0-1"),
+    );
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let (root, repo_dir) = upstream_copy(&repo, scratch.path());
+    set_upstream_db(&repo_dir, &[a1], 0);
+    let (token, token_file) = admin_token(scratch.path());
+    let lan = Lan::new(3);
+    let upstream = Upstream::start_in(lan.host(0), &root);
+    // The timer's next tick is an hour away: only the admin's refresh runs prefetch.
+    let keys = format!(
+        "refresh_interval_s = 3600\nprefetch_days = 7\nadmin_token_file = {:?}",
+        token_file.display().to_string()
+    );
+    let mirror = MirrorHost::start_with(
+        lan.host(1),
+        REPO,
+        &[upstream.server_url()],
+        REVALIDATE_RARELY,
+        &keys,
+        &[],
+    );
+    let host = lan.host(2);
+    get_ok(host, &mirror, repo.arch(), &db_name());
+    get_ok(host, &mirror, repo.arch(), a1.file_name());
+    set_upstream_db(&repo_dir, &[a2], 1);
+    let answer = admin_refresh(host, &mirror, token);
+    assert_eq!(answer["full_sync_started"], false, "{answer}");
+    wait_kept(&mirror, a2);
+}
+
+/// Two versions of one package.
+fn cm_a_versions() -> FixtureRepo {
+    FixtureRepo::get(
+        REPO,
+        &[
+            PkgSpec::new("cm-a", "1.0-1", 512 << 10),
+            PkgSpec::new("cm-a", "2.0-1", 512 << 10),
+        ],
+    )
+}
+
+/// Waits until `mirror` keeps `pkg`.
+fn wait_kept(mirror: &MirrorHost<'_>, pkg: &FixturePackage) {
+    pacmesh_tests::assert_eventually!(
+        mirror
+            .kept_packages()
+            .contains(&pkg.file_name().to_string()),
+        EVENT_TIMEOUT,
+        "{} kept: kept {:?}\n{}",
+        pkg.file_name(),
+        mirror.kept_packages(),
+        mirror.daemon.log()
+    );
+}
+
+/// Waits for `n` prefetch runs more (each logs its end).
+fn wait_prefetch_runs(mirror: &MirrorHost<'_>, n: usize) {
+    let runs = || mirror.daemon.log().matches("prefetch run done").count();
+    let seen = runs();
+    pacmesh_tests::assert_eventually!(
+        runs() >= seen + n,
+        EVENT_TIMEOUT,
+        "no further prefetch runs:\n{}",
+        mirror.daemon.log()
+    );
+}
+
+/// An admin's `POST /_pacmesh/admin/refresh` from `host`, which must answer 200; its JSON.
+fn admin_refresh(
+    host: &pacmesh_tests::lan::Host,
+    mirror: &MirrorHost<'_>,
+    token: &str,
+) -> serde_json::Value {
+    let bearer = format!("Bearer {token}");
+    let done = host
+        .http_post_with(&mirror.admin_url("refresh"), &[("Authorization", &bearer)])
+        .expect("an answer");
+    assert_eq!(done.status, 200, "{}", done.text());
+    serde_json::from_slice(&done.body).expect("JSON")
 }

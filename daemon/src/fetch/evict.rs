@@ -9,9 +9,10 @@
 //! 2. A file one of pacman's cache dirs also holds goes (local mode: the
 //!    network still has it); so does one unused for longer than `max_age`,
 //!    unless a current database lists it.
-//! 3. Keep-N: of each package, the `keep_versions` newest versions stay
-//!    (pacman's version order, as `paccache -rk N`); older ones go unless a
-//!    current database lists them. 0 turns the rule off.
+//! 3. Keep-N: of each package (name and architecture), the
+//!    `keep_versions` newest versions stay (pacman's version order, as
+//!    `paccache -rk N`); older ones go unless a current database lists
+//!    them. 0 turns the rule off.
 //! 4. The cap: while the files left plus `reserve` (downloads arriving to
 //!    be kept) exceed `cap`, the least recently used go first, files no
 //!    database lists before listed ones.
@@ -20,7 +21,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::vercmp::{split_package, vercmp};
+use super::vercmp::{package_arch, split_package, vercmp};
 
 /// One kept file as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,25 +98,32 @@ pub fn evict(files: &[StoreFile], policy: &Policy, reserve: u64) -> Eviction {
     }
 }
 
+/// A package file's package (name and architecture, as `paccache`
+/// counts them) and version.
+fn package_version(file_name: &str) -> Option<((&str, &str), &str)> {
+    let (name, version) = split_package(file_name)?;
+    Some(((name, package_arch(file_name)?), version))
+}
+
 /// The names of files whose package has `keep` newer versions kept.
 fn old_versions(files: &[StoreFile], keep: usize) -> HashSet<&str> {
-    let mut by_package: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut by_package: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
     for f in files {
-        if let Some((name, version)) = split_package(&f.name) {
-            let versions = by_package.entry(name).or_default();
+        if let Some((package, version)) = package_version(&f.name) {
+            let versions = by_package.entry(package).or_default();
             if !versions.contains(&version) {
                 versions.push(version);
             }
         }
     }
-    let mut old_set: HashSet<(&str, &str)> = HashSet::new();
-    for (name, mut versions) in by_package {
+    let mut old_set: HashSet<((&str, &str), &str)> = HashSet::new();
+    for (package, mut versions) in by_package {
         versions.sort_by(|a, b| vercmp(b, a));
-        old_set.extend(versions.into_iter().skip(keep).map(|v| (name, v)));
+        old_set.extend(versions.into_iter().skip(keep).map(|v| (package, v)));
     }
     files
         .iter()
-        .filter(|f| split_package(&f.name).is_some_and(|nv| old_set.contains(&nv)))
+        .filter(|f| package_version(&f.name).is_some_and(|pv| old_set.contains(&pv)))
         .map(|f| f.name.as_str())
         .collect()
 }
@@ -191,6 +199,32 @@ mod tests {
         check(files.clone(), 100, 2, 0, &["p-1.0", "p-1.9"], true);
         check(files.clone(), 100, 0, 0, &[], true);
         check(files, 100, 4, 0, &[], true);
+    }
+
+    #[test]
+    fn keep_n_counts_versions_per_architecture() {
+        // As `paccache -rk N`: a package is its name and architecture; an
+        // aarch64 build is not an older version of the x86_64 one.
+        let f = |version: &str, arch: &str| StoreFile {
+            name: format!("p-{version}-1-{arch}.pkg.tar.zst"),
+            ..file("p", version, 1, 10, "")
+        };
+        let files = vec![
+            f("1.0", "aarch64"),
+            f("2.0", "x86_64"),
+            f("2.1", "x86_64"),
+            f("2.2", "x86_64"),
+        ];
+        let policy = Policy {
+            max_age: Duration::from_secs(30 * DAY),
+            cap: 100,
+            keep_versions: 1,
+        };
+        let gone = evict(&files, &policy, 0).gone;
+        assert_eq!(
+            gone,
+            vec!["p-2.0-1-x86_64.pkg.tar.zst", "p-2.1-1-x86_64.pkg.tar.zst"]
+        );
     }
 
     #[test]

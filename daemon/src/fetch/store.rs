@@ -154,14 +154,13 @@ impl Store {
     /// full-mirror repo lists is always given its room.
     pub fn make_room(&self, name: &str, size: u64) -> std::io::Result<bool> {
         let mut reserved = self.shared.reserved.lock();
-        let reserve = size + reserved.values().sum::<u64>();
+        let others = reserved.values().sum::<u64>();
         let known = *self.shared.total.lock();
         let fits = match known {
-            Some(total) if total + reserve <= self.max_bytes => true,
-            _ => {
-                let (fits, _) = self.apply(reserve, |_| false)?;
-                fits
-            }
+            Some(total) if total + others + size <= self.max_bytes => true,
+            // A full mirror's file is kept anyway: all the room it can get.
+            _ if self.pinned(name) => self.apply(others + size, 0, |_| false)?.0,
+            _ => self.apply(others, size, |_| false)?.0,
         };
         if fits || self.pinned(name) {
             reserved.insert(name.to_owned(), size);
@@ -237,15 +236,23 @@ impl Store {
         Ok(gone)
     }
 
-    /// Applies the policy with `reserve` bytes arriving; returns whether
-    /// they fit, and what was removed. The caller holds the sweep lock.
+    /// Applies the policy with `reserve` bytes arriving, and `arrival`
+    /// more if room can be made for them (nothing is removed for bytes
+    /// that will not be kept); returns whether all fit, and what was
+    /// removed. The caller holds the sweep lock.
     fn apply(
         &self,
         reserve: u64,
+        arrival: u64,
         elsewhere: impl Fn(&str) -> bool,
     ) -> std::io::Result<(bool, Vec<String>)> {
         let files = self.list(elsewhere)?;
-        let eviction = evict(&files, &self.policy(), reserve);
+        let mut reserve = reserve + arrival;
+        let mut eviction = evict(&files, &self.policy(), reserve);
+        if !eviction.fits && arrival > 0 {
+            reserve -= arrival;
+            eviction.gone = evict(&files, &self.policy(), reserve).gone;
+        }
         let mut total: u64 = files.iter().map(|f| f.size).sum();
         for name in &eviction.gone {
             // An open handle (a response being sent) keeps the data.
@@ -268,7 +275,7 @@ impl Store {
     pub fn sweep_once(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
         let reserved = self.shared.reserved.lock();
         let reserve = reserved.values().sum();
-        let (_, gone) = self.apply(reserve, elsewhere)?;
+        let (_, gone) = self.apply(reserve, 0, elsewhere)?;
         drop(reserved);
         self.usage.save()?;
         Ok(gone)
@@ -297,5 +304,35 @@ impl Store {
                 Err(e) => warn!(error = %e, "cannot sweep the kept downloads"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store in `dir` capped at `cap` bytes holding `files` (name, size).
+    fn store_with(dir: &Path, cap: u64, files: &[(&str, usize)]) -> Store {
+        let mut store = Store::new(dir.join("fetched")).unwrap();
+        store.max_bytes = cap;
+        for (name, size) in files {
+            std::fs::write(store.dir().join(name), vec![0u8; *size]).unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn an_arrival_that_cannot_fit_removes_nothing_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = ("a-1-1-any.pkg.tar.zst", "b-1-1-any.pkg.tar.zst");
+        let store = store_with(dir.path(), 100, &[(a, 50), (b, 10)]);
+        let _sending = store.lease(&store.dir().join(a)).unwrap();
+        // 50 being sent + 60 arriving pass 100 whatever goes: not kept...
+        assert!(!store.make_room("c-1-1-any.pkg.tar.zst", 60).unwrap());
+        // ...and b, which fits beside what is kept, stays.
+        assert!(store.dir().join(b).exists());
+        // An arrival that fits once b goes still gets its room.
+        assert!(store.make_room("d-1-1-any.pkg.tar.zst", 45).unwrap());
+        assert!(!store.dir().join(b).exists());
     }
 }

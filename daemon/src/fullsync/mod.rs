@@ -14,10 +14,12 @@
 pub mod once;
 pub mod plan;
 pub mod report;
+#[cfg(test)]
+mod tests;
 
 pub use report::{Report, SyncStatus};
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,6 +200,8 @@ impl Syncer {
         let (mut kept, mut failed) = (Vec::new(), Vec::new());
         let mut jobs = jobs.into_iter();
         let mut running = JoinSet::new();
+        // Each task's file, so that one that panicked still counts.
+        let mut names = HashMap::new();
         loop {
             while running.len() < PARALLEL {
                 let Some((name, expected)) = jobs.next() else {
@@ -208,22 +212,26 @@ impl Syncer {
                     mirror_urls: self.client.order(mirrors.file_urls(repo, arch, &name)),
                 };
                 let (engine, progress) = (self.engine.clone(), progress.clone());
-                running.spawn(async move {
+                let file = name.clone();
+                let task = running.spawn(async move {
                     let on_bytes = |n| progress.bytes(n);
-                    let ok = fetch_and_keep(&engine, &name, sources, &expected, &on_bytes).await;
-                    (name, ok)
+                    fetch_and_keep(&engine, &file, sources, &expected, &on_bytes).await
                 });
+                names.insert(task.id(), name);
             }
-            let Some(ended) = running.join_next().await else {
+            let Some(ended) = running.join_next_with_id().await else {
                 return (kept, failed);
             };
-            if let Ok((name, ok)) = ended {
-                progress.done(&name, ok);
-                if ok {
-                    kept.push(name)
-                } else {
-                    failed.push(name)
-                }
+            let (id, ok) = ended.unwrap_or_else(|e| {
+                warn!(error = %e, "full mirror: a package's task failed");
+                (e.id(), false)
+            });
+            let name = names.remove(&id).unwrap_or_default();
+            progress.done(&name, ok);
+            if ok {
+                kept.push(name)
+            } else {
+                failed.push(name)
             }
         }
     }
@@ -318,7 +326,7 @@ pub async fn refresh_loop(
     shutdown: CancellationToken,
 ) {
     let (interval, report) = timer;
-    report.set_full(!full.is_empty());
+    report.set_work(!full.is_empty(), prefetcher.is_some());
     for (repo, arch) in &full {
         syncer.pin_current(repo, arch);
     }
@@ -346,7 +354,7 @@ pub async fn refresh_loop(
             }
             report.record(repo, arch, &outcome);
         }
-        if interval.is_none() && full.is_empty() {
+        if interval.is_none() && full.is_empty() && prefetcher.is_none() {
             return;
         }
         let tick = async {

@@ -76,8 +76,10 @@ impl SyncStatus {
 pub struct Report {
     last: Mutex<BTreeMap<(String, String), SyncStatus>>,
     now: Notify,
-    /// Whether any repo is mirrored whole (a run now has work to do).
+    /// Whether any repo is mirrored whole (a run now syncs one).
     full: std::sync::atomic::AtomicBool,
+    /// Whether a run now has work to do (full mirrors, or prefetch).
+    work: std::sync::atomic::AtomicBool,
 }
 
 impl Report {
@@ -94,19 +96,23 @@ impl Report {
         self.last.lock().values().cloned().collect()
     }
 
-    /// The refresh loop has repos to mirror whole.
-    pub(super) fn set_full(&self, full: bool) {
-        self.full.store(full, std::sync::atomic::Ordering::Relaxed);
+    /// The refresh loop has repos to mirror whole (`full`), or prefetches
+    /// (`prefetch`).
+    pub(super) fn set_work(&self, full: bool, prefetch: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.full.store(full, Relaxed);
+        self.work.store(full || prefetch, Relaxed);
     }
 
-    /// Asks the refresh loop to refresh and sync now; `false` when no
-    /// repo is mirrored whole (nothing to run).
+    /// Asks the refresh loop to refresh, prefetch and sync now, if it has
+    /// any of that to do; `false` when no repo is mirrored whole (no sync
+    /// to run).
     pub fn run_now(&self) -> bool {
-        let full = self.full.load(std::sync::atomic::Ordering::Relaxed);
-        if full {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.work.load(Relaxed) {
             self.now.notify_one();
         }
-        full
+        self.full.load(Relaxed)
     }
 
     /// Resolves when [`Report::run_now`] was called (once per call made
@@ -153,19 +159,27 @@ mod tests {
 
     #[test]
     fn run_now_is_refused_without_full_repos_and_remembered_with_them() {
-        let report = Report::default();
-        assert!(!report.run_now());
-        report.set_full(true);
-        assert!(report.run_now());
-        // Asked before anyone waited: the next wait resolves at once.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(5), report.asked())
-                .await
-                .expect("the request to run was remembered");
-        });
+        // Asked before anyone waited: the next wait resolves at once.
+        let remembered = |report: &Report| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(5), report.asked())
+                    .await
+                    .expect("the request to run was remembered");
+            })
+        };
+        let report = Report::default();
+        assert!(!report.run_now());
+        report.set_work(true, false);
+        assert!(report.run_now());
+        remembered(&report);
+        // Prefetch alone: no sync started, but the run is asked for.
+        let report = Report::default();
+        report.set_work(false, true);
+        assert!(!report.run_now());
+        remembered(&report);
     }
 }

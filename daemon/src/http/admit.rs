@@ -135,15 +135,15 @@ impl<T> Table<T> {
                 None => return Admission::Refuse,
             }
         }
-        if self.entries.len() >= self.caps.total {
+        // A newcomer that closed its host's own waiting connection takes
+        // that slot: the count does not grow.
+        if evicted.is_empty() && self.entries.len() >= self.caps.total {
             let oldest = self
                 .oldest_waiting(|e| !e.client.is_loopback())
                 .or_else(|| self.oldest_waiting(|_| true));
             match oldest {
                 Some(id) => evicted.extend(self.remove(id)),
                 None if local && self.entries.len() < self.caps.hard() => {}
-                // What was evicted for the per-client cap stays closed:
-                // that client was past its share anyway.
                 None => return Admission::Refuse,
             }
         }
@@ -285,6 +285,26 @@ mod tests {
         admitted(t.admit(LO, "f"));
         admitted(t.admit(LO, "g"));
         admitted(t.admit(LO, "h"));
+    }
+
+    #[test]
+    fn a_host_at_its_share_replaces_its_waiting_connection_when_loopback_went_past() {
+        let mut t = small();
+        let a = admitted(t.admit(lan(1), "a")).0;
+        let b = admitted(t.admit(lan(1), "b")).0;
+        t.set_waiting(a, false);
+        t.set_waiting(b, false);
+        for _ in 0..3 {
+            // Two at the cap, the third a quarter past it.
+            let id = admitted(t.admit(LO, "pacman")).0;
+            t.set_waiting(id, false);
+        }
+        assert_eq!(t.len(), 5);
+        // "a" answered and waits for its next head: not every connection
+        // is busy, and the host's newcomer takes its own waiting slot.
+        t.set_waiting(a, true);
+        assert_eq!(admitted(t.admit(lan(1), "c")).1, vec!["a"]);
+        assert_eq!(t.len(), 5);
     }
 
     #[test]

@@ -1,0 +1,55 @@
+//! A run's bookkeeping of the packages it fetched.
+
+use super::*;
+
+/// A progress report that panics when it hears of bytes (a fault in a
+/// package's task).
+struct Panicking;
+
+impl Progress for Panicking {
+    fn begin(&self, _what: &str, _files: usize, _bytes: u64) {}
+    fn bytes(&self, _n: u64) {
+        panic!("a fault while a package was fetched");
+    }
+    fn done(&self, _name: &str, _ok: bool) {}
+}
+
+#[tokio::test]
+async fn a_package_whose_task_failed_counts_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fetch::store::Store::new(dir.path().join("fetched")).unwrap();
+    let name = "p-1-1-any.pkg.tar.zst";
+    // Kept at its listed size: its task reports the bytes, and panics.
+    std::fs::write(store.dir().join(name), b"12345").unwrap();
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let engine = Engine::new(incoming, store, Arc::default());
+    let client = MirrorClient::new();
+    let proxy = DbProxy::open(
+        dir.path(),
+        Arc::default(),
+        client.clone(),
+        Duration::from_secs(60),
+        HashSet::new(),
+    )
+    .unwrap();
+    let syncer = Syncer {
+        engine,
+        proxy: Arc::new(proxy),
+        client,
+    };
+    // No upstream: nothing leaves this host.
+    let mirrors = MirrorTable::new([("core".to_string(), Vec::new())]);
+    let expected = Expected {
+        size: 5,
+        sha256: [0; 32],
+        repo: "core".into(),
+    };
+    let progress: Arc<dyn Progress> = Arc::new(Panicking);
+    let jobs = vec![(name.to_string(), expected)];
+    let (kept, failed) = syncer
+        .fetch_all(&mirrors, "core", "x86_64", jobs, &progress)
+        .await;
+    // Neither list would let the run switch its database without the file.
+    assert_eq!((kept, failed), (vec![], vec![name.to_string()]));
+}
