@@ -162,6 +162,12 @@ fn spawn_refresh(
         proxy: proxy.clone(),
         client: state.mirror_client.clone(),
     };
+    let full = fullsync::full_repos(mirror);
+    // Pinned before anything is served: a client's miss making room must
+    // never take a file a full mirror's served database lists.
+    for (repo, arch) in &full {
+        syncer.pin_current(repo, arch);
+    }
     let table = state.clone();
     let prefetcher = mirror.prefetch_window.map(|window| prefetch::Prefetcher {
         engine: state.engine.clone(),
@@ -175,7 +181,7 @@ fn spawn_refresh(
         syncer,
         prefetcher,
         move || table.mirrors(),
-        fullsync::full_repos(mirror),
+        full,
         (mirror.refresh_interval, state.full_sync.clone()),
         shutdown.clone(),
     ));

@@ -34,7 +34,9 @@ impl Progress for LogProgress {
 /// at start; then, every interval or when an admin refresh asks
 /// ([`Report::run_now`]), every kept database refreshed, newer versions
 /// prefetched (`prefetch`, when on) and the full mirrors synced again.
-/// Each sync's outcome goes to `report`.
+/// Each sync's outcome goes to `report`. The caller pins what the served
+/// databases list first (`Syncer::pin_current`), before clients are
+/// served.
 pub async fn refresh_loop(
     syncer: Syncer,
     prefetcher: Option<crate::prefetch::Prefetcher>,
@@ -45,9 +47,6 @@ pub async fn refresh_loop(
 ) {
     let (interval, report) = timer;
     report.set_work(!full.is_empty(), prefetcher.is_some());
-    for (repo, arch) in &full {
-        syncer.pin_current(repo, arch);
-    }
     let progress: Arc<dyn Progress> = Arc::new(LogProgress);
     loop {
         for (repo, arch) in &full {
