@@ -10,7 +10,8 @@
 pub mod watch;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use pacmesh_proto::{classify, validate_name};
 
@@ -29,6 +30,19 @@ pub enum Change {
 pub struct CacheIndex {
     dirs: Vec<PathBuf>,
     files: HashMap<Box<str>, u64>,
+}
+
+/// `dir/name` as `Path::join` makes it for a plain file name, without its
+/// walk over components (on every cache hit).
+fn child(dir: &Path, name: &str) -> PathBuf {
+    let dir = dir.as_os_str();
+    let mut path = OsString::with_capacity(dir.len() + 1 + name.len());
+    path.push(dir);
+    if !dir.is_empty() && !dir.as_encoded_bytes().ends_with(b"/") {
+        path.push("/");
+    }
+    path.push(name);
+    PathBuf::from(path)
 }
 
 /// True for names the index keeps: packages and package signatures with a
@@ -124,7 +138,7 @@ impl CacheIndex {
     pub fn locate(&self, name: &str) -> Option<PathBuf> {
         let mask = *self.files.get(name)?;
         let dir = mask.trailing_zeros() as usize;
-        self.dirs.get(dir).map(|d| d.join(name))
+        self.dirs.get(dir).map(|d| child(d, name))
     }
 
     /// Whether a cache dir other than `dir` holds `name`.

@@ -77,3 +77,17 @@ fn rescanning_an_unchanged_dir_changes_nothing() {
     );
     assert_eq!(ix.replace_dir(7, &listing), vec![], "no such dir");
 }
+
+#[test]
+fn child_paths_are_what_join_makes() {
+    for dir in [
+        "/var/cache/pacman/pkg",
+        "/var/cache/pacman/pkg/",
+        "rel/dir",
+        "/",
+        "",
+    ] {
+        let dir = std::path::Path::new(dir);
+        assert_eq!(super::child(dir, A), dir.join(A), "{}", dir.display());
+    }
+}

@@ -122,7 +122,17 @@ pub fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Re
             let _ = write_date_time(&mut cached.1, secs);
             cached.0 = secs;
         }
-        write!(writer, "{}.{:06}Z", cached.1, since.subsec_micros())
+        // Pieces, not `write!`: this is on every request's line.
+        let mut micros = [b'0'; 6];
+        let mut n = since.subsec_micros();
+        for digit in micros.iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        writer.write_str(&cached.1)?;
+        writer.write_char('.')?;
+        writer.write_str(std::str::from_utf8(&micros).unwrap_or("000000"))?;
+        writer.write_char('Z')
     })
 }
 
