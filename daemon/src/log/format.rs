@@ -151,7 +151,7 @@ fn write_date_time(out: &mut impl fmt::Write, secs: u64) -> fmt::Result {
 
 /// The Gregorian date `days` after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
