@@ -38,11 +38,34 @@ fn child(dir: &Path, name: &str) -> PathBuf {
     let dir = dir.as_os_str();
     let mut path = OsString::with_capacity(dir.len() + 1 + name.len());
     path.push(dir);
-    if !dir.is_empty() && !dir.as_encoded_bytes().ends_with(b"/") {
+    if needs_separator(dir) {
         path.push("/");
     }
     path.push(name);
     PathBuf::from(path)
+}
+
+/// Whether a name joined to `dir` needs a `/` between them.
+fn needs_separator(dir: &std::ffi::OsStr) -> bool {
+    !dir.is_empty() && !dir.as_encoded_bytes().ends_with(b"/")
+}
+
+/// The file name of `path` when it is a path [`CacheIndex::locate`] makes
+/// for `dir` (`dir` joined with a plain name), compared as bytes: on every
+/// cache hit, where `Path::parent` and `Path`'s `==` walked components.
+pub fn name_in<'a>(dir: &Path, path: &'a Path) -> Option<&'a str> {
+    let dir = dir.as_os_str();
+    let rest = path.as_os_str().as_encoded_bytes();
+    let rest = rest.strip_prefix(dir.as_encoded_bytes())?;
+    let rest = if needs_separator(dir) {
+        rest.strip_prefix(b"/")?
+    } else {
+        rest
+    };
+    if rest.is_empty() || rest.contains(&b'/') {
+        return None;
+    }
+    std::str::from_utf8(rest).ok()
 }
 
 /// True for names the index keeps: packages and package signatures with a

@@ -89,5 +89,20 @@ fn child_paths_are_what_join_makes() {
     ] {
         let dir = std::path::Path::new(dir);
         assert_eq!(super::child(dir, A), dir.join(A), "{}", dir.display());
+        assert_eq!(super::name_in(dir, &super::child(dir, A)), Some(A));
+    }
+    let store = std::path::Path::new("/var/lib/pacmesh/store");
+    for other in [
+        "/var/lib/pacmesh/store2/a",
+        "/var/lib/pacmesh/a",
+        "/var/lib/pacmesh/store/",
+        "/var/lib/pacmesh/store/d/a",
+        "/var/lib/pacmesh/store",
+    ] {
+        assert_eq!(
+            super::name_in(store, std::path::Path::new(other)),
+            None,
+            "{other}"
+        );
     }
 }
