@@ -111,22 +111,17 @@ fn push_ms(out: &mut Vec<u8>, micros: u64) {
     }
     push_u64(out, micros / 1000);
     out.push(b'.');
-    let mut frac = micros % 1000;
-    if frac == 0 {
-        out.push(b'0');
-        return;
-    }
-    let mut digits = 3;
-    while frac % 10 == 0 {
-        frac /= 10;
-        digits -= 1;
-    }
-    let at = out.len();
-    push_u64(out, frac);
-    // Leading zeros of the fraction (`0.004`).
-    for _ in out.len() - at..digits {
-        out.insert(at, b'0');
-    }
+    let frac = micros % 1000;
+    let digits = [frac / 100, frac / 10 % 10, frac % 10].map(|d| b'0' + d as u8);
+    // Trailing zeros dropped, one digit kept (`12.0`, `1234.5`, `0.004`).
+    let keep = if !frac.is_multiple_of(10) {
+        3
+    } else if !frac.is_multiple_of(100) {
+        2
+    } else {
+        1
+    };
+    out.extend_from_slice(&digits[..keep]);
 }
 
 /// `fmt::Write` onto a byte buffer.
