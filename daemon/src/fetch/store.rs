@@ -102,11 +102,10 @@ impl Store {
 
     /// A response starts sending `path`: if it is a kept file, it is used
     /// now and in use while the lease lives.
+    /// `path` as the cache index makes it: its dir joined with the name.
     pub fn lease(&self, path: &Path) -> Option<Lease> {
-        if path.parent() != Some(self.dir.as_path()) {
-            return None;
-        }
-        Some(self.usage.begin(path.file_name()?.to_str()?))
+        let name = crate::index::name_in(&self.dir, path)?;
+        Some(self.usage.begin(name))
     }
 
     /// Whether a response ever sent the kept `name` (as far as the

@@ -624,3 +624,22 @@ async fn a_download_the_database_sizes_past_the_room_is_not_started() {
     ended_eventually(&fake).await;
     assert_eq!(engine.inner.room.reserved(), 0);
 }
+
+/// A lease is taken for a kept file's path as the cache index makes it,
+/// and for no other dir's file of the same name.
+#[test]
+fn leases_are_for_kept_files_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::new(dir.path().join("fetched")).unwrap();
+    let mut index =
+        crate::index::CacheIndex::new(vec![dir.path().join("cache"), store.dir().into()]);
+    let name = "a-1.0-1-any.pkg.tar.zst";
+    index.set(0, name, true);
+    assert!(store.lease(&index.locate(name).unwrap()).is_none());
+    assert!(!store.served(name));
+    index.set(0, name, false);
+    index.set(1, name, true);
+    let lease = store.lease(&index.locate(name).unwrap());
+    assert!(lease.is_some());
+    assert!(store.served(name));
+}

@@ -42,10 +42,10 @@ pub fn serve_open(
 ) -> io::Result<Response<Body>> {
     let size = meta.len();
     let mtime = meta.modified()?;
-    let last_modified = httpdate::fmt_http_date(mtime);
+    let last_modified = super::wire::http_date(mtime);
 
     let mut builder = Response::builder()
-        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::LAST_MODIFIED, &last_modified[..])
         .header(header::ACCEPT_RANGES, "bytes");
 
     if not_modified(header_str(headers, header::IF_MODIFIED_SINCE), mtime) {

@@ -161,7 +161,8 @@ async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<
 /// from, status, body bytes and time; `warn` when the body was cut.
 fn log_done(asked: &Asked, source: Source, status: StatusCode, bytes: u64, complete: bool) {
     // Whole microseconds: `ms=0.202`, not `ms=0.20229499999999997`.
-    let ms = asked.started.elapsed().as_micros() as f64 / 1000.0;
+    let micros = u64::try_from(asked.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let ms = micros as f64 / 1000.0;
     let (method, path, client) = (&asked.method, asked.uri.path(), &asked.client);
     let (source, status) = (source.as_str(), status.as_u16());
     if complete {
@@ -172,7 +173,7 @@ fn log_done(asked: &Asked, source: Source, status: StatusCode, bytes: u64, compl
             source,
             status,
             bytes,
-            ms,
+            micros,
         };
         if !crate::log::request::write(&done) {
             info!(target: "pacmesh::request", %method, %path, %client, source, status, bytes, ms, "done");

@@ -63,9 +63,23 @@ pub fn parse_target(path: &str) -> Result<Target, TargetError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(TargetError::NotFound);
     };
-    let segments = rest.split('/').map(decode).collect::<Result<Vec<_>, _>>()?;
-    let segs: Vec<&str> = segments.iter().map(|s| s.as_ref()).collect();
-    match segs.as_slice() {
+    // The shapes served have at most four segments: decoded into place,
+    // without a `Vec` per request (every segment is decoded first, so bad
+    // encoding anywhere is a 400 whatever the shape).
+    let mut segments: [Cow<'_, str>; MAX_SEGMENTS] = Default::default();
+    let mut count = 0;
+    for segment in rest.split('/') {
+        let decoded = decode(segment)?;
+        if let Some(slot) = segments.get_mut(count) {
+            *slot = decoded;
+        }
+        count += 1;
+    }
+    if count > MAX_SEGMENTS {
+        return unserved(rest);
+    }
+    let segs: [&str; MAX_SEGMENTS] = std::array::from_fn(|i| segments[i].as_ref());
+    match &segs[..count] {
         ["_pacmesh", "status"] => Ok(Target::Status),
         ["_pacmesh", "metrics"] => Ok(Target::Metrics),
         ["_pacmesh"] | ["_pacmesh", ""] => Ok(Target::Page),
@@ -77,15 +91,25 @@ pub fn parse_target(path: &str) -> Result<Target, TargetError> {
             validate_name(arch).map_err(TargetError::BadName)?;
             file(Some(repo), Some(arch), name)
         }
-        _ => {
-            // Refuse traversal anywhere in the path with 400, not 404, so a
-            // probe is counted and logged as what it is.
-            for seg in &segs {
-                validate_name(seg).map_err(TargetError::BadName)?;
-            }
-            Err(TargetError::NotFound)
-        }
+        _ => unserved(rest),
     }
+}
+
+/// Segments of the longest path served (`/{repo}/os/{arch}/{name}`).
+const MAX_SEGMENTS: usize = 4;
+
+/// A path of a shape not served (its segments all decode): 404, or 400
+/// for a segment that is not a safe name, so a traversal probe is counted
+/// and logged as what it is.
+fn unserved(rest: &str) -> Result<Target, TargetError> {
+    let mut segments = rest.split('/');
+    if segments.next().map(decode).transpose()?.as_deref() == Some("_pacmesh") {
+        return Err(TargetError::NotFound);
+    }
+    for segment in rest.split('/') {
+        validate_name(&decode(segment)?).map_err(TargetError::BadName)?;
+    }
+    Err(TargetError::NotFound)
 }
 
 fn decode(segment: &str) -> Result<Cow<'_, str>, TargetError> {
@@ -187,5 +211,24 @@ mod tests {
         check(&long, Err(TargetError::BadName(NameError::TooLong(300))));
         let huge = format!("/{}", "a/".repeat(5000));
         check(&huge, Err(TargetError::TooLong(huge.len())));
+    }
+
+    /// Paths longer than any shape served: every segment decoded and
+    /// checked like a served shape's, never a file.
+    #[test]
+    fn longer_paths_are_checked_segment_by_segment() {
+        check("/a/b/c/d/e", Err(TargetError::NotFound));
+        check("/_pacmesh/a/b/c/d", Err(TargetError::NotFound));
+        check("/%5Fpacmesh/a/b/c/..", Err(TargetError::NotFound));
+        check(
+            "/a/b/c/d/..",
+            Err(TargetError::BadName(NameError::DotSegment)),
+        );
+        check(
+            "/a/%2e%2e/c/d/e",
+            Err(TargetError::BadName(NameError::DotSegment)),
+        );
+        check("/a/../c/d/%ff", Err(TargetError::BadEncoding));
+        check("/a/b/c/d/e/", Err(TargetError::BadName(NameError::Empty)));
     }
 }

@@ -10,7 +10,8 @@
 pub mod watch;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use pacmesh_proto::{classify, validate_name};
 
@@ -29,6 +30,42 @@ pub enum Change {
 pub struct CacheIndex {
     dirs: Vec<PathBuf>,
     files: HashMap<Box<str>, u64>,
+}
+
+/// `dir/name` as `Path::join` makes it for a plain file name, without its
+/// walk over components (on every cache hit).
+fn child(dir: &Path, name: &str) -> PathBuf {
+    let dir = dir.as_os_str();
+    let mut path = OsString::with_capacity(dir.len() + 1 + name.len());
+    path.push(dir);
+    if needs_separator(dir) {
+        path.push("/");
+    }
+    path.push(name);
+    PathBuf::from(path)
+}
+
+/// Whether a name joined to `dir` needs a `/` between them.
+fn needs_separator(dir: &std::ffi::OsStr) -> bool {
+    !dir.is_empty() && !dir.as_encoded_bytes().ends_with(b"/")
+}
+
+/// The file name of `path` when it is a path [`CacheIndex::locate`] makes
+/// for `dir` (`dir` joined with a plain name), compared as bytes: on every
+/// cache hit, where `Path::parent` and `Path`'s `==` walked components.
+pub fn name_in<'a>(dir: &Path, path: &'a Path) -> Option<&'a str> {
+    let dir = dir.as_os_str();
+    let rest = path.as_os_str().as_encoded_bytes();
+    let rest = rest.strip_prefix(dir.as_encoded_bytes())?;
+    let rest = if needs_separator(dir) {
+        rest.strip_prefix(b"/")?
+    } else {
+        rest
+    };
+    if rest.is_empty() || rest.contains(&b'/') {
+        return None;
+    }
+    std::str::from_utf8(rest).ok()
 }
 
 /// True for names the index keeps: packages and package signatures with a
@@ -124,7 +161,7 @@ impl CacheIndex {
     pub fn locate(&self, name: &str) -> Option<PathBuf> {
         let mask = *self.files.get(name)?;
         let dir = mask.trailing_zeros() as usize;
-        self.dirs.get(dir).map(|d| d.join(name))
+        self.dirs.get(dir).map(|d| child(d, name))
     }
 
     /// Whether a cache dir other than `dir` holds `name`.

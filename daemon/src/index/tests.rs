@@ -77,3 +77,32 @@ fn rescanning_an_unchanged_dir_changes_nothing() {
     );
     assert_eq!(ix.replace_dir(7, &listing), vec![], "no such dir");
 }
+
+#[test]
+fn child_paths_are_what_join_makes() {
+    for dir in [
+        "/var/cache/pacman/pkg",
+        "/var/cache/pacman/pkg/",
+        "rel/dir",
+        "/",
+        "",
+    ] {
+        let dir = std::path::Path::new(dir);
+        assert_eq!(super::child(dir, A), dir.join(A), "{}", dir.display());
+        assert_eq!(super::name_in(dir, &super::child(dir, A)), Some(A));
+    }
+    let store = std::path::Path::new("/var/lib/pacmesh/store");
+    for other in [
+        "/var/lib/pacmesh/store2/a",
+        "/var/lib/pacmesh/a",
+        "/var/lib/pacmesh/store/",
+        "/var/lib/pacmesh/store/d/a",
+        "/var/lib/pacmesh/store",
+    ] {
+        assert_eq!(
+            super::name_in(store, std::path::Path::new(other)),
+            None,
+            "{other}"
+        );
+    }
+}

@@ -122,7 +122,17 @@ pub fn write_timestamp(writer: &mut impl fmt::Write, now: SystemTime) -> fmt::Re
             let _ = write_date_time(&mut cached.1, secs);
             cached.0 = secs;
         }
-        write!(writer, "{}.{:06}Z", cached.1, since.subsec_micros())
+        // Pieces, not `write!`: this is on every request's line.
+        let mut micros = [b'0'; 6];
+        let mut n = since.subsec_micros();
+        for digit in micros.iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        writer.write_str(&cached.1)?;
+        writer.write_char('.')?;
+        writer.write_str(std::str::from_utf8(&micros).unwrap_or("000000"))?;
+        writer.write_char('Z')
     })
 }
 
@@ -141,7 +151,7 @@ fn write_date_time(out: &mut impl fmt::Write, secs: u64) -> fmt::Result {
 
 /// The Gregorian date `days` after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
