@@ -90,6 +90,18 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
 }
 
+/// Peak resident memory (`VmHWM`) of `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc/PID/status");
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .expect("a VmHWM line");
+    kib / 1024.0
+}
+
 fn clock_ticks_per_s() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -407,6 +419,11 @@ fn main() {
     println!(
         "pacmeshd peer transfer, both daemons: {:.2} CPU-s/GB",
         per_gb(&daemon_runs, 0) + per_gb(&daemon_runs, 1)
+    );
+    println!(
+        "peak RSS after the transfers: A (sender) {:.1} MiB, B (receiver) {:.1} MiB",
+        peak_rss_mib(daemon_pid(&a)),
+        peak_rss_mib(daemon_pid(&b))
     );
 
     // 2. Miss latency.
