@@ -113,6 +113,12 @@ impl Report {
     fn prefetched(&self, name: &str) -> bool {
         self.inner.lock().2.contains(name)
     }
+
+    /// Forgets the prefetched files no longer kept (the store's policy
+    /// removed them): the record stays as small as the store.
+    fn forget_unless(&self, kept: &HashSet<String>) {
+        self.inner.lock().2.retain(|name| kept.contains(name));
+    }
 }
 
 /// What a prefetch run works with.
@@ -142,6 +148,7 @@ impl Prefetcher {
             .map(|f| f.name.clone())
             .collect();
         let mut kept: HashSet<String> = files.into_iter().map(|f| f.name).collect();
+        self.report.forget_unless(&kept);
         let mut done = 0;
         for (arch, repo, _) in self.fed.repos() {
             let todo = select(&recent, &self.fed.listed(&arch, &repo), &kept);
@@ -214,5 +221,18 @@ mod tests {
         assert_eq!(pause(1000, s(0), 0), s(0));
         assert_eq!(pause(1000, s(1), 100), s(9));
         assert_eq!(pause(1000, s(20), 100), s(0));
+    }
+
+    #[test]
+    fn the_record_of_prefetched_files_forgets_those_no_longer_kept() {
+        let report = Report::default();
+        report.add("a-2-1-any.pkg.tar.zst", 10);
+        report.add("b-2-1-any.pkg.tar.zst", 20);
+        let kept: HashSet<String> = ["b-2-1-any.pkg.tar.zst".to_string()].into();
+        report.forget_unless(&kept);
+        assert!(!report.prefetched("a-2-1-any.pkg.tar.zst"));
+        assert!(report.prefetched("b-2-1-any.pkg.tar.zst"));
+        // The counters and the last names shown stay as they were.
+        assert_eq!((report.status().files, report.status().last.len()), (2, 2));
     }
 }

@@ -114,7 +114,8 @@ impl Usage {
         }
     }
 
-    /// Writes the records if they changed since the last write.
+    /// Writes the records if they changed since the last write; after a
+    /// failed write they count as changed, so the next sweep tries again.
     pub fn save(&self) -> std::io::Result<()> {
         let text = {
             let mut inner = self.lock();
@@ -129,7 +130,11 @@ impl Usage {
             }
             text
         };
-        write_atomically(&self.path, text.as_bytes())
+        let written = write_atomically(&self.path, text.as_bytes());
+        if written.is_err() {
+            self.lock().dirty = true;
+        }
+        written
     }
 }
 
@@ -165,5 +170,17 @@ mod tests {
         assert_eq!(secs(again.last_used("a")), secs(usage.last_used("a")));
         assert_eq!(again.last_used("b"), None);
         assert!(!again.in_use("a"));
+    }
+
+    #[test]
+    fn a_failed_write_is_tried_again_at_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone").join(FILE_NAME);
+        let usage = Arc::new(Usage::load(path.clone()));
+        drop(usage.begin("a"));
+        assert!(usage.save().is_err(), "its dir does not exist yet");
+        std::fs::create_dir(dir.path().join("gone")).unwrap();
+        usage.save().unwrap();
+        assert!(Usage::load(path).last_used("a").is_some());
     }
 }
