@@ -162,9 +162,16 @@ impl<T> Table<T> {
     }
 
     /// Marks connection `id` as waiting for a head (`true`) or busy.
-    pub fn set_waiting(&mut self, id: Id, waiting: bool) {
-        if let Some(entry) = self.entries.get_mut(&id) {
-            entry.waiting = waiting;
+    /// Marks connection `id` as waiting for a head or not; `false` when it
+    /// is no longer in the table (it was evicted).
+    #[must_use = "an evicted connection must close"]
+    pub fn set_waiting(&mut self, id: Id, waiting: bool) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(entry) => {
+                entry.waiting = waiting;
+                true
+            }
+            None => false,
         }
     }
 
@@ -232,10 +239,12 @@ mod tests {
         admitted(t.admit(LO, "b"));
         admitted(t.admit(LO, "c"));
         admitted(t.admit(LO, "d"));
-        t.set_waiting(a, false);
+        assert!(t.set_waiting(a, false));
         // "a" is busy: "b" is the oldest waiting.
         assert_eq!(admitted(t.admit(LO, "e")).1, vec!["b"]);
         assert_eq!(admitted(t.admit(lan(1), "f")).1, vec!["c"]);
+        // An evicted connection hears so when it next marks itself.
+        assert!(!t.set_waiting(1, false), "b was evicted");
         assert_eq!(t.len(), 4);
     }
 
@@ -259,12 +268,12 @@ mod tests {
         });
         for i in 0..8 {
             let id = admitted(t.admit(lan(i), "busy")).0;
-            t.set_waiting(id, false);
+            assert!(t.set_waiting(id, false));
         }
         assert_eq!(t.admit(lan(20), "x"), Admission::Refuse);
         for _ in 0..2 {
             let id = admitted(t.admit(LO, "pacman")).0;
-            t.set_waiting(id, false);
+            assert!(t.set_waiting(id, false));
         }
         assert_eq!(t.len(), 10);
         assert_eq!(t.admit(LO, "pacman"), Admission::Refuse);
@@ -277,8 +286,8 @@ mod tests {
         admitted(t.admit(lan(1), "b"));
         assert_eq!(admitted(t.admit(lan(1), "c")).1, vec!["a"]);
         // Busy, both: the host gets no more.
-        t.set_waiting(first + 1, false);
-        t.set_waiting(first + 2, false);
+        assert!(t.set_waiting(first + 1, false));
+        assert!(t.set_waiting(first + 2, false));
         assert_eq!(t.admit(lan(1), "d"), Admission::Refuse);
         // Others, and loopback (no per-client cap), still get in.
         admitted(t.admit(lan(2), "e"));
@@ -292,17 +301,17 @@ mod tests {
         let mut t = small();
         let a = admitted(t.admit(lan(1), "a")).0;
         let b = admitted(t.admit(lan(1), "b")).0;
-        t.set_waiting(a, false);
-        t.set_waiting(b, false);
+        assert!(t.set_waiting(a, false));
+        assert!(t.set_waiting(b, false));
         for _ in 0..3 {
             // Two at the cap, the third a quarter past it.
             let id = admitted(t.admit(LO, "pacman")).0;
-            t.set_waiting(id, false);
+            assert!(t.set_waiting(id, false));
         }
         assert_eq!(t.len(), 5);
         // "a" answered and waits for its next head: not every connection
         // is busy, and the host's newcomer takes its own waiting slot.
-        t.set_waiting(a, true);
+        assert!(t.set_waiting(a, true));
         assert_eq!(admitted(t.admit(lan(1), "c")).1, vec!["a"]);
         assert_eq!(t.len(), 5);
     }
@@ -317,7 +326,7 @@ mod tests {
         // No per-client cap, and a quarter past the total when all are busy.
         for _ in 0..5 {
             let id = admitted(t.admit(mapped, "pacman")).0;
-            t.set_waiting(id, false);
+            assert!(t.set_waiting(id, false));
         }
         let lan_mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(t.admit(lan_mapped, "c"), Admission::Refuse);
@@ -328,8 +337,8 @@ mod tests {
         let mut t = small();
         let a = admitted(t.admit(lan(1), "a")).0;
         let b = admitted(t.admit(lan(1), "b")).0;
-        t.set_waiting(a, false);
-        t.set_waiting(b, false);
+        assert!(t.set_waiting(a, false));
+        assert!(t.set_waiting(b, false));
         assert_eq!(t.remove(a), Some("a"));
         assert_eq!(t.remove(a), None);
         assert_eq!(admitted(t.admit(lan(1), "c")).1, Vec::<&str>::new());

@@ -114,7 +114,9 @@ pub async fn run<H: Handler>(
         deadline
             .as_mut()
             .reset(Instant::now() + limits.head_timeout);
-        slot.waiting(true);
+        if !slot.waiting(true) {
+            return;
+        }
         // The next head, from bytes already read (pipelining) or new ones.
         let parsed = loop {
             match head::parse(&input) {
@@ -134,7 +136,11 @@ pub async fn run<H: Handler>(
                 Ok(_) => {}
             }
         };
-        slot.waiting(false);
+        // Evicted between the head's last bytes and here: the table no
+        // longer counts this connection, so it must not serve.
+        if !slot.waiting(false) {
+            return;
+        }
         let Head {
             request,
             len,

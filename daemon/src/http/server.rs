@@ -74,8 +74,10 @@ pub struct Slot {
 
 impl Slot {
     /// Waiting for a request head (`true`), or busy answering one.
-    pub fn waiting(&self, waiting: bool) {
-        self.table.lock().set_waiting(self.id, waiting);
+    /// `false`: the connection was evicted meanwhile and must close.
+    #[must_use = "an evicted connection must close"]
+    pub fn waiting(&self, waiting: bool) -> bool {
+        self.table.lock().set_waiting(self.id, waiting)
     }
 
     /// Resolves when the connection was closed to admit another.
