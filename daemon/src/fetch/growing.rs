@@ -200,8 +200,19 @@ impl Writer {
     /// peers, and does not hold up the responses waiting now. If keeping
     /// fails, those responses still end whole; the file is not kept.
     pub fn keep_as(mut self, dest: &Path) -> std::io::Result<()> {
+        self.complete_and_flush()?;
+        self.rename_to(dest)
+    }
+
+    /// [`Writer::keep_as`]'s first half: readers told the file is
+    /// complete, then its bytes flushed to disk.
+    pub fn complete_and_flush(&mut self) -> std::io::Result<()> {
         self.shared.shown.send_modify(|s| s.end = End::Complete);
-        self.file.sync_data()?;
+        self.file.sync_data()
+    }
+
+    /// [`Writer::keep_as`]'s second half: the rename into place.
+    pub fn rename_to(mut self, dest: &Path) -> std::io::Result<()> {
         std::fs::rename(&self.path, dest)?;
         self.kept = true;
         Ok(())

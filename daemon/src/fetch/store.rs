@@ -127,16 +127,24 @@ impl Store {
         }
     }
 
-    /// Moves a finished, verified download in under its name.
-    pub fn keep(&self, writer: Writer, name: &str) -> std::io::Result<()> {
-        let kept = writer.keep_as(&self.dir.join(name));
-        let size = self.shared.reserved.lock().remove(name);
+    /// Moves a finished, verified download in under its name. The flush
+    /// to disk runs first, unlocked; the rename, the reservation's release
+    /// and the total's update then happen under the sweep lock, so no
+    /// sweep or `make_room` counts the file both kept and still arriving.
+    pub fn keep(&self, mut writer: Writer, name: &str) -> std::io::Result<()> {
+        let dest = self.dir.join(name);
+        let flushed = writer.complete_and_flush();
+        let mut reserved = self.shared.reserved.lock();
+        let kept = flushed.and_then(|()| writer.rename_to(&dest));
+        let size = reserved.remove(name);
         if kept.is_ok() {
-            let size =
-                std::fs::metadata(self.dir.join(name)).map_or(size.unwrap_or(0), |m| m.len());
+            let size = std::fs::metadata(&dest).map_or(size.unwrap_or(0), |m| m.len());
             if let Some(total) = self.shared.total.lock().as_mut() {
                 *total += size;
             }
+        }
+        drop(reserved);
+        if kept.is_ok() {
             self.shared.kept.notify_one();
         }
         kept
