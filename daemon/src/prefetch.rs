@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::fetch::vercmp::{package_arch, split_package, vercmp};
 use crate::fetch::{source::MirrorSources, Engine};
-use crate::fullsync::fetch_and_keep;
+use crate::fullsync::{fetch_and_keep, Fetched};
 use crate::mirror_client::MirrorClient;
 use crate::mirrors::MirrorTable;
 use crate::syncdb::{Expected, FedDbs};
@@ -159,7 +159,8 @@ impl Prefetcher {
                     client: self.client.clone(),
                     mirror_urls: urls,
                 };
-                if fetch_and_keep(&self.engine, &name, sources, &expected, &|_| {}).await {
+                let fetched = fetch_and_keep(&self.engine, &name, sources, &expected, &|_| {});
+                if fetched.await == Fetched::Kept {
                     info!(file = %name, bytes = expected.size, "prefetched");
                     self.report.add(&name, expected.size);
                     done += 1;

@@ -190,7 +190,9 @@ impl Syncer {
     }
 
     /// Fetches `jobs`, [`PARALLEL`] at a time; returns those kept and
-    /// those not.
+    /// those not. Once the engine refused one for [`ENGINE_BUSY_TRIES`]
+    /// tries (no room on disk, most likely), the rest are not tried: they
+    /// count as failed, and the run ends in minutes, not days.
     async fn fetch_all(
         &self,
         mirrors: &MirrorTable,
@@ -204,8 +206,9 @@ impl Syncer {
         let mut running = JoinSet::new();
         // Each task's file, so that one that panicked still counts.
         let mut names = HashMap::new();
+        let mut refused = false;
         loop {
-            while running.len() < PARALLEL {
+            while running.len() < PARALLEL && !refused {
                 let Some((name, expected)) = jobs.next() else {
                     break;
                 };
@@ -222,13 +225,20 @@ impl Syncer {
                 names.insert(task.id(), name);
             }
             let Some(ended) = running.join_next_with_id().await else {
+                failed.extend(jobs.map(|(name, _)| name));
                 return (kept, failed);
             };
-            let (id, ok) = ended.unwrap_or_else(|e| {
+            let (id, fetched) = ended.unwrap_or_else(|e| {
                 warn!(error = %e, "full mirror: a package's task failed");
-                (e.id(), false)
+                (e.id(), Fetched::Failed)
             });
+            if fetched == Fetched::Refused && !refused {
+                refused = true;
+                let waited_s = (ENGINE_BUSY * ENGINE_BUSY_TRIES).as_secs();
+                warn!(waited_s, "full mirror: the download engine took no download (no room on disk, or too many downloads); the rest of this run is not tried");
+            }
             let name = names.remove(&id).unwrap_or_default();
+            let ok = fetched == Fetched::Kept;
             progress.done(&name, ok);
             if ok {
                 kept.push(name)
@@ -239,17 +249,30 @@ impl Syncer {
     }
 }
 
+/// How a [`fetch_and_keep`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// Kept at its listed size.
+    Kept,
+    /// Not kept: every source failed, or sent bad bytes.
+    Failed,
+    /// Never started: the engine took no download for
+    /// [`ENGINE_BUSY_TRIES`] tries (no room on disk, or as many downloads
+    /// as it runs at once).
+    Refused,
+}
+
 /// Fetches `name` from the mirrors through the engine (joining a
-/// client's download of it if one runs); `true` once it is kept at its
-/// listed size. `on_bytes` hears of the bytes as they arrive, adding up
-/// to the file's size once it is kept. Used by full mirrors and prefetch.
+/// client's download of it if one runs), to keep it at its listed size.
+/// `on_bytes` hears of the bytes as they arrive, adding up to the file's
+/// size once it is kept. Used by full mirrors and prefetch.
 pub async fn fetch_and_keep(
     engine: &Engine,
     name: &str,
     sources: MirrorSources,
     expected: &Expected,
     on_bytes: &(dyn Fn(u64) + Sync),
-) -> bool {
+) -> Fetched {
     let order: Vec<SourceId> = (0..sources.mirror_urls.len())
         .map(SourceId::Mirror)
         .collect();
@@ -269,7 +292,7 @@ pub async fn fetch_and_keep(
                 tries += 1;
                 tokio::time::sleep(ENGINE_BUSY).await;
             }
-            None => return false,
+            None => return Fetched::Refused,
         }
     };
     let finished = transfer.finished();
@@ -292,5 +315,9 @@ pub async fn fetch_and_keep(
     if kept && expected.size > reported {
         on_bytes(expected.size - reported);
     }
-    kept
+    if kept {
+        Fetched::Kept
+    } else {
+        Fetched::Failed
+    }
 }
