@@ -48,8 +48,10 @@ pub enum NoRoom {
 
 /// Whether a download of `size` bytes fits, with `reserved` bytes already
 /// reserved and `free` bytes free on the filesystem (`None`: unknown, only
-/// the cap applies). The free space counts what reservations will still
-/// write as used already.
+/// the cap applies). Every reservation's whole size is taken off the free
+/// space, including what it has written already (which `statvfs` counts as
+/// used too): near the floor a download is refused a little early, never
+/// let past it.
 pub fn admit(size: u64, reserved: u64, free: Option<u64>, limits: Limits) -> Result<(), NoRoom> {
     if reserved.saturating_add(size) > limits.max_bytes {
         return Err(NoRoom::OverCap {
