@@ -63,23 +63,24 @@ pub struct Eviction {
 /// bytes fit under the cap.
 pub fn evict(files: &[StoreFile], policy: &Policy, reserve: u64) -> Eviction {
     let removable = |f: &StoreFile| !f.in_use && !f.pinned;
+    // Looked up by name for every file: a set, as a full mirror's store
+    // holds tens of thousands.
+    let old = match policy.keep_versions {
+        0 => HashSet::new(),
+        keep => old_versions(files, keep),
+    };
+    let early = |f: &StoreFile| {
+        removable(f)
+            && (f.elsewhere
+                || (f.idle > policy.max_age && !f.listed)
+                || (!f.listed && old.contains(f.name.as_str())))
+    };
     let mut gone: Vec<String> = files
         .iter()
-        .filter(|f| removable(f) && (f.elsewhere || (f.idle > policy.max_age && !f.listed)))
+        .filter(|f| early(f))
         .map(|f| f.name.clone())
         .collect();
-    if policy.keep_versions > 0 {
-        let old = old_versions(files, policy.keep_versions);
-        gone.extend(
-            files
-                .iter()
-                .filter(|f| removable(f) && !f.listed && old.contains(f.name.as_str()))
-                .filter(|f| !gone.contains(&f.name))
-                .map(|f| f.name.clone())
-                .collect::<Vec<_>>(),
-        );
-    }
-    let mut left: Vec<&StoreFile> = files.iter().filter(|f| !gone.contains(&f.name)).collect();
+    let mut left: Vec<&StoreFile> = files.iter().filter(|f| !early(f)).collect();
     let mut total: u64 = left.iter().map(|f| f.size).sum::<u64>() + reserve;
     // Unlisted before listed, then least recently used first.
     left.sort_by_key(|f| (f.listed, Reverse(f.idle)));
