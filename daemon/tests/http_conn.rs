@@ -318,6 +318,29 @@ fn keep_alive_serves_many_requests_on_one_connection() {
 }
 
 #[test]
+fn a_file_dated_before_1970_is_served_with_the_earliest_date() {
+    let server = Server::start();
+    let old = server.path("old");
+    std::fs::write(&old, pattern(SMALL)).unwrap();
+    let sixties = std::time::UNIX_EPOCH - Duration::from_secs(10 * 365 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(sixties)
+        .unwrap();
+    let mut client = server.connect();
+    let reply = client.get("/old", "");
+    assert_eq!((reply.status, reply.body.len()), (200, SMALL));
+    assert_eq!(
+        reply.header("last-modified"),
+        Some("Thu, 01 Jan 1970 00:00:00 GMT")
+    );
+    // The connection lives on.
+    assert_eq!(client.get("/old", "").status, 200);
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let server = Server::start();
     let small = pattern(SMALL);
