@@ -490,7 +490,7 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let root = scratch.path().join("root");
     run_ok(Command::new("cp").arg("-a").arg(repo.root()).arg(&root));
-    let (token, token_file) = admin_token(scratch.path());
+    let (token, token_key) = admin_token(scratch.path());
     let lan = Lan::new(3);
     let upstream = Upstream::start_in(lan.host(0), &root);
     let mirror = MirrorHost::start_with(
@@ -498,7 +498,7 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
         REPO,
         &[upstream.server_url()],
         REVALIDATE_RARELY,
-        &format!("admin_token_file = {:?}", token_file.display().to_string()),
+        &token_key,
         &[],
     );
     let client = Client::new(lan.host(2), REPO, &mirror);
@@ -577,8 +577,8 @@ fn admin_actions_are_refused_without_the_token_and_run_with_it() {
     assert_eq!(mirror.kept_packages(), vec![a.file_name().to_string()]);
 }
 
-/// An admin token, and its file (mode 0600) in `dir`.
-fn admin_token(dir: &Path) -> (&'static str, PathBuf) {
+/// An admin token, written to a file (mode 0600) in `dir`, and the `[mirror]` line naming it.
+fn admin_token(dir: &Path) -> (&'static str, String) {
     let token = "a-long-enough-admin-token-1234";
     let token_file = dir.join("admin.token");
     std::fs::write(&token_file, format!("{token}\n")).expect("writing the token");
@@ -587,7 +587,8 @@ fn admin_token(dir: &Path) -> (&'static str, PathBuf) {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .expect("chmod 600");
-    (token, token_file)
+    let key = format!("admin_token_file = {:?}", token_file.display().to_string());
+    (token, key)
 }
 
 #[test]
@@ -606,14 +607,11 @@ fn an_admin_refresh_syncs_a_full_mirror_at_once_and_status_shows_the_run() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let (root, repo_dir) = upstream_copy(&repo, scratch.path());
     set_upstream_db(&repo_dir, &[a], 0);
-    let (token, token_file) = admin_token(scratch.path());
+    let (token, token_key) = admin_token(scratch.path());
     let lan = Lan::new(3);
     let upstream = Upstream::start_in(lan.host(0), &root);
     // No refresh timer: only the run at start, and those an admin asks for.
-    let keys = format!(
-        "refresh_interval_s = 0\nadmin_token_file = {:?}",
-        token_file.display().to_string()
-    );
+    let keys = format!("refresh_interval_s = 0\n{token_key}");
     let mirror = MirrorHost::start_full_with(
         lan.host(1),
         REPO,
@@ -1219,14 +1217,11 @@ fn an_admin_refresh_prefetches_at_once_without_full_mirrors() {
     let scratch = tempfile::tempdir().expect("temp dir");
     let (root, repo_dir) = upstream_copy(&repo, scratch.path());
     set_upstream_db(&repo_dir, &[a1], 0);
-    let (token, token_file) = admin_token(scratch.path());
+    let (token, token_key) = admin_token(scratch.path());
     let lan = Lan::new(3);
     let upstream = Upstream::start_in(lan.host(0), &root);
     // The timer's next tick is an hour away: only the admin's refresh runs prefetch.
-    let keys = format!(
-        "refresh_interval_s = 3600\nprefetch_days = 7\nadmin_token_file = {:?}",
-        token_file.display().to_string()
-    );
+    let keys = format!("refresh_interval_s = 3600\nprefetch_days = 7\n{token_key}");
     let mirror = MirrorHost::start_with(
         lan.host(1),
         REPO,
