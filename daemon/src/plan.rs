@@ -56,8 +56,9 @@ pub struct Facts<'a> {
     /// The sync databases know its size and checksum, or files they
     /// cannot verify may come from peers anyway.
     pub peers_allowed: bool,
-    /// The file's URL at each of the repo's mirrors (pacman.conf's order,
-    /// pacmesh's own server left out); empty when the repo is unknown.
+    /// The file's URL at each of the repo's mirrors (pacman.conf's, in
+    /// `mirror_health`'s order, pacmesh's own server left out); empty when
+    /// the repo is unknown.
     pub mirror_urls: &'a [String],
 }
 

@@ -1,5 +1,5 @@
 //! Prefetch (docs/DESIGN.md, "Prefetch"), pacoloco's behaviour: after
-//! each periodic refresh, a newer version of each package clients fetched
+//! each periodic or admin refresh, a newer version of each package clients fetched
 //! in the last `mirror.prefetch_days` days is fetched before any client
 //! asks, one file at a time, its average rate held under
 //! `mirror.prefetch_kib_s`; what was prefetched is logged and shown in

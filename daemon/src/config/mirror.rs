@@ -83,8 +83,9 @@ pub struct RawMirror {
     /// asks upstream again (0: at every request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_revalidate_s: Option<u64>,
-    /// The packages kept for clients, at most this many GiB (oldest go
-    /// first; kept at most 30 days).
+    /// The packages kept for clients, at most this many GiB (least
+    /// recently used go first; 30 days unused at most, unless a current
+    /// database lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_max_gib: Option<u64>,
     /// The same cap in MiB (small stores, tests); not with `store_max_gib`.

@@ -132,7 +132,10 @@ impl Syncer {
         let key = db_key(repo, arch);
         let staged = self
             .proxy
-            .stage(&key, &mirrors.file_urls(repo, arch, &key.name))
+            .stage(
+                &key,
+                &self.client.order(mirrors.file_urls(repo, arch, &key.name)),
+            )
             .await?;
         let old = self.proxy.current_entries(&key).unwrap_or_default();
         let entries = staged.as_ref().map_or(&old, |s| s.entries());

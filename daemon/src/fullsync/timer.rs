@@ -98,7 +98,7 @@ async fn refresh_once(
 ) {
     let done = syncer
         .proxy
-        .refresh_all(|k| table.file_urls(&k.repo, &k.arch, &k.name))
+        .refresh_all(|k| (syncer.client).order(table.file_urls(&k.repo, &k.arch, &k.name)))
         .await;
     info!(
         asked = done.asked,

@@ -33,7 +33,9 @@ pub async fn respond(
         Action::Refresh => {
             let mirrors = state.mirrors();
             let done = proxy
-                .refresh_all(|k| mirrors.file_urls(&k.repo, &k.arch, &k.name))
+                .refresh_all(|k| {
+                    (state.mirror_client).order(mirrors.file_urls(&k.repo, &k.arch, &k.name))
+                })
                 .await;
             // Full mirrors are synced by the refresh loop, asked to run
             // now; the answer does not wait for it (status shows the run).
