@@ -21,6 +21,26 @@ use ring::digest;
 /// How long a host waits after announcing its claim before it fetches.
 pub const CLAIM_WINDOW: Duration = Duration::from_millis(100);
 
+/// The window of a claim made because the fetch this host had joined
+/// failed. Every joiner of that fetch sees it fail at the same moment and
+/// claims at once, so claims cross as a rule, not by chance, and on a
+/// fleet busy with the upgrade a claim took longer than [`CLAIM_WINDOW`]
+/// to arrive (seen in the fleet test on 2 cores: two hosts each fetched
+/// the rest of a 40 MiB package). pacman's stream has been stalled for the
+/// stall timeout by then: a few hundred milliseconds more cost it little,
+/// a second WAN transfer of the rest costs the site much.
+pub const FAILOVER_CLAIM_WINDOW: Duration = Duration::from_millis(500);
+
+/// How long a claim waits: after a joined fetch failed (`failover`), or
+/// on a miss.
+pub fn window(failover: bool) -> Duration {
+    if failover {
+        FAILOVER_CLAIM_WINDOW
+    } else {
+        CLAIM_WINDOW
+    }
+}
+
 /// A claim's rank for `file`: lower wins.
 pub fn rank(node: &NodeId, file: &str) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
@@ -71,6 +91,12 @@ mod tests {
                 .collect();
             assert!(picks.windows(2).all(|w| w[0] == w[1]), "{file}: {picks:?}");
         }
+    }
+
+    #[test]
+    fn a_claim_after_a_failed_fetch_waits_longer() {
+        assert_eq!(window(false), CLAIM_WINDOW);
+        assert!(window(true) > CLAIM_WINDOW);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::future::Future;
 use bytes::Bytes;
 use pacmesh_proto::NodeId;
 
-use super::claim::{self, CLAIM_WINDOW};
+use super::claim;
 use super::machine::{Claimant, Failure, SourceId};
 use crate::mesh::inflight::Announcement;
 use crate::mesh::link::{FetchError, Mesh, PeerDownload};
@@ -165,7 +165,8 @@ impl Sources for MeshSources {
             // the fetch when its link comes up.
             return Claimant::Us;
         }
-        tokio::time::sleep(CLAIM_WINDOW).await;
+        // A claim after the fetch we joined failed: see `FAILOVER_CLAIM_WINDOW`.
+        tokio::time::sleep(claim::window(!exclude.is_empty())).await;
         let claimants = fetchers();
         let winner = claim::winner(me, &claimants, name);
         if winner == me {
