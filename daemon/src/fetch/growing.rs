@@ -192,26 +192,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Lets readers have the last bytes, then moves the complete file to
-    /// `dest` (same filesystem: an atomic rename, so nobody ever sees part
-    /// of it there). The bytes verified before this is called, and readers
-    /// read through their own handle: the flush to disk before the rename
-    /// (a quarter of a second for 256 MiB here) is for later requests and
-    /// peers, and does not hold up the responses waiting now. If keeping
-    /// fails, those responses still end whole; the file is not kept.
-    pub fn keep_as(mut self, dest: &Path) -> std::io::Result<()> {
-        self.complete_and_flush()?;
-        self.rename_to(dest)
-    }
-
-    /// [`Writer::keep_as`]'s first half: readers told the file is
-    /// complete, then its bytes flushed to disk.
+    /// Keeping a verified download, first half: readers are let have the
+    /// last bytes, then the file is flushed to disk. Readers read through
+    /// their own handle, so the flush (a quarter of a second for 256 MiB
+    /// here) is for later requests and peers and does not hold up the
+    /// responses waiting now; if keeping fails, those still end whole.
     pub fn complete_and_flush(&mut self) -> std::io::Result<()> {
         self.shared.shown.send_modify(|s| s.end = End::Complete);
         self.file.sync_data()
     }
 
-    /// [`Writer::keep_as`]'s second half: the rename into place.
+    /// Second half: the rename to `dest` (same filesystem: atomic, so
+    /// nobody ever sees part of the file there).
     pub fn rename_to(mut self, dest: &Path) -> std::io::Result<()> {
         std::fs::rename(&self.path, dest)?;
         self.kept = true;
@@ -443,7 +435,8 @@ mod tests {
         let dest = dir.path().join("kept");
         let last = tokio::spawn(async move { r.next_chunk().await });
         tokio::task::yield_now().await;
-        w.keep_as(&dest).unwrap();
+        w.complete_and_flush().unwrap();
+        w.rename_to(&dest).unwrap();
         assert_eq!(last.await.unwrap().unwrap().unwrap(), &b"f"[..]);
         assert_eq!(std::fs::read(&dest).unwrap(), b"abcdef");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

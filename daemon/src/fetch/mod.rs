@@ -312,21 +312,7 @@ impl Engine {
             "download done"
         );
         let kept = if finished.verified && job.keep {
-            // The flush to disk and the rename block: the blocking pool's
-            // thread waits for them, not a runtime thread (a large file
-            // takes a good fraction of a second).
-            let (store, name) = (self.inner.store.clone(), job.name.clone());
-            match tokio::task::spawn_blocking(move || store.keep(writer, &name)).await {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    warn!(error = %e, "cannot keep a finished download");
-                    false
-                }
-                Err(e) => {
-                    warn!(error = %e, "keeping a finished download was cut short");
-                    false
-                }
-            }
+            self.keep(writer, &job.name).await
         } else {
             writer.complete_unkept();
             self.inner.store.release(&job.name);
@@ -339,6 +325,25 @@ impl Engine {
                 Ended::Done
             }
             (false, _) => Ended::Done,
+        }
+    }
+
+    /// Keeps a verified download in the store; whether it was. The flush
+    /// to disk and the rename block: the blocking pool's thread waits for
+    /// them, not a runtime thread (a large file takes a good fraction of a
+    /// second).
+    async fn keep(&self, writer: growing::Writer, name: &str) -> bool {
+        let (store, name) = (self.inner.store.clone(), name.to_owned());
+        match tokio::task::spawn_blocking(move || store.keep(writer, &name)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot keep a finished download");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "keeping a finished download was cut short");
+                false
+            }
         }
     }
 
