@@ -29,12 +29,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pacmesh_tests::fixtures::{FixturePackage, FixtureRepo, PkgSpec};
-use pacmesh_tests::fleet::{
-    clock_ticks_per_s, cpu_ticks, pacman_errors, Fleet, Node, WanUse, WAN_RATE,
-};
+use pacmesh_tests::fleet::{pacman_errors, Fleet, Node, WanUse, WAN_RATE};
 use pacmesh_tests::lan::{Lan, DAEMON_SERVER_URL};
 use pacmesh_tests::prereq::{self, WHOLE_SYSTEM_TOOLS};
-use pacmesh_tests::process::describe;
+use pacmesh_tests::process::{clock_ticks_per_s, cpu_ticks, describe};
 use pacmesh_tests::upstream::ServeOptions;
 
 /// No single run may take longer (8 × 208 MiB at 100 Mbit/s is ~140 s).

@@ -22,6 +22,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use pacmesh_tests::daemon::{Daemon, DaemonArgs};
+use pacmesh_tests::process::vm_mib;
 use pacmesh_tests::upstream::Upstream;
 use sha2::{Digest as _, Sha256};
 
@@ -55,17 +56,6 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
 /// `/{repo}/os/{arch}/{name}`.
 fn path_of(name: &str) -> String {
     format!("/{REPO}/os/{ARCH}/{name}")
-}
-
-/// A peak or current size from `/proc/PID/status` (`VmHWM`, `VmRSS`), in MiB.
-fn vm(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} for {pid}"));
-    kib / 1024.0
 }
 
 /// Writes `data` as `name` into the cache dir and into the mirror's tree.
@@ -186,7 +176,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let (pid_a, pid_b) = (a.pid().expect("A runs"), b.pid().expect("B runs"));
-    let rss_before = (vm(pid_a, "VmRSS"), vm(pid_b, "VmRSS"));
+    let rss_before = (vm_mib(pid_a, "VmRSS"), vm_mib(pid_b, "VmRSS"));
 
     let barrier = Arc::new(Barrier::new(local_clients + peer_clients + 1));
     let mut clients = Vec::new();
@@ -223,8 +213,8 @@ fn main() {
     );
     println!(
         "peak RSS (VmHWM): A {:.1} MiB, B {:.1} MiB (RSS before the load: A {:.1}, B {:.1})",
-        vm(pid_a, "VmHWM"),
-        vm(pid_b, "VmHWM"),
+        vm_mib(pid_a, "VmHWM"),
+        vm_mib(pid_b, "VmHWM"),
         rss_before.0,
         rss_before.1
     );

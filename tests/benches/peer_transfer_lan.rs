@@ -33,14 +33,14 @@
 //!    target (p99 added ≤ 1 ms) was for the redirect path before the engine.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use pacmesh_tests::daemon::DaemonArgs;
 use pacmesh_tests::fixtures::{FixtureRepo, PkgSpec};
 use pacmesh_tests::lan::{Host, Lan, NsDaemon, PORT};
 use pacmesh_tests::prereq;
-use pacmesh_tests::process::describe;
+use pacmesh_tests::process::{clock_ticks_per_s, cpu_ticks, describe, vm_mib};
 
 const TINY: usize = 10_000;
 /// UDP port of the bare quinn sink in A (the daemon holds 15680).
@@ -79,36 +79,6 @@ fn pacman_conf(dir: &Path) -> PathBuf {
     )
     .expect("writing pacman.conf");
     conf
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
-    let rest = stat.rsplit_once(')').expect("a stat line").1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-/// Peak resident memory (`VmHWM`) of `pid`, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc/PID/status");
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .expect("a VmHWM line");
-    kib / 1024.0
-}
-
-fn clock_ticks_per_s() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// `key=value` from the `PMH` line of a netprobe run, which must have succeeded.
@@ -422,8 +392,8 @@ fn main() {
     );
     println!(
         "peak RSS after the transfers: A (sender) {:.1} MiB, B (receiver) {:.1} MiB",
-        peak_rss_mib(daemon_pid(&a)),
-        peak_rss_mib(daemon_pid(&b))
+        vm_mib(daemon_pid(&a), "VmHWM"),
+        vm_mib(daemon_pid(&b), "VmHWM")
     );
 
     // 2. Miss latency.

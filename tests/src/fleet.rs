@@ -682,22 +682,3 @@ pub fn count_lines(text: &str, needles: &[&str]) -> usize {
         .filter(|l| needles.iter().all(|n| l.contains(n)))
         .count()
 }
-
-/// utime + stime of process `pid` from `/proc/PID/stat`, in clock ticks ([`clock_ticks_per_s`]).
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
-    let rest = stat.rsplit_once(')').expect("a stat line").1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-/// `sysconf(CLK_TCK)` (from `getconf`; 100 if that fails).
-pub fn clock_ticks_per_s() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}

@@ -1,4 +1,5 @@
-//! Running commands and showing their output readably when they fail.
+//! Running commands and showing their output readably when they fail; what
+//! `/proc` says of a process's CPU time and memory, for the benches.
 
 use std::fmt::Write as _;
 use std::process::{Command, Output};
@@ -50,4 +51,35 @@ pub fn show_command(cmd: &Command) -> String {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// utime + stime of process `pid` from `/proc/PID/stat`, in clock ticks ([`clock_ticks_per_s`]).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
+    let rest = stat.rsplit_once(')').expect("a stat line").1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// `sysconf(CLK_TCK)` (from `getconf`; 100 if that fails).
+pub fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A peak or current size from `/proc/PID/status` (`VmHWM`, `VmRSS`), in MiB.
+pub fn vm_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} for {pid}"));
+    kib / 1024.0
 }
