@@ -75,12 +75,9 @@ pub fn evict(files: &[StoreFile], policy: &Policy, reserve: u64) -> Eviction {
                 || (f.idle > policy.max_age && !f.listed)
                 || (!f.listed && old.contains(f.name.as_str())))
     };
-    let mut gone: Vec<String> = files
-        .iter()
-        .filter(|f| early(f))
-        .map(|f| f.name.clone())
-        .collect();
-    let mut left: Vec<&StoreFile> = files.iter().filter(|f| !early(f)).collect();
+    let (early_gone, mut left): (Vec<&StoreFile>, Vec<&StoreFile>) =
+        files.iter().partition(|f| early(f));
+    let mut gone: Vec<String> = early_gone.iter().map(|f| f.name.clone()).collect();
     let mut total: u64 = left.iter().map(|f| f.size).sum::<u64>() + reserve;
     // Unlisted before listed, then least recently used first.
     left.sort_by_key(|f| (f.listed, Reverse(f.idle)));
