@@ -177,6 +177,9 @@ fn spawn_refresh(
         window,
         limit: mirror.prefetch_rate,
     });
+    // Known before anything is served, so an admin refresh at start-up is
+    // answered as later ones are.
+    (state.full_sync).set_work(!full.is_empty(), prefetcher.is_some());
     tokio::spawn(fullsync::refresh_loop(
         syncer,
         prefetcher,

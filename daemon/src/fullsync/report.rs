@@ -98,7 +98,7 @@ impl Report {
 
     /// The refresh loop has repos to mirror whole (`full`), or prefetches
     /// (`prefetch`).
-    pub(super) fn set_work(&self, full: bool, prefetch: bool) {
+    pub fn set_work(&self, full: bool, prefetch: bool) {
         use std::sync::atomic::Ordering::Relaxed;
         self.full.store(full, Relaxed);
         self.work.store(full || prefetch, Relaxed);

@@ -35,8 +35,8 @@ impl Progress for LogProgress {
 /// ([`Report::run_now`]), every kept database refreshed, newer versions
 /// prefetched (`prefetch`, when on) and the full mirrors synced again.
 /// Each sync's outcome goes to `report`. The caller pins what the served
-/// databases list first (`Syncer::pin_current`), before clients are
-/// served.
+/// databases list first (`Syncer::pin_current`) and tells `report` what
+/// the loop has to do (`Report::set_work`), before clients are served.
 pub async fn refresh_loop(
     syncer: Syncer,
     prefetcher: Option<crate::prefetch::Prefetcher>,
@@ -46,7 +46,6 @@ pub async fn refresh_loop(
     shutdown: CancellationToken,
 ) {
     let (interval, report) = timer;
-    report.set_work(!full.is_empty(), prefetcher.is_some());
     let progress: Arc<dyn Progress> = Arc::new(LogProgress);
     loop {
         for (repo, arch) in &full {
