@@ -298,16 +298,26 @@ fn split_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, authority.to_owned(), path.to_owned()))
 }
 
-/// `METHOD url` (no body) with `headers` (`Name: value` each) over a fresh
-/// connection; the response with any chunked body decoded.
-fn http_request(method: &str, url: &str, headers: &[String]) -> Result<Vec<u8>, String> {
+/// Connects to `url`'s address (with a receive buffer of `recv_buffer`
+/// bytes if given), sets the timeouts, and sends `METHOD url` (no body,
+/// `Connection: close`) with `headers` (`Name: value` each).
+fn send_request(
+    method: &str,
+    url: &str,
+    headers: &[String],
+    recv_buffer: Option<usize>,
+) -> Result<TcpStream, String> {
     let (addr, authority, path) = split_url(url)?;
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    if let Some(bytes) = recv_buffer {
+        rustix::net::sockopt::set_socket_recv_buffer_size(&stream, bytes)
+            .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    }
     stream
         .set_read_timeout(Some(HTTP_READ_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(HTTP_TIMEOUT)))
         .map_err(|e| e.to_string())?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
          {extra}Connection: close\r\n\r\n"
@@ -315,6 +325,13 @@ fn http_request(method: &str, url: &str, headers: &[String]) -> Result<Vec<u8>, 
     stream
         .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// `METHOD url` (no body) with `headers` (`Name: value` each) over a fresh
+/// connection; the response with any chunked body decoded.
+fn http_request(method: &str, url: &str, headers: &[String]) -> Result<Vec<u8>, String> {
+    let mut stream = send_request(method, url, headers, None)?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -345,20 +362,7 @@ const HOLD_RECV_BUFFER: usize = 4096;
 
 /// `hold-get`: see the module doc.
 fn hold_get(url: &str, out: &std::path::Path) -> Result<(), String> {
-    let (addr, authority, path) = split_url(url)?;
-    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-    rustix::net::sockopt::set_socket_recv_buffer_size(&stream, HOLD_RECV_BUFFER)
-        .map_err(|e| format!("SO_RCVBUF: {e}"))?;
-    stream
-        .set_read_timeout(Some(HTTP_READ_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: pacmesh-netprobe\r\n\
-         Connection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+    let mut stream = send_request("GET", url, &[], Some(HOLD_RECV_BUFFER))?;
     let mut raw = Vec::new();
     let mut buf = [0u8; 1024];
     let (head_end, length) = loop {
