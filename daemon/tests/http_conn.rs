@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use pacmeshd::http::admit::Caps;
 use pacmeshd::http::conn::{Handler, Limits};
-use pacmeshd::http::head::{MAX_HEADERS, MAX_HEAD_BYTES};
-use pacmeshd::http::{local, server, Body};
+use pacmeshd::http::head::{Head, MAX_HEADERS, MAX_HEAD_BYTES};
+use pacmeshd::http::local::{self, FileAsk};
+use pacmeshd::http::reply::Reply as Answer;
+use pacmeshd::http::{server, Body};
 use tokio_util::sync::CancellationToken;
 
 /// Short limits, so the hostile tests wait for events, not for minutes
@@ -51,29 +53,34 @@ struct Files {
 }
 
 impl Handler for Files {
-    fn quick(&self, req: &Request<()>, peer: SocketAddr) -> Option<Response<Body>> {
-        // Every other request waits on the daemon's runtime first.
-        (req.uri().path() != "/slow").then(|| self.serve(req, peer))
+    fn quick(&self, head: &Head, _peer: SocketAddr) -> Option<Answer> {
+        // Every other request waits on the daemon's runtime first, and is
+        // answered from `http`'s request type.
+        let path = head.uri().path();
+        (path != "/slow").then(|| self.serve(path, FileAsk::from_head(head)))
     }
 
-    async fn respond(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
-        self.serve(req, peer)
+    async fn respond(&self, req: &Request<()>, _peer: SocketAddr) -> Answer {
+        let ask = FileAsk::from_request(req.method(), req.headers());
+        self.serve(req.uri().path(), ask)
     }
 }
 
 impl Files {
-    fn serve(&self, req: &Request<()>, _peer: SocketAddr) -> Response<Body> {
-        let path = self.dir.join(req.uri().path().trim_start_matches('/'));
+    fn serve(&self, path: &str, ask: FileAsk<'_>) -> Answer {
+        let path = self.dir.join(path.trim_start_matches('/'));
         let done = self.done.lock().unwrap().clone();
         let on_done = Box::new(move |status, bytes, all| {
             let _ = done.send((status, bytes, all));
         });
-        local::serve(&path, req.method(), req.headers(), on_done).unwrap_or_else(|_| {
-            Response::builder()
+        match local::serve(&path, ask, on_done) {
+            Ok(file) => file.into(),
+            Err(_) => Response::builder()
                 .status(StatusCode::NOT_FOUND)
                 .body(Body::empty())
                 .unwrap()
-        })
+                .into(),
+        }
     }
 }
 

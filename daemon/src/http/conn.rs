@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf as _, BytesMut};
-use http::{Method, Request, Response, Version};
+use http::{Method, Request, StatusCode, Version};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -19,8 +19,9 @@ use tracing::{debug, warn};
 
 use super::admit::Caps;
 use super::head::{self, Head, Refusal};
+use super::reply::Reply;
 use super::server::Slot;
-use super::wire::{self, Connection};
+use super::wire::{self, Connection, Fields};
 use super::{send, Body};
 
 /// What answers requests on a connection (never requests with a body:
@@ -28,8 +29,9 @@ use super::{send, Body};
 pub trait Handler: Send + Sync + 'static {
     /// The response, when it can be made at once, without waiting on
     /// anything (a cache hit, a status page): made on the connection's own
-    /// thread. `None` sends the request to [`Handler::respond`].
-    fn quick(&self, _request: &Request<()>, _peer: SocketAddr) -> Option<Response<Body>> {
+    /// thread, from the head as parsed. `None` sends the request to
+    /// [`Handler::respond`].
+    fn quick(&self, _head: &Head, _peer: SocketAddr) -> Option<Reply> {
         None
     }
 
@@ -39,7 +41,7 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: &Request<()>,
         peer: SocketAddr,
-    ) -> impl Future<Output = Response<Body>> + Send;
+    ) -> impl Future<Output = Reply> + Send;
 
     /// Told of every head refused before it reached [`Handler::respond`].
     fn refused(&self, _refusal: Refusal, _peer: SocketAddr) {}
@@ -141,11 +143,7 @@ pub async fn run<H: Handler>(
         if !slot.waiting(false) {
             return;
         }
-        let Head {
-            request,
-            len,
-            keep_alive,
-        } = match parsed {
+        let head = match parsed {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(refusal) => {
@@ -154,18 +152,27 @@ pub async fn run<H: Handler>(
                 return;
             }
         };
-        input.advance(len);
+        input.advance(head.len);
+        let keep_alive = head.keep_alive;
         let asked = Asked {
-            version: request.version(),
-            head: request.method() == Method::HEAD,
+            version: head.version(),
+            head: head.method() == Method::HEAD,
         };
-        let response = match handler.quick(&request, peer) {
-            Some(response) => response,
+        let reply = match handler.quick(&head, peer) {
+            Some(reply) => reply,
             None => {
+                let request = match head.into_request() {
+                    Ok(request) => request,
+                    Err(refusal) => {
+                        handler.refused(refusal, peer);
+                        refuse(&mut stream, &mut input, refusal, limits).await;
+                        return;
+                    }
+                };
                 let handler = handler.clone();
                 let answer = daemon.spawn(async move { handler.respond(&request, peer).await });
                 match answer.await {
-                    Ok(response) => response,
+                    Ok(reply) => reply,
                     Err(e) => {
                         warn!(target: "pacmesh::request", client = %peer, error = %e, "request handler failed");
                         return;
@@ -174,7 +181,7 @@ pub async fn run<H: Handler>(
             }
         };
         let close = !keep_alive || shutdown.is_cancelled();
-        match write(&stream, &mut head_bytes, asked, response, close, limits).await {
+        match write(&stream, &mut head_bytes, asked, reply, close, limits).await {
             Ok(true) => {}
             Ok(false) => {
                 linger(&mut stream, &mut input, limits).await;
@@ -196,19 +203,58 @@ struct Asked {
     head: bool,
 }
 
-/// Writes `response`; true when the connection stays open.
+/// Writes `reply`; true when the connection stays open.
 async fn write(
     stream: &TcpStream,
     head_bytes: &mut Vec<u8>,
     asked: Asked,
-    response: Response<Body>,
+    reply: Reply,
     close: bool,
     limits: Limits,
 ) -> std::io::Result<bool> {
-    let (parts, body) = response.into_parts();
-    let with_body = wire::status_has_body(parts.status);
+    let (status, body, close) = match reply {
+        Reply::Http(response) => {
+            let (parts, body) = response.into_parts();
+            let close = encode(
+                head_bytes,
+                asked,
+                parts.status,
+                &parts.headers,
+                &body,
+                close,
+            );
+            (parts.status, body, close)
+        }
+        Reply::File(file) => {
+            let close = encode(
+                head_bytes,
+                asked,
+                file.head.status,
+                &file.head,
+                &file.body,
+                close,
+            );
+            (file.head.status, file.body, close)
+        }
+    };
+    let with_body = wire::status_has_body(status) && !asked.head;
+    send::response(stream, head_bytes, body, with_body, limits.write_stall).await?;
+    Ok(!close)
+}
+
+/// Puts the head of a response with `status`, `fields` and `body` in
+/// `out`; true when the connection closes after it.
+fn encode(
+    out: &mut Vec<u8>,
+    asked: Asked,
+    status: StatusCode,
+    fields: &impl Fields,
+    body: &Body,
+    close: bool,
+) -> bool {
+    let with_body = wire::status_has_body(status);
     let length = if with_body {
-        wire::stated_length(&parts.headers).or(body.known_length())
+        fields.stated_length().or(body.known_length())
     } else {
         None
     };
@@ -221,19 +267,10 @@ async fn write(
     } else {
         Connection::Persistent
     };
-    head_bytes.clear();
+    out.clear();
     let date = wire::date_now();
-    wire::encode_head(
-        head_bytes,
-        parts.status,
-        &parts.headers,
-        length,
-        connection,
-        &date,
-    );
-    let with_body = with_body && !asked.head;
-    send::response(stream, head_bytes, body, with_body, limits.write_stall).await?;
-    Ok(!close)
+    wire::encode_head(out, status, fields, length, connection, &date);
+    close
 }
 
 /// Answers a refused head with its status and closes the connection.

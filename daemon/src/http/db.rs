@@ -4,9 +4,11 @@
 //! upstream does not have, a come-back while a first copy is fetched, and
 //! 502 when no database can be had.
 
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use http::{header, HeaderMap, Method, Response, StatusCode, Uri};
 
-use super::{local, redirect, text, Body};
+use super::local::{self, FileAsk};
+use super::reply::Reply;
+use super::{redirect, text};
 use crate::dbproxy::{DbAnswer, DbKey};
 use crate::fetch::wait::{hop_of, HOP_PARAM};
 use crate::http::target::FileTarget;
@@ -20,7 +22,7 @@ pub async fn respond(
     headers: &HeaderMap,
     uri: &Uri,
     file: &FileTarget,
-) -> (Response<Body>, Source) {
+) -> (Reply, Source) {
     let (Some(proxy), Some(repo), Some(arch)) = (&state.dbproxy, &file.repo, &file.arch) else {
         return fail(StatusCode::NOT_FOUND, "not a caching mirror's database");
     };
@@ -41,15 +43,11 @@ pub async fn respond(
             meta,
             warning,
         } => {
-            let served = local::serve_open(file, &meta, method, headers, Box::new(|_, _, _| {}));
-            match served {
-                Ok(mut response) => {
-                    if let Some(warning) = warning {
-                        response
-                            .headers_mut()
-                            .insert(header::WARNING, HeaderValue::from_static(warning));
-                    }
-                    (response, Source::Database)
+            let ask = FileAsk::from_request(method, headers);
+            match local::serve_open(file, &meta, ask, Box::new(|_, _, _| {})) {
+                Ok(mut reply) => {
+                    reply.head.warning = warning;
+                    (reply.into(), Source::Database)
                 }
                 Err(_) => fail(StatusCode::BAD_GATEWAY, "the kept database is unreadable"),
             }
@@ -61,18 +59,18 @@ pub async fn respond(
         DbAnswer::ComeBack => {
             let again = format!("{}?{HOP_PARAM}={}", uri.path(), hop + 1);
             let response = redirect(&again).header(header::CACHE_CONTROL, "no-store");
-            (text(response, ""), Source::Database)
+            (text(response, "").into(), Source::Database)
         }
         DbAnswer::Fail(why) => fail(StatusCode::BAD_GATEWAY, why),
     }
 }
 
-fn fail(status: StatusCode, why: &str) -> (Response<Body>, Source) {
+fn fail(status: StatusCode, why: &str) -> (Reply, Source) {
     let response = Response::builder().status(status);
     let source = if status == StatusCode::NOT_FOUND {
         Source::NotFound
     } else {
         Source::Database
     };
-    (text(response, format!("{why}\n")), source)
+    (text(response, format!("{why}\n")).into(), source)
 }

@@ -4,31 +4,58 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderMap, Method, StatusCode};
 
 use super::file_body::FileBody;
+use super::head::Head;
 use super::range::{if_range_matches, not_modified, parse_range, RangeSpec};
+use super::reply::{FileHead, FileReply};
 use super::Body;
-
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 /// Told when the response is over: its status, the body bytes sent, and
 /// whether that was all of them.
 pub type OnDone = Box<dyn FnOnce(StatusCode, u64, bool) + Send>;
 
+/// What a file's response depends on in its request: HEAD or not, and
+/// the conditional and range fields (as text; a value that is not is
+/// ignored, as if absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileAsk<'a> {
+    pub head_only: bool,
+    pub if_modified_since: Option<&'a str>,
+    pub if_range: Option<&'a str>,
+    pub range: Option<&'a str>,
+}
+
+impl<'a> FileAsk<'a> {
+    /// From a request head, as the connection parsed it (a cache hit).
+    pub fn from_head(head: &'a Head) -> Self {
+        FileAsk {
+            head_only: *head.method() == Method::HEAD,
+            if_modified_since: head.value_str(&header::IF_MODIFIED_SINCE),
+            if_range: head.value_str(&header::IF_RANGE),
+            range: head.value_str(&header::RANGE),
+        }
+    }
+
+    /// From a request's method and header map.
+    pub fn from_request(method: &Method, headers: &'a HeaderMap) -> Self {
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        FileAsk {
+            head_only: *method == Method::HEAD,
+            if_modified_since: text(header::IF_MODIFIED_SINCE),
+            if_range: text(header::IF_RANGE),
+            range: text(header::RANGE),
+        }
+    }
+}
+
 /// Builds the response for a local file. An error means the file could not
 /// be opened (it vanished since the index saw it): the caller falls back to
 /// the next source.
-pub fn serve(
-    path: &Path,
-    method: &Method,
-    headers: &HeaderMap,
-    on_done: OnDone,
-) -> io::Result<Response<Body>> {
+pub fn serve(path: &Path, ask: FileAsk<'_>, on_done: OnDone) -> io::Result<FileReply> {
     let (file, meta) = crate::cachefile::open_regular(path)?;
-    serve_open(file, &meta, method, headers, on_done)
+    serve_open(file, &meta, ask, on_done)
 }
 
 /// Builds the response for a file already open (a cache file, or a verified
@@ -36,50 +63,43 @@ pub fn serve(
 pub fn serve_open(
     file: File,
     meta: &std::fs::Metadata,
-    method: &Method,
-    headers: &HeaderMap,
+    ask: FileAsk<'_>,
     on_done: OnDone,
-) -> io::Result<Response<Body>> {
+) -> io::Result<FileReply> {
     let size = meta.len();
     let mtime = meta.modified()?;
-    let last_modified = super::wire::http_date(mtime);
-
-    let mut builder = Response::builder()
-        .header(header::LAST_MODIFIED, &last_modified[..])
-        .header(header::ACCEPT_RANGES, "bytes");
-
-    if not_modified(header_str(headers, header::IF_MODIFIED_SINCE), mtime) {
-        on_done(StatusCode::NOT_MODIFIED, 0, true);
-        return builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .map_err(io::Error::other);
+    let mut head = FileHead {
+        status: StatusCode::NOT_MODIFIED,
+        last_modified: super::wire::http_date(mtime),
+        content_range: None,
+        content_length: None,
+        warning: None,
+    };
+    if not_modified(ask.if_modified_since, mtime) {
+        on_done(head.status, 0, true);
+        return Ok(FileReply {
+            head,
+            body: Body::empty(),
+        });
     }
-    let range = if if_range_matches(header_str(headers, header::IF_RANGE), mtime) {
-        parse_range(header_str(headers, header::RANGE), size)
+    let range = if if_range_matches(ask.if_range, mtime) {
+        parse_range(ask.range, size)
     } else {
         RangeSpec::Full
     };
     let span = range.span(size);
-    if let Some(value) = &span.content_range {
-        builder = builder.header(header::CONTENT_RANGE, value);
-    }
+    head.status = span.status;
+    head.content_range = span.content_range;
     if span.status == StatusCode::RANGE_NOT_SATISFIABLE {
         on_done(span.status, 0, true);
-        return builder
-            .status(span.status)
-            .body(Body::empty())
-            .map_err(io::Error::other);
+        return Ok(FileReply {
+            head,
+            body: Body::empty(),
+        });
     }
     let (status, start, end) = (span.status, span.start, span.end);
-    builder = builder
-        .status(status)
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )
-        .header(header::CONTENT_LENGTH, end - start);
-    let body = if *method == Method::HEAD {
+    head.content_length = Some(end - start);
+    let body = if ask.head_only {
         on_done(status, 0, true);
         Body::empty()
     } else {
@@ -90,5 +110,5 @@ pub fn serve_open(
             Box::new(move |n, all| on_done(status, n, all)),
         ))
     };
-    builder.body(body).map_err(io::Error::other)
+    Ok(FileReply { head, body })
 }

@@ -12,6 +12,7 @@ pub mod local;
 mod metrics;
 mod page;
 pub mod range;
+pub mod reply;
 mod send;
 pub mod server;
 mod status;
@@ -30,7 +31,9 @@ use tracing::{debug_span, info, warn, Instrument};
 
 pub use body::Body;
 pub use conn::{Handler, Limits};
-use head::Refusal;
+use head::{Head, Refusal};
+use local::FileAsk;
+use reply::Reply;
 
 use crate::fetch;
 use crate::plan::Plan;
@@ -62,12 +65,12 @@ impl Handler for State {
     /// anything. A cacheable file with a local copy is always served from
     /// it (`plan`'s first rule), so a hit needs no plan: no mirror URLs,
     /// no engine or mesh lookups.
-    fn quick(&self, req: &Request<()>, peer: SocketAddr) -> Option<Response<Body>> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
+    fn quick(&self, head: &Head, peer: SocketAddr) -> Option<Reply> {
+        if head.method() != Method::GET && head.method() != Method::HEAD {
             return None;
         }
-        let asked = Asked::new(req, peer);
-        let (response, source) = match parse_target(req.uri().path()).ok()? {
+        let asked = Asked::new(head.method(), head.uri(), peer);
+        let (reply, source) = match parse_target(head.uri().path()).ok()? {
             Target::Status => own_page(self, status::response, peer),
             Target::Metrics => own_page(self, metrics::response, peer),
             Target::Page => own_page(self, page::response, peer),
@@ -82,18 +85,18 @@ impl Handler for State {
                 on_done = hold_lease(on_done, self.engine.store().lease(&path));
                 // Gone since the index saw it (paccache): the full path
                 // plans again without it.
-                let response = local::serve(&path, req.method(), req.headers(), on_done).ok()?;
-                (response, Source::Local)
+                let reply = local::serve(&path, FileAsk::from_head(head), on_done).ok()?;
+                (reply.into(), Source::Local)
             }
         };
         self.stats.count(source);
         if source != Source::Local {
-            log_done(&asked, source, response.status(), 0, true);
+            log_done(&asked, source, reply.status(), 0, true);
         }
-        Some(response)
+        Some(reply)
     }
 
-    async fn respond(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
+    async fn respond(&self, req: &Request<()>, peer: SocketAddr) -> Reply {
         handle(self, req, peer).await
     }
 
@@ -119,18 +122,18 @@ struct Asked {
 }
 
 impl Asked {
-    fn new(req: &Request<()>, client: SocketAddr) -> Asked {
+    fn new(method: &Method, uri: &http::Uri, client: SocketAddr) -> Asked {
         Asked {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
+            method: method.clone(),
+            uri: uri.clone(),
             client,
             started: Instant::now(),
         }
     }
 }
 
-async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
-    let asked = Asked::new(req, peer);
+async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Reply {
+    let asked = Asked::new(req.method(), req.uri(), peer);
     // Context for whatever is logged while answering, at debug only: the
     // info line at the end carries the request's fields itself, so a cache
     // hit costs no span (a span per request cost about a fifth of a hit).
@@ -142,16 +145,16 @@ async fn handle(state: &State, req: &Request<()>, peer: SocketAddr) -> Response<
         client = %peer,
     );
     async move {
-        let (response, source) = respond(state, req, &asked).await;
+        let (reply, source) = respond(state, req, &asked).await;
         state.stats.count(source);
         // Files log themselves when their body ends (see `on_file_done`).
         if !matches!(
             source,
             Source::Local | Source::Peer | Source::PeerUnverified | Source::MirrorFetch
         ) {
-            log_done(&asked, source, response.status(), 0, true);
+            log_done(&asked, source, reply.status(), 0, true);
         }
-        response
+        reply
     }
     .instrument(span)
     .await
@@ -183,14 +186,14 @@ fn log_done(asked: &Asked, source: Source, status: StatusCode, bytes: u64, compl
     }
 }
 
-async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<Body>, Source) {
+async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Reply, Source) {
     let admin = req.uri().path().starts_with(ADMIN_PREFIX);
     if req.method() != Method::GET && req.method() != Method::HEAD && !admin {
         let response = Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
             .header(header::ALLOW, "GET, HEAD");
         return (
-            text(response, "only GET and HEAD are served\n"),
+            text(response, "only GET and HEAD are served\n").into(),
             Source::BadRequest,
         );
     }
@@ -199,7 +202,9 @@ async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<B
         Ok(Target::Metrics) => own_page(state, metrics::response, asked.client),
         Ok(Target::Page) => own_page(state, page::response, asked.client),
         Ok(Target::Admin(action)) => {
-            admin::respond(state, req.method(), req.headers(), &action).await
+            let (response, source) =
+                admin::respond(state, req.method(), req.headers(), &action).await;
+            (response.into(), source)
         }
         Ok(Target::File(file)) => serve_file(state, req, &file, asked).await,
         Err(e) => {
@@ -211,7 +216,7 @@ async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Response<B
                 }
             };
             let response = Response::builder().status(code);
-            (text(response, format!("{e}\n")), source)
+            (text(response, format!("{e}\n")).into(), source)
         }
     }
 }
@@ -233,12 +238,12 @@ fn own_page(
     state: &State,
     render: fn(&crate::snapshot::Snapshot) -> Response<Body>,
     client: SocketAddr,
-) -> (Response<Body>, Source) {
+) -> (Reply, Source) {
     if !pages_allowed(state.pages_lan, client.ip()) {
         let response = Response::builder().status(StatusCode::FORBIDDEN);
-        return (text(response, PAGES_FORBIDDEN), Source::BadRequest);
+        return (text(response, PAGES_FORBIDDEN).into(), Source::BadRequest);
     }
-    (render(&gather(state)), Source::Status)
+    (render(&gather(state)).into(), Source::Status)
 }
 
 async fn serve_file(
@@ -246,7 +251,7 @@ async fn serve_file(
     req: &Request<()>,
     file: &FileTarget,
     asked: &Asked,
-) -> (Response<Body>, Source) {
+) -> (Reply, Source) {
     let mut local = if file.kind.is_cacheable() {
         state.locate(&file.name)
     } else {
@@ -257,8 +262,9 @@ async fn serve_file(
             Plan::Local(path) => {
                 let on_done = on_file_done(state, Source::Local, asked);
                 let on_done = hold_lease(on_done, state.engine.store().lease(&path));
-                match local::serve(&path, req.method(), req.headers(), on_done) {
-                    Ok(response) => return (response, Source::Local),
+                let ask = FileAsk::from_request(req.method(), req.headers());
+                match local::serve(&path, ask, on_done) {
+                    Ok(reply) => return (reply.into(), Source::Local),
                     // Removed since the index saw it (paccache): plan
                     // again without it.
                     Err(e) => {
@@ -276,7 +282,7 @@ async fn serve_file(
                 return db::respond(state, req.method(), req.headers(), req.uri(), file).await
             }
             Plan::Redirect(location) => {
-                return (text(redirect(&location), ""), Source::MirrorRedirect)
+                return (text(redirect(&location), "").into(), Source::MirrorRedirect)
             }
             Plan::NotFound(reason) => return not_found(reason),
         }
@@ -290,7 +296,7 @@ async fn from_download(
     req: &Request<()>,
     file: &FileTarget,
     asked: &Asked,
-) -> Option<(Response<Body>, Source)> {
+) -> Option<(Reply, Source)> {
     let transfer = state.download(file)?;
     let hop = fetch::wait::hop_of(req.uri().query());
     match transfer.answer(hop, state.mesh.is_keyed()).await {
@@ -312,22 +318,25 @@ async fn from_download(
             let on_done = on_file_done(state, source, asked);
             stream::respond(&growing, req.headers(), true, on_done).map(|r| (r, source))
         }
-        fetch::Answer::ComeBack => Some((come_back(req, hop + 1), Source::PeerWait)),
+        fetch::Answer::ComeBack => Some((come_back(req, hop + 1).into(), Source::PeerWait)),
         fetch::Answer::Elsewhere => None,
     }
 }
 
 /// The mirror's redirect for `file`, or a 404 when none is known.
-fn mirror_answer(state: &State, file: &FileTarget) -> (Response<Body>, Source) {
+fn mirror_answer(state: &State, file: &FileTarget) -> (Reply, Source) {
     match state.mirror_urls(file).into_iter().next() {
-        Some(location) => (text(redirect(&location), ""), Source::MirrorRedirect),
+        Some(location) => (text(redirect(&location), "").into(), Source::MirrorRedirect),
         None => not_found("repo unknown to pacman.conf or without a mirror"),
     }
 }
 
-fn not_found(reason: &str) -> (Response<Body>, Source) {
+fn not_found(reason: &str) -> (Reply, Source) {
     let response = Response::builder().status(StatusCode::NOT_FOUND);
-    (text(response, format!("{reason}\n")), Source::NotFound)
+    (
+        text(response, format!("{reason}\n")).into(),
+        Source::NotFound,
+    )
 }
 
 /// A `307` to the URL asked for, with the hop count: pacman follows it at

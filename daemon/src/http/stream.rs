@@ -12,8 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderMap, Response, StatusCode};
 
-use super::local::OnDone;
+use super::local::{serve_open, FileAsk, OnDone};
 use super::range::parse_range;
+use super::reply::Reply;
 use super::Body;
 use crate::fetch::growing::Growing;
 
@@ -29,12 +30,13 @@ pub fn respond(
     headers: &HeaderMap,
     verified_only: bool,
     on_done: OnDone,
-) -> Option<Response<Body>> {
+) -> Option<Reply> {
+    let ask = FileAsk::from_request(&http::Method::GET, headers);
     if let Some(Ok((file, meta))) = growing.complete_file() {
-        return super::local::serve_open(file, &meta, &http::Method::GET, headers, on_done).ok();
+        return serve_open(file, &meta, ask, on_done).ok().map(Reply::from);
     }
     let size = growing.shown().size?;
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = ask.range;
     let mut builder = Response::builder()
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream");
@@ -44,7 +46,11 @@ pub fn respond(
     }
     if span.status == StatusCode::RANGE_NOT_SATISFIABLE {
         on_done(span.status, 0, true);
-        return builder.status(span.status).body(Body::empty()).ok();
+        return builder
+            .status(span.status)
+            .body(Body::empty())
+            .ok()
+            .map(Reply::from);
     }
     let (status, start, end) = (span.status, span.start, span.end);
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
@@ -86,4 +92,5 @@ pub fn respond(
         .header(header::CONTENT_LENGTH, end - start)
         .body(Body::Channel(rx))
         .ok()
+        .map(Reply::from)
 }

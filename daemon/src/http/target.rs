@@ -113,6 +113,11 @@ fn unserved(rest: &str) -> Result<Target, TargetError> {
 }
 
 fn decode(segment: &str) -> Result<Cow<'_, str>, TargetError> {
+    // Nothing to decode (pacman's paths): the segment as it is, without
+    // the decoder's walk over every byte.
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
     percent_decode_str(segment)
         .decode_utf8()
         .map_err(|_| TargetError::BadEncoding)

@@ -2,11 +2,12 @@
 //! persistent connection (pure; the clock is read only by [`date_now`]).
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap};
 use http::StatusCode;
+
+use crate::log::request::push_u64;
 
 /// What the head says about the connection after this response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +28,40 @@ pub fn status_has_body(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED)
 }
 
-/// Appends the head of a response to `out`: status line, `headers`,
-/// `Content-Length: length` when `length` is given and the headers have
+/// A response's header fields, as [`encode_head`] writes them.
+pub trait Fields {
+    /// Appends every field, each line ending in CRLF.
+    fn write_to(&self, out: &mut Vec<u8>);
+    /// The `Content-Length` the fields state, if one plain number.
+    fn stated_length(&self) -> Option<u64>;
+}
+
+impl Fields for HeaderMap {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        for (name, value) in self {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    fn stated_length(&self) -> Option<u64> {
+        self.get(header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+}
+
+/// Appends the head of a response to `out`: status line, `fields`,
+/// `Content-Length: length` when `length` is given and the fields state
 /// none, `Date`, and `Connection` when it is not the default.
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: &impl Fields,
     length: Option<u64>,
     connection: Connection,
     date: &[u8],
@@ -43,14 +71,11 @@ pub fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+    fields.write_to(out);
+    if let Some(n) = length.filter(|_| fields.stated_length().is_none()) {
+        out.extend_from_slice(b"content-length: ");
+        push_u64(out, n);
         out.extend_from_slice(b"\r\n");
-    }
-    if let Some(n) = length.filter(|_| !headers.contains_key(header::CONTENT_LENGTH)) {
-        let _ = write!(out, "content-length: {n}\r\n");
     }
     out.extend_from_slice(b"date: ");
     out.extend_from_slice(date);
@@ -63,18 +88,8 @@ pub fn encode_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The `Content-Length` a response's headers state, if one plain number.
-pub fn stated_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// Length of an IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`.
-const DATE_LEN: usize = 29;
+pub const DATE_LEN: usize = 29;
 
 thread_local! {
     /// The formatted date of the last second seen on this thread: formatted
@@ -188,9 +203,9 @@ mod tests {
         assert!(!status_has_body(StatusCode::NO_CONTENT));
         assert!(!status_has_body(StatusCode::CONTINUE));
         let mut h = HeaderMap::new();
-        assert_eq!(stated_length(&h), None);
+        assert_eq!(h.stated_length(), None);
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(42u64));
-        assert_eq!(stated_length(&h), Some(42));
+        assert_eq!(h.stated_length(), Some(42));
     }
 
     #[test]

@@ -68,8 +68,19 @@ pub fn encode(out: &mut Vec<u8>, now: SystemTime, done: &Done<'_>) {
     out.extend_from_slice(done.path.as_bytes());
     out.extend_from_slice(b" client=");
     push_addr(out, done.client);
-    // Debug-quoted, as the stock format writes a `&str` field.
-    let _ = write!(out, " source={:?}", done.source);
+    // Debug-quoted, as the stock format writes a `&str` field: by hand
+    // for the sources' plain names, which quote as themselves.
+    if done
+        .source
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        out.extend_from_slice(b" source=\"");
+        out.extend_from_slice(done.source.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, " source={:?}", done.source);
+    }
     out.extend_from_slice(b" status=");
     push_u64(out, u64::from(done.status));
     out.extend_from_slice(b" bytes=");
@@ -134,7 +145,8 @@ impl std::fmt::Write for Bytes<'_> {
     }
 }
 
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` in decimal (also the responses' `Content-Length`).
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -183,6 +195,16 @@ mod tests {
                 status: 200,
                 bytes: 4096,
                 micros: 12_000,
+            },
+            // A name that Debug escapes takes the formatter's way.
+            Done {
+                method: "GET",
+                path: "/d",
+                client: "10.0.0.1:9".parse().expect("addr"),
+                source: "odd \"name\"\n",
+                status: 404,
+                bytes: 0,
+                micros: 1,
             },
         ];
         for done in cases {
