@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Writes daemon/symbol-order.txt: every function a release pacmeshd runs
-# while it starts and serves cache hits, as the linker names them. The
-# release link (daemon/build.rs) places these functions side by side at
-# the front of the binary's code, so the few pages they fill are all the
-# code a serving daemon keeps resident (bench/README.md, "Where the memory
-# goes"). A function missing from the list still works; it only sits
-# where the compiler put it.
+# while it starts and serves cache hits, then those it runs in the mesh,
+# as the linker names them. The release link (daemon/build.rs) places
+# these functions side by side at the front of the binary's code, in that
+# order, so the few pages they fill are all the code a daemon keeps
+# resident (bench/README.md, "Where the memory goes"). A function missing
+# from the list still works; it only sits where the compiler put it.
 #
-# The names carry hashes that change with the compiler and with the
-# versions of the crates in Cargo.lock, so run this again after either
-# changes (the build warns when the compiler differs from the one named
-# in the file). Needs valgrind and curl. Usage: bench/symbol-order.sh
+# The names carry hashes that change with the compiler, with the versions
+# of the crates in Cargo.lock and, for the 1 in 10 that ThinLTO renames
+# (`.llvm.<n>`), with the code itself: run this again after a compiler or
+# Cargo.lock change (the build warns of both) and now and then as the
+# code changes. Needs valgrind (callgrind, callgrind_control), curl and
+# python3. Usage: bench/symbol-order.sh (KEEP_WORK=1 keeps the work dir
+# and the daemons' logs).
 #
-# The run: pacmeshd under callgrind (which lists every function that ran,
-# however briefly) with a small cache dir, then requests the way pacman and
-# other clients make them: hits of small and large files, kept-alive and
-# in parallel, HEAD, ranges, conditionals, misses answered by a redirect to
-# a loopback mirror that is never contacted, and pacmesh's own pages.
+# The run: pacmeshd (A) under callgrind (which lists every function that
+# ran, however briefly) with a small cache dir, then requests the way
+# pacman and other clients make them: hits of small and large files,
+# kept-alive and in parallel, HEAD, ranges, conditionals, misses answered
+# by a redirect to a loopback mirror that is never contacted, and
+# pacmesh's own pages. Then a second daemon (B), also under callgrind,
+# with A as its static peer over loopback QUIC: it links, takes A's
+# digest and fetches packages from A for its own clients, so the mesh's
+# code (links, digests, transfers, verification) is listed too.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,9 +38,11 @@ command -v curl >/dev/null || die "curl needed"
 
 WORK=$(mktemp -d /tmp/pacmesh-symbol-order.XXXXXX)
 PID=
+PID_B=
 cleanup() {
-    [[ -n $PID ]] && kill -KILL "$PID" 2>/dev/null || true
-    rm -rf "$WORK"
+    for pid in $PID $PID_B; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -f "$OUT.tmp"
+    [[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -56,26 +65,48 @@ done
 printf '[options]\nCacheDir = %s\n\n[core]\nServer = http://127.0.0.1:9/core/os/$arch\n' \
     "$CACHE" > "$WORK/pacman.conf"
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-HTTP_PORT=$(port)
-QUIC_PORT=$(port)
+# A free loopback port of `kind` (tcp for HTTP, udp for QUIC).
+port() {
+    python3 - "$1" <<'PY'
+import socket, sys
+kind = socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+PY
+}
+HTTP_PORT=$(port tcp)
+QUIC_PORT=$(port udp)
 BASE="http://127.0.0.1:$HTTP_PORT"
 
-log "starting pacmeshd under callgrind"
-valgrind --tool=callgrind --demangle=no --dump-instr=no \
-    --callgrind-out-file="$WORK/callgrind.out" \
-    "$PACMESHD" --cache-dir "$CACHE" --http-listen "127.0.0.1:$HTTP_PORT" \
-    --quic-listen "127.0.0.1:$QUIC_PORT" --pacman-conf "$WORK/pacman.conf" \
-    --state-dir "$WORK/state" --store-dir "$WORK/store" --no-mdns \
-    2> "$WORK/pacmeshd.log" &
-PID=$!
-up=
-for _ in $(seq 600); do
-    kill -0 "$PID" 2>/dev/null || die "pacmeshd exited: $(tail -5 "$WORK/pacmeshd.log")"
-    if curl -sf -o /dev/null "$BASE/_pacmesh/status"; then up=1; break; fi
-    sleep 0.2
-done
-[[ -n $up ]] || die "pacmeshd did not answer within 120 s"
+# Starts pacmeshd NAME under callgrind with the remaining flags; sets PID.
+start() {
+    local name=$1
+    shift
+    valgrind --tool=callgrind --demangle=no --dump-instr=no \
+        --callgrind-out-file="$WORK/callgrind-$name.out" \
+        "$PACMESHD" --state-dir "$WORK/state-$name" --store-dir "$WORK/store-$name" \
+        --no-mdns "$@" 2> "$WORK/pacmeshd-$name.log" &
+    PID=$!
+}
+
+# Waits until `curl URL` succeeds and prints what it got, for pacmeshd
+# NAME (PID), at most 120 s.
+wait_for() {
+    local name=$1 pid=$2 url=$3
+    for _ in $(seq 600); do
+        kill -0 "$pid" 2>/dev/null || die "pacmeshd $name exited: $(tail -5 "$WORK/pacmeshd-$name.log")"
+        if curl -sf "$url"; then return 0; fi
+        sleep 0.2
+    done
+    die "pacmeshd $name: no answer from $url within 120 s"
+}
+
+log "starting pacmeshd A under callgrind"
+start a --cache-dir "$CACHE" --http-listen "127.0.0.1:$HTTP_PORT" \
+    --quic-listen "127.0.0.1:$QUIC_PORT" --pacman-conf "$WORK/pacman.conf"
+PID_A=$PID
+wait_for a "$PID_A" "$BASE/_pacmesh/status" > /dev/null
 
 log "requests"
 urls=()
@@ -100,17 +131,97 @@ curl -s "$BASE/nothing-here" > /dev/null
 curl -s "$BASE/..%2fetc%2fpasswd" > /dev/null
 for page in status metrics ""; do curl -sf "$BASE/_pacmesh/$page" > /dev/null; done
 
-log "stopping pacmeshd"
-kill -INT "$PID"
-wait "$PID" || true
+# What A ran so far (start-up and hits) is the first part of the list:
+# the code every daemon keeps resident, packed apart from the mesh's.
+callgrind_control --dump=hits "$PID_A" > /dev/null
+
+log "starting pacmeshd B under callgrind, A its static peer"
+mkdir -p "$WORK/cache-b" "$WORK/db-b/sync"
+printf '[options]\nCacheDir = %s\nDBPath = %s\n\n[core]\nServer = http://127.0.0.1:9/core/os/$arch\n' \
+    "$WORK/cache-b" "$WORK/db-b" > "$WORK/pacman-b.conf"
+# B's sync database lists two of A's packages with their SHA-256, so B
+# verifies what A sends as in real use (the others arrive unverified).
+python3 - "$CACHE" "$WORK/db-b/sync/core.db" <<'PY'
+import hashlib, io, os, sys, tarfile
+cache, out = sys.argv[1], sys.argv[2]
+with tarfile.open(out, "w:gz") as db:
+    for name in ("large2", "small02"):
+        filename = f"{name}-1.0-1-x86_64.pkg.tar.zst"
+        data = open(os.path.join(cache, filename), "rb").read()
+        desc = (f"%FILENAME%\n{filename}\n\n%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n"
+                f"%CSIZE%\n{len(data)}\n\n%SHA256SUM%\n{hashlib.sha256(data).hexdigest()}\n\n")
+        info = tarfile.TarInfo(f"{name}-1.0-1/desc")
+        info.size = len(desc)
+        db.addfile(info, io.BytesIO(desc.encode()))
+PY
+HTTP_B=$(port tcp)
+QUIC_B=$(port udp)
+[[ $QUIC_B != "$QUIC_PORT" ]] || QUIC_B=$(port udp)
+BASE_B="http://127.0.0.1:$HTTP_B"
+start b --cache-dir "$WORK/cache-b" --http-listen "127.0.0.1:$HTTP_B" \
+    --quic-listen "127.0.0.1:$QUIC_B" --pacman-conf "$WORK/pacman-b.conf" \
+    --peer "127.0.0.1:$QUIC_PORT"
+PID_B=$PID
+PID=$PID_A
+linked=
+for _ in $(seq 600); do
+    status=$(wait_for b "$PID_B" "$BASE_B/_pacmesh/status")
+    # B's status names its own node id once and each linked peer's again.
+    if [[ $(grep -o '"node_id"' <<< "$status" | wc -l) -ge 2 ]]; then linked=1; break; fi
+    sleep 0.2
+done
+[[ -n $linked ]] || die "B did not link to A within 120 s"
+log "B fetches from A"
+for name in large2 large1 small02 small01 small30; do
+    # From A, or (A slowed down by callgrind and given up on) redirected
+    # to the closed mirror: either way the code ran.
+    curl -s -o /dev/null "$BASE_B/core/os/x86_64/$name-1.0-1-x86_64.pkg.tar.zst"
+done
+grep -q 'source="peer"' "$WORK/pacmeshd-b.log" ||
+    die "B took nothing verified from A: $(grep done "$WORK/pacmeshd-b.log" | tail -5)"
+curl -sf -o /dev/null "$BASE_B/_pacmesh/status"
+
+log "stopping both daemons"
+kill -INT "$PID_B" "$PID_A"
+for _ in $(seq 600); do
+    kill -0 "$PID_A" 2>/dev/null || kill -0 "$PID_B" 2>/dev/null || break
+    sleep 0.2
+done
+kill -0 "$PID_A" 2>/dev/null || kill -0 "$PID_B" 2>/dev/null &&
+    die "a daemon did not stop within 120 s of SIGINT"
 PID=
+PID_B=
+# A daemon killed before its end leaves its final dump empty.
+for out in "$WORK"/callgrind-a.out "$WORK"/callgrind-b.out; do
+    grep -q '^totals:' "$out" || die "callgrind did not finish $out"
+done
 
 {
-    echo "# The functions pacmeshd runs while it starts and serves cache hits, put"
-    echo "# first in the binary's code by the release link (daemon/build.rs)."
-    echo "# Written by bench/symbol-order.sh; do not edit. Made with:"
-    echo "# $("${RUSTC:-rustc}" -V)"
-    grep -oE '^c?fn=\([0-9]+\) _(ZN|R)[^ ]*' "$WORK/callgrind.out" | cut -d' ' -f2 | sort -u
+    echo "# The functions pacmeshd runs while it starts and serves cache hits, then"
+    echo "# those it runs in the mesh: put first in the binary's code, in this"
+    echo "# order, by the release link (daemon/build.rs)."
+    echo "# Written by bench/symbol-order.sh; do not edit. Made for (the build"
+    echo "# compares):"
+    echo "# rustc: $("${RUSTC:-rustc}" -V)"
+    echo "# target: $("${RUSTC:-rustc}" -vV | sed -n 's/^host: //p')"
+    echo "# Cargo.lock: $(python3 - "$REPO/Cargo.lock" <<'PY'
+import sys
+h = 0xcbf29ce484222325
+for b in open(sys.argv[1], "rb").read():
+    h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+print(f"{h:016x}")
+PY
+)"
+    # callgrind marks a recursive call's cost as `name'2`: the same symbol.
+    names() {
+        cat "$@" | grep -oE '^c?fn=\([0-9]+\) _(ZN|R)[^ ]*' | cut -d' ' -f2 |
+            sed "s/'[0-9]*$//" | sort -u
+    }
+    hits=("$WORK"/callgrind-a.out.[0-9]*)
+    [[ -f ${hits[0]} ]] || die "callgrind wrote no dump of A's hits"
+    names "${hits[@]}"
+    echo "# The mesh: what A and B ran while B fetched from A."
+    comm -13 <(names "${hits[@]}") <(names "$WORK"/callgrind-*)
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 log "wrote $(grep -vc '^#' "$OUT") functions to $OUT"
