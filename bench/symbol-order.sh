@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes daemon/symbol-order.txt: every function a release pacmeshd runs
 # while it starts and serves cache hits, then those it runs in the mesh,
-# as the linker names them. The release link (daemon/build.rs) places
+# then those of a caching mirror, as the linker names them. The release link (daemon/build.rs) places
 # these functions side by side at the front of the binary's code, in that
 # order, so the few pages they fill are all the code a daemon keeps
 # resident (bench/README.md, "Where the memory goes"). A function missing
@@ -23,7 +23,11 @@
 # pacmesh's own pages. Then a second daemon (B), also under callgrind,
 # with A as its static peer over loopback QUIC: it links, takes A's
 # digest and fetches packages from A for its own clients, so the mesh's
-# code (links, digests, transfers, verification) is listed too.
+# code (links, digests, transfers, verification) is listed too. Last a
+# caching mirror (C, `--mode mirror`) whose upstream is Python's
+# http.server on loopback with a database of three packages: the
+# database proxied, misses fetched, verified and kept, then hits from
+# its store, so mirror mode's code is listed after the mesh's.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,8 +43,10 @@ command -v curl >/dev/null || die "curl needed"
 WORK=$(mktemp -d /tmp/pacmesh-symbol-order.XXXXXX)
 PID=
 PID_B=
+PID_C=
+PID_UP=
 cleanup() {
-    for pid in $PID $PID_B; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in $PID $PID_B $PID_C $PID_UP; do kill -KILL "$pid" 2>/dev/null || true; done
     rm -f "$OUT.tmp"
     [[ -n ${KEEP_WORK:-} ]] || rm -rf "$WORK"
 }
@@ -75,6 +81,24 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])
 PY
 }
+# Writes DB, a sync database (gzip tar of desc files) listing the packages
+# NAME-1.0-1-x86_64.pkg.tar.zst of DIR with their sizes and SHA-256.
+db() {
+    python3 - "$@" <<'PY'
+import hashlib, io, os, sys, tarfile
+out, folder, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+with tarfile.open(out, "w:gz") as db:
+    for name in names:
+        filename = f"{name}-1.0-1-x86_64.pkg.tar.zst"
+        data = open(os.path.join(folder, filename), "rb").read()
+        desc = (f"%FILENAME%\n{filename}\n\n%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n"
+                f"%CSIZE%\n{len(data)}\n\n%SHA256SUM%\n{hashlib.sha256(data).hexdigest()}\n\n")
+        info = tarfile.TarInfo(f"{name}-1.0-1/desc")
+        info.size = len(desc)
+        db.addfile(info, io.BytesIO(desc.encode()))
+PY
+}
+
 HTTP_PORT=$(port tcp)
 QUIC_PORT=$(port udp)
 BASE="http://127.0.0.1:$HTTP_PORT"
@@ -141,19 +165,7 @@ printf '[options]\nCacheDir = %s\nDBPath = %s\n\n[core]\nServer = http://127.0.0
     "$WORK/cache-b" "$WORK/db-b" > "$WORK/pacman-b.conf"
 # B's sync database lists two of A's packages with their SHA-256, so B
 # verifies what A sends as in real use (the others arrive unverified).
-python3 - "$CACHE" "$WORK/db-b/sync/core.db" <<'PY'
-import hashlib, io, os, sys, tarfile
-cache, out = sys.argv[1], sys.argv[2]
-with tarfile.open(out, "w:gz") as db:
-    for name in ("large2", "small02"):
-        filename = f"{name}-1.0-1-x86_64.pkg.tar.zst"
-        data = open(os.path.join(cache, filename), "rb").read()
-        desc = (f"%FILENAME%\n{filename}\n\n%NAME%\n{name}\n\n%VERSION%\n1.0-1\n\n"
-                f"%CSIZE%\n{len(data)}\n\n%SHA256SUM%\n{hashlib.sha256(data).hexdigest()}\n\n")
-        info = tarfile.TarInfo(f"{name}-1.0-1/desc")
-        info.size = len(desc)
-        db.addfile(info, io.BytesIO(desc.encode()))
-PY
+db "$WORK/db-b/sync/core.db" "$CACHE" large2 small02
 HTTP_B=$(port tcp)
 QUIC_B=$(port udp)
 [[ $QUIC_B != "$QUIC_PORT" ]] || QUIC_B=$(port udp)
@@ -181,25 +193,65 @@ grep -q 'source="peer"' "$WORK/pacmeshd-b.log" ||
     die "B took nothing verified from A: $(grep done "$WORK/pacmeshd-b.log" | tail -5)"
 curl -sf -o /dev/null "$BASE_B/_pacmesh/status"
 
-log "stopping both daemons"
-kill -INT "$PID_B" "$PID_A"
+log "starting an upstream and pacmeshd C under callgrind, a caching mirror of it"
+UP_DIR="$WORK/upstream/core/os/x86_64"
+mkdir -p "$WORK/cache-c" "$UP_DIR"
+for name in small03 small04 large3; do cp "$CACHE/$name-1.0-1-x86_64.pkg.tar.zst" "$UP_DIR/"; done
+db "$UP_DIR/core.db" "$UP_DIR" small03 small04 large3
+UP_PORT=$(port tcp)
+python3 -m http.server --bind 127.0.0.1 --directory "$WORK/upstream" "$UP_PORT" \
+    > "$WORK/upstream.log" 2>&1 &
+PID_UP=$!
+wait_for upstream "$PID_UP" "http://127.0.0.1:$UP_PORT/core/os/x86_64/core.db" > /dev/null
+printf '[options]\nCacheDir = %s\n' "$WORK/cache-c" > "$WORK/pacman-c.conf"
+printf '[[mirror.repo]]\nname = "core"\nservers = ["http://127.0.0.1:%s/$repo/os/$arch"]\n' \
+    "$UP_PORT" > "$WORK/pacmeshd-c.toml"
+HTTP_C=$(port tcp)
+QUIC_C=$(port udp)
+BASE_C="http://127.0.0.1:$HTTP_C"
+start c --mode mirror --config "$WORK/pacmeshd-c.toml" --cache-dir "$WORK/cache-c" \
+    --http-listen "127.0.0.1:$HTTP_C" --quic-listen "127.0.0.1:$QUIC_C" \
+    --pacman-conf "$WORK/pacman-c.conf"
+PID_C=$PID
+PID=$PID_A
+wait_for c "$PID_C" "$BASE_C/_pacmesh/status" > /dev/null
+log "C fetches from the upstream, then serves from its store"
+# The database first, as `pacman -Sy` does: C verifies packages by it.
+curl -sf -o /dev/null "$BASE_C/core/os/x86_64/core.db"
+for _ in 1 2; do
+    for name in small03 small04 large3; do
+        curl -sf -o /dev/null "$BASE_C/core/os/x86_64/$name-1.0-1-x86_64.pkg.tar.zst" ||
+            die "C did not serve $name: $(tail -5 "$WORK/pacmeshd-c.log")"
+    done
+done
+curl -sf -o /dev/null -z "$UP_DIR/core.db" "$BASE_C/core/os/x86_64/core.db"
+curl -sf -o /dev/null "$BASE_C/_pacmesh/status"
+grep -q 'source="local"' "$WORK/pacmeshd-c.log" ||
+    die "C served nothing from its store: $(grep done "$WORK/pacmeshd-c.log" | tail -5)"
+
+log "stopping the daemons"
+kill -INT "$PID_C" "$PID_B" "$PID_A"
+kill "$PID_UP"
+PID_UP=
+running() { kill -0 "$PID_A" 2>/dev/null || kill -0 "$PID_B" 2>/dev/null || kill -0 "$PID_C" 2>/dev/null; }
 for _ in $(seq 600); do
-    kill -0 "$PID_A" 2>/dev/null || kill -0 "$PID_B" 2>/dev/null || break
+    running || break
     sleep 0.2
 done
-kill -0 "$PID_A" 2>/dev/null || kill -0 "$PID_B" 2>/dev/null &&
-    die "a daemon did not stop within 120 s of SIGINT"
+running && die "a daemon did not stop within 120 s of SIGINT"
 PID=
 PID_B=
+PID_C=
 # A daemon killed before its end leaves its final dump empty.
-for out in "$WORK"/callgrind-a.out "$WORK"/callgrind-b.out; do
+for out in "$WORK"/callgrind-{a,b,c}.out; do
     grep -q '^totals:' "$out" || die "callgrind did not finish $out"
 done
 
 {
     echo "# The functions pacmeshd runs while it starts and serves cache hits, then"
-    echo "# those it runs in the mesh: put first in the binary's code, in this"
-    echo "# order, by the release link (daemon/build.rs)."
+    echo "# those it runs in the mesh, then those of a caching mirror: put first"
+    echo "# in the binary's code, in this order, by the release link"
+    echo "# (daemon/build.rs)."
     echo "# Written by bench/symbol-order.sh; do not edit. Made for (the build"
     echo "# compares):"
     echo "# rustc: $("${RUSTC:-rustc}" -V)"
@@ -221,7 +273,9 @@ PY
     [[ -f ${hits[0]} ]] || die "callgrind wrote no dump of A's hits"
     names "${hits[@]}"
     echo "# The mesh: what A and B ran while B fetched from A."
-    comm -13 <(names "${hits[@]}") <(names "$WORK"/callgrind-*)
+    comm -13 <(names "${hits[@]}") <(names "$WORK"/callgrind-{a,b}.out)
+    echo "# A caching mirror: what C ran, fetching from its upstream and serving its store."
+    comm -13 <(names "${hits[@]}" "$WORK"/callgrind-{a,b}.out) <(names "$WORK"/callgrind-c.out)
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 log "wrote $(grep -vc '^#' "$OUT") functions to $OUT"
