@@ -158,27 +158,14 @@ pub async fn run<H: Handler>(
             version: head.version(),
             head: head.method() == Method::HEAD,
         };
-        let reply = match handler.quick(&head, peer) {
-            Some(reply) => reply,
-            None => {
-                let request = match head.into_request() {
-                    Ok(request) => request,
-                    Err(refusal) => {
-                        handler.refused(refusal, peer);
-                        refuse(&mut stream, &mut input, refusal, limits).await;
-                        return;
-                    }
-                };
-                let handler = handler.clone();
-                let answer = daemon.spawn(async move { handler.respond(&request, peer).await });
-                match answer.await {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        warn!(target: "pacmesh::request", client = %peer, error = %e, "request handler failed");
-                        return;
-                    }
-                }
+        let reply = match answer(handler, head, peer, daemon).await {
+            Ok(reply) => reply,
+            Err(Unanswered::Refused(refusal)) => {
+                handler.refused(refusal, peer);
+                refuse(&mut stream, &mut input, refusal, limits).await;
+                return;
             }
+            Err(Unanswered::Failed) => return,
         };
         let close = !keep_alive || shutdown.is_cancelled();
         match write(&stream, &mut head_bytes, asked, reply, close, limits).await {
@@ -193,6 +180,36 @@ pub async fn run<H: Handler>(
             }
         }
     }
+}
+
+/// Why a parsed head got no reply.
+enum Unanswered {
+    /// Its fields do not fit `http`'s types (never, while httparse and
+    /// `http` agree on what a field may hold).
+    Refused(Refusal),
+    /// The handler's task failed (logged).
+    Failed,
+}
+
+/// The reply to `head`: made at once on this thread when the handler can
+/// ([`Handler::quick`]), else on the daemon's runtime from the full
+/// request ([`Handler::respond`]).
+async fn answer<H: Handler>(
+    handler: &Arc<H>,
+    head: Head,
+    peer: SocketAddr,
+    daemon: &Handle,
+) -> Result<Reply, Unanswered> {
+    if let Some(reply) = handler.quick(&head, peer) {
+        return Ok(reply);
+    }
+    let request = head.into_request().map_err(Unanswered::Refused)?;
+    let handler = handler.clone();
+    let answer = daemon.spawn(async move { handler.respond(&request, peer).await });
+    answer.await.map_err(|e| {
+        warn!(target: "pacmesh::request", client = %peer, error = %e, "request handler failed");
+        Unanswered::Failed
+    })
 }
 
 /// What of a request its response's framing depends on.
