@@ -7,7 +7,6 @@ use http::{Response, StatusCode};
 
 use super::wire::{self, DATE_LEN};
 use super::Body;
-use crate::log::request::push_u64;
 
 /// The response to one request.
 pub enum Reply {
@@ -63,28 +62,65 @@ pub struct FileHead {
 
 impl wire::Fields for FileHead {
     fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"last-modified: ");
-        out.extend_from_slice(&self.last_modified);
-        out.extend_from_slice(b"\r\naccept-ranges: bytes\r\n");
+        wire::push_field(out, "last-modified", &self.last_modified);
+        wire::push_field(out, "accept-ranges", b"bytes");
         if let Some(range) = &self.content_range {
-            out.extend_from_slice(b"content-range: ");
-            out.extend_from_slice(range.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            wire::push_field(out, "content-range", range.as_bytes());
         }
         if let Some(length) = self.content_length {
-            out.extend_from_slice(b"content-type: application/octet-stream\r\n");
-            out.extend_from_slice(b"content-length: ");
-            push_u64(out, length);
-            out.extend_from_slice(b"\r\n");
+            wire::push_field(out, "content-type", b"application/octet-stream");
+            wire::push_length(out, length);
         }
         if let Some(warning) = self.warning {
-            out.extend_from_slice(b"warning: ");
-            out.extend_from_slice(warning.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            wire::push_field(out, "warning", warning.as_bytes());
         }
     }
 
     fn stated_length(&self) -> Option<u64> {
         self.content_length
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::Fields as _;
+
+    fn written(head: &FileHead) -> String {
+        let mut out = Vec::new();
+        head.write_to(&mut out);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    /// A file's fields, in the order a header map of them was written.
+    #[test]
+    fn file_fields() {
+        let date = *b"Sun, 06 Nov 1994 08:49:37 GMT";
+        let partial = FileHead {
+            status: StatusCode::PARTIAL_CONTENT,
+            last_modified: date,
+            content_range: Some("bytes 5-9/10".into()),
+            content_length: Some(5),
+            warning: Some("110 - \"stale\""),
+        };
+        assert_eq!(
+            written(&partial),
+            "last-modified: Sun, 06 Nov 1994 08:49:37 GMT\r\naccept-ranges: bytes\r\n\
+             content-range: bytes 5-9/10\r\ncontent-type: application/octet-stream\r\n\
+             content-length: 5\r\nwarning: 110 - \"stale\"\r\n"
+        );
+        assert_eq!(partial.stated_length(), Some(5));
+        let unchanged = FileHead {
+            status: StatusCode::NOT_MODIFIED,
+            last_modified: date,
+            content_range: None,
+            content_length: None,
+            warning: None,
+        };
+        assert_eq!(
+            written(&unchanged),
+            "last-modified: Sun, 06 Nov 1994 08:49:37 GMT\r\naccept-ranges: bytes\r\n"
+        );
+        assert_eq!(unchanged.stated_length(), None);
     }
 }

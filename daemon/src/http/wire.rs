@@ -36,13 +36,25 @@ pub trait Fields {
     fn stated_length(&self) -> Option<u64>;
 }
 
+/// Appends one field: `name: value` and CRLF.
+pub fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `content-length: length` and CRLF.
+pub fn push_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    push_u64(out, length);
+    out.extend_from_slice(b"\r\n");
+}
+
 impl Fields for HeaderMap {
     fn write_to(&self, out: &mut Vec<u8>) {
         for (name, value) in self {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            push_field(out, name.as_str(), value.as_bytes());
         }
     }
 
@@ -73,13 +85,9 @@ pub fn encode_head(
     out.extend_from_slice(b"\r\n");
     fields.write_to(out);
     if let Some(n) = length.filter(|_| fields.stated_length().is_none()) {
-        out.extend_from_slice(b"content-length: ");
-        push_u64(out, n);
-        out.extend_from_slice(b"\r\n");
+        push_length(out, n);
     }
-    out.extend_from_slice(b"date: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\n");
+    push_field(out, "date", date);
     match connection {
         Connection::Persistent => {}
         Connection::KeepAlive => out.extend_from_slice(b"connection: keep-alive\r\n"),
