@@ -664,6 +664,44 @@ fn shutdown_lets_a_download_finish_then_closes() {
 }
 
 #[test]
+fn shutdown_cuts_a_download_that_outlasts_the_grace() {
+    // A stall limit beyond the grace: only the shutdown can cut.
+    let mut server = Server::start_with(Limits {
+        write_stall: GRACE * 5,
+        ..LIMITS
+    });
+    let mut client = server.connect();
+    client.send(b"GET /big HTTP/1.1\r\n\r\n");
+    assert!(client.fill());
+    // A client reading slowly: 48 MiB at ~6 MB/s.
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let slow = slow.clone();
+        std::thread::spawn(move || {
+            let mut got = client.input.len();
+            while client.fill() {
+                got += std::mem::take(&mut client.input).len();
+                if slow.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            got
+        })
+    };
+    let took = server.stop();
+    slow.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        took >= GRACE - Duration::from_millis(50),
+        "cut after {took:?}, before the grace"
+    );
+    let got = reader.join().unwrap();
+    assert!(got < BIG, "the whole body arrived ({got} bytes)");
+    let (status, sent, complete) = server.next_done();
+    assert_eq!((status, complete), (StatusCode::OK, false));
+    assert!(sent < BIG as u64, "sent {sent}");
+}
+
+#[test]
 fn at_the_connection_cap_the_oldest_waiting_connection_makes_room() {
     let server = Server::start_with(Limits {
         caps: Caps {

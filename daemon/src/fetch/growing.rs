@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -70,6 +70,10 @@ pub enum End {
 pub struct Growing {
     file: File,
     shown: watch::Sender<Shown>,
+    /// [`Reader`]s alive: only they need to wake for every write. Others
+    /// watching (requests waiting for the end, a claim, a size) are woken
+    /// by those changes alone, not once per ~75 KB from a peer.
+    byte_readers: AtomicUsize,
     /// Unix seconds the download started, announced as its mtime.
     pub started_unix: i64,
 }
@@ -131,6 +135,7 @@ pub fn create(incoming: &Path, name: &str) -> std::io::Result<Writer> {
         shared: Arc::new(Growing {
             file: reader,
             shown,
+            byte_readers: AtomicUsize::new(0),
             started_unix,
         }),
         kept: false,
@@ -171,9 +176,13 @@ impl Writer {
     pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         self.file.write_all(chunk)?;
         let n = chunk.len() as u64;
-        self.shared.shown.send_modify(|s| {
+        let byte_readers = &self.shared.byte_readers;
+        self.shared.shown.send_if_modified(|s| {
             s.len += n;
             s.last_write = tokio::time::Instant::now();
+            // Read under the watch's lock: a reader counted after this
+            // borrows the new length when it starts.
+            byte_readers.load(Ordering::Relaxed) > 0
         });
         Ok(())
     }
@@ -282,6 +291,7 @@ impl Growing {
     }
 
     fn make_reader(self: &Arc<Self>, offset: u64, for_pacman: bool) -> Reader {
+        self.byte_readers.fetch_add(1, Ordering::Relaxed);
         let rx = self.shown.subscribe();
         let generation = rx.borrow().generation;
         Reader {
@@ -389,6 +399,12 @@ impl Reader {
     }
 }
 
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.growing.byte_readers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl GrowingChunks for Reader {
     fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, GrowingError>> {
         Box::pin(Reader::next_chunk(self))
@@ -440,6 +456,38 @@ mod tests {
         assert_eq!(last.await.unwrap().unwrap().unwrap(), &b"f"[..]);
         assert_eq!(std::fs::read(&dest).unwrap(), b"abcdef");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn only_readers_wake_for_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = create(dir.path(), "d.pkg.tar.zst").unwrap();
+        let mut waiting = w.shared().watch();
+        w.write(b"ab").unwrap();
+        assert!(
+            !waiting.has_changed().unwrap(),
+            "a waiter was woken by bytes"
+        );
+        // It still sees how far the download came when it looks.
+        assert_eq!(waiting.borrow().len, 2);
+        let mut r = w.shared().reader(0);
+        // A reader that starts after silent writes reads them.
+        assert_eq!(r.next_chunk().await.unwrap().unwrap(), &b"ab"[..]);
+        let next = tokio::spawn(async move { (r.next_chunk().await, r) });
+        tokio::task::yield_now().await;
+        w.write(b"c").unwrap();
+        let (chunk, r) = next.await.unwrap();
+        assert_eq!(chunk.unwrap().unwrap(), &b"c"[..]);
+        drop(r);
+        let _ = waiting.borrow_and_update();
+        w.write(b"d").unwrap();
+        assert!(
+            !waiting.has_changed().unwrap(),
+            "woken by bytes with no reader left"
+        );
+        // Changes other than bytes still wake it.
+        w.set_size(4);
+        assert!(waiting.has_changed().unwrap());
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::admit::Caps;
+use super::deadline::Deadline;
 use super::head::{self, Head, Refusal};
 use super::reply::Reply;
 use super::server::Slot;
@@ -108,14 +109,12 @@ pub async fn run<H: Handler>(
 ) {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut head_bytes = Vec::with_capacity(256);
-    let deadline = tokio::time::sleep(limits.head_timeout);
+    let mut deadline = Deadline::new(Instant::now() + limits.head_timeout);
     let stopping = shutdown.cancelled();
     let evicted = slot.evicted();
-    tokio::pin!(deadline, stopping, evicted);
+    tokio::pin!(stopping, evicted);
     loop {
-        deadline
-            .as_mut()
-            .reset(Instant::now() + limits.head_timeout);
+        deadline.set(Instant::now() + limits.head_timeout);
         if !slot.waiting(true) {
             return;
         }
@@ -129,7 +128,7 @@ pub async fn run<H: Handler>(
             let read = tokio::select! {
                 biased;
                 read = stream.read_buf(&mut input) => read,
-                () = &mut deadline => return,
+                () = deadline.reached() => return,
                 () = &mut evicted => return,
                 () = &mut stopping, if input.is_empty() => return,
             };

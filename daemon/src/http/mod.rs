@@ -6,6 +6,7 @@ pub mod admit;
 mod body;
 pub mod conn;
 mod db;
+mod deadline;
 pub mod file_body;
 pub mod head;
 pub mod local;

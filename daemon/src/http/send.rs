@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use super::deadline::Deadline;
 use super::file_body::FileBody;
 use super::Body;
 use crate::cachefile;
@@ -40,6 +42,10 @@ pub async fn response(
     with_body: bool,
     stall: Duration,
 ) -> io::Result<()> {
+    let stall = &mut Stall {
+        limit: stall,
+        deadline: None,
+    };
     match body {
         Body::Bytes(Some(bytes)) if with_body => {
             write_all(
@@ -68,14 +74,33 @@ pub async fn response(
     }
 }
 
-/// Waits until `stream` can take more bytes, at most `stall`.
-async fn writable(stream: &TcpStream, stall: Duration) -> io::Result<()> {
-    match tokio::time::timeout(stall, stream.writable()).await {
-        Ok(ready) => ready,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client stopped reading",
-        )),
+/// How long one response waits for its client to take bytes: at most
+/// `limit` each time the socket is full. One timer serves all of a
+/// response's waits, armed at the first ([`Deadline`]).
+struct Stall {
+    limit: Duration,
+    deadline: Option<Deadline>,
+}
+
+impl Stall {
+    /// Waits until `stream` can take more bytes, at most `limit`.
+    async fn writable(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let due = Instant::now() + self.limit;
+        let deadline = match &mut self.deadline {
+            Some(deadline) => {
+                deadline.set(due);
+                deadline
+            }
+            None => self.deadline.insert(Deadline::new(due)),
+        };
+        tokio::select! {
+            biased;
+            ready = stream.writable() => ready,
+            () = deadline.reached() => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading",
+            )),
+        }
     }
 }
 
@@ -83,13 +108,13 @@ async fn writable(stream: &TcpStream, stall: Duration) -> io::Result<()> {
 async fn write_all(
     stream: &TcpStream,
     mut bufs: &mut [IoSlice<'_>],
-    stall: Duration,
+    stall: &mut Stall,
 ) -> io::Result<()> {
     while !bufs.is_empty() {
         match stream.try_write_vectored(bufs) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, stall).await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stall.writable(stream).await?,
             Err(e) => return Err(e),
         }
     }
@@ -98,7 +123,7 @@ async fn write_all(
 
 /// Writes the head of a file response with `MSG_MORE`: the kernel holds it
 /// back for the file's first bytes instead of sending a segment of its own.
-async fn write_head_more(stream: &TcpStream, mut head: &[u8], stall: Duration) -> io::Result<()> {
+async fn write_head_more(stream: &TcpStream, mut head: &[u8], stall: &mut Stall) -> io::Result<()> {
     while !head.is_empty() {
         let sent = stream.try_io(Interest::WRITABLE, || {
             rustix::net::send(stream, head, rustix::net::SendFlags::MORE).map_err(io::Error::from)
@@ -106,7 +131,7 @@ async fn write_head_more(stream: &TcpStream, mut head: &[u8], stall: Duration) -
         match sent {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => head = &head[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, stall).await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stall.writable(stream).await?,
             Err(e) => return Err(e),
         }
     }
@@ -126,7 +151,7 @@ async fn send_small(
     stream: &TcpStream,
     head: &[u8],
     body: &mut FileBody,
-    stall: Duration,
+    stall: &mut Stall,
 ) -> io::Result<bool> {
     let len = body.remaining() as usize;
     let total = head.len() + len;
@@ -147,7 +172,7 @@ async fn send_buffered(
     head: &[u8],
     body: &mut FileBody,
     bytes: &mut [u8],
-    stall: Duration,
+    stall: &mut Stall,
 ) -> io::Result<bool> {
     let (head_part, range) = bytes.split_at_mut(head.len());
     head_part.copy_from_slice(head);
@@ -168,7 +193,7 @@ async fn send_buffered(
 /// slow disk never stalls other connections. Only the first page is
 /// probed: files are read and evicted front to back, and a probe per page
 /// would cost more than the rare partly evicted piece read on the runtime.
-async fn send_file(stream: &TcpStream, mut body: FileBody, stall: Duration) -> io::Result<()> {
+async fn send_file(stream: &TcpStream, mut body: FileBody, stall: &mut Stall) -> io::Result<()> {
     while body.remaining() > 0 {
         let mut pos = body.position();
         let want = body.remaining().min(SENDFILE_PIECE as u64) as usize;
@@ -191,7 +216,7 @@ async fn send_file(stream: &TcpStream, mut body: FileBody, stall: Duration) -> i
                 ))
             }
             Ok(_) => body.sent_to(pos),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(stream, stall).await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stall.writable(stream).await?,
             Err(e) => return Err(e),
         }
         tokio::task::consume_budget().await;

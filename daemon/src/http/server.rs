@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::sync::WaitForCancellationFuture;
 use tokio_util::task::TaskTracker;
@@ -285,26 +286,46 @@ fn serve_thread<H: Handler>(
         }
     };
     runtime.block_on(async {
-        while let Some((stream, peer, slot)) = accepted.recv().await {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => stream,
-                Err(e) => {
-                    warn!(error = %e, "cannot take a connection over");
-                    continue;
+        // Cut by aborting the tasks, not by a cancellation future each of
+        // them polls: polling one on every wake-up (every `sendfile` of a
+        // large file) cost a lock of its own and one of the token's shared
+        // waiter list, bounced between the serving threads' caches.
+        let mut running = JoinSet::new();
+        let mut queue_open = true;
+        while queue_open || !running.is_empty() {
+            tokio::select! {
+                biased;
+                () = shared.cut.cancelled() => {
+                    running.abort_all();
+                    queue_open = false;
+                    while running.join_next().await.is_some() {}
                 }
-            };
-            let conn_shared = shared.clone();
-            // Its own token, so connections do not share one waiter list.
-            let stop = shared.shutdown.child_token();
-            shared.connections.spawn(async move {
-                let s = &*conn_shared;
-                tokio::select! {
-                    () = s.cut.cancelled() => {}
-                    () = conn::run(stream, peer, &slot, &s.handler, &s.daemon, s.limits, stop) => {}
-                }
-            });
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                accepted = accepted.recv(), if queue_open => match accepted {
+                    Some(accepted) => start(shared, &mut running, accepted),
+                    None => queue_open = false,
+                },
+            }
         }
-        // Tasks still running on this runtime would die with it.
-        shared.connections.wait().await;
     });
+}
+
+/// Starts serving one connection on this thread.
+fn start<H: Handler>(shared: &Arc<Shared<H>>, running: &mut JoinSet<()>, accepted: Accepted) {
+    let (stream, peer, slot) = accepted;
+    let stream = match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            warn!(error = %e, "cannot take a connection over");
+            return;
+        }
+    };
+    // Its own token, so connections do not share one waiter list.
+    let stop = shared.shutdown.child_token();
+    let conn_shared = shared.clone();
+    let tracked = shared.connections.track_future(async move {
+        let s = &*conn_shared;
+        conn::run(stream, peer, &slot, &s.handler, &s.daemon, s.limits, stop).await;
+    });
+    running.spawn(tracked);
 }
