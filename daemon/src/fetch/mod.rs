@@ -155,7 +155,7 @@ impl Engine {
     /// that one is returned) or too many do (`None`). A download to be
     /// kept has its room made in the store first; if none can be made it
     /// is still served, but not kept.
-    pub fn start<S: Sources>(&self, mut job: Job<S>) -> Option<Arc<Transfer>> {
+    pub fn start<S: Sources>(&self, job: Job<S>) -> Option<Arc<Transfer>> {
         let mut map = self.map();
         if let Some(t) = map.get(&job.name) {
             return Some(t.clone());
@@ -200,9 +200,6 @@ impl Engine {
         });
         map.insert(job.name.clone(), transfer.clone());
         drop(map);
-        if let (true, Some(e)) = (job.keep, &job.expected) {
-            job.keep = self.inner.store.admit(&job.name, e.size);
-        }
         let span = tracing::info_span!("download", file = %job.name, kind = ?job.kind);
         let run = self
             .clone()
@@ -217,13 +214,25 @@ impl Engine {
     /// map a moment so late readers still find it.
     async fn run<S: Sources>(
         self,
-        job: Job<S>,
+        mut job: Job<S>,
         mut writer: growing::Writer,
         reservation: Option<room::Reservation>,
         running: Arc<Transfer>,
         done_tx: tokio::sync::watch::Sender<Option<bool>>,
     ) {
         let started = Instant::now();
+        // Room in the store is made while the download runs, on a blocking
+        // thread: at the cap it lists the store (tens of thousands of
+        // files in a full mirror's) and removes some.
+        let admitted = match (job.keep, &job.expected) {
+            (true, Some(e)) => {
+                let (store, name, size) = (self.inner.store.clone(), job.name.clone(), e.size);
+                Some(tokio::task::spawn_blocking(move || {
+                    store.admit(&name, size)
+                }))
+            }
+            _ => None,
+        };
         let mut machine = Machine::new(
             job.order.iter().copied(),
             job.expected.as_ref().map(|e| e.size),
@@ -250,6 +259,11 @@ impl Engine {
             () = tokio::time::sleep(MAX_DURATION) => None,
             () = abandoned(&running) => None,
         };
+        if let Some(admitted) = admitted {
+            // Awaited whatever the outcome: a reservation made after the
+            // download's end would never be released.
+            job.keep = admitted.await.unwrap_or(false);
+        }
         let ended = self.finish(&job, result, writer, started).await;
         let ok = ended != Ended::Failed;
         let _ = done_tx.send(Some(ok));

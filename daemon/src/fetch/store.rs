@@ -5,9 +5,10 @@
 //!
 //! What is removed, and when, is `fetch::evict`'s pure decision; here it
 //! is applied: every [`SWEEP_EVERY`], soon after a file is kept (keep-N
-//! sees the new version), and before a download that will be kept starts
-//! ([`Store::make_room`]: its size is reserved and room made ahead, so the
-//! cap holds while it arrives). A download is written under `incoming`,
+//! sees the new version), and as a download that will be kept starts
+//! ([`Store::make_room`]: its size is reserved and room made while it
+//! arrives, before it is moved in, so the cap holds). Each lists the whole
+//! store, so callers run them on a blocking thread. A download is written under `incoming`,
 //! never here, so it is never swept; a kept file a response is sending
 //! ([`Store::lease`]) is not removed.
 
@@ -294,21 +295,31 @@ impl Store {
     /// after a file is kept (a newer version may make one too many), until
     /// `shutdown`. `held_outside(name, dir)`: a pacman cache dir other
     /// than `dir` holds `name`.
+    /// Each sweep runs on a blocking thread: it lists the store and
+    /// writes the last-use records.
     pub async fn sweep_loop(
         self,
-        held_outside: impl Fn(&str, &Path) -> bool + Send + 'static,
+        held_outside: impl Fn(&str, &Path) -> bool + Send + Sync + 'static,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
+        let held_outside = Arc::new(held_outside);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(SWEEP_EVERY) => {}
                 () = self.kept_since() => tokio::time::sleep(SWEEP_AFTER_KEEP).await,
             }
-            match self.sweep_once(|name| held_outside(name, self.dir())) {
-                Ok(gone) if !gone.is_empty() => info!(files = gone.len(), "kept downloads removed"),
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "cannot sweep the kept downloads"),
+            let (store, held_outside) = (self.clone(), held_outside.clone());
+            let swept = tokio::task::spawn_blocking(move || {
+                store.sweep_once(|name| held_outside(name, store.dir()))
+            });
+            match swept.await {
+                Ok(Ok(gone)) if !gone.is_empty() => {
+                    info!(files = gone.len(), "kept downloads removed")
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "cannot sweep the kept downloads"),
+                Err(e) => warn!(error = %e, "the sweep of the kept downloads was cut short"),
             }
         }
     }

@@ -643,3 +643,72 @@ fn leases_are_for_kept_files_only() {
     assert!(lease.is_some());
     assert!(store.served(name));
 }
+
+/// A store capped at `cap` bytes that holds `old` (`old_size` bytes).
+fn engine_with_full_store(dir: &std::path::Path, cap: u64, old: &str, old_size: usize) -> Engine {
+    let mut store = store::Store::new(dir.join("fetched")).unwrap();
+    store.max_bytes = cap;
+    std::fs::write(store.dir().join(old), vec![0u8; old_size]).unwrap();
+    std::fs::create_dir_all(dir.join("incoming")).unwrap();
+    Engine::with_room(
+        dir.join("incoming"),
+        store,
+        Arc::new(Stats::default()),
+        room::Limits::default(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn room_in_a_full_store_is_made_while_the_download_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "old-1-1-any.pkg.tar.zst";
+    let engine = engine_with_full_store(dir.path(), 60_000, old, 40_000);
+    let good = content(50_000, 7);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake,
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
+    assert!(t.finished().await, "the download ended well");
+    let fetched = dir.path().join("fetched");
+    assert_eq!(std::fs::read(fetched.join(NAME)).unwrap(), good);
+    assert!(!fetched.join(old).exists(), "no room was made for it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_download_the_full_store_has_no_room_for_is_served_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "old-1-1-any.pkg.tar.zst";
+    let engine = engine_with_full_store(dir.path(), 60_000, old, 40_000);
+    // Being sent: the old file cannot go.
+    let sending = engine.store().lease(&dir.path().join("fetched").join(old));
+    let good = content(50_000, 8);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake,
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
+    let Answer::Stream(growing) = t.answer(0, false).await else {
+        panic!("no stream")
+    };
+    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    assert!(t.finished().await, "the download ended well");
+    let fetched = dir.path().join("fetched");
+    assert!(!fetched.join(NAME).exists(), "kept past the cap");
+    assert!(fetched.join(old).exists());
+    // Nothing is left reserved for it: once the old file may go, a
+    // download of the same size gets its room.
+    drop(sending);
+    assert!(engine
+        .store()
+        .make_room("next-1-1-any.pkg.tar.zst", 50_000)
+        .unwrap());
+}
