@@ -55,12 +55,32 @@ impl Transfers {
     }
 }
 
-/// Reads everything shown from `state`, once.
-pub fn gather(state: &State) -> Snapshot {
+/// What a caching mirror's store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl Kept {
+    /// Lists `store`: a blocking call, over tens of thousands of files in
+    /// a full mirror's store (run it on a blocking thread).
+    pub fn list(store: &crate::fetch::store::Store) -> Kept {
+        let kept = store.list(|_| false).unwrap_or_default();
+        Kept {
+            files: kept.len(),
+            bytes: kept.iter().map(|k| k.size).sum(),
+        }
+    }
+}
+
+/// Reads everything shown from `state`, once; `kept`: what the store
+/// holds (mirror mode), listed by the caller.
+pub fn gather(state: &State, kept: Kept) -> Snapshot {
     let (dirs, files) = state.index_summary();
     let requests = state.stats.requests();
     let bytes = state.stats.bytes(state.mesh.bytes_to_peers());
-    let mirror = mirror(state, &requests, &bytes);
+    let mirror = mirror(state, &requests, &bytes, kept);
     Snapshot {
         node_id: state.node_id.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -79,19 +99,22 @@ pub fn gather(state: &State) -> Snapshot {
 }
 
 /// Caching-mirror mode's counters and what it keeps; `None` in local mode.
-fn mirror(state: &State, requests: &RequestCounts, bytes: &ByteCounts) -> Option<MirrorStatus> {
+fn mirror(
+    state: &State,
+    requests: &RequestCounts,
+    bytes: &ByteCounts,
+    kept: Kept,
+) -> Option<MirrorStatus> {
     use crate::stats::Source;
     let proxy = state.dbproxy.as_ref()?;
-    let store = state.engine.store();
-    let kept = store.list(|_| false).unwrap_or_default();
     Some(MirrorStatus {
         packages: MirrorPackages {
             hits: requests.get(Source::Local),
             misses: requests.get(Source::MirrorFetch),
             bytes_upstream: bytes.mirror_fetch,
-            kept: kept.len(),
-            kept_bytes: kept.iter().map(|k| k.size).sum(),
-            max_bytes: store.max_bytes,
+            kept: kept.files,
+            kept_bytes: kept.bytes,
+            max_bytes: state.engine.store().max_bytes,
         },
         databases: proxy.counts(),
         repos: proxy

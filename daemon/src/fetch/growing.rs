@@ -201,13 +201,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Lets readers have the last bytes: the download verified (it may
+    /// still be kept, by [`Writer::complete_and_flush`], or not).
+    pub fn complete(&self) {
+        self.shared.shown.send_modify(|s| s.end = End::Complete);
+    }
+
     /// Keeping a verified download, first half: readers are let have the
     /// last bytes, then the file is flushed to disk. Readers read through
     /// their own handle, so the flush (a quarter of a second for 256 MiB
     /// here) is for later requests and peers and does not hold up the
     /// responses waiting now; if keeping fails, those still end whole.
     pub fn complete_and_flush(&mut self) -> std::io::Result<()> {
-        self.shared.shown.send_modify(|s| s.end = End::Complete);
+        self.complete();
         self.file.sync_data()
     }
 
@@ -223,7 +229,7 @@ impl Writer {
     /// verify it against and nowhere to keep it): the name is removed on
     /// drop, open handles still read it.
     pub fn complete_unkept(self) {
-        self.shared.shown.send_modify(|s| s.end = End::Complete);
+        self.complete();
     }
 
     /// Ends the download for every reader with `why`.

@@ -214,7 +214,7 @@ impl Engine {
     /// map a moment so late readers still find it.
     async fn run<S: Sources>(
         self,
-        mut job: Job<S>,
+        job: Job<S>,
         mut writer: growing::Writer,
         reservation: Option<room::Reservation>,
         running: Arc<Transfer>,
@@ -227,11 +227,11 @@ impl Engine {
         let admitted = match (job.keep, &job.expected) {
             (true, Some(e)) => {
                 let (store, name, size) = (self.inner.store.clone(), job.name.clone(), e.size);
-                Some(tokio::task::spawn_blocking(move || {
+                Admission::Running(tokio::task::spawn_blocking(move || {
                     store.admit(&name, size)
                 }))
             }
-            _ => None,
+            _ => Admission::None,
         };
         let mut machine = Machine::new(
             job.order.iter().copied(),
@@ -259,12 +259,7 @@ impl Engine {
             () = tokio::time::sleep(MAX_DURATION) => None,
             () = abandoned(&running) => None,
         };
-        if let Some(admitted) = admitted {
-            // Awaited whatever the outcome: a reservation made after the
-            // download's end would never be released.
-            job.keep = admitted.await.unwrap_or(false);
-        }
-        let ended = self.finish(&job, result, writer, started).await;
+        let ended = self.finish(&job, result, writer, admitted, started).await;
         let ok = ended != Ended::Failed;
         let _ = done_tx.send(Some(ok));
         if ended == Ended::KeptAfterClaim {
@@ -287,27 +282,28 @@ impl Engine {
         job: &Job<S>,
         result: Option<Result<drive::Finished, drive::DriveError>>,
         writer: growing::Writer,
+        admitted: Admission,
         started: Instant,
     ) -> Ended {
         let ms = started.elapsed().as_millis() as u64;
         let finished = match result {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                self.inner.store.release(&job.name);
                 warn!(error = %e, ms, "download failed");
                 writer.fail(GrowingError::from(&e));
                 // Whatever we announced (a claim, a fetch) is over.
                 job.sources.ended(&job.name, false);
+                admitted.give_back(&self.inner.store, &job.name).await;
                 return Ended::Failed;
             }
             None => {
-                self.inner.store.release(&job.name);
                 info!(
                     ms,
                     "download dropped (given up, over time, or nobody waits)"
                 );
                 writer.fail(GrowingError::Abandoned);
                 job.sources.ended(&job.name, false);
+                admitted.give_back(&self.inner.store, &job.name).await;
                 return Ended::Failed;
             }
         };
@@ -326,10 +322,17 @@ impl Engine {
             "download done"
         );
         let kept = if finished.verified && job.keep {
-            self.keep(writer, &job.name).await
+            // Readers have every byte while room is still being made.
+            writer.complete();
+            if admitted.settle().await {
+                self.keep(writer, &job.name).await
+            } else {
+                self.inner.store.release(&job.name);
+                false
+            }
         } else {
             writer.complete_unkept();
-            self.inner.store.release(&job.name);
+            admitted.give_back(&self.inner.store, &job.name).await;
             false
         };
         match (finished.claimed, kept) {
@@ -369,6 +372,31 @@ impl Engine {
         {
             map.remove(&transfer.name);
         }
+    }
+}
+
+/// Room in the store for a download to be kept, made on a blocking thread
+/// while it runs (`Store::admit`).
+enum Admission {
+    /// Not to be kept, or nothing to verify it against.
+    None,
+    Running(tokio::task::JoinHandle<bool>),
+}
+
+impl Admission {
+    /// Whether room was made (waits for the store's listing if it runs).
+    async fn settle(self) -> bool {
+        match self {
+            Admission::None => false,
+            Admission::Running(task) => task.await.unwrap_or(false),
+        }
+    }
+
+    /// The download will not be kept: any room made for it is given back,
+    /// once made (a reservation made after the release would stay).
+    async fn give_back(self, store: &store::Store, name: &str) {
+        self.settle().await;
+        store.release(name);
     }
 }
 

@@ -54,8 +54,13 @@ pub struct Store {
 
 #[derive(Debug, Default)]
 struct Shared {
-    /// Downloads arriving to be kept, and their sizes. Its lock also
-    /// makes sweeps one at a time.
+    /// Held through every listing and its removals, and through a keep's
+    /// rename: sweeps and admissions run one at a time, and none counts a
+    /// file both kept and arriving. Taken on blocking threads only.
+    sweeping: Mutex<()>,
+    /// Downloads arriving to be kept, and their sizes. Held briefly, never
+    /// across a listing: a download that ends gives its room back from a
+    /// runtime thread without waiting for a sweep.
     reserved: Mutex<HashMap<String, u64>>,
     /// Names each full-mirror repo's databases list, by repo key.
     pins: Mutex<HashMap<String, Arc<HashSet<String>>>>,
@@ -135,16 +140,16 @@ impl Store {
     pub fn keep(&self, mut writer: Writer, name: &str) -> std::io::Result<()> {
         let dest = self.dir.join(name);
         let flushed = writer.complete_and_flush();
-        let mut reserved = self.shared.reserved.lock();
+        let sweeping = self.shared.sweeping.lock();
         let kept = flushed.and_then(|()| writer.rename_to(&dest));
-        let size = reserved.remove(name);
+        let size = self.shared.reserved.lock().remove(name);
         if kept.is_ok() {
             let size = std::fs::metadata(&dest).map_or(size.unwrap_or(0), |m| m.len());
             if let Some(total) = self.shared.total.lock().as_mut() {
                 *total += size;
             }
         }
-        drop(reserved);
+        drop(sweeping);
         if kept.is_ok() {
             self.shared.kept.notify_one();
         }
@@ -161,8 +166,10 @@ impl Store {
     /// room can be made (the download is served but not kept). A file a
     /// full-mirror repo lists is always given its room.
     pub fn make_room(&self, name: &str, size: u64) -> std::io::Result<bool> {
-        let mut reserved = self.shared.reserved.lock();
-        let others = reserved.values().sum::<u64>();
+        let _sweeping = self.shared.sweeping.lock();
+        // A download ending meanwhile only makes this count high: room is
+        // made for a little more, never for less.
+        let others = self.shared.reserved.lock().values().sum::<u64>();
         let known = *self.shared.total.lock();
         let fits = match known {
             Some(total) if total + others + size <= self.max_bytes => true,
@@ -171,7 +178,7 @@ impl Store {
             _ => self.apply(others, size, |_| false)?.0,
         };
         if fits || self.pinned(name) {
-            reserved.insert(name.to_owned(), size);
+            self.shared.reserved.lock().insert(name.to_owned(), size);
         }
         Ok(fits || self.pinned(name))
     }
@@ -281,10 +288,10 @@ impl Store {
     /// Applies the policy once (room kept for downloads arriving); writes
     /// the last-use records; returns what was removed.
     pub fn sweep_once(&self, elsewhere: impl Fn(&str) -> bool) -> std::io::Result<Vec<String>> {
-        let reserved = self.shared.reserved.lock();
-        let reserve = reserved.values().sum();
+        let sweeping = self.shared.sweeping.lock();
+        let reserve = self.shared.reserved.lock().values().sum();
         let (_, gone) = self.apply(reserve, 0, elsewhere)?;
-        drop(reserved);
+        drop(sweeping);
         self.usage.save()?;
         Ok(gone)
     }

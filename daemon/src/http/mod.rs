@@ -38,7 +38,7 @@ use reply::Reply;
 
 use crate::fetch;
 use crate::plan::Plan;
-use crate::snapshot::gather;
+use crate::snapshot::{gather, Kept};
 use crate::stats::Source;
 use crate::State;
 use target::{parse_target, FileTarget, Target, TargetError};
@@ -72,9 +72,13 @@ impl Handler for State {
         }
         let asked = Asked::new(head.method(), head.uri(), peer);
         let (reply, source) = match parse_target(head.uri().path()).ok()? {
-            Target::Status => own_page(self, status::response, peer),
-            Target::Metrics => own_page(self, metrics::response, peer),
-            Target::Page => own_page(self, page::response, peer),
+            // A caching mirror's pages list its store: the full path.
+            Target::Status | Target::Metrics | Target::Page if self.dbproxy.is_some() => {
+                return None
+            }
+            Target::Status => own_page(self, status::response, peer, Kept::default()),
+            Target::Metrics => own_page(self, metrics::response, peer, Kept::default()),
+            Target::Page => own_page(self, page::response, peer, Kept::default()),
             // Token checks and actions that wait: the full path.
             Target::Admin(_) => return None,
             Target::File(file) => {
@@ -199,9 +203,24 @@ async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Reply, Sou
         );
     }
     match parse_target(req.uri().path()) {
-        Ok(Target::Status) => own_page(state, status::response, asked.client),
-        Ok(Target::Metrics) => own_page(state, metrics::response, asked.client),
-        Ok(Target::Page) => own_page(state, page::response, asked.client),
+        Ok(Target::Status) => own_page(
+            state,
+            status::response,
+            asked.client,
+            kept(state, asked.client).await,
+        ),
+        Ok(Target::Metrics) => own_page(
+            state,
+            metrics::response,
+            asked.client,
+            kept(state, asked.client).await,
+        ),
+        Ok(Target::Page) => own_page(
+            state,
+            page::response,
+            asked.client,
+            kept(state, asked.client).await,
+        ),
         Ok(Target::Admin(action)) => {
             let (response, source) =
                 admin::respond(state, req.method(), req.headers(), &action).await;
@@ -234,17 +253,32 @@ pub fn pages_allowed(pages_lan: bool, client: IpAddr) -> bool {
     pages_lan || client.to_canonical().is_loopback()
 }
 
-/// One of pacmesh's own pages rendered for `client`, or a 403.
+/// One of pacmesh's own pages rendered for `client`, or a 403; `kept`:
+/// what a caching mirror's store holds.
 fn own_page(
     state: &State,
     render: fn(&crate::snapshot::Snapshot) -> Response<Body>,
     client: SocketAddr,
+    kept: Kept,
 ) -> (Reply, Source) {
     if !pages_allowed(state.pages_lan, client.ip()) {
         let response = Response::builder().status(StatusCode::FORBIDDEN);
         return (text(response, PAGES_FORBIDDEN).into(), Source::BadRequest);
     }
-    (render(&gather(state)).into(), Source::Status)
+    (render(&gather(state, kept)).into(), Source::Status)
+}
+
+/// What a caching mirror's store holds, listed on a blocking thread (a
+/// full mirror's store has tens of thousands of files); nothing to list
+/// in local mode, or for a client the pages are refused to.
+async fn kept(state: &State, client: SocketAddr) -> Kept {
+    if state.dbproxy.is_none() || !pages_allowed(state.pages_lan, client.ip()) {
+        return Kept::default();
+    }
+    let store = state.engine.store().clone();
+    tokio::task::spawn_blocking(move || Kept::list(&store))
+        .await
+        .unwrap_or_default()
 }
 
 async fn serve_file(
