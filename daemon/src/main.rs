@@ -203,9 +203,16 @@ async fn handle_signals(flags: RawConfig, control: Sender<Control>, shutdown: Ca
                 break;
             }
             _ = hup.recv() => {
-                let reloaded = config::load(flags.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|config| setup::resolve(&config).map_err(|e| e.to_string()));
+                // Files to read and the mesh key's derivation (100 000
+                // PBKDF2 rounds): on the blocking pool.
+                let flags = flags.clone();
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    config::load(flags)
+                        .map_err(|e| e.to_string())
+                        .and_then(|config| setup::resolve(&config).map_err(|e| e.to_string()))
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
                 match reloaded {
                     Ok(env) => {
                         let _ = control.send(Control::Reload(Box::new(env))).await;

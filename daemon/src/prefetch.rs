@@ -138,7 +138,7 @@ impl Prefetcher {
     /// One run over every proxied database; returns the files kept.
     pub async fn run(&self, mirrors: &MirrorTable) -> usize {
         let store = self.engine.store();
-        let Ok(files) = store.list(|_| false) else {
+        let Ok(files) = store.listed().await else {
             return 0;
         };
         let recent: Vec<String> = files

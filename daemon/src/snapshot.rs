@@ -63,10 +63,10 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Lists `store`: a blocking call, over tens of thousands of files in
-    /// a full mirror's store (run it on a blocking thread).
-    pub fn list(store: &crate::fetch::store::Store) -> Kept {
-        let kept = store.list(|_| false).unwrap_or_default();
+    /// Lists `store` (on the blocking pool: a full mirror's store holds
+    /// tens of thousands of files).
+    pub async fn list(store: &crate::fetch::store::Store) -> Kept {
+        let kept = store.listed().await.unwrap_or_default();
         Kept {
             files: kept.len(),
             bytes: kept.iter().map(|k| k.size).sum(),

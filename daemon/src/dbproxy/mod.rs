@@ -344,10 +344,14 @@ impl DbProxy {
         let entry = entries
             .entry(key.clone())
             .or_insert_with(|| Entry::new(None));
-        if let Some(old) = entry.current.replace(generation) {
+        let old = entry.current.replace(generation);
+        entry.checked = Some(Instant::now());
+        drop(entries);
+        // Removed from disk with its last reader, which may be this one:
+        // not under the lock every database request takes.
+        if let Some(old) = old {
             old.retire();
         }
-        entry.checked = Some(Instant::now());
         Ok(())
     }
 

@@ -174,7 +174,8 @@ async fn fetch_from(
 }
 
 /// Writes `body` to `path` (at most [`MAX_DB_BYTES`]), synced, with mtime
-/// `modified`; returns its length.
+/// `modified`; returns its length. Chunks are written as they come (small
+/// writes to the page cache), the sync is made on the blocking pool.
 async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result<u64, Failure> {
     let disk = |e: std::io::Error| Failure::Unreachable(format!("writing {}: {e}", path.display()));
     let mut file = std::fs::File::create(path).map_err(disk)?;
@@ -201,8 +202,16 @@ async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result
             )));
         }
     }
-    file.set_modified(modified).map_err(disk)?;
-    file.sync_all().map_err(disk)?;
+    // The sync (tens of MB for a files database) waits on the disk: on
+    // the blocking pool.
+    let synced = tokio::task::spawn_blocking(move || {
+        file.set_modified(modified)?;
+        file.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|synced| synced);
+    synced.map_err(disk)?;
     Ok(len)
 }
 

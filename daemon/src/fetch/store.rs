@@ -235,6 +235,21 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::list`], with no file held elsewhere, on the blocking pool.
+    pub async fn listed(&self) -> std::io::Result<Vec<StoreFile>> {
+        let store = self.clone();
+        on_blocking_pool(move || store.list(|_| false)).await
+    }
+
+    /// [`Store::remove_where`] on the blocking pool.
+    pub async fn removed_where(
+        &self,
+        unwanted: impl Fn(&str) -> bool + Send + 'static,
+    ) -> std::io::Result<Vec<String>> {
+        let store = self.clone();
+        on_blocking_pool(move || store.remove_where(unwanted)).await
+    }
+
     /// Removes the kept files `unwanted` names, except those a full
     /// mirror's databases list; returns those removed (a response still
     /// reading one finishes: its handle keeps the data).
@@ -268,20 +283,21 @@ impl Store {
             reserve -= arrival;
             eviction.gone = evict(&files, &self.policy(), reserve).gone;
         }
-        let mut total: u64 = files.iter().map(|f| f.size).sum();
+        let sizes: HashMap<&str, u64> = files.iter().map(|f| (f.name.as_str(), f.size)).collect();
+        let mut total: u64 = sizes.values().sum();
         for name in &eviction.gone {
             // An open handle (a response being sent) keeps the data.
             if std::fs::remove_file(self.dir.join(name)).is_ok() {
-                total -= files.iter().find(|f| &f.name == name).map_or(0, |f| f.size);
+                total -= sizes.get(name.as_str()).copied().unwrap_or(0);
             }
         }
         *self.shared.total.lock() = Some(total);
         if !eviction.gone.is_empty() {
             info!(files = ?eviction.gone, reserve, cap = self.max_bytes, "kept files removed by policy");
         }
-        let names: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        let gone: HashSet<&str> = eviction.gone.iter().map(String::as_str).collect();
         self.usage
-            .retain(|n| names.contains(n) && !eviction.gone.iter().any(|g| g == n));
+            .retain(|n| sizes.contains_key(n) && !gone.contains(n));
         Ok((eviction.fits, eviction.gone))
     }
 
@@ -295,6 +311,17 @@ impl Store {
         self.usage.save()?;
         Ok(gone)
     }
+}
+
+/// Runs `work` on tokio's blocking pool: listings of the store and the
+/// like, which a full mirror's tens of thousands of files make long.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|done| done)
 }
 
 impl Store {

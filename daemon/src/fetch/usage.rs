@@ -9,6 +9,7 @@
 //! records (a crash between sweeps) cost at most a minute of history.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -123,10 +124,12 @@ impl Usage {
                 return Ok(());
             }
             inner.dirty = false;
-            let mut text = String::new();
+            // Under the lock the hit path's leases take: one buffer, no
+            // allocation per record (a full mirror has tens of thousands).
+            let mut text = String::with_capacity(inner.last.len() * 80);
             for (name, at) in &inner.last {
                 let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-                text.push_str(&format!("{secs} {name}\n"));
+                let _ = writeln!(text, "{secs} {name}");
             }
             text
         };

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 use crate::dbproxy::{upstream::RefreshError, DbKey, DbProxy};
+use crate::fetch::store::on_blocking_pool;
 use crate::fetch::{self, machine::SourceId, source::MirrorSources, Engine};
 use crate::mirror_client::MirrorClient;
 use crate::mirrors::MirrorTable;
@@ -137,7 +138,11 @@ impl Syncer {
                 &self.client.order(mirrors.file_urls(repo, arch, &key.name)),
             )
             .await?;
-        let old = self.proxy.current_entries(&key).unwrap_or_default();
+        // The old database parsed (megabytes of archive) and the store
+        // listed (tens of thousands of files): on the blocking pool.
+        let (proxy, old_key) = (self.proxy.clone(), key.clone());
+        let old = on_blocking_pool(move || Ok(proxy.current_entries(&old_key).unwrap_or_default()))
+            .await?;
         let entries = staged.as_ref().map_or(&old, |s| s.entries());
         let expected: BTreeMap<String, Expected> = entries
             .iter()
@@ -152,7 +157,8 @@ impl Syncer {
             Arc::new(old_names.union(&new_names).cloned().collect()),
         );
         let kept = store
-            .list(|_| false)?
+            .listed()
+            .await?
             .into_iter()
             .map(|f| (f.name, f.size))
             .collect();
@@ -183,9 +189,12 @@ impl Syncer {
             self.proxy.install(staged)?;
             summary.switched = true;
             // Unpinned first: what only the old database listed may go.
-            let gone = plan::leaving(&old_names, &new_names, |n| self.proxy.fed().lists(n));
+            let gone: HashSet<String> =
+                plan::leaving(&old_names, &new_names, |n| self.proxy.fed().lists(n))
+                    .into_iter()
+                    .collect();
             store.pin(&pin, Arc::new(new_names));
-            summary.removed = store.remove_where(|n| gone.iter().any(|g| g == n))?.len();
+            summary.removed = store.removed_where(move |n| gone.contains(n)).await?.len();
         } else {
             store.pin(&pin, Arc::new(new_names));
         }

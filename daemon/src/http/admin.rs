@@ -44,8 +44,13 @@ pub async fn respond(
             serde_json::to_vec_pretty(&answer)
         }
         Action::Purge => {
-            let fed = proxy.fed();
-            match state.engine.store().remove_where(|name| !fed.lists(name)) {
+            let fed = proxy.fed().clone();
+            match state
+                .engine
+                .store()
+                .removed_where(move |name| !fed.lists(name))
+                .await
+            {
                 Ok(removed) => {
                     tracing::info!(target: "pacmesh::request", files = removed.len(), "kept packages no database lists removed");
                     serde_json::to_vec_pretty(&serde_json::json!({ "removed": removed }))

@@ -275,10 +275,7 @@ async fn kept(state: &State, client: SocketAddr) -> Kept {
     if state.dbproxy.is_none() || !pages_allowed(state.pages_lan, client.ip()) {
         return Kept::default();
     }
-    let store = state.engine.store().clone();
-    tokio::task::spawn_blocking(move || Kept::list(&store))
-        .await
-        .unwrap_or_default()
+    Kept::list(state.engine.store()).await
 }
 
 async fn serve_file(
