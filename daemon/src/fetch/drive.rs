@@ -76,6 +76,7 @@ pub async fn drive<S: Sources>(
         verifier: expected.cloned().map(Verifier::new),
         stream: None,
         carry: None,
+        batch: Vec::new(),
         tally: Tally::default(),
         claimed: false,
     };
@@ -127,6 +128,8 @@ struct Run<'a, S: Sources> {
     stream: Option<S::Stream>,
     /// What a `Skip` read past the bytes it discarded: the next `Read`'s.
     carry: Option<bytes::Bytes>,
+    /// The chunks of one `Read` (kept for its capacity).
+    batch: Vec<bytes::Bytes>,
     tally: Tally,
     claimed: bool,
 }
@@ -194,21 +197,32 @@ impl<S: Sources> Run<'_, S> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(DriveError::NoSource("read with no source open".into()));
         };
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
         let next = match self.carry.take() {
-            Some(rest) => Ok(Some(rest)),
-            None => stream.next_chunk().await,
+            Some(rest) => {
+                batch.push(rest);
+                Ok(true)
+            }
+            None => stream.next_chunks(&mut batch).await,
         };
-        match next {
-            Ok(Some(bytes)) => self.take(&bytes),
-            Ok(None) => Ok(self.machine.on(Event::Ended)),
+        let action = match next {
+            Ok(true) => self.take(&batch),
+            Ok(false) => Ok(self.machine.on(Event::Ended)),
             Err(failure) => Ok(self.failed(failure, "source failed")),
-        }
+        };
+        batch.clear();
+        self.batch = batch;
+        action
     }
 
     /// Bytes read: checked against the database as they come, written.
-    fn take(&mut self, bytes: &[u8]) -> Result<Action, DriveError> {
+    fn take(&mut self, chunks: &[bytes::Bytes]) -> Result<Action, DriveError> {
         let checked = match self.verifier.as_mut() {
-            Some(v) => v.update(bytes).map_err(|m| m.to_string()),
+            Some(v) => chunks
+                .iter()
+                .try_for_each(|chunk| v.update(chunk))
+                .map_err(|m| m.to_string()),
             None => Ok(()),
         };
         if let Err(why) = checked {
@@ -217,9 +231,9 @@ impl<S: Sources> Run<'_, S> {
             return Ok(self.machine.on(Event::Failed(Failure::Bad(why))));
         }
         (self.writer)
-            .write(bytes)
+            .write_chunks(chunks)
             .map_err(|e| DriveError::Disk(e.to_string()))?;
-        let n = bytes.len() as u64;
+        let n = chunks.iter().map(|c| c.len() as u64).sum();
         self.tally.add(self.machine.current(), n);
         Ok(self.machine.on(Event::Bytes(n)))
     }

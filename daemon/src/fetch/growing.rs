@@ -174,8 +174,26 @@ impl Writer {
     /// Appends `chunk`. A small blocking write: chunks are at most a
     /// stream frame's or a socket read's worth, and go to the page cache.
     pub fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(chunk)?;
-        let n = chunk.len() as u64;
+        self.write_chunks(&[chunk])
+    }
+
+    /// Appends `chunks`, in order, with as few `writev`s as the kernel
+    /// takes them in (one, as a rule: at most ~75 KB of a peer's packets).
+    pub fn write_chunks<B: AsRef<[u8]>>(&mut self, chunks: &[B]) -> std::io::Result<()> {
+        let mut slices: Vec<std::io::IoSlice<'_>> = chunks
+            .iter()
+            .map(|c| std::io::IoSlice::new(c.as_ref()))
+            .collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            match self.file.write_vectored(left) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => std::io::IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let n: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
         let byte_readers = &self.shared.byte_readers;
         self.shared.shown.send_if_modified(|s| {
             s.len += n;
@@ -462,6 +480,23 @@ mod tests {
         assert_eq!(last.await.unwrap().unwrap().unwrap(), &b"f"[..]);
         assert_eq!(std::fs::read(&dest).unwrap(), b"abcdef");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn chunks_are_written_in_order_in_one_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = create(dir.path(), "e.pkg.tar.zst").unwrap();
+        let chunks = [
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"cde"),
+        ];
+        w.write_chunks(&chunks).unwrap();
+        w.write_chunks::<Bytes>(&[]).unwrap();
+        assert_eq!(w.len(), 5);
+        let mut r = w.shared().reader(0);
+        w.complete_unkept();
+        assert_eq!(r.next_chunk().await.unwrap().unwrap(), &b"abcde"[..]);
     }
 
     #[tokio::test]

@@ -28,10 +28,11 @@ use super::scores::PeerBytes;
 use super::serve::RESET_BAD_BYTES;
 use super::{Inner, Link, Mesh};
 
-/// Most QUIC chunks (about one packet's payload each) gathered into one
-/// chunk by [`PeerDownload::next_chunk`], from those already received:
-/// what follows a chunk (hashing, a write to the download's file, waking
-/// its readers) then runs once per ~75 KB instead of once per ~1.2 KB.
+/// Most QUIC chunks (about one packet's payload each) taken at once, from
+/// those already received, by [`PeerDownload::next_chunks`] (or gathered
+/// into one by [`PeerDownload::next_chunk`]): what follows (a write to the
+/// download's file, waking its readers) then runs once per ~75 KB
+/// instead of once per ~1.2 KB.
 const GATHER_CHUNKS: usize = 64;
 
 /// Stop code sent when the asker gives up on a stream.
@@ -199,42 +200,52 @@ impl PeerDownload {
         self.size - self.offset - self.received
     }
 
-    /// The next bytes, in order; `Ok(None)` once all `size - offset` bytes
-    /// came. Waits at most the stall timeout for each chunk. After an
-    /// error every call returns that error again; after
+    /// The next bytes, in order, as one chunk; `Ok(None)` once all `size -
+    /// offset` bytes came. Waits at most the stall timeout. After an error
+    /// every call returns that error again; after
     /// [`FetchError::SourceBad`], every byte this download handed out must
     /// be dropped. Cancel-safe.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        let mut chunks = Vec::new();
+        if !self.next_chunks(&mut chunks).await? {
+            return Ok(None);
+        }
+        Ok(Some(gather(&mut chunks)))
+    }
+
+    /// [`PeerDownload::next_chunk`], the chunks as they came (none
+    /// copied), appended to `out`; `Ok(false)` once all bytes came.
+    pub async fn next_chunks(&mut self, out: &mut Vec<Bytes>) -> Result<bool, FetchError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
-            return self.take(first);
+            self.take(first.len() as u64)?;
+            out.push(first);
+            return Ok(true);
         }
         if self.remaining() == 0 {
             self.outcome.ended = Some(true);
-            return Ok(None);
+            return Ok(false);
         }
         let read =
             tokio::time::timeout(self.stall, self.recv.read_chunks(&mut self.gathered)).await;
         let err = match read {
             Ok(Ok(Some(n))) => {
-                let chunk = gather(&mut self.gathered[..n]);
-                return self.take(chunk);
+                let len = self.gathered[..n].iter().map(|c| c.len() as u64).sum();
+                self.take(len)?;
+                out.extend(self.gathered[..n].iter_mut().map(std::mem::take));
+                return Ok(true);
             }
-            Ok(Ok(None)) => FetchError::Protocol(format!(
-                "stream ended after {} of {} bytes",
-                self.received,
-                self.size - self.offset
-            )),
+            Ok(Ok(None)) => self.ended_early(),
             Ok(Err(e)) => e.into(),
             Err(_) => FetchError::Stalled,
         };
         Err(self.fail(err))
     }
 
-    fn take(&mut self, bytes: Bytes) -> Result<Option<Bytes>, FetchError> {
-        let len = bytes.len() as u64;
+    /// Counts `len` bytes received; more than announced fails.
+    fn take(&mut self, len: u64) -> Result<(), FetchError> {
         if len > self.remaining() {
             return Err(self.fail(FetchError::Protocol(format!(
                 "more bytes than the {} announced",
@@ -247,7 +258,15 @@ impl PeerDownload {
         if self.remaining() == 0 {
             self.outcome.ended = Some(true);
         }
-        Ok(Some(bytes))
+        Ok(())
+    }
+
+    fn ended_early(&self) -> FetchError {
+        FetchError::Protocol(format!(
+            "stream ended after {} of {} bytes",
+            self.received,
+            self.size - self.offset
+        ))
     }
 
     fn fail(&mut self, err: FetchError) -> FetchError {
