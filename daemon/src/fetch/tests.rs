@@ -164,6 +164,27 @@ fn start(
         .expect("a download starts")
 }
 
+/// A fetch of `good` as `NAME` from one mirror.
+fn fetch_from_one_mirror(engine: &Engine, good: &[u8]) -> Arc<Transfer> {
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.to_vec(), None))]);
+    start(
+        engine,
+        NAME,
+        Kind::Fetch,
+        fake,
+        vec![SourceId::Mirror(0)],
+        good,
+    )
+}
+
+/// What pacman's request gets of `t`: its stream, whole.
+async fn streamed_to_pacman(t: &Transfer) -> Vec<u8> {
+    let Answer::Stream(growing) = t.answer(0, false).await else {
+        panic!("no stream")
+    };
+    read_all(growing.reader_for_pacman(0)).await.unwrap()
+}
+
 /// Waits (on the paused clock) until a download's end was announced;
 /// how long that took.
 async fn ended_eventually(fake: &Fake) -> std::time::Duration {
@@ -459,19 +480,8 @@ async fn a_finished_mirror_download_stays_streamable_for_requests_joining_it() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path());
     let good = content(30_000, 7);
-    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
-    let t = start(
-        &engine,
-        NAME,
-        Kind::Fetch,
-        fake,
-        vec![SourceId::Mirror(0)],
-        &good,
-    );
-    let Answer::Stream(growing) = t.answer(0, false).await else {
-        panic!("no stream")
-    };
-    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    let t = fetch_from_one_mirror(&engine, &good);
+    assert_eq!(streamed_to_pacman(&t).await, good);
     // Kept, and still in the table for a moment: a late request joins it
     // and sees the mirror's bytes (counted as a mirror fetch).
     let Answer::Stream(late) = t.answer(0, false).await else {
@@ -535,10 +545,7 @@ async fn a_mirror_ignoring_range_after_a_holder_is_read_from_zero() {
         vec![holder, SourceId::Mirror(0)],
         &good,
     );
-    let Answer::Stream(growing) = t.answer(0, false).await else {
-        panic!("no stream")
-    };
-    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    assert_eq!(streamed_to_pacman(&t).await, good);
     // Readers have every byte before the file is flushed and kept.
     assert!(t.finished().await, "the download ended well");
     assert_eq!(
@@ -664,15 +671,7 @@ async fn room_in_a_full_store_is_made_while_the_download_runs() {
     let old = "old-1-1-any.pkg.tar.zst";
     let engine = engine_with_full_store(dir.path(), 60_000, old, 40_000);
     let good = content(50_000, 7);
-    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
-    let t = start(
-        &engine,
-        NAME,
-        Kind::Fetch,
-        fake,
-        vec![SourceId::Mirror(0)],
-        &good,
-    );
+    let t = fetch_from_one_mirror(&engine, &good);
     assert!(t.finished().await, "the download ended well");
     let fetched = dir.path().join("fetched");
     assert_eq!(std::fs::read(fetched.join(NAME)).unwrap(), good);
@@ -687,19 +686,8 @@ async fn a_download_the_full_store_has_no_room_for_is_served_not_kept() {
     // Being sent: the old file cannot go.
     let sending = engine.store().lease(&dir.path().join("fetched").join(old));
     let good = content(50_000, 8);
-    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.clone(), None))]);
-    let t = start(
-        &engine,
-        NAME,
-        Kind::Fetch,
-        fake,
-        vec![SourceId::Mirror(0)],
-        &good,
-    );
-    let Answer::Stream(growing) = t.answer(0, false).await else {
-        panic!("no stream")
-    };
-    assert_eq!(read_all(growing.reader_for_pacman(0)).await.unwrap(), good);
+    let t = fetch_from_one_mirror(&engine, &good);
+    assert_eq!(streamed_to_pacman(&t).await, good);
     assert!(t.finished().await, "the download ended well");
     let fetched = dir.path().join("fetched");
     assert!(!fetched.join(NAME).exists(), "kept past the cap");
