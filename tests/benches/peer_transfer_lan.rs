@@ -2,8 +2,7 @@
 //! `cargo build --release --workspace --bins && cargo bench -p pacmesh-tests --bench peer_transfer_lan`
 //! (benches run the release binaries next to them: build those first). Env: `MIB` (file size,
 //! default 512), `ROUNDS` (default 5), `REQUESTS` (latency requests per run, default 200:
-//! each of B's takes the 100 ms claim window, and runs of 2 000 have ended with no result from
-//! netprobe, not understood),
+//! each of B's takes the 100 ms claim window, so 2 000 take four minutes a round),
 //! `LINK` (a `tc` rate such as `1gbit`: A's egress shaped to it, as a real LAN between two
 //! machines would be; unset: as fast as two namespaces on this machine's cores go).
 //!
@@ -208,9 +207,13 @@ fn misses(d: &NsDaemon, round: usize, n: usize) -> [f64; 3] {
     let url = format!(
         "http://127.0.0.1:{PORT}/bench/os/x86_64/missing-r{round}-{{i}}-1-1-any.pkg.tar.zst"
     );
+    // Each of B's misses takes the claim window: netprobe's two-minute
+    // lifetime is too short for a few thousand (it then exits 3).
+    let lifetime = 60 + n.div_ceil(3);
     let out = d
         .host()
         .netprobe()
+        .env("PMH_LIFETIME_S", lifetime.to_string())
         .args(["latency", &url, &n.to_string()])
         .output()
         .expect("netprobe latency");

@@ -208,3 +208,20 @@ class H(http.server.BaseHTTPRequestHandler):
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
+
+#[test]
+fn netprobe_out_of_time_exits_with_an_error_not_a_result() {
+    // A server that accepts and never answers: netprobe's `get` would wait
+    // its 15 s read timeout, past a one-second lifetime.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let url = format!("http://{}/never", silent.local_addr().expect("its address"));
+    let out = std::process::Command::new(pacmesh_tests::lan::netprobe_path())
+        .env("PMH_LIFETIME_S", "1")
+        .args(["get", &url])
+        .output()
+        .expect("netprobe runs");
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lifetime of 1 s"), "{stderr}");
+    assert!(out.stdout.is_empty(), "a result was printed: {out:?}");
+}

@@ -30,8 +30,10 @@
 //!   sends garbage, prints `PMH closed REASON` when the daemon closes the
 //!   link (`PMH open` if it did not within 5 s).
 //!
-//! It exits by itself after two minutes, should the test that started it be
-//! killed.
+//! It exits by itself after two minutes (`PMH_LIFETIME_S` seconds when
+//! set: a bench's long run), should the test that started it be killed:
+//! with status 3 and a message on stderr, so a run cut short this way is
+//! never taken for one that ended well.
 
 mod bench;
 mod quic;
@@ -43,14 +45,24 @@ use std::time::{Duration, Instant};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const LIFETIME: Duration = Duration::from_secs(120);
+/// Exit status when [`LIFETIME`] ran out.
+const OUT_OF_TIME: i32 = 3;
 const MCAST_WAIT: Duration = Duration::from_secs(2);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn main() -> ExitCode {
-    std::thread::spawn(|| {
-        std::thread::sleep(LIFETIME);
-        std::process::exit(0);
+    let lifetime = std::env::var("PMH_LIFETIME_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(LIFETIME, Duration::from_secs);
+    std::thread::spawn(move || {
+        std::thread::sleep(lifetime);
+        eprintln!(
+            "pacmesh-netprobe: still running after its lifetime of {} s (PMH_LIFETIME_S); exiting",
+            lifetime.as_secs()
+        );
+        std::process::exit(OUT_OF_TIME);
     });
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.split_first() {
