@@ -206,15 +206,15 @@ tree_pids() { # pid and all descendants
     echo "$p"
     for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
 }
-tree_ticks() { # utime+stime of the whole tree, in clock ticks
-    local total=0 p s
+tree_ticks() { # "utime stime" of the whole tree, in clock ticks
+    local user=0 sys=0 p s
     for p in $(tree_pids "$1"); do
         s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
         s=${s##*) }
         read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))   # fields 14 and 15 of stat
+        user=$((user + f[11])); sys=$((sys + f[12]))   # fields 14 and 15 of stat
     done
-    echo "$total"
+    echo "$user $sys"
 }
 tree_hwm_kib() { local total=0 p v; for p in $(tree_pids "$1"); do
     v=$(awk '/^VmHWM:/ {print $2}' /proc/"$p"/status 2>/dev/null || echo 0); total=$((total + ${v:-0})); done; echo "$total"; }
@@ -268,21 +268,21 @@ others_since() { python3 "$RUN/others.py" $$ "$1"; }
 
 RUNS="$RUN/runs.jsonl"; : > "$RUNS"
 one_run() { # server pid test conns
-    local srv=$1 pid=$2 test=$3 conns=$4 out="$RUN/oha.json" t0 t1 b0 b1 c0 c1 o args
+    local srv=$1 pid=$2 test=$3 conns=$4 out="$RUN/oha.json" u0 s0 u1 s1 b0 b1 c0 c1 o args
     if [[ $test == tiny ]]; then
         local port=$NGINX_PORT; [[ $srv == pacmeshd ]] && port=$PM_PORT
         args=("http://127.0.0.1:$port/$TINY")
     else
         args=(--urls-from-file "$RUN/urls-$srv.txt")
     fi
-    others_snap "$RUN/run.snap"; t0=$(tree_ticks "$pid"); b0=$(sys_busy_ticks); c0=$(date +%s.%N)
+    others_snap "$RUN/run.snap"; read -r u0 s0 < <(tree_ticks "$pid"); b0=$(sys_busy_ticks); c0=$(date +%s.%N)
     local TIMEFORMAT='%U %S'
     { time "$OHA" --no-tui --output-format json -c "$conns" -z "${DURATION}s" \
         --wait-ongoing-requests-after-deadline "${args[@]}" > "$out"; } 2> "$RUN/oha.time"
-    t1=$(tree_ticks "$pid"); b1=$(sys_busy_ticks); c1=$(date +%s.%N); o=$(others_since "$RUN/run.snap")
+    read -r u1 s1 < <(tree_ticks "$pid"); b1=$(sys_busy_ticks); c1=$(date +%s.%N); o=$(others_since "$RUN/run.snap")
     trim_log
-    python3 - "$out" "$srv" "$test" "$conns" "$ROUND" "$((t1 - t0))" "$((b1 - b0))" "$CLK_TCK" \
-        "$(cat "$RUN/oha.time")" "$c0" "$c1" "$(tree_hwm_kib "$pid")" "$o" >> "$PAIR" <<'PY'
+    python3 - "$out" "$srv" "$test" "$conns" "$ROUND" "$((u1 - u0 + s1 - s0))" "$((b1 - b0))" "$CLK_TCK" \
+        "$(cat "$RUN/oha.time")" "$c0" "$c1" "$(tree_hwm_kib "$pid")" "$o" "$((u1 - u0))" >> "$PAIR" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
 srv, test, conns, rnd, ticks, busy, hz = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
@@ -301,6 +301,8 @@ rec = dict(server=srv, test=test, conns=conns, round=rnd, secs=secs, bytes=nbyte
            tree_vmhwm_kib=int(sys.argv[12]))
 # CPU used by processes outside this benchmark (other builds on the box).
 rec["other_cpu_s"] = int(sys.argv[13]) / hz
+# The server's user time (the rest of its CPU is the kernel's).
+rec["server_user_s"] = int(sys.argv[14]) / hz
 print(json.dumps(rec))
 r = rec
 print(f"  {srv:8} {test:5} c={conns:<3} {r['mb_s']:8.0f} MB/s {r['req_s']:8.0f} req/s  "
@@ -385,6 +387,11 @@ print()
 print(f"- pacmeshd peak RSS (VmHWM after all runs incl. 64-conn): {summary['pacmeshd_vmhwm_mib']:.1f} MiB "
       f"(nginx master+workers: {summary['nginx_tree_vmhwm_mib']:.1f} MiB)")
 print(f"- index load: files={summary['index_files']} ms={summary['index_load_ms']}")
+big64 = {srv: med([r["server_user_s"] / (r["bytes"] / 1e9) for r in pick(srv, "big", 64).values() if r["bytes"]])
+         for srv in ("nginx", "pacmeshd")}
+summary["user_cpu_s_per_gb_c64"] = big64
+print(f"- of the CPU per GB at 64 conns, user space: nginx {big64['nginx']:.3f}, pacmeshd {big64['pacmeshd']:.3f} "
+      "(the rest is the kernel's)")
 print(f"- non-2xx/errors: {errs}; median CPU used by other processes during runs: {other:.2f} cores")
 if other > 0.25:
     print(f"- WARNING: other processes used {other:.2f} cores during the runs: figures are not comparable")
