@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::fresh::Check;
 use super::store::Pending;
+use crate::fetch::store::on_blocking_pool;
 use crate::mirror_client::{Conditional, MirrorBody, MirrorClient, MirrorError};
 use crate::syncdb::{parse_db, ParsedDb};
 
@@ -204,14 +205,11 @@ async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result
     }
     // The sync (tens of MB for a files database) waits on the disk: on
     // the blocking pool.
-    let synced = tokio::task::spawn_blocking(move || {
+    let synced = on_blocking_pool(move || {
         file.set_modified(modified)?;
         file.sync_all()
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|synced| synced);
-    synced.map_err(disk)?;
+    });
+    synced.await.map_err(disk)?;
     Ok(len)
 }
 
@@ -219,16 +217,14 @@ async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result
 /// tens of milliseconds).
 async fn parse(name: &str, path: &Path) -> Result<ParsedDb, Failure> {
     let (name, path) = (name.to_owned(), path.to_owned());
-    let parsed = tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-        parse_db(&name, &bytes).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| Failure::Unreachable(e.to_string()))?;
+    let parsed = tokio::task::spawn_blocking(move || parse_kept(&name, &path))
+        .await
+        .map_err(|e| Failure::Unreachable(e.to_string()))?;
     parsed.map_err(Failure::Unusable)
 }
 
-/// Reads and parses a kept database (at start).
+/// Reads and parses a database on disk (a kept one at start, a fetched
+/// one from `parse`).
 pub fn parse_kept(name: &str, path: &Path) -> Result<ParsedDb, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     parse_db(name, &bytes).map_err(|e| e.to_string())

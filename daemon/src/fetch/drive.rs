@@ -197,8 +197,8 @@ impl<S: Sources> Run<'_, S> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(DriveError::NoSource("read with no source open".into()));
         };
+        // Taken while `take` borrows the run; always left empty.
         let mut batch = std::mem::take(&mut self.batch);
-        batch.clear();
         let next = match self.carry.take() {
             Some(rest) => {
                 batch.push(rest);

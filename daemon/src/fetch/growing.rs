@@ -219,8 +219,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Lets readers have the last bytes: the download verified (it may
-    /// still be kept, by [`Writer::complete_and_flush`], or not).
+    /// Lets readers have the last bytes: the download verified, or there
+    /// is nothing to verify it against. Kept by [`Writer::complete_and_flush`]
+    /// and [`Writer::rename_to`]; if not, its name is removed when the
+    /// writer drops, and open handles still read it.
     pub fn complete(&self) {
         self.shared.shown.send_modify(|s| s.end = End::Complete);
     }
@@ -241,13 +243,6 @@ impl Writer {
         std::fs::rename(&self.path, dest)?;
         self.kept = true;
         Ok(())
-    }
-
-    /// Lets readers have every byte without keeping the file (nothing to
-    /// verify it against and nowhere to keep it): the name is removed on
-    /// drop, open handles still read it.
-    pub fn complete_unkept(self) {
-        self.complete();
     }
 
     /// Ends the download for every reader with `why`.
@@ -495,7 +490,7 @@ mod tests {
         w.write_chunks::<Bytes>(&[]).unwrap();
         assert_eq!(w.len(), 5);
         let mut r = w.shared().reader(0);
-        w.complete_unkept();
+        w.complete();
         assert_eq!(r.next_chunk().await.unwrap().unwrap(), &b"abcde"[..]);
     }
 
@@ -541,7 +536,8 @@ mod tests {
         assert_eq!(r.next_chunk().await, Err(GrowingError::BadBytes));
         let mut fresh = w.shared().reader(0);
         w.write(b"ok").unwrap();
-        w.complete_unkept();
+        w.complete();
+        drop(w);
         assert_eq!(fresh.next_chunk().await.unwrap().unwrap(), &b"ok"[..]);
         assert_eq!(fresh.next_chunk().await, Ok(None));
         // Not kept: the name is gone.

@@ -321,18 +321,16 @@ impl Engine {
             ms,
             "download done"
         );
-        let kept = if finished.verified && job.keep {
-            // Readers have every byte while room is still being made.
-            writer.complete();
-            if admitted.settle().await {
-                self.keep(writer, &job.name).await
-            } else {
-                self.inner.store.release(&job.name);
-                false
-            }
+        // Readers have every byte while room in the store is settled.
+        writer.complete();
+        let room = admitted.settle().await;
+        let kept = if finished.verified && job.keep && room {
+            self.keep(writer, &job.name).await
         } else {
-            writer.complete_unkept();
-            admitted.give_back(&self.inner.store, &job.name).await;
+            // Not kept: its name goes with the writer, open handles still
+            // read it; room made for it is given back.
+            drop(writer);
+            self.inner.store.release(&job.name);
             false
         };
         match (finished.claimed, kept) {

@@ -8,9 +8,9 @@
 //! sees the new version), and as a download that will be kept starts
 //! ([`Store::make_room`]: its size is reserved and room made while it
 //! arrives, before it is moved in, so the cap holds). Each lists the whole
-//! store, so callers run them on a blocking thread. A download is written under `incoming`,
-//! never here, so it is never swept; a kept file a response is sending
-//! ([`Store::lease`]) is not removed.
+//! store, so callers run them on a blocking thread. A download is written
+//! under `incoming`, never here, so it is never swept; a kept file a
+//! response is sending ([`Store::lease`]) is not removed.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -344,16 +344,12 @@ impl Store {
                 () = self.kept_since() => tokio::time::sleep(SWEEP_AFTER_KEEP).await,
             }
             let (store, held_outside) = (self.clone(), held_outside.clone());
-            let swept = tokio::task::spawn_blocking(move || {
-                store.sweep_once(|name| held_outside(name, store.dir()))
-            });
+            let swept =
+                on_blocking_pool(move || store.sweep_once(|name| held_outside(name, store.dir())));
             match swept.await {
-                Ok(Ok(gone)) if !gone.is_empty() => {
-                    info!(files = gone.len(), "kept downloads removed")
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!(error = %e, "cannot sweep the kept downloads"),
-                Err(e) => warn!(error = %e, "the sweep of the kept downloads was cut short"),
+                Ok(gone) if !gone.is_empty() => info!(files = gone.len(), "kept downloads removed"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot sweep the kept downloads"),
             }
         }
     }

@@ -202,25 +202,14 @@ async fn respond(state: &State, req: &Request<()>, asked: &Asked) -> (Reply, Sou
             Source::BadRequest,
         );
     }
+    let own = |render: Render| async move {
+        let kept = kept(state, asked.client).await;
+        own_page(state, render, asked.client, kept)
+    };
     match parse_target(req.uri().path()) {
-        Ok(Target::Status) => own_page(
-            state,
-            status::response,
-            asked.client,
-            kept(state, asked.client).await,
-        ),
-        Ok(Target::Metrics) => own_page(
-            state,
-            metrics::response,
-            asked.client,
-            kept(state, asked.client).await,
-        ),
-        Ok(Target::Page) => own_page(
-            state,
-            page::response,
-            asked.client,
-            kept(state, asked.client).await,
-        ),
+        Ok(Target::Status) => own(status::response).await,
+        Ok(Target::Metrics) => own(metrics::response).await,
+        Ok(Target::Page) => own(page::response).await,
         Ok(Target::Admin(action)) => {
             let (response, source) =
                 admin::respond(state, req.method(), req.headers(), &action).await;
@@ -253,14 +242,12 @@ pub fn pages_allowed(pages_lan: bool, client: IpAddr) -> bool {
     pages_lan || client.to_canonical().is_loopback()
 }
 
+/// How one of pacmesh's own pages is made from a snapshot.
+type Render = fn(&crate::snapshot::Snapshot) -> Response<Body>;
+
 /// One of pacmesh's own pages rendered for `client`, or a 403; `kept`:
 /// what a caching mirror's store holds.
-fn own_page(
-    state: &State,
-    render: fn(&crate::snapshot::Snapshot) -> Response<Body>,
-    client: SocketAddr,
-    kept: Kept,
-) -> (Reply, Source) {
+fn own_page(state: &State, render: Render, client: SocketAddr, kept: Kept) -> (Reply, Source) {
     if !pages_allowed(state.pages_lan, client.ip()) {
         let response = Response::builder().status(StatusCode::FORBIDDEN);
         return (text(response, PAGES_FORBIDDEN).into(), Source::BadRequest);
