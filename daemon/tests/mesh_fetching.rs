@@ -2,7 +2,9 @@
 //! loopback: announced downloads reaching peers (and leaving with their
 //! end or their link), a download served to a peer as it grows (with a
 //! fake download engine fed by the test), a version 1 peer never told of
-//! downloads, and a peer announcing too many.
+//! downloads, a peer announcing too many, and a claim that crossed a
+//! worse-ranked host's (joined when that host is fetching, not when it
+//! lost its claim).
 
 mod support;
 
@@ -13,6 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pacmesh_proto::{FetchStatus, Fetching, Message, PackageSet};
+use pacmeshd::fetch::claim;
+use pacmeshd::fetch::machine::Claimant;
+use pacmeshd::fetch::source::{MeshSources, Sources};
 use pacmeshd::identity::{Identity, NodeId};
 use pacmeshd::index::Change;
 use pacmeshd::mesh::inflight::{
@@ -23,6 +28,7 @@ use pacmeshd::mesh::link::{
 };
 use pacmeshd::mesh::publish::Publisher;
 use pacmeshd::mesh::{DiscoveryEvent, PeerAd};
+use pacmeshd::mirror_client::MirrorClient;
 use support::data::data;
 use support::logs::{capture_logs, log_has_line};
 use support::stranger::Stranger;
@@ -410,4 +416,73 @@ async fn a_peer_announcing_too_many_downloads_is_cut_off() {
         &id.to_string(),
         "more than 256 downloads"
     ]));
+}
+
+/// A file name whose claim `better` wins over `worse` (`fetch::claim`).
+fn ranked_file(better: NodeId, worse: NodeId) -> String {
+    (0..)
+        .map(|i| format!("crossed{i}-1.0-1-x86_64.pkg.tar.zst"))
+        .find(|name| claim::rank(&better, name) < claim::rank(&worse, name))
+        .expect("some name")
+}
+
+/// `b` claims a file it outranks `a` for, and `a`'s claim reaches it only
+/// after `b`'s own went out: the claims crossed, and `a` (whose window
+/// closed before `b`'s claim reached it) may be fetching already. What
+/// `b`'s claim settles on.
+async fn crossed_claim(a: &Node, b: &Node, file: &str) -> Claimant {
+    const SIZE: u64 = 4096;
+    let sources = MeshSources {
+        mesh: b.mesh.clone(),
+        client: MirrorClient::new(),
+        mirror_urls: Vec::new(),
+    };
+    // A claim after a failed fetch (a gone fetcher excluded) waits out
+    // FAILOVER_CLAIM_WINDOW: room for two loopback hops on a busy machine.
+    let gone = NodeId([7; 32]);
+    let name = file.to_owned();
+    let claiming = tokio::spawn(async move { sources.claim(&name, SIZE, &[gone]).await });
+    eventually("b's claim reaches a", WITHIN, || {
+        a.fetchers(file) == vec![(b.id(), SIZE)]
+    })
+    .await;
+    a.announce(file, SIZE);
+    eventually("a's claim reaches b", WITHIN, || {
+        b.fetchers(file) == vec![(a.id(), SIZE)]
+    })
+    .await;
+    assert!(
+        !claiming.is_finished(),
+        "the claims could not be crossed within FAILOVER_CLAIM_WINDOW"
+    );
+    claiming.await.expect("claim")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_crossed_a_worse_ranked_hosts_fetch_joins_it() {
+    let a = Node::start();
+    let b = Node::start();
+    a.links_to(&b).await;
+    let file = ranked_file(b.id(), a.id());
+    // a won its own claim: its download answers.
+    let _feed = a.downloads.add(&file, 4096, 1_700_000_000);
+
+    let settled = crossed_claim(&a, &b, &file).await;
+    assert_eq!(settled, Claimant::Peer(a.id()), "b joins a's fetch");
+    eventually("b's claim is withdrawn", WITHIN, || {
+        a.fetchers(&file).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_crossed_a_worse_ranked_hosts_lost_claim_fetches() {
+    let a = Node::start();
+    let b = Node::start();
+    a.links_to(&b).await;
+    let file = ranked_file(b.id(), a.id());
+    // a has no download of it (it lost its claim to b): it refuses.
+    let settled = crossed_claim(&a, &b, &file).await;
+    assert_eq!(settled, Claimant::Us, "b fetches");
+    assert_eq!(a.fetchers(&file), vec![(b.id(), 4096)], "still announced");
 }

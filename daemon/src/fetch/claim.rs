@@ -8,10 +8,19 @@
 //! their windows close, and both pick the same winner with [`winner`]:
 //! the lowest SHA-256 over (node id, file name). Hashing the file name in
 //! spreads the fetches of a fleet upgrade over every host instead of
-//! making the lowest node id fetch everything. A host that hears a claim
-//! only after its own window closed has already started; the other host
-//! then sees it as a fetcher and joins it. Two fetchers of one file happen
-//! only when a claim takes longer than the window to arrive.
+//! making the lowest node id fetch everything.
+//!
+//! Claims cross when one takes longer than the window to arrive (a fleet
+//! busy with its upgrade on a loaded machine: seen at 165 ms). A host that
+//! heard our claim only after its window closed has already started,
+//! though it ranks worse; we cannot tell its claim from its fetch, since
+//! both are one announcement. So the winner asks the worse-ranked
+//! claimants it heard of whether they are fetching (`Mesh::is_fetching`:
+//! each answers once its own claim settled) and joins one that is, the
+//! same one every such winner picks ([`winner_among`]). Asking only goes
+//! from better-ranked to worse-ranked hosts, so no two hosts ever wait on
+//! each other. Two fetchers of one file are left only when a claim was
+//! not heard at all before the other host's window closed.
 
 use std::time::Duration;
 
@@ -30,6 +39,19 @@ pub const CLAIM_WINDOW: Duration = Duration::from_millis(100);
 /// stall timeout by then: a few hundred milliseconds more cost it little,
 /// a second WAN transfer of the rest costs the site much.
 pub const FAILOVER_CLAIM_WINDOW: Duration = Duration::from_millis(500);
+
+/// How long the winner of a claim waits for a worse-ranked claimant to
+/// say whether it is fetching: its claim settles at most
+/// [`FAILOVER_CLAIM_WINDOW`] after it was made, plus a round trip. No
+/// answer counts as "not fetching".
+pub const PROBE_WAIT: Duration = Duration::from_millis(1000);
+
+/// Most worse-ranked claimants a winner asks. Each is one short stream;
+/// in a fleet upgrade a host wins about one file in every N hosts and
+/// asks up to N - 1 hosts for it, so the asking per host stays about one
+/// per file. Past this many, the rest are not asked (a second fetcher is
+/// then possible, as before the asking).
+pub const MAX_PROBES: usize = 64;
 
 /// How long a claim waits: after a joined fetch failed (`failover`), or
 /// on a miss.

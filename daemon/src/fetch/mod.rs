@@ -286,27 +286,37 @@ impl Engine {
         started: Instant,
     ) -> Ended {
         let ms = started.elapsed().as_millis() as u64;
-        let finished = match result {
-            Some(Ok(f)) => f,
+        let why = match result {
+            Some(Ok(finished)) => return self.finished(job, finished, writer, admitted, ms).await,
             Some(Err(e)) => {
                 warn!(error = %e, ms, "download failed");
-                writer.fail(GrowingError::from(&e));
-                // Whatever we announced (a claim, a fetch) is over.
-                job.sources.ended(&job.name, false);
-                admitted.give_back(&self.inner.store, &job.name).await;
-                return Ended::Failed;
+                GrowingError::from(&e)
             }
             None => {
                 info!(
                     ms,
                     "download dropped (given up, over time, or nobody waits)"
                 );
-                writer.fail(GrowingError::Abandoned);
-                job.sources.ended(&job.name, false);
-                admitted.give_back(&self.inner.store, &job.name).await;
-                return Ended::Failed;
+                GrowingError::Abandoned
             }
         };
+        writer.fail(why);
+        // Whatever we announced (a claim, a fetch) is over.
+        job.sources.ended(&job.name, false);
+        discard(writer).await;
+        admitted.give_back(&self.inner.store, &job.name).await;
+        Ended::Failed
+    }
+
+    /// A download that ended with every byte: counted, then kept or not.
+    async fn finished<S: Sources>(
+        &self,
+        job: &Job<S>,
+        finished: drive::Finished,
+        writer: growing::Writer,
+        admitted: Admission,
+        ms: u64,
+    ) -> Ended {
         let stats = &self.inner.stats;
         stats.add_mirror_fetch_bytes(finished.from_mirrors);
         stats.add_peer_bytes(finished.from_holders + finished.from_fetchers);
@@ -329,7 +339,7 @@ impl Engine {
         } else {
             // Not kept: its name goes with the writer, open handles still
             // read it; room made for it is given back.
-            drop(writer);
+            discard(writer).await;
             self.inner.store.release(&job.name);
             false
         };
@@ -370,6 +380,20 @@ impl Engine {
         {
             map.remove(&transfer.name);
         }
+    }
+}
+
+/// Drops a download that is not kept on the blocking pool: its file is
+/// removed, and when no reader has it open any more, closing it frees its
+/// blocks (milliseconds for hundreds of MB, which a runtime thread would
+/// not serve in). A reader that closes it last pays that instead.
+async fn discard(writer: growing::Writer) {
+    let dropped = store::on_blocking_pool(move || {
+        drop(writer);
+        Ok(())
+    });
+    if let Err(e) = dropped.await {
+        warn!(error = %e, "removing a download that is not kept was cut short");
     }
 }
 

@@ -198,13 +198,21 @@ impl Sources for MeshSources {
         tokio::time::sleep(claim::window(!exclude.is_empty())).await;
         let claimants = fetchers();
         let winner = claim::winner(me, &claimants, name);
-        if winner == me {
-            Claimant::Us
-        } else {
+        if winner != me {
             tracing::debug!(file = name, %winner, "another host claimed this fetch; joining it");
             self.ended(name, false);
-            Claimant::Peer(winner)
+            return Claimant::Peer(winner);
         }
+        // Every other claimant ranks worse: one whose window closed before
+        // our claim reached it is fetching already (crossed claims).
+        let started = self.fetching_among(&claimants, name).await;
+        if started.is_empty() {
+            return Claimant::Us;
+        }
+        let fetcher = claim::winner_among(&started, name);
+        tracing::info!(file = name, %fetcher, "our claim crossed a worse-ranked host's fetch; joining it");
+        self.ended(name, false);
+        Claimant::Peer(fetcher)
     }
 
     fn ended(&self, name: &str, complete: bool) {
@@ -219,6 +227,26 @@ impl Sources for MeshSources {
             tracing::warn!(%peer, file = name, why, "peer sent bytes that do not verify; penalised");
             self.mesh.penalise(*peer, format!("{name}: {why}"));
         }
+    }
+}
+
+impl MeshSources {
+    /// Which of `claimants` (at most [`claim::MAX_PROBES`]) say they are
+    /// fetching `name` on a claim they won; all asked at once.
+    async fn fetching_among(&self, claimants: &[NodeId], name: &str) -> Vec<NodeId> {
+        let mut asking = tokio::task::JoinSet::new();
+        for &peer in claimants.iter().take(claim::MAX_PROBES) {
+            let (mesh, name) = (self.mesh.clone(), name.to_owned());
+            asking.spawn(async move {
+                let fetching = mesh.is_fetching(peer, &name, claim::PROBE_WAIT).await;
+                fetching.then_some(peer)
+            });
+        }
+        let mut fetching = Vec::new();
+        while let Some(answer) = asking.join_next().await {
+            fetching.extend(answer.ok().flatten());
+        }
+        fetching
     }
 }
 

@@ -321,13 +321,35 @@ impl Mesh {
         self.fetch_with(peer, file_name, offset, patience).await
     }
 
-    async fn fetch_with(
+    /// Whether `peer` is downloading `file_name` from the WAN on a claim it
+    /// won. Asked with a `FetchRequest` from byte 0, which the peer answers
+    /// once its own claim settled: the header if it won, a refusal if it
+    /// lost or has no such download. The stream is dropped at the header
+    /// (a packet of the file may have come with it), and nothing is
+    /// recorded against the peer: this is no transfer. No answer within
+    /// `wait` counts as "no". What a claim's winner asks the worse-ranked
+    /// claimants whose claims crossed its own (see `crate::fetch::claim`).
+    pub async fn is_fetching(&self, peer: NodeId, file_name: &str, wait: Duration) -> bool {
+        let Ok((link, request)) = self.request(peer, file_name, 0) else {
+            return false;
+        };
+        match tokio::time::timeout(wait, ask(&link, &request)).await {
+            Ok(Ok((mut recv, header, _))) => {
+                let _ = recv.stop(STOP_GAVE_UP);
+                header.status == FetchStatus::Ok
+            }
+            Ok(Err(_)) | Err(_) => false,
+        }
+    }
+
+    /// The link to `peer` and the encoded request for `file_name` from
+    /// byte `offset`.
+    fn request(
         &self,
         peer: NodeId,
         file_name: &str,
         offset: u64,
-        patience: Patience,
-    ) -> Result<PeerDownload, FetchError> {
+    ) -> Result<(Arc<Link>, Vec<u8>), FetchError> {
         let link = self
             .inner
             .table
@@ -342,6 +364,17 @@ impl Mesh {
         // Only a name no peer could hold (validate_name) fails here.
         let request = encode_frame(&request, MAX_TRANSFER_FRAME)
             .map_err(|e| FetchError::Protocol(format!("cannot ask for {file_name:?}: {e}")))?;
+        Ok((link, request))
+    }
+
+    async fn fetch_with(
+        &self,
+        peer: NodeId,
+        file_name: &str,
+        offset: u64,
+        patience: Patience,
+    ) -> Result<PeerDownload, FetchError> {
+        let (link, request) = self.request(peer, file_name, offset)?;
         let mut outcome = Outcome::start(&self.inner, peer, patience.measured);
         let stall = patience.stall;
         let asked = tokio::time::timeout(stall, ask(&link, &request)).await;
