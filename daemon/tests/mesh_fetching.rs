@@ -464,11 +464,19 @@ async fn a_claim_that_crossed_a_worse_ranked_hosts_fetch_joins_it() {
     let b = Node::start();
     a.links_to(&b).await;
     let file = ranked_file(b.id(), a.id());
-    // a won its own claim: its download answers.
-    let _feed = a.downloads.add(&file, 4096, 1_700_000_000);
+    // a won its own claim: its download answers, with bytes to send.
+    let feed = a.downloads.add(&file, 4096, 1_700_000_000);
+    feed.send(Ok(Bytes::from(data(1024, 3)))).expect("feed");
 
     let settled = crossed_claim(&a, &b, &file).await;
     assert_eq!(settled, Claimant::Peer(a.id()), "b joins a's fetch");
+    let sent = a
+        .mesh
+        .peers()
+        .iter()
+        .map(|p| p.file_bytes_sent)
+        .sum::<u64>();
+    assert_eq!(sent, 0, "asking sends none of the file");
     eventually("b's claim is withdrawn", WITHIN, || {
         a.fetchers(&file).is_empty()
     })

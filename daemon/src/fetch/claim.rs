@@ -19,8 +19,11 @@
 //! each answers once its own claim settled) and joins one that is, the
 //! same one every such winner picks ([`winner_among`]). Asking only goes
 //! from better-ranked to worse-ranked hosts, so no two hosts ever wait on
-//! each other. Two fetchers of one file are left only when a claim was
-//! not heard at all before the other host's window closed.
+//! each other. Two fetchers of one file are still possible when a claim
+//! was not heard at all before the other host's window closed, or when an
+//! answer did not come within [`PROBE_WAIT`] (the asked host busy, or
+//! asking worse-ranked hosts of its own, or waiting for a mirror to say
+//! the file's size).
 
 use std::time::Duration;
 
@@ -41,9 +44,9 @@ pub const CLAIM_WINDOW: Duration = Duration::from_millis(100);
 pub const FAILOVER_CLAIM_WINDOW: Duration = Duration::from_millis(500);
 
 /// How long the winner of a claim waits for a worse-ranked claimant to
-/// say whether it is fetching: its claim settles at most
-/// [`FAILOVER_CLAIM_WINDOW`] after it was made, plus a round trip. No
-/// answer counts as "not fetching".
+/// say whether it is fetching: its claim window is at most
+/// [`FAILOVER_CLAIM_WINDOW`], plus a round trip. No answer counts as "not
+/// fetching".
 pub const PROBE_WAIT: Duration = Duration::from_millis(1000);
 
 /// Most worse-ranked claimants a winner asks. Each is one short stream;

@@ -245,9 +245,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Ends the download for every reader with `why` (the file goes when
-    /// the writer drops).
-    pub fn fail(&self, why: GrowingError) {
+    /// Ends the download for every reader with `why`.
+    pub fn fail(self, why: GrowingError) {
         self.shared.shown.send_modify(|s| s.end = End::Failed(why));
     }
 }

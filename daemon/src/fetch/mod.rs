@@ -303,7 +303,6 @@ impl Engine {
         writer.fail(why);
         // Whatever we announced (a claim, a fetch) is over.
         job.sources.ended(&job.name, false);
-        discard(writer).await;
         admitted.give_back(&self.inner.store, &job.name).await;
         Ended::Failed
     }
@@ -339,7 +338,7 @@ impl Engine {
         } else {
             // Not kept: its name goes with the writer, open handles still
             // read it; room made for it is given back.
-            discard(writer).await;
+            drop(writer);
             self.inner.store.release(&job.name);
             false
         };
@@ -380,20 +379,6 @@ impl Engine {
         {
             map.remove(&transfer.name);
         }
-    }
-}
-
-/// Drops a download that is not kept on the blocking pool: its file is
-/// removed, and when no reader has it open any more, closing it frees its
-/// blocks (milliseconds for hundreds of MB, which a runtime thread would
-/// not serve in). A reader that closes it last pays that instead.
-async fn discard(writer: growing::Writer) {
-    let dropped = store::on_blocking_pool(move || {
-        drop(writer);
-        Ok(())
-    });
-    if let Err(e) = dropped.await {
-        warn!(error = %e, "removing a download that is not kept was cut short");
     }
 }
 

@@ -35,6 +35,11 @@ use super::{Inner, Link, Mesh};
 /// instead of once per ~1.2 KB.
 const GATHER_CHUNKS: usize = 64;
 
+/// The offset [`Mesh::is_fetching`] asks for: past the end of any file,
+/// so a peer that has the file (or is fetching it) refuses it with
+/// `BadOffset` and sends none of it.
+const PROBE_OFFSET: u64 = u64::MAX;
+
 /// Stop code sent when the asker gives up on a stream.
 const STOP_GAVE_UP: VarInt = VarInt::from_u32(1);
 
@@ -322,21 +327,21 @@ impl Mesh {
     }
 
     /// Whether `peer` is downloading `file_name` from the WAN on a claim it
-    /// won. Asked with a `FetchRequest` from byte 0, which the peer answers
-    /// once its own claim settled: the header if it won, a refusal if it
-    /// lost or has no such download. The stream is dropped at the header
-    /// (a packet of the file may have come with it), and nothing is
+    /// won (or holds it). Asked with a `FetchRequest` from an offset past
+    /// any file's end, which the peer answers once its own claim settled
+    /// and the size is known: `BadOffset` if it won (no byte of the file
+    /// is sent), `NotFound` if it lost or has no such download. Nothing is
     /// recorded against the peer: this is no transfer. No answer within
     /// `wait` counts as "no". What a claim's winner asks the worse-ranked
     /// claimants whose claims crossed its own (see `crate::fetch::claim`).
     pub async fn is_fetching(&self, peer: NodeId, file_name: &str, wait: Duration) -> bool {
-        let Ok((link, request)) = self.request(peer, file_name, 0) else {
+        let Ok((link, request)) = self.request(peer, file_name, PROBE_OFFSET) else {
             return false;
         };
         match tokio::time::timeout(wait, ask(&link, &request)).await {
             Ok(Ok((mut recv, header, _))) => {
                 let _ = recv.stop(STOP_GAVE_UP);
-                header.status == FetchStatus::Ok
+                header.status == FetchStatus::BadOffset
             }
             Ok(Err(_)) | Err(_) => false,
         }
