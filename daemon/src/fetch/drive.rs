@@ -34,6 +34,12 @@ pub enum DriveError {
     NoSource(String),
     #[error("writing the download: {0}")]
     Disk(String),
+    /// A bug: something the download ran panicked. It ends as a failure
+    /// like any other (readers told, room given back, the file free to be
+    /// fetched again) instead of leaving the download in the engine's map
+    /// until the daemon restarts.
+    #[error("the download panicked: {0}")]
+    Panicked(String),
 }
 
 /// Bytes in the file by kind of source, reset when they are thrown away.
@@ -56,8 +62,47 @@ impl Tally {
 }
 
 /// Runs one download to its end. `first` is the machine's first action
-/// (`start()`, or `Claim` for a miss nobody holds).
+/// (`start()`, or `Claim` for a miss nobody holds). A panic on the way
+/// is [`DriveError::Panicked`].
 pub async fn drive<S: Sources>(
+    sources: &S,
+    name: &str,
+    expected: Option<&Expected>,
+    machine: &mut Machine,
+    first: Action,
+    writer: &mut Writer,
+    room: Placed<'_>,
+) -> Result<Finished, DriveError> {
+    let actions = carry_out(sources, name, expected, machine, first, writer, room);
+    CatchPanic(Box::pin(actions))
+        .await
+        .unwrap_or_else(|why| Err(DriveError::Panicked(why)))
+}
+
+/// A future whose panic is its output (`Err`, with the panic's message).
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let future = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(polled) => polled.map(Ok),
+            Err(panic) => {
+                let why = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                std::task::Poll::Ready(Err(why))
+            }
+        }
+    }
+}
+
+async fn carry_out<S: Sources>(
     sources: &S,
     name: &str,
     expected: Option<&Expected>,
@@ -313,7 +358,7 @@ async fn skip<T: Stream>(stream: &mut T, n: u64) -> Result<Option<bytes::Bytes>,
 impl From<&DriveError> for GrowingError {
     fn from(e: &DriveError) -> Self {
         match e {
-            DriveError::NoSource(_) => GrowingError::Abandoned,
+            DriveError::NoSource(_) | DriveError::Panicked(_) => GrowingError::Abandoned,
             DriveError::Disk(why) => GrowingError::Io(why.clone()),
         }
     }

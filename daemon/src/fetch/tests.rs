@@ -38,6 +38,8 @@ struct Script {
     break_at: Option<usize>,
     /// Ignores the offset asked for: its stream starts at byte 0.
     whole: bool,
+    /// Panics at `break_at` instead of breaking (a bug).
+    panics: bool,
 }
 
 impl Fake {
@@ -56,15 +58,23 @@ impl Script {
             bytes,
             break_at,
             whole: false,
+            panics: false,
+        }
+    }
+
+    /// A source whose stream panics at `at`.
+    fn panicking(bytes: Vec<u8>, at: usize) -> Script {
+        Script {
+            panics: true,
+            ..Script::new(bytes, Some(at))
         }
     }
 
     /// A source that ignores Range requests.
     fn whole(bytes: Vec<u8>) -> Script {
         Script {
-            bytes,
-            break_at: None,
             whole: true,
+            ..Script::new(bytes, None)
         }
     }
 }
@@ -82,12 +92,14 @@ struct FakeStream {
     bytes: Vec<u8>,
     pos: usize,
     break_at: Option<usize>,
+    panics: bool,
 }
 
 impl Stream for FakeStream {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, Failure> {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         if self.break_at.is_some_and(|b| self.pos >= b) {
+            assert!(!self.panics, "a bug in a source");
             return Err(Failure::Broke("gone".into()));
         }
         if self.pos >= self.bytes.len() {
@@ -122,6 +134,7 @@ impl Sources for Arc<Fake> {
             bytes: script.bytes.clone(),
             pos: start as usize,
             break_at: script.break_at,
+            panics: script.panics,
         };
         let opened = Opened {
             size: script.bytes.len() as u64,
@@ -699,4 +712,43 @@ async fn a_download_the_full_store_has_no_room_for_is_served_not_kept() {
         .store()
         .make_room("next-1-1-any.pkg.tar.zst", 50_000)
         .unwrap());
+}
+
+/// A bug that panics in a download ends it as a failure: its readers and
+/// peers are told, its room on disk and in the store is given back, and
+/// the file may be fetched again at once.
+#[tokio::test(start_paused = true)]
+async fn a_download_that_panics_ends_as_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_full_store(dir.path(), 60_000, "old-1-1-any.pkg.tar.zst", 5_000);
+    let good = content(50_000, 9);
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::panicking(good.clone(), 3_000))]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
+    assert!(!t.finished().await, "ended well");
+    assert_eq!(fake.ended.lock().as_slice(), [(NAME.to_string(), false)]);
+    assert_eq!(engine.inner.room.reserved(), 0, "room on disk kept");
+    assert!(
+        engine
+            .store()
+            .make_room("next-1-1-any.pkg.tar.zst", 50_000)
+            .unwrap(),
+        "room in the store kept"
+    );
+    let left = tokio::time::Instant::now();
+    while engine
+        .find(NAME)
+        .is_some_and(|found| Arc::ptr_eq(&found, &t))
+    {
+        assert!(left.elapsed() < LINGER, "still in the map");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let again = fetch_from_one_mirror(&engine, &good);
+    assert!(again.finished().await, "fetched again");
 }
