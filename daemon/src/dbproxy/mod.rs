@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::fetch::store::on_blocking_pool;
 use crate::mirror_client::MirrorClient;
 use crate::syncdb::{repo_of_proxied_db, FedDbs};
 use counts::Counters;
@@ -111,7 +112,7 @@ impl Entry {
 /// The databases a caching mirror proxies. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct DbProxy {
-    store: DbStore,
+    store: Arc<DbStore>,
     fed: Arc<FedDbs>,
     client: MirrorClient,
     interval: Duration,
@@ -151,7 +152,7 @@ impl DbProxy {
             }
         }
         Ok(DbProxy {
-            store,
+            store: Arc::new(store),
             fed,
             client,
             interval,
@@ -304,7 +305,7 @@ impl DbProxy {
                 info!(url, "database not modified");
                 Check::Fresh
             }
-            Ok(Fetched::New(pair)) => match self.put(key, pending, pair) {
+            Ok(Fetched::New(pair)) => match self.put(key, pending, pair).await {
                 Ok(()) => Check::Fresh,
                 Err(e) => {
                     warn!(error = %e, "cannot keep a database");
@@ -321,18 +322,19 @@ impl DbProxy {
     }
 
     /// Keeps a new pair as `key`'s current one (and feeds the table)
-    /// before any client can see it.
-    fn put(
+    /// before any client can see it. The pair's directory is flushed to
+    /// disk and renamed into place on the blocking pool.
+    async fn put(
         &self,
         key: &DbKey,
         pending: store::Pending,
         pair: upstream::NewPair,
     ) -> std::io::Result<()> {
         self.counters.bytes_upstream.fetch_add(pair.bytes, Relaxed);
-        let generation = Arc::new(
-            self.store
-                .commit(key, pending, pair.modified, pair.has_sig)?,
-        );
+        let (store, at, modified, has_sig) =
+            (self.store.clone(), key.clone(), pair.modified, pair.has_sig);
+        let committed = on_blocking_pool(move || store.commit(&at, pending, modified, has_sig));
+        let generation = Arc::new(committed.await?);
         // Clients of the new database ask for what it lists: the table
         // knows it before they can.
         if repo_of_proxied_db(&key.name) == Some(key.repo.as_str()) {

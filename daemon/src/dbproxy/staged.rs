@@ -84,7 +84,7 @@ impl DbProxy {
     }
 
     /// Serves `staged` from now on (every package it lists is kept).
-    pub fn install(&self, staged: Staged) -> std::io::Result<()> {
-        self.put(&staged.key, staged.pending, staged.pair)
+    pub async fn install(&self, staged: Staged) -> std::io::Result<()> {
+        self.put(&staged.key, staged.pending, staged.pair).await
     }
 }

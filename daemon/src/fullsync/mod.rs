@@ -186,7 +186,7 @@ impl Syncer {
             return Ok(summary);
         }
         if let Some(staged) = staged {
-            self.proxy.install(staged)?;
+            self.proxy.install(staged).await?;
             summary.switched = true;
             // Unpinned first: what only the old database listed may go.
             let gone: HashSet<String> =
