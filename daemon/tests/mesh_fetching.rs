@@ -426,6 +426,15 @@ fn ranked_file(better: NodeId, worse: NodeId) -> String {
         .expect("some name")
 }
 
+/// Two linked nodes `a` and `b`, and a file name `b`'s claim wins.
+async fn linked_where_b_outranks_a() -> (Node, Node, String) {
+    let a = Node::start();
+    let b = Node::start();
+    a.links_to(&b).await;
+    let file = ranked_file(b.id(), a.id());
+    (a, b, file)
+}
+
 /// `b` claims a file it outranks `a` for, and `a`'s claim reaches it only
 /// after `b`'s own went out: the claims crossed, and `a` (whose window
 /// closed before `b`'s claim reached it) may be fetching already. What
@@ -460,10 +469,7 @@ async fn crossed_claim(a: &Node, b: &Node, file: &str) -> Claimant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_crossed_a_worse_ranked_hosts_fetch_joins_it() {
-    let a = Node::start();
-    let b = Node::start();
-    a.links_to(&b).await;
-    let file = ranked_file(b.id(), a.id());
+    let (a, b, file) = linked_where_b_outranks_a().await;
     // a won its own claim: its download answers, with bytes to send.
     let feed = a.downloads.add(&file, 4096, 1_700_000_000);
     feed.send(Ok(Bytes::from(data(1024, 3)))).expect("feed");
@@ -485,10 +491,7 @@ async fn a_claim_that_crossed_a_worse_ranked_hosts_fetch_joins_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_that_crossed_a_worse_ranked_hosts_lost_claim_fetches() {
-    let a = Node::start();
-    let b = Node::start();
-    a.links_to(&b).await;
-    let file = ranked_file(b.id(), a.id());
+    let (a, b, file) = linked_where_b_outranks_a().await;
     // a has no download of it (it lost its claim to b): it refuses.
     let settled = crossed_claim(&a, &b, &file).await;
     assert_eq!(settled, Claimant::Us, "b fetches");

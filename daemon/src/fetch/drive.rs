@@ -62,47 +62,8 @@ impl Tally {
 }
 
 /// Runs one download to its end. `first` is the machine's first action
-/// (`start()`, or `Claim` for a miss nobody holds). A panic on the way
-/// is [`DriveError::Panicked`].
+/// (`start()`, or `Claim` for a miss nobody holds).
 pub async fn drive<S: Sources>(
-    sources: &S,
-    name: &str,
-    expected: Option<&Expected>,
-    machine: &mut Machine,
-    first: Action,
-    writer: &mut Writer,
-    room: Placed<'_>,
-) -> Result<Finished, DriveError> {
-    let actions = carry_out(sources, name, expected, machine, first, writer, room);
-    CatchPanic(Box::pin(actions))
-        .await
-        .unwrap_or_else(|why| Err(DriveError::Panicked(why)))
-}
-
-/// A future whose panic is its output (`Err`, with the panic's message).
-struct CatchPanic<F>(std::pin::Pin<Box<F>>);
-
-impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let future = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(polled) => polled.map(Ok),
-            Err(panic) => {
-                let why = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
-                std::task::Poll::Ready(Err(why))
-            }
-        }
-    }
-}
-
-async fn carry_out<S: Sources>(
     sources: &S,
     name: &str,
     expected: Option<&Expected>,
@@ -142,6 +103,43 @@ async fn carry_out<S: Sources>(
             Action::Done { verified } => return Ok(run.finished(verified)),
             Action::GiveUp(why) => return Err(DriveError::NoSource(why)),
         };
+    }
+}
+
+/// `drive` (or any future) with a panic on the way turned into
+/// [`DriveError::Panicked`]: a bug in one download ends it as a failure
+/// like any other, instead of leaving it in the engine's map until the
+/// daemon restarts.
+pub fn caught<F>(future: F) -> CatchPanic<F>
+where
+    F: std::future::Future<Output = Result<Finished, DriveError>>,
+{
+    CatchPanic(Box::pin(future))
+}
+
+/// See [`caught`].
+pub struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F> std::future::Future for CatchPanic<F>
+where
+    F: std::future::Future<Output = Result<Finished, DriveError>>,
+{
+    type Output = Result<Finished, DriveError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let future = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(polled) => polled,
+            Err(panic) => {
+                let why = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                std::task::Poll::Ready(Err(DriveError::Panicked(why)))
+            }
+        }
     }
 }
 

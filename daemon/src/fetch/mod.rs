@@ -241,7 +241,7 @@ impl Engine {
             Kind::Fetch => machine.claim(),
             Kind::Holders | Kind::Join => machine.start(),
         };
-        let work = drive::drive(
+        let work = drive::caught(drive::drive(
             &job.sources,
             &job.name,
             job.expected.as_ref(),
@@ -252,7 +252,7 @@ impl Engine {
                 room: &self.inner.room,
                 reservation,
             },
-        );
+        ));
         let result = tokio::select! {
             r = work => Some(r),
             () = running.cancel.cancelled() => None,

@@ -177,17 +177,22 @@ fn start(
         .expect("a download starts")
 }
 
-/// A fetch of `good` as `NAME` from one mirror.
-fn fetch_from_one_mirror(engine: &Engine, good: &[u8]) -> Arc<Transfer> {
-    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.to_vec(), None))]);
+/// A fetch of `good` as `NAME` from the first mirror of `sources`.
+fn fetch_of_name(engine: &Engine, sources: Arc<Fake>, good: &[u8]) -> Arc<Transfer> {
     start(
         engine,
         NAME,
         Kind::Fetch,
-        fake,
+        sources,
         vec![SourceId::Mirror(0)],
         good,
     )
+}
+
+/// A fetch of `good` as `NAME` from one mirror.
+fn fetch_from_one_mirror(engine: &Engine, good: &[u8]) -> Arc<Transfer> {
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(good.to_vec(), None))]);
+    fetch_of_name(engine, fake, good)
 }
 
 /// What pacman's request gets of `t`: its stream, whole.
@@ -404,14 +409,7 @@ async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
         claims: Mutex::new(VecDeque::from([Claimant::Peer(F)])),
         ..Fake::default()
     });
-    let t = start(
-        &engine,
-        NAME,
-        Kind::Fetch,
-        fake.clone(),
-        vec![SourceId::Mirror(0)],
-        &good,
-    );
+    let t = fetch_of_name(&engine, fake.clone(), &good);
     let Answer::Stream(growing) = t.answer(0, false).await else {
         panic!("no answer")
     };
@@ -723,14 +721,7 @@ async fn a_download_that_panics_ends_as_a_failure() {
     let engine = engine_with_full_store(dir.path(), 60_000, "old-1-1-any.pkg.tar.zst", 5_000);
     let good = content(50_000, 9);
     let fake = Fake::serving([(SourceId::Mirror(0), Script::panicking(good.clone(), 3_000))]);
-    let t = start(
-        &engine,
-        NAME,
-        Kind::Fetch,
-        fake.clone(),
-        vec![SourceId::Mirror(0)],
-        &good,
-    );
+    let t = fetch_of_name(&engine, fake.clone(), &good);
     assert!(!t.finished().await, "ended well");
     assert_eq!(fake.ended.lock().as_slice(), [(NAME.to_string(), false)]);
     assert_eq!(engine.inner.room.reserved(), 0, "room on disk kept");
