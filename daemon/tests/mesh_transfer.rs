@@ -351,9 +351,10 @@ async fn penalised_peers_are_not_candidates_and_show_in_status() {
     assert_eq!(a.mesh.candidates(BIG), vec![c.id()]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_move_a_holder_behind_the_others() {
-    let big = data(300_000, 10);
+/// `a`, linked to two holders of `BIG` (kept alive in the second
+/// value), and the holders as `a` ranks them now: best first.
+async fn two_holders(seed: u64) -> (Node, [Node; 2], NodeId, NodeId) {
+    let big = data(300_000, seed);
     let b = start(&[(BIG, &big)], Setup::default()).await;
     let c = start(&[(BIG, &big)], Setup::default()).await;
     let a = start(&[], Setup::default()).await;
@@ -361,6 +362,12 @@ async fn failures_move_a_holder_behind_the_others() {
     a.links_to(&c, BIG).await;
     let first = a.mesh.candidates(BIG)[0];
     let other = if first == b.id() { c.id() } else { b.id() };
+    (a, [b, c], first, other)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_move_a_holder_behind_the_others() {
+    let (a, _holders, first, other) = two_holders(10).await;
     // A refusal is recorded by the fetch itself.
     let err = refusal(a.mesh.fetch(first, BIG, u64::MAX).await);
     assert_eq!(err, FetchError::Refused(FetchStatus::BadOffset));
@@ -402,4 +409,20 @@ async fn a_bad_frame_on_a_transfer_stream_closes_that_link_only() {
         fetch_all(&a, &b, BIG, 0).await.expect("other link fine"),
         big
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetching_peer_that_no_longer_has_the_download_is_not_failed() {
+    let (a, _holders, first, other) = two_holders(11).await;
+    a.mesh
+        .record_transfer(other, 0, Duration::from_millis(1), false);
+    assert_eq!(a.mesh.candidates(BIG), vec![first, other]);
+    // Joining a WAN download `first` no longer runs (it ended, or its
+    // claim lost): twice `NotFound`, which says nothing about its health.
+    let gone = "gone-1.0-1-x86_64.pkg.tar.zst";
+    for _ in 0..2 {
+        let err = refusal(a.mesh.fetch_growing(first, gone, 0).await);
+        assert_eq!(err, FetchError::Refused(FetchStatus::NotFound));
+    }
+    assert_eq!(a.mesh.candidates(BIG), vec![first, other]);
 }

@@ -10,7 +10,8 @@
 //! for each, and it measures no throughput (that would rate the peer by
 //! its mirror). When the peer's download does not verify there, the
 //! stream ends in [`FetchError::SourceBad`], which is the mirror's fault
-//! and never counts against the peer.
+//! and never counts against the peer; nor does its `NotFound` (it has no
+//! such download any more: ended, or its claim lost to another host's).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -404,7 +405,11 @@ impl Mesh {
         };
         if let Some(err) = err {
             tracing::debug!(peer = %peer, file = %file_name, error = %err, "fetch refused");
-            outcome.ended = Some(false);
+            // A peer fetching from the WAN that has no such download now
+            // (it ended, or the peer's claim lost to another host's) says
+            // nothing about its health: not a failure.
+            let gone = !patience.measured && header.status == FetchStatus::NotFound;
+            outcome.ended = if gone { None } else { Some(false) };
             return Err(err);
         }
         tracing::debug!(peer = %peer, file = %file_name, offset, size = header.size, "fetch started");
