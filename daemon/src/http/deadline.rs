@@ -59,27 +59,24 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Armed for 10 s by a first wait, then moved later or earlier: it
+    /// is reached at its last place.
     #[tokio::test(start_paused = true)]
-    async fn a_deadline_moved_later_is_reached_at_its_last_place() {
-        let start = Instant::now();
-        let mut deadline = Deadline::new(start + Duration::from_secs(10));
-        // Armed for 10 s.
-        let first = tokio::time::timeout(Duration::from_secs(4), deadline.reached()).await;
-        assert!(first.is_err(), "reached 6 s early");
-        deadline.set(start + Duration::from_secs(15));
-        deadline.reached().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(15));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_deadline_moved_earlier_is_reached_at_once_it_passed() {
-        let start = Instant::now();
-        let mut deadline = Deadline::new(start + Duration::from_secs(10));
-        let first = tokio::time::timeout(Duration::from_secs(1), deadline.reached()).await;
-        assert!(first.is_err(), "reached 9 s early");
-        deadline.set(start + Duration::from_secs(3));
-        deadline.reached().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    async fn a_moved_deadline_is_reached_at_its_last_place() {
+        // (the first wait, where it is moved), seconds from the start.
+        for (waited, moved_to) in [(4, 15), (1, 3)] {
+            let start = Instant::now();
+            let mut deadline = Deadline::new(start + Duration::from_secs(10));
+            let first = tokio::time::timeout(Duration::from_secs(waited), deadline.reached()).await;
+            assert!(first.is_err(), "reached {} s early", 10 - waited);
+            deadline.set(start + Duration::from_secs(moved_to));
+            deadline.reached().await;
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_secs(moved_to),
+                "moved to {moved_to} s"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
