@@ -16,6 +16,8 @@
 #               seconds for the rest of the machine to go idle (other builds) [300]
 #   PAIR_TRIES  a pair during which other processes used > 0.25 core is redone,
 #               at most this many tries [3]
+#   FLOOR=0     leave out the floor: `pacmesh-netprobe serve-files`, a bare
+#               tokio sendfile server run beside the two (see bench/README.md) [1]
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,6 +28,8 @@ CONNS=${CONNS:-"1 16 64"}
 SEED=${SEED:-20261121}
 RESULTS_DIR="$REPO/bench/results"
 PACMESHD="$REPO/target/release/pacmeshd"
+NETPROBE="$REPO/target/release/pacmesh-netprobe"
+FLOOR=${FLOOR:-1}
 NGINX=${NGINX:-/usr/sbin/nginx}
 CLK_TCK=$(getconf CLK_TCK)
 CACHE="$BENCH_DIR/cache"
@@ -66,14 +70,16 @@ command -v python3 >/dev/null || die "python3 needed"
 # --- 1. build ------------------------------------------------------------
 if [[ ${NO_BUILD:-0} != 1 ]]; then
     for attempt in 1 2 3 4 5; do
-        log "cargo build --release -p pacmeshd (attempt $attempt)"
-        if (cd "$REPO" && cargo build --release -p pacmeshd >&2); then break; fi
+        log "cargo build --release (pacmeshd, pacmesh-netprobe; attempt $attempt)"
+        if (cd "$REPO" && cargo build --release -p pacmeshd -p pacmesh-tests \
+            --bin pacmeshd --bin pacmesh-netprobe >&2); then break; fi
         [[ $attempt == 5 ]] && die "pacmeshd does not build"
         log "build failed (someone mid-edit?); retrying in 60 s"
         sleep 60
     done
 fi
 [[ -x $PACMESHD ]] || die "no binary at $PACMESHD"
+[[ $FLOOR == 0 || -x $NETPROBE ]] || die "no binary at $NETPROBE (or FLOOR=0)"
 
 # --- 2. the file set (seeded, reused) ------------------------------------
 gen_files() {
@@ -135,7 +141,7 @@ cat "$CACHE"/*-x86_64.pkg.tar.zst "$CACHE/$TINY" > /dev/null
 # --- 3. servers ----------------------------------------------------------
 rm -rf "$RUN"; mkdir -p "$RUN"/{nginx/logs,nginx/tmp,state,store}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NGINX_PORT=$(free_port); PM_PORT=$(free_port); QUIC_PORT=$(free_port)
+NGINX_PORT=$(free_port); PM_PORT=$(free_port); QUIC_PORT=$(free_port); FLOOR_PORT=$(free_port)
 
 cat > "$RUN/nginx/nginx.conf" <<EOF
 worker_processes 2;
@@ -169,6 +175,15 @@ printf '[options]\nCacheDir = %s\n' "$CACHE" > "$RUN/pacman.conf"
     --pacman-conf "$RUN/pacman.conf" --state-dir "$RUN/state" --store-dir "$RUN/store" \
     --mode "${PACMESH_MODE:-local}" --no-mdns 2>> "$RUN/pacmeshd.log" &
 PM_PID=$!; PIDS+=("$PM_PID")
+SERVERS=(nginx pacmeshd)
+if [[ $FLOOR != 0 ]]; then
+    # Serves nginx's hard links: pacmeshd's watch does not see its opens.
+    PMH_LIFETIME_S=86400 "$NETPROBE" serve-files "127.0.0.1:$FLOOR_PORT" "$NGINX_ROOT" 2 \
+        > "$RUN/floor.log" 2>&1 &
+    FLOOR_PID=$!; PIDS+=("$FLOOR_PID"); SERVERS+=(floor)
+fi
+port_of() { case $1 in nginx) echo "$NGINX_PORT";; pacmeshd) echo "$PM_PORT";; floor) echo "$FLOOR_PORT";; esac; }
+pid_of() { case $1 in nginx) echo "$NGINX_PID";; pacmeshd) echo "$PM_PID";; floor) echo "$FLOOR_PID";; esac; }
 
 wait_up() { # url pid
     for _ in $(seq 300); do
@@ -180,23 +195,29 @@ wait_up() { # url pid
 }
 wait_up "http://127.0.0.1:$NGINX_PORT/$TINY" "$NGINX_PID" || die "nginx did not come up: $(cat "$RUN/nginx/logs/error.log")"
 wait_up "http://127.0.0.1:$PM_PORT/$TINY" "$PM_PID" || die "pacmeshd did not come up: $(tail -5 "$RUN/pacmeshd.log")"
+if [[ $FLOOR != 0 ]]; then
+    wait_up "http://127.0.0.1:$FLOOR_PORT/$TINY" "$FLOOR_PID" || die "the floor did not come up: $(cat "$RUN/floor.log")"
+fi
 # The daemon writes its log in batches (up to 20 ms late): wait for the line.
 for _ in $(seq 50); do grep -q 'cache index loaded' "$RUN/pacmeshd.log" && break; sleep 0.1; done
 INDEX_LINE=$(grep -m1 'cache index loaded' "$RUN/pacmeshd.log" | sed 's/\x1b\[[0-9;]*m//g' || true)
 INDEX_FILES=$(sed -n 's/.*files=\([0-9]*\).*/\1/p' <<<"$INDEX_LINE")
 INDEX_MS=$(sed -n 's/.*ms=\([0-9]*\).*/\1/p' <<<"$INDEX_LINE")
-log "nginx pid $NGINX_PID on :$NGINX_PORT; pacmeshd pid $PM_PID on :$PM_PORT; index files=$INDEX_FILES ms=$INDEX_MS"
+log "nginx pid $NGINX_PID on :$NGINX_PORT; pacmeshd pid $PM_PID on :$PM_PORT; index files=$INDEX_FILES ms=$INDEX_MS${FLOOR_PID:+; floor pid $FLOOR_PID on :$FLOOR_PORT}"
 # The daemon logs a line per request (about 1 GB over a whole run): the log
 # is opened for appending and emptied after every run.
 trim_log() { : > "$RUN/pacmeshd.log"; }
 # Same bytes from both?
 for name in $(head -3 <<<"$BIG_URLS_NAMES") $TINY; do
-    a=$(curl -sf "http://127.0.0.1:$NGINX_PORT/$name" | md5sum); b=$(curl -sf "http://127.0.0.1:$PM_PORT/$name" | md5sum)
-    [[ $a == "$b" ]] || die "servers disagree on $name"
+    a=$(curl -sf "http://127.0.0.1:$NGINX_PORT/$name" | md5sum)
+    for srv in "${SERVERS[@]:1}"; do
+        b=$(curl -sf "http://127.0.0.1:$(port_of "$srv")/$name" | md5sum)
+        [[ $a == "$b" ]] || die "$srv and nginx disagree on $name"
+    done
 done
 
-for srv in nginx pacmeshd; do
-    port=$NGINX_PORT; [[ $srv == pacmeshd ]] && port=$PM_PORT
+for srv in "${SERVERS[@]}"; do
+    port=$(port_of "$srv")
     sed "s|^|http://127.0.0.1:$port/|" <<<"$BIG_URLS_NAMES" > "$RUN/urls-$srv.txt"
 done
 
@@ -270,8 +291,7 @@ RUNS="$RUN/runs.jsonl"; : > "$RUNS"
 one_run() { # server pid test conns
     local srv=$1 pid=$2 test=$3 conns=$4 out="$RUN/oha.json" u0 s0 u1 s1 b0 b1 c0 c1 o args
     if [[ $test == tiny ]]; then
-        local port=$NGINX_PORT; [[ $srv == pacmeshd ]] && port=$PM_PORT
-        args=("http://127.0.0.1:$port/$TINY")
+        args=("http://127.0.0.1:$(port_of "$srv")/$TINY")
     else
         args=(--urls-from-file "$RUN/urls-$srv.txt")
     fi
@@ -314,7 +334,7 @@ PY
 # sanity: does oha know the flags we use?
 "$OHA" --help | grep -q -- --urls-from-file || die "this oha has no --urls-from-file"
 
-log "load: ${ROUNDS} rounds x (c=${CONNS// /,} big mix + c=64 4 KB) x 2 servers, ${DURATION}s each"
+log "load: ${ROUNDS} rounds x (c=${CONNS// /,} big mix + c=64 4 KB) x ${#SERVERS[@]} servers (${SERVERS[*]}), ${DURATION}s each"
 START=$(date +%s)
 PAIR="$RUN/pair.jsonl"
 # A pair (nginx and pacmeshd on one test) is redone, up to PAIR_TRIES times,
@@ -324,13 +344,15 @@ noisy_pair() {
 }
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
-    if ((ROUND % 2)); then order=(nginx pacmeshd); else order=(pacmeshd nginx); fi
+    # Each round starts with the next server: every one goes first as often.
+    n=${#SERVERS[@]}; order=()
+    for ((i = 0; i < n; i++)); do order+=("${SERVERS[(ROUND - 1 + i) % n]}"); done
     for test in $CONNS tiny; do
         for ((try = 1; ; try++)); do
             wait_quiet
             : > "$PAIR"
             for srv in "${order[@]}"; do
-                pid=$NGINX_PID; [[ $srv == pacmeshd ]] && pid=$PM_PID
+                pid=$(pid_of "$srv")
                 kill -0 "$pid" 2>/dev/null || die "$srv died"
                 if [[ $test == tiny ]]; then one_run "$srv" "$pid" tiny 64; else one_run "$srv" "$pid" big "$test"; fi
             done
@@ -353,9 +375,10 @@ import json, statistics as st, sys, platform, subprocess
 runs = [json.loads(l) for l in open(sys.argv[1])]
 def med(xs): xs = [x for x in xs if x is not None]; return st.median(xs) if xs else float("nan")
 def pick(srv, test, conns): return {r["round"]: r for r in runs if r["server"] == srv and r["test"] == test and r["conns"] == conns}
-def ratio(test, conns, key):
-    n, p = pick("nginx", test, conns), pick("pacmeshd", test, conns)
+def ratio(test, conns, key, of="pacmeshd", to="nginx"):
+    n, p = pick(to, test, conns), pick(of, test, conns)
     return med([p[k][key] / n[k][key] for k in n if k in p and n[k][key]])
+servers = "${SERVERS[*]}".split()
 rows, summary = [], {}
 print()
 print("| conns | nginx MB/s | pacmeshd MB/s | ratio | nginx CPU-s/GB | pacmeshd CPU-s/GB | ratio |")
@@ -388,10 +411,33 @@ print(f"- pacmeshd peak RSS (VmHWM after all runs incl. 64-conn): {summary['pacm
       f"(nginx master+workers: {summary['nginx_tree_vmhwm_mib']:.1f} MiB)")
 print(f"- index load: files={summary['index_files']} ms={summary['index_load_ms']}")
 big64 = {srv: med([r["server_user_s"] / (r["bytes"] / 1e9) for r in pick(srv, "big", 64).values() if r["bytes"]])
-         for srv in ("nginx", "pacmeshd")}
+         for srv in servers}
 summary["user_cpu_s_per_gb_c64"] = big64
-print(f"- of the CPU per GB at 64 conns, user space: nginx {big64['nginx']:.3f}, pacmeshd {big64['pacmeshd']:.3f} "
-      "(the rest is the kernel's)")
+print(f"- of the CPU per GB at 64 conns, user space: "
+      + ", ".join(f"{srv} {big64[srv]:.3f}" for srv in servers) + " (the rest is the kernel's)")
+if "floor" in servers:
+    # The floor: a bare tokio sendfile server (pacmesh-netprobe serve-files).
+    print()
+    print("| floor (bare tokio sendfile server) | MB/s | CPU-s/GB | floor / nginx: MB/s | CPU/GB | pacmeshd / floor: MB/s | CPU/GB |")
+    print("|---|---|---|---|---|---|---|")
+    floor = {}
+    for c in [int(x) for x in "$CONNS".split()]:
+        f = pick("floor", "big", c)
+        d = dict(floor_mb_s=med([r["mb_s"] for r in f.values()]),
+                 floor_cpu_s_per_gb=med([r["cpu_s_per_gb"] for r in f.values()]),
+                 floor_vs_nginx_mb_s=ratio("big", c, "mb_s", of="floor"),
+                 floor_vs_nginx_cpu=ratio("big", c, "cpu_s_per_gb", of="floor"),
+                 pacmeshd_vs_floor_mb_s=ratio("big", c, "mb_s", to="floor"),
+                 pacmeshd_vs_floor_cpu=ratio("big", c, "cpu_s_per_gb", to="floor"))
+        floor[f"big_c{c}"] = d
+        print(f"| {c} conns | {d['floor_mb_s']:.0f} | {d['floor_cpu_s_per_gb']:.3f} | {d['floor_vs_nginx_mb_s']:.2f}x | "
+              f"{d['floor_vs_nginx_cpu']:.2f}x | {d['pacmeshd_vs_floor_mb_s']:.2f}x | {d['pacmeshd_vs_floor_cpu']:.2f}x |")
+    d = dict(floor_req_s=med([r["req_s"] for r in pick("floor", "tiny", 64).values()]),
+             floor_vs_nginx=ratio("tiny", 64, "req_s", of="floor"),
+             pacmeshd_vs_floor=ratio("tiny", 64, "req_s", to="floor"))
+    floor["tiny_4k_c64"] = d
+    print(f"| 4 KB file, 64 conns | {d['floor_req_s']:.0f} req/s | | {d['floor_vs_nginx']:.2f}x | | {d['pacmeshd_vs_floor']:.2f}x | |")
+    summary["floor"] = floor
 print(f"- non-2xx/errors: {errs}; median CPU used by other processes during runs: {other:.2f} cores")
 if other > 0.25:
     print(f"- WARNING: other processes used {other:.2f} cores during the runs: figures are not comparable")

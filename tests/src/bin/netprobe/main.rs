@@ -30,12 +30,16 @@
 //!   sends garbage, prints `PMH closed REASON` when the daemon closes the
 //!   link (`PMH open` if it did not within 5 s).
 //!
+//! - `serve-files IP:PORT DIR THREADS`: the serving bench's floor (see
+//!   `floor.rs`).
+//!
 //! It exits by itself after two minutes (`PMH_LIFETIME_S` seconds when
 //! set: a bench's long run), should the test that started it be killed:
 //! with status 3 and a message on stderr, so a run cut short this way is
 //! never taken for one that ended well.
 
 mod bench;
+mod floor;
 mod quic;
 
 use std::io::{Read, Write};
@@ -144,13 +148,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some((mode, [addr, dir, threads])) if mode == "serve-files" => {
+            return floor::run(addr, dir, threads)
+        }
         Some((mode, rest)) if bench::MODES.contains(&mode.as_str()) => {
             return bench::run(mode, rest)
         }
         _ => {
             return usage(
                 "expected `serve IP`, `probe PROTO:IP:PORT...`, `mcast-listen GROUP:PORT IP`, \
-                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...`, `post URL [NAME:VALUE]...`, `hold-get URL OUT` or `quic-garbage IP:PORT`",
+                 `mcast-send GROUP:PORT IP N`, `get URL [NAME:VALUE]...`, `post URL [NAME:VALUE]...`, `hold-get URL OUT`, `quic-garbage IP:PORT` or `serve-files IP:PORT DIR THREADS`",
             )
         }
     }
