@@ -35,6 +35,7 @@ pub mod syncdb;
 pub use state::State;
 
 use parking_lot::RwLock;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -267,22 +268,23 @@ fn log_peers(state: &State) {
 }
 
 /// Applies a reloaded environment without touching connections or
-/// downloads in flight: the mirror table is swapped; cache dirs and
-/// listening addresses only change at restart, and the log says so.
+/// downloads in flight: the mirror table is swapped. pacman.conf's cache
+/// dirs only change at restart, and the log says so (as `main` says of
+/// the daemon's own keys).
 fn reload(state: &State, env: setup::Environment) {
     let repos = env.mirrors.repo_count();
     *state.mirrors.write() = Arc::new(env.mirrors);
     let (dirs, _) = state.index_summary();
+    // The index follows the store's kept downloads too (`run`).
     let new_dirs: Vec<String> = env
         .cache_dirs
         .iter()
+        .map(PathBuf::as_path)
+        .chain([state.engine.store().dir()])
         .map(|d| d.display().to_string())
         .collect();
     if dirs != new_dirs {
         tracing::warn!(?new_dirs, "cache dirs changed: they take effect at restart");
-    }
-    if env.mirror_mode.is_some() != state.dbproxy.is_some() {
-        tracing::warn!("mode changed: it takes effect at restart");
     }
     tracing::info!(repos, "reloaded configuration");
 }

@@ -113,7 +113,7 @@ async fn serve(
     let mesh_parts = mesh_parts(&config)?;
     let shutdown = CancellationToken::new();
     let (control, control_rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(handle_signals(flags, control, shutdown.clone()));
+    tokio::spawn(handle_signals(flags, config, control, shutdown.clone()));
     pacmeshd::run(env, listeners, mesh_parts, control_rx, shutdown).await?;
     info!("stopped");
     Ok(())
@@ -179,8 +179,15 @@ fn mesh_parts(config: &config::Config) -> anyhow::Result<MeshParts> {
 }
 
 /// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the configuration (a
-/// bad one is logged and the old one kept); SIGUSR1 logs the peer table.
-async fn handle_signals(flags: RawConfig, control: Sender<Control>, shutdown: CancellationToken) {
+/// bad one is logged and the old one kept; the keys that only a restart
+/// applies are named when they changed from `running`'s); SIGUSR1 logs the
+/// peer table.
+async fn handle_signals(
+    flags: RawConfig,
+    running: config::Config,
+    control: Sender<Control>,
+    shutdown: CancellationToken,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let signals = (
         signal(SignalKind::terminate()),
@@ -207,14 +214,18 @@ async fn handle_signals(flags: RawConfig, control: Sender<Control>, shutdown: Ca
                 // PBKDF2 rounds): on the blocking pool.
                 let flags = flags.clone();
                 let reloaded = tokio::task::spawn_blocking(move || {
-                    config::load(flags)
-                        .map_err(|e| e.to_string())
-                        .and_then(|config| setup::resolve(&config).map_err(|e| e.to_string()))
+                    let config = config::load(flags).map_err(|e| e.to_string())?;
+                    let env = setup::resolve(&config).map_err(|e| e.to_string())?;
+                    Ok((config, env))
                 })
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
                 match reloaded {
-                    Ok(env) => {
+                    Ok((config, env)) => {
+                        let restart = running.changes_needing_restart(&config);
+                        if !restart.is_empty() {
+                            warn!(keys = ?restart, "changed settings take effect at restart");
+                        }
                         let _ = control.send(Control::Reload(Box::new(env))).await;
                     }
                     Err(e) => error!(error = %e, "reload failed; keeping the running configuration"),

@@ -1,6 +1,7 @@
-//! SIGHUP reloads pacman.conf without dropping a download in flight; a bad
-//! pacman.conf on reload is refused with a log line and the running one
-//! kept; SIGUSR1 writes the peer table to the log.
+//! SIGHUP reloads pacman.conf without dropping a download in flight, and
+//! names the changed keys that only a restart applies (none when only the
+//! mirrors changed); a bad pacman.conf on reload is refused with a log line
+//! and the running one kept; SIGUSR1 writes the peer table to the log.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,6 +28,17 @@ fn signal(daemon: &Daemon, sig: &str) {
     assert!(status.success());
 }
 
+/// The log's lines that say a reload left something for the restart.
+fn restart_lines(daemon: &Daemon) -> Vec<String> {
+    let log = daemon.log();
+    let lines = log.lines().filter(|l| l.contains("take effect at restart"));
+    lines.map(str::to_owned).collect()
+}
+
+fn reloads(daemon: &Daemon) -> usize {
+    daemon.log().matches("reloaded configuration").count()
+}
+
 fn redirect_target(daemon: &Daemon) -> String {
     let r = http::get(
         &format!("{}/rl/os/x86_64/miss-1-1-any.pkg.tar.zst", daemon.url()),
@@ -44,7 +56,14 @@ fn sighup_swaps_mirrors_and_keeps_downloads_in_flight() {
     std::fs::write(cache.join(BIG), vec![5u8; BIG_SIZE]).expect("write");
     let conf = dir.path().join("pacman.conf");
     std::fs::write(&conf, conf_with_mirror(1111)).expect("write");
-    let daemon = Daemon::start(DaemonArgs::new(&conf).cache_dir(&cache));
+    let toml = dir.path().join("pacmeshd.toml");
+    std::fs::write(&toml, "pages_lan = false\n").expect("write");
+    let daemon = Daemon::start(
+        DaemonArgs::new(&conf)
+            .cache_dir(&cache)
+            .arg("--config")
+            .arg(&toml),
+    );
     assert!(redirect_target(&daemon).starts_with("http://127.0.0.1:1111/rl/os/x86_64/"));
 
     // A download in flight: read its head, reload, then read the rest.
@@ -68,6 +87,13 @@ fn sighup_swaps_mirrors_and_keeps_downloads_in_flight() {
         Duration::from_secs(5),
         "the new mirror was not taken up after SIGHUP"
     );
+    // Only pacman.conf's mirrors changed: nothing is left for a restart.
+    assert_eventually!(
+        reloads(&daemon) == 1,
+        Duration::from_secs(5),
+        "no log line for the reload"
+    );
+    assert_eq!(restart_lines(&daemon), Vec::<String>::new());
 
     let mut rest = Vec::new();
     stream
@@ -97,6 +123,21 @@ fn sighup_swaps_mirrors_and_keeps_downloads_in_flight() {
         "no log line for the refused reload"
     );
     assert!(redirect_target(&daemon).starts_with("http://127.0.0.1:2222/"));
+
+    // A key of the daemon's own changed: the reload names it.
+    std::fs::write(&conf, conf_with_mirror(2222)).expect("rewrite");
+    std::fs::write(&toml, "pages_lan = true\n").expect("rewrite");
+    signal(&daemon, "-HUP");
+    assert_eventually!(
+        reloads(&daemon) == 2,
+        Duration::from_secs(5),
+        "no log line for the second reload"
+    );
+    let lines = restart_lines(&daemon);
+    assert!(
+        lines.len() == 1 && lines[0].contains("pages_lan"),
+        "the reload did not name pages_lan as waiting for a restart: {lines:?}"
+    );
 
     signal(&daemon, "-USR1");
     assert_eventually!(

@@ -377,3 +377,23 @@ fn arch_filter() {
     assert!(repo(&["aarch64", "armv7h"]).serves_arch("armv7h"));
     assert!(!repo(&["aarch64"]).serves_arch("x86_64"));
 }
+
+/// A reload names the keys only a restart applies, and not `pacman_conf`,
+/// whose mirrors it takes up.
+#[test]
+fn a_reload_names_the_keys_waiting_for_a_restart() {
+    let config = |toml: &str| load_with(toml, &[]).0.expect("config loads");
+    let running = config("pacman_conf = \"/etc/pacman.conf\"\n");
+    assert_eq!(
+        running.changes_needing_restart(&running.clone()),
+        Vec::<&str>::new()
+    );
+    let reloaded = config(
+        "pacman_conf = \"/tmp/other-pacman.conf\"\nhttp_listen = [\"127.0.0.1:15999\"]\n\
+         pages_lan = true\n[mirror]\nrefresh_interval_s = 60\n",
+    );
+    assert_eq!(
+        running.changes_needing_restart(&reloaded),
+        vec!["http_listen", "pages_lan", "mirror"]
+    );
+}

@@ -243,6 +243,51 @@ fn absolute_path(key: &'static str, s: &Sourced) -> Result<PathBuf, ConfigError>
 }
 
 impl Config {
+    /// The keys whose value differs in `new` and that a reload (SIGHUP)
+    /// does not apply: every key but `pacman_conf`, whose mirrors are taken
+    /// up at once (its cache dirs are not: `reload` checks those).
+    pub fn changes_needing_restart(&self, new: &Config) -> Vec<&'static str> {
+        // Destructured, so that a key added to `Config` must be placed here.
+        let Config {
+            pacman_conf: _,
+            pacman_conf_explicit: _,
+            extra_cache_dirs,
+            http_listen,
+            http_listen_is_default: _,
+            quic_listen,
+            state_dir,
+            state_dir_is_default: _,
+            store_dir,
+            store_dir_is_default: _,
+            peers,
+            mesh_key,
+            mdns,
+            serve_lan,
+            pages_lan,
+            verified_only,
+            mode,
+            mirror,
+        } = self;
+        [
+            ("cache_dir", *extra_cache_dirs != new.extra_cache_dirs),
+            ("http_listen", *http_listen != new.http_listen),
+            ("quic_listen", *quic_listen != new.quic_listen),
+            ("state_dir", *state_dir != new.state_dir),
+            ("store_dir", *store_dir != new.store_dir),
+            ("peer", *peers != new.peers),
+            ("mesh_key", *mesh_key != new.mesh_key),
+            ("no_mdns", *mdns != new.mdns),
+            ("serve_lan", *serve_lan != new.serve_lan),
+            ("pages_lan", *pages_lan != new.pages_lan),
+            ("verified_only", *verified_only != new.verified_only),
+            ("mode", *mode != new.mode),
+            ("mirror", *mirror != new.mirror),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+
     /// The effective configuration as a TOML document that `--config`
     /// accepts back.
     pub fn to_toml(&self) -> String {
