@@ -7,7 +7,7 @@
 //! in DIR, a `200` head with its length written with `MSG_MORE`, the body
 //! sent with `sendfile` in pieces of 2 MiB, and the connection kept for the
 //! next request. Nothing else: no time limits, no log, no ranges, no
-//! admission, no page cache probe. A name that is not a plain file name in
+//! admission, no page cache probe. A name that is not a regular file in
 //! DIR gets a `404`, anything but a GET a `400` and the close. Prints
 //! `PMH ready`, then serves until killed.
 
@@ -143,7 +143,10 @@ fn parse(input: &[u8], dir: &Path) -> Option<(usize, Answer)> {
     let file = (!name.is_empty() && !name.contains('/') && name != "..")
         .then(|| File::open(dir.join(name)).ok())
         .flatten()
-        .and_then(|file| Some((file.metadata().ok()?.len(), file)));
+        .and_then(|file| {
+            let meta = file.metadata().ok()?;
+            meta.is_file().then_some((meta.len(), file))
+        });
     let answer = match file {
         Some((len, file)) => Answer {
             head: format!(
