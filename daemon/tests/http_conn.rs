@@ -57,13 +57,34 @@ impl Handler for Files {
         // Every other request waits on the daemon's runtime first, and is
         // answered from `http`'s request type.
         let path = head.uri().path();
-        (path != "/slow").then(|| self.serve(path, FileAsk::from_head(head)))
+        let waits = path == "/slow" || path == SHORT;
+        (!waits).then(|| self.serve(path, FileAsk::from_head(head)))
     }
 
     async fn respond(&self, req: &Request<()>, _peer: SocketAddr) -> Answer {
+        if req.uri().path() == SHORT {
+            return short_stream();
+        }
         let ask = FileAsk::from_request(req.method(), req.headers());
         self.serve(req.uri().path(), ask)
     }
+}
+
+/// A streamed body whose task ends after half of its stated length (a
+/// download that ended early).
+const SHORT: &str = "/short";
+const SHORT_LEN: u64 = 1000;
+
+fn short_stream() -> Answer {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let half = bytes::Bytes::from(vec![7u8; SHORT_LEN as usize / 2]);
+        let _ = tx.send(Ok(half)).await;
+    });
+    Response::builder()
+        .body(Body::channel(rx, SHORT_LEN))
+        .unwrap()
+        .into()
 }
 
 impl Files {
@@ -618,6 +639,25 @@ fn a_file_truncated_while_sent_cuts_the_connection() {
     let reply = server.connect().get("/big", "");
     assert_eq!((reply.status, reply.body.len()), (200, cut_at as usize));
     assert_eq!(reply.body, pattern(BIG)[..cut_at as usize]);
+}
+
+/// A streamed body that ends before its length cuts the connection: a
+/// client kept waiting on it, or reading the next response into it, would
+/// take a short body for a whole one.
+#[test]
+fn a_stream_that_ends_early_cuts_the_connection() {
+    let server = Server::start();
+    let mut client = server.connect();
+    // A second request already sent: answered on this connection, its
+    // bytes would be read as the rest of the first body.
+    client.send(format!("GET {SHORT} HTTP/1.1\r\n\r\nGET /small HTTP/1.1\r\n\r\n").as_bytes());
+    let reply = client.reply(false).expect("a response");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-length"), Some("1000"));
+    assert_eq!(reply.body.len() as u64, SHORT_LEN / 2);
+    assert!(client.closed());
+    // The server goes on.
+    assert_eq!(server.connect().get("/small", "").status, 200);
 }
 
 #[test]

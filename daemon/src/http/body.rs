@@ -12,9 +12,13 @@ use super::file_body::FileBody;
 pub enum Body {
     Bytes(Option<Bytes>),
     File(FileBody),
-    /// Bytes handed over by a task (a download streamed as it arrives);
-    /// whoever made the channel sets `Content-Length`.
-    Channel(tokio::sync::mpsc::Receiver<io::Result<Bytes>>),
+    /// `len` bytes handed over by a task (a download streamed as it
+    /// arrives). Fewer (the task ended early, or failed) cut the
+    /// connection: the client must not take a short body for a whole one.
+    Channel {
+        chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+        len: u64,
+    },
 }
 
 impl Body {
@@ -34,12 +38,16 @@ impl Body {
         Body::File(f)
     }
 
+    pub fn channel(chunks: tokio::sync::mpsc::Receiver<io::Result<Bytes>>, len: u64) -> Self {
+        Body::Channel { chunks, len }
+    }
+
     /// The body's length, when known before it is sent.
     pub fn known_length(&self) -> Option<u64> {
         match self {
             Body::Bytes(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::File(f) => Some(f.remaining()),
-            Body::Channel(_) => None,
+            Body::Channel { len, .. } => Some(*len),
         }
     }
 }

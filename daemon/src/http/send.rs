@@ -63,10 +63,19 @@ pub async fn response(
             write_head_more(stream, head, stall).await?;
             send_file(stream, file, stall).await
         }
-        Body::Channel(mut chunks) if with_body => {
+        Body::Channel { mut chunks, len } if with_body => {
             write_all(stream, &mut [IoSlice::new(head)], stall).await?;
+            let mut sent = 0u64;
             while let Some(chunk) = chunks.recv().await {
-                write_all(stream, &mut [IoSlice::new(&chunk?)], stall).await?;
+                let chunk = chunk?;
+                sent += chunk.len() as u64;
+                write_all(stream, &mut [IoSlice::new(&chunk)], stall).await?;
+            }
+            if sent != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the body ended after {sent} of its {len} bytes"),
+                ));
             }
             Ok(())
         }

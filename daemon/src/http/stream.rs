@@ -77,7 +77,12 @@ pub fn respond(
                         break false;
                     }
                 }
-                Ok(None) => break sent >= want,
+                Ok(None) if sent >= want => break true,
+                Ok(None) => {
+                    let why = format!("the download ended after {sent} of {want} bytes");
+                    let _ = tx.send(Err(io::Error::other(why))).await;
+                    break false;
+                }
                 Err(e) => {
                     // Cut: pacman resumes at its next server from here.
                     let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
@@ -89,8 +94,7 @@ pub fn respond(
     });
     builder
         .status(status)
-        .header(header::CONTENT_LENGTH, end - start)
-        .body(Body::Channel(rx))
+        .body(Body::channel(rx, end - start))
         .ok()
         .map(Reply::from)
 }
