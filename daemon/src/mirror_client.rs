@@ -56,6 +56,9 @@ pub struct MirrorBody {
     pub size: Option<u64>,
     /// The mirror's `Last-Modified`, when it sent one.
     pub last_modified: Option<SystemTime>,
+    /// Where the body came from: the URL asked for, or where its
+    /// redirects led (a database's `.sig` is asked of the same server).
+    pub url: String,
     body: Incoming,
     /// Where the body's end (or break) is told, to rank the mirror.
     report: Option<Report>,
@@ -170,7 +173,7 @@ impl MirrorClient {
         let body = self
             .send(url, offset, None)
             .await
-            .and_then(|response| body_of(response, offset));
+            .and_then(|(response, at)| body_of(response, offset, &at));
         match body {
             Ok(mut body) => {
                 body.report = Some(Report {
@@ -205,8 +208,8 @@ impl MirrorClient {
         url: &str,
         since: Option<SystemTime>,
     ) -> Result<Conditional, MirrorError> {
-        let response = match self.send(url, 0, since).await {
-            Ok(response) => response,
+        let (response, at) = match self.send(url, 0, since).await {
+            Ok(sent) => sent,
             Err(e) => {
                 // Unreachable or broken, not merely without the file (a
                 // database's `.sig` is often absent).
@@ -222,16 +225,17 @@ impl MirrorClient {
         if response.status() == StatusCode::NOT_MODIFIED {
             return Ok(Conditional::NotModified);
         }
-        body_of(response, 0).map(Conditional::Body)
+        body_of(response, 0, &at).map(Conditional::Body)
     }
 
-    /// Sends the GET, following redirects; the final response's head.
+    /// Sends the GET, following redirects; the final response's head, and
+    /// the URL that gave it.
     async fn send(
         &self,
         url: &str,
         offset: u64,
         since: Option<SystemTime>,
-    ) -> Result<Response<Incoming>, MirrorError> {
+    ) -> Result<(Response<Incoming>, Uri), MirrorError> {
         let mut uri: Uri = url
             .parse()
             .map_err(|_| MirrorError::BadUrl(url.to_owned()))?;
@@ -260,7 +264,7 @@ impl MirrorClient {
                 uri = follow(&uri, location)?;
                 continue;
             }
-            return Ok(response);
+            return Ok((response, uri));
         }
         Err(MirrorError::Redirects)
     }
@@ -275,7 +279,7 @@ pub enum Conditional {
 }
 
 /// The body of a 200, or of a 206 starting at `offset`.
-fn body_of(response: Response<Incoming>, offset: u64) -> Result<MirrorBody, MirrorError> {
+fn body_of(response: Response<Incoming>, offset: u64, at: &Uri) -> Result<MirrorBody, MirrorError> {
     let headers = response.headers();
     let length = headers
         .get(header::CONTENT_LENGTH)
@@ -307,6 +311,7 @@ fn body_of(response: Response<Incoming>, offset: u64) -> Result<MirrorBody, Mirr
         start,
         size,
         last_modified,
+        url: at.to_string(),
         body: response.into_body(),
         report: None,
     })

@@ -36,6 +36,10 @@ struct Served {
     sig: Option<Vec<u8>>,
     /// Answer the signature with a 500.
     sig_broken: bool,
+    /// A redirector's choice: the database is a 302 to this URL, its
+    /// signature to `sig_at` (two mirrors, maybe at two versions).
+    db_at: Option<String>,
+    sig_at: Option<String>,
     modified: SystemTime,
     /// Every request: (file name, If-Modified-Since sent).
     log: Vec<(String, bool)>,
@@ -77,6 +81,8 @@ fn served(db: Vec<u8>, sig: Option<&[u8]>, modified: SystemTime) -> Upstream {
         db,
         sig: sig.map(<[u8]>::to_vec),
         sig_broken: false,
+        db_at: None,
+        sig_at: None,
         modified,
         log: Vec::new(),
     }))
@@ -103,7 +109,16 @@ async fn answer(req: Request<Incoming>, up: Upstream) -> Response<Full<Bytes>> {
             .body(Full::new(Bytes::from(body)))
             .unwrap()
     };
+    let redirect = |to: &String| {
+        Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, to)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
     match name.as_str() {
+        "core.db" if s.db_at.is_some() => redirect(s.db_at.as_ref().unwrap()),
+        "core.db.sig" if s.sig_at.is_some() => redirect(s.sig_at.as_ref().unwrap()),
         "core.db" if since.is_some_and(|t| t >= s.modified) => {
             reply(StatusCode::NOT_MODIFIED, Vec::new(), s.modified)
         }
@@ -278,6 +293,55 @@ async fn fetched_once_kept_as_a_pair_and_revalidated() {
     assert_eq!(db_files_under(store.path()), 1, "{:?}", walk(store.path()));
     let counts = proxy.counts();
     assert_eq!((counts.fetched, counts.kept), (1, 1));
+}
+
+/// An upstream that redirects (a mirror redirector) may send the database
+/// and its signature to two mirrors at two versions: the signature is
+/// asked of the server that gave the database.
+#[tokio::test]
+async fn the_signature_comes_from_where_the_database_did() {
+    let v1 = db(&["a"]);
+    let (good, _g) = start(served(v1.clone(), Some(b"sig of v1"), at(1_000_000))).await;
+    let other = served(db(&["b"]), Some(b"sig of another version"), at(2_000_000));
+    let (other, _o) = start(other).await;
+    let redirector = served(Vec::new(), None, at(0));
+    {
+        let mut r = redirector.lock().unwrap();
+        r.db_at = Some(good);
+        r.sig_at = Some(format!("{other}.sig"));
+    }
+    let (url, _r) = start(redirector.clone()).await;
+    let store = tempfile::tempdir().unwrap();
+    let proxy = open(store.path(), Duration::from_secs(3600));
+    let urls = vec![url];
+    assert_eq!(file(proxy.answer(&key(), false, &urls, 0).await).0, v1);
+    assert_eq!(
+        file(proxy.answer(&key(), true, &urls, 0).await).0,
+        b"sig of v1".to_vec()
+    );
+    assert_eq!(requests(&redirector), [("core.db".to_string(), false)]);
+}
+
+/// A signature refused part-way at one upstream (too large) is not kept
+/// with the next one's unsigned database, not even after a restart.
+#[tokio::test]
+async fn a_signature_refused_part_way_is_not_kept_with_the_next_upstreams_database() {
+    let oversized = vec![b's'; 4 * pacmeshd::dbproxy::upstream::MAX_SIG_BYTES as usize];
+    let (refused, _r) = start(served(db(&["a"]), Some(&oversized), at(1_000_000))).await;
+    let v2 = db(&["b"]);
+    let (unsigned, _u) = start(served(v2.clone(), None, at(1_000_000))).await;
+    let store = tempfile::tempdir().unwrap();
+    let urls = vec![refused, unsigned];
+    let proxy = open(store.path(), Duration::from_secs(3600));
+    assert_eq!(file(proxy.answer(&key(), false, &urls, 0).await).0, v2);
+    assert!(matches!(
+        proxy.answer(&key(), true, &urls, 0).await,
+        DbAnswer::NoSignature
+    ));
+    drop(proxy);
+    let proxy = open(store.path(), Duration::from_secs(3600));
+    let sig = proxy.answer(&key(), true, &urls, 0).await;
+    assert!(matches!(sig, DbAnswer::NoSignature), "{sig:?}");
 }
 
 #[tokio::test]

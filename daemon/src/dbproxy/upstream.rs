@@ -1,10 +1,12 @@
 //! Asking the upstreams for a database and its signature, as a pair: the
 //! first upstream that answers is asked `If-Modified-Since` the copy's
 //! date; a new database must parse as a sync database, and its `.sig` is
-//! fetched from the same upstream right after (absent is fine: Arch's
-//! databases are not signed; an error is not). A database that does not
-//! parse, or whose signature could not be had, is not kept, and the next
-//! upstream is asked.
+//! fetched right after from the server that sent the database (where the
+//! upstream's redirects led: two mirrors of a redirector may be at two
+//! versions). An absent `.sig` is fine (Arch's databases are not signed);
+//! an error is not. A database that does not parse, or whose signature
+//! could not be had, is not kept, and the next upstream is asked; so is
+//! one that takes longer than [`UPSTREAM_DEADLINE`] in all.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -22,6 +24,16 @@ use crate::syncdb::{parse_db, ParsedDb};
 /// The largest database accepted (Arch's biggest, `extra.files`, is about
 /// 60 MB).
 pub const MAX_DB_BYTES: u64 = 512 << 20;
+
+/// The largest database signature accepted (a detached OpenPGP signature
+/// is a few hundred bytes).
+pub const MAX_SIG_BYTES: u64 = 64 << 10;
+
+/// The longest one upstream may take to give a database and its
+/// signature (each read also has the mirror client's stall limit): an
+/// upstream that sends a byte now and then would otherwise hold the
+/// refresh, and every client waiting on it, for good.
+pub const UPSTREAM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A new pair written into a [`Pending`] directory.
 #[derive(Debug)]
@@ -106,7 +118,15 @@ pub async fn fetch_pair(
 ) -> Result<Fetched, RefreshError> {
     let mut tried = Vec::new();
     for url in urls {
-        match fetch_from(client, url, name, since, pending.dir()).await {
+        let fetched = tokio::time::timeout(
+            UPSTREAM_DEADLINE,
+            fetch_from(client, url, name, since, pending.dir()),
+        );
+        let fetched = fetched.await.unwrap_or_else(|_| {
+            let limit = UPSTREAM_DEADLINE.as_secs();
+            Err(Failure::Unreachable(format!("took longer than {limit} s")))
+        });
+        match fetched {
             Ok(fetched) => return Ok(fetched),
             Err(failure) => {
                 warn!(url, ?failure, "upstream did not give the database");
@@ -135,15 +155,23 @@ async fn fetch_from(
         Err(e) => return Err(unreachable(e)),
     };
     let modified = body.last_modified.unwrap_or_else(SystemTime::now);
+    let sig_url = format!("{}.sig", body.url);
     let db_path = dir.join(name);
-    let mut bytes = save(body, &db_path, modified).await?;
-    let parsed = parse(name, &db_path).await?;
-    let sig_url = format!("{url}.sig");
     let sig_path = dir.join(format!("{name}.sig"));
+    // A signature left by an upstream that failed before this one must
+    // not be kept with this database.
+    match std::fs::remove_file(&sig_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Failure::Unreachable(format!("{}: {e}", sig_path.display())))
+        }
+        _ => {}
+    }
+    let mut bytes = save(body, &db_path, modified, MAX_DB_BYTES).await?;
+    let parsed = parse(name, &db_path).await?;
     let has_sig = match client.get_if_modified_since(&sig_url, None).await {
         Ok(Conditional::Body(sig)) => {
             let sig_modified = sig.last_modified.unwrap_or(modified);
-            bytes += save(sig, &sig_path, sig_modified).await?;
+            bytes += save(sig, &sig_path, sig_modified, MAX_SIG_BYTES).await?;
             true
         }
         Err(MirrorError::Status(StatusCode::NOT_FOUND)) => false,
@@ -174,10 +202,15 @@ async fn fetch_from(
     }))
 }
 
-/// Writes `body` to `path` (at most [`MAX_DB_BYTES`]), synced, with mtime
+/// Writes `body` to `path` (at most `limit` bytes), synced, with mtime
 /// `modified`; returns its length. Chunks are written as they come (small
 /// writes to the page cache), the sync is made on the blocking pool.
-async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result<u64, Failure> {
+async fn save(
+    mut body: MirrorBody,
+    path: &Path,
+    modified: SystemTime,
+    limit: u64,
+) -> Result<u64, Failure> {
     let disk = |e: std::io::Error| Failure::Unreachable(format!("writing {}: {e}", path.display()));
     let mut file = std::fs::File::create(path).map_err(disk)?;
     let mut len = 0u64;
@@ -185,10 +218,8 @@ async fn save(mut body: MirrorBody, path: &Path, modified: SystemTime) -> Result
         match body.next_chunk().await {
             Ok(Some(chunk)) => {
                 len += chunk.len() as u64;
-                if len > MAX_DB_BYTES {
-                    return Err(Failure::Unusable(format!(
-                        "larger than {MAX_DB_BYTES} bytes"
-                    )));
+                if len > limit {
+                    return Err(Failure::Unusable(format!("larger than {limit} bytes")));
                 }
                 file.write_all(&chunk).map_err(disk)?;
             }
