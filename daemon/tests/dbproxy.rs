@@ -295,6 +295,40 @@ async fn fetched_once_kept_as_a_pair_and_revalidated() {
     assert_eq!((counts.fetched, counts.kept), (1, 1));
 }
 
+/// A signature is the kept copy's, even when the database is due for a
+/// check: pacman asks for it right after the database, and a refresh
+/// started (or joined) then could hand it a signature of another database.
+#[tokio::test]
+async fn a_signature_never_starts_a_refresh() {
+    let v1 = db(&["a"]);
+    let up = served(v1.clone(), Some(b"sig one"), at(1_000_000));
+    let (url, _task) = start(up.clone()).await;
+    let store = tempfile::tempdir().unwrap();
+    let urls = vec![url];
+    let proxy = open(store.path(), Duration::ZERO);
+    assert_eq!(file(proxy.answer(&key(), false, &urls, 0).await).0, v1);
+    requests(&up);
+    let v2 = db(&["b"]);
+    {
+        let mut s = up.lock().unwrap();
+        s.db = v2.clone();
+        s.sig = Some(b"sig two".to_vec());
+        s.modified = at(2_000_000);
+    }
+    // Due for a check (interval 0): the signature is still the copy's.
+    assert_eq!(
+        file(proxy.answer(&key(), true, &urls, 0).await).0,
+        b"sig one".to_vec()
+    );
+    assert!(requests(&up).is_empty());
+    // The database's own request refreshes the pair.
+    assert_eq!(file(proxy.answer(&key(), false, &urls, 0).await).0, v2);
+    assert_eq!(
+        file(proxy.answer(&key(), true, &urls, 0).await).0,
+        b"sig two".to_vec()
+    );
+}
+
 /// An upstream that redirects (a mirror redirector) may send the database
 /// and its signature to two mirrors at two versions: the signature is
 /// asked of the server that gave the database.

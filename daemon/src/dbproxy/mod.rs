@@ -188,12 +188,20 @@ impl DbProxy {
             let entry = entries
                 .entry(key.clone())
                 .or_insert_with(|| Entry::new(None));
-            fresh::decide(&fresh::Facts {
-                have_copy: entry.current.is_some(),
-                since_check: entry.checked.map(|t| t.elapsed()),
-                last: entry.last,
-                interval: self.interval,
-            })
+            if sig && entry.current.is_some() {
+                // The signature of the database the client was just
+                // given (pacman asks for it right after): the copy's. A
+                // signature asked for never starts or waits for a
+                // refresh, whose new pair would not match that database.
+                Decision::Serve(None)
+            } else {
+                fresh::decide(&fresh::Facts {
+                    have_copy: entry.current.is_some(),
+                    since_check: entry.checked.map(|t| t.elapsed()),
+                    last: entry.last,
+                    interval: self.interval,
+                })
+            }
         };
         let decision = match decision {
             Decision::Refresh => {
