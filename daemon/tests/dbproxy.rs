@@ -40,6 +40,8 @@ struct Served {
     /// signature to `sig_at` (two mirrors, maybe at two versions).
     db_at: Option<String>,
     sig_at: Option<String>,
+    /// 304 only to its own date exactly (nginx's `if_modified_since exact`).
+    exact_dates: bool,
     modified: SystemTime,
     /// Every request: (file name, If-Modified-Since sent).
     log: Vec<(String, bool)>,
@@ -83,6 +85,7 @@ fn served(db: Vec<u8>, sig: Option<&[u8]>, modified: SystemTime) -> Upstream {
         sig_broken: false,
         db_at: None,
         sig_at: None,
+        exact_dates: false,
         modified,
         log: Vec::new(),
     }))
@@ -119,7 +122,9 @@ async fn answer(req: Request<Incoming>, up: Upstream) -> Response<Full<Bytes>> {
     match name.as_str() {
         "core.db" if s.db_at.is_some() => redirect(s.db_at.as_ref().unwrap()),
         "core.db.sig" if s.sig_at.is_some() => redirect(s.sig_at.as_ref().unwrap()),
-        "core.db" if since.is_some_and(|t| t >= s.modified) => {
+        "core.db"
+            if since.is_some_and(|t| t == s.modified || (t > s.modified && !s.exact_dates)) =>
+        {
             reply(StatusCode::NOT_MODIFIED, Vec::new(), s.modified)
         }
         "core.db" => reply(StatusCode::OK, s.db.clone(), s.modified),
@@ -327,6 +332,31 @@ async fn a_signature_never_starts_a_refresh() {
         file(proxy.answer(&key(), true, &urls, 0).await).0,
         b"sig two".to_vec()
     );
+}
+
+/// A mirror behind the kept copy (answering 200 with an older database,
+/// as nginx does to any other date than its own) does not replace it.
+#[tokio::test]
+async fn an_older_database_does_not_replace_the_copy() {
+    let v2 = db(&["b"]);
+    let up = served(v2.clone(), None, at(2_000_000));
+    up.lock().unwrap().exact_dates = true;
+    let (url, _task) = start(up.clone()).await;
+    let store = tempfile::tempdir().unwrap();
+    let urls = vec![url];
+    let proxy = open(store.path(), Duration::ZERO);
+    assert_eq!(file(proxy.answer(&key(), false, &urls, 0).await).0, v2);
+    {
+        let mut s = up.lock().unwrap();
+        s.db = db(&["a"]);
+        s.modified = at(1_000_000);
+    }
+    assert_eq!(file(proxy.answer(&key(), false, &urls, 0).await).0, v2);
+    assert_eq!(requests(&up).last(), Some(&("core.db".to_string(), true)));
+    assert!(proxy
+        .fed()
+        .lookup_in("x86_64", "core", "b-1-1-any.pkg.tar.zst")
+        .is_some());
 }
 
 /// An upstream that redirects (a mirror redirector) may send the database

@@ -154,6 +154,19 @@ async fn fetch_from(
         Ok(Conditional::Body(body)) => body,
         Err(e) => return Err(unreachable(e)),
     };
+    // A mirror behind the copy (nginx answers 304 only to its exact date):
+    // the copy stays, or a full mirror would go back to older packages.
+    if let (Some(since), Some(theirs)) = (since, body.last_modified) {
+        if theirs < since {
+            info!(
+                url,
+                "the upstream's database is older than the kept copy; keeping the copy"
+            );
+            return Ok(Fetched::NotModified {
+                url: url.to_owned(),
+            });
+        }
+    }
     let modified = body.last_modified.unwrap_or_else(SystemTime::now);
     let sig_url = format!("{}.sig", body.url);
     let db_path = dir.join(name);
