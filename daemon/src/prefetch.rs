@@ -160,7 +160,11 @@ impl Prefetcher {
                     mirror_urls: urls,
                 };
                 let fetched = fetch_and_keep(&self.engine, &name, sources, &expected, &|_| {});
-                if fetched.await == Fetched::Kept {
+                let kept_now = fetched.await == Fetched::Kept;
+                // Paced by what was kept: a file that failed (or whose
+                // listed size is absurd and was refused) holds no pause.
+                let paced = if kept_now { expected.size } else { 0 };
+                if kept_now {
                     info!(file = %name, bytes = expected.size, "prefetched");
                     self.report.add(&name, expected.size);
                     done += 1;
@@ -169,7 +173,7 @@ impl Prefetcher {
                 } else {
                     warn!(file = %name, "prefetch failed");
                 }
-                let wait = pause(expected.size, started.elapsed(), self.limit);
+                let wait = pause(paced, started.elapsed(), self.limit);
                 tokio::time::sleep(wait).await;
             }
         }
@@ -222,6 +226,8 @@ mod tests {
         assert_eq!(pause(1000, s(0), 0), s(0));
         assert_eq!(pause(1000, s(1), 100), s(9));
         assert_eq!(pause(1000, s(20), 100), s(0));
+        // Nothing kept (a failed fetch), nothing to wait for.
+        assert_eq!(pause(0, s(0), 100), s(0));
     }
 
     #[test]
