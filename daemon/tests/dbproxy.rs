@@ -496,3 +496,24 @@ async fn made_up_architectures_cannot_grow_the_table() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Made-up names fill the table only until their failure is older than
+/// the revalidation interval: then a real database takes the place of one.
+#[tokio::test]
+async fn made_up_names_give_way_after_the_interval() {
+    let v1 = db(&["a"]);
+    let (url, _task) = start(served(v1.clone(), None, at(1_000_000))).await;
+    let store = tempfile::tempdir().unwrap();
+    let proxy = open(store.path(), Duration::ZERO);
+    for i in 0..pacmeshd::dbproxy::MAX_DATABASES {
+        let made_up = DbKey {
+            name: format!("x{i}.db"),
+            ..key()
+        };
+        assert!(matches!(
+            proxy.answer(&made_up, false, &[], 0).await,
+            DbAnswer::Fail(_)
+        ));
+    }
+    assert_eq!(file(proxy.answer(&key(), false, &[url], 0).await).0, v1);
+}

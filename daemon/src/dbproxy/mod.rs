@@ -44,8 +44,10 @@ use store::{DbStore, Generation};
 use upstream::Fetched;
 
 /// Databases tracked at most (kept, or asked for and failed): a client
-/// naming made-up architectures cannot grow the table, nor make the
-/// upstreams be asked for each.
+/// naming made-up architectures or databases cannot grow the table, nor
+/// make the upstreams be asked for each more than once an interval. A
+/// failed name is forgotten for a new one once its failure is older than
+/// the revalidation interval.
 pub const MAX_DATABASES: usize = 1024;
 
 /// The longest an admin refresh waits for the upstreams.
@@ -182,8 +184,24 @@ impl DbProxy {
         let decision = {
             let mut entries = self.entries();
             if !entries.contains_key(key) && entries.len() >= MAX_DATABASES {
-                warn!(db = %key.name, arch = %key.arch, limit = MAX_DATABASES, "too many databases; not proxied");
-                return DbAnswer::Fail("this mirror proxies too many databases already");
+                // Room is made by forgetting a name no upstream gave when
+                // last asked, longer than the revalidation interval ago (it
+                // would be asked again by now anyway): made-up names fill
+                // the table for that long at most.
+                let interval = self.interval;
+                let forgotten = entries.iter().find_map(|(k, e)| {
+                    let idle = e.checked.is_some_and(|t| t.elapsed() >= interval);
+                    (e.current.is_none() && e.refreshing.is_none() && idle).then(|| k.clone())
+                });
+                match forgotten {
+                    Some(old) => {
+                        entries.remove(&old);
+                    }
+                    None => {
+                        warn!(db = %key.name, arch = %key.arch, limit = MAX_DATABASES, "too many databases; not proxied");
+                        return DbAnswer::Fail("this mirror proxies too many databases already");
+                    }
+                }
             }
             let entry = entries
                 .entry(key.clone())
