@@ -385,11 +385,13 @@ impl Machine {
         Action::Restart
     }
 
+    /// Throws the file's bytes away, then goes on at the next source, or
+    /// gives up. The restart comes first even then: readers of the bytes
+    /// (pacman, peers that joined) learn they were bad (`BadBytes`), not
+    /// merely that the download ended, so a joined peer throws them away
+    /// instead of blaming us for them later.
     fn restart_then_next(&mut self) -> Action {
         let next = self.next_source();
-        if matches!(next, Action::GiveUp(_)) {
-            return next;
-        }
         self.restart_then(next)
     }
 

@@ -396,6 +396,38 @@ async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
     assert!(fake.penalised.lock().is_empty(), "no peer is to blame");
 }
 
+/// The only mirror's copy is corrupt: the download gives up, and a peer
+/// that joined it learns its bytes were bad (it throws them away), not
+/// merely that the download ended (it would keep them and blame us).
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_copy_with_no_source_left_is_bad_bytes_to_joiners() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let good = content(20_000, 4);
+    let mut bad = good.clone();
+    bad[10_000] ^= 0xff;
+    let fake = Fake::serving([(SourceId::Mirror(0), Script::new(bad, None))]);
+    let t = start(
+        &engine,
+        NAME,
+        Kind::Fetch,
+        fake.clone(),
+        vec![SourceId::Mirror(0)],
+        &good,
+    );
+    let joiner = engine.open(NAME, 0).unwrap().await.unwrap();
+    let mut chunks = joiner.chunks;
+    let end = loop {
+        match chunks.next_chunk().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(end, Err(GrowingError::BadBytes));
+    assert!(!t.finished().await, "a corrupt copy ended well");
+    assert!(!dir.path().join("fetched").join(NAME).exists());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lost_claim_joins_the_winner_and_pacman_waits_for_verified_bytes() {
     let dir = tempfile::tempdir().unwrap();
