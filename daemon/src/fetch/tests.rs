@@ -494,6 +494,19 @@ async fn a_join_longer_than_pacmans_redirects_streams_only_between_keyed_members
     );
 }
 
+/// pacman giving up on a slow join does not cancel it while a peer reads
+/// it (it joined us): that peer would have to start over.
+#[tokio::test(start_paused = true)]
+async fn a_join_pacman_gave_up_on_goes_on_for_the_peers_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let join = slow_join(&engine, "read-1-1-any.pkg.tar.zst");
+    let peer = join.growing.reader(0);
+    assert!(matches!(join.answer(0, false).await, Answer::Elsewhere));
+    assert!(join.finished().await, "cancelled under a peer reading it");
+    drop(peer);
+}
+
 #[tokio::test(start_paused = true)]
 async fn when_no_mirror_answers_pacman_gets_the_redirect_not_a_broken_stream() {
     let dir = tempfile::tempdir().unwrap();

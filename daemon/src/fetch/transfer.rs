@@ -153,7 +153,11 @@ impl Transfer {
                     }
                     wait::AfterWait::GiveUp | wait::AfterWait::OutOfHops => {
                         info!(file = %self.name, done = shown.len, hop, "download too slow for pacman; given up for the mirror");
-                        if self.kind != Kind::Fetch {
+                        // Kept while it is the network's WAN fetch (we won
+                        // a claim) or peers read it, as `abandoned` keeps it.
+                        let claimed = shown.claim != ClaimState::None;
+                        let read = self.growing.readers() > 0;
+                        if self.kind != Kind::Fetch && !claimed && !read {
                             self.cancel();
                         }
                         Answer::Elsewhere
