@@ -22,8 +22,9 @@ use crate::mirror_client::{Conditional, MirrorBody, MirrorClient, MirrorError};
 use crate::syncdb::{parse_db, ParsedDb};
 
 /// The largest database accepted (Arch's biggest, `extra.files`, is about
-/// 60 MB).
-pub const MAX_DB_BYTES: u64 = 512 << 20;
+/// 60 MB): the sync database reader's own limit, since a larger one could
+/// not be parsed (it is held in memory to be) and would never be kept.
+pub const MAX_DB_BYTES: u64 = crate::syncdb::bounds::MAX_DB_FILE;
 
 /// The largest database signature accepted (a detached OpenPGP signature
 /// is a few hundred bytes).
