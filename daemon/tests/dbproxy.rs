@@ -121,6 +121,8 @@ async fn answer(req: Request<Incoming>, up: Upstream) -> Response<Full<Bytes>> {
     };
     match name.as_str() {
         "core.db" if s.db_at.is_some() => redirect(s.db_at.as_ref().unwrap()),
+        // An alias, served as the database is.
+        "core.db.tar.gz" => reply(StatusCode::OK, s.db.clone(), s.modified),
         "core.db.sig" if s.sig_at.is_some() => redirect(s.sig_at.as_ref().unwrap()),
         "core.db"
             if since.is_some_and(|t| t == s.modified || (t > s.modified && !s.exact_dates)) =>
@@ -357,6 +359,37 @@ async fn an_older_database_does_not_replace_the_copy() {
         .fed()
         .lookup_in("x86_64", "core", "b-1-1-any.pkg.tar.zst")
         .is_some());
+}
+
+/// A repo's database kept under two names (its alias asked for once,
+/// long ago): after a restart the verification table lists the newer one.
+#[tokio::test]
+async fn after_a_restart_the_newer_of_two_names_feeds_the_table() {
+    let up = served(db(&["old"]), None, at(1_000_000));
+    let (url, _task) = start(up.clone()).await;
+    let alias_url = format!("{url}.tar.gz");
+    let alias = DbKey {
+        name: "core.db.tar.gz".into(),
+        ..key()
+    };
+    let store = tempfile::tempdir().unwrap();
+    let proxy = open(store.path(), Duration::from_secs(3600));
+    let _ = file(proxy.answer(&alias, false, &[alias_url], 0).await);
+    {
+        let mut s = up.lock().unwrap();
+        s.db = db(&["new"]);
+        s.modified = at(2_000_000);
+    }
+    let _ = file(proxy.answer(&key(), false, &[url], 0).await);
+    drop(proxy);
+    let proxy = open(store.path(), Duration::from_secs(3600));
+    let fed = proxy.fed();
+    assert!(fed
+        .lookup_in("x86_64", "core", "new-1-1-any.pkg.tar.zst")
+        .is_some());
+    assert!(fed
+        .lookup_in("x86_64", "core", "old-1-1-any.pkg.tar.zst")
+        .is_none());
 }
 
 /// An upstream that redirects (a mirror redirector) may send the database

@@ -136,7 +136,11 @@ impl DbProxy {
         interval: Duration,
         full: HashSet<String>,
     ) -> std::io::Result<DbProxy> {
-        let (store, found) = DbStore::open(store_dir)?;
+        let (store, mut found) = DbStore::open(store_dir)?;
+        // Oldest first: where a repo's database was kept under two names
+        // (`core.db` and its alias `core.db.tar.gz`), the newer one is fed
+        // last and its list stands, whatever the names' order.
+        found.sort_by_key(|(_, generation)| generation.modified);
         let mut entries = HashMap::new();
         for (key, generation) in found {
             match upstream::parse_kept(&key.name, generation.db()) {
