@@ -26,6 +26,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const STALL: Duration = Duration::from_secs(10);
 /// Mirrors that hand out redirects (mirrorbrain and the like) use one.
 const MAX_REDIRECTS: usize = 5;
+/// A pooled connection to a mirror unused for this long is closed.
+const POOL_IDLE: Duration = Duration::from_secs(30);
 
 const USER_AGENT: &str = concat!("pacmeshd/", env!("CARGO_PKG_VERSION"));
 
@@ -154,7 +156,7 @@ fn build() -> HttpsClient {
     };
     let https = tls.https_or_http().enable_http1().wrap_connector(http);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(POOL_IDLE)
         .build(https)
 }
 

@@ -13,6 +13,10 @@ use tracing::info;
 use super::growing::{ClaimState, End, Growing};
 use super::{wait, ABANDONED};
 
+/// How often [`abandoned`] looks: a third of [`ABANDONED`], so a download
+/// nobody wants goes at most a third late.
+const ABANDONED_CHECK: Duration = Duration::from_secs(ABANDONED.as_secs() / 3);
+
 /// What kind of download a transfer is: it decides how requests wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -73,7 +77,7 @@ impl Transfer {
 /// peers may be joining it.
 pub(super) async fn abandoned(transfer: &Transfer) {
     loop {
-        tokio::time::sleep(ABANDONED / 3).await;
+        tokio::time::sleep(ABANDONED_CHECK).await;
         let claimed = transfer.growing.shown().claim != ClaimState::None;
         // A response streaming the download (or a peer joining it) holds
         // a reader: wanted still.

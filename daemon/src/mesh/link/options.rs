@@ -12,6 +12,23 @@ use super::serve::{MAX_UPLOADS_PER_PEER, UPLOAD_STALL_TIMEOUT};
 /// segment holds, and at most about 300 MiB of peers' digests at their
 /// largest.
 pub const MAX_LINKS: usize = 256;
+
+/// Keep-alive pings on an idle link.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A link with nothing heard for this long is closed (`peer silent`).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Uploads of cached files at once, for all peers.
+pub const MAX_UPLOADS: usize = 8;
+/// Uploads of files still arriving here (peers joining our WAN fetch) at
+/// once: they go at the WAN's pace, so more of them than of cached files.
+pub const MAX_GROWING_UPLOADS: usize = 64;
+/// A download from a peer's cached file that brings no byte for this long
+/// moves on to the next source.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// The same for a download joining a peer's WAN fetch, which waits on
+/// that peer's mirror.
+pub const GROWING_STALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 use crate::identity::Identity;
 use crate::index::watch::SharedIndex;
 use crate::index::CacheIndex;
@@ -79,16 +96,16 @@ impl MeshOptions {
             identity,
             mesh_key: None,
             archs,
-            keep_alive: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(10),
+            keep_alive: KEEP_ALIVE,
+            idle_timeout: IDLE_TIMEOUT,
             index: Arc::new(RwLock::new(CacheIndex::new(Vec::new()))),
             in_flight: Arc::new(NoDownloads),
-            max_uploads: 8,
+            max_uploads: MAX_UPLOADS,
             max_uploads_per_peer: MAX_UPLOADS_PER_PEER,
             upload_stall_timeout: UPLOAD_STALL_TIMEOUT,
-            max_growing_uploads: 64,
-            stall_timeout: Duration::from_secs(3),
-            growing_stall_timeout: Duration::from_secs(15),
+            max_growing_uploads: MAX_GROWING_UPLOADS,
+            stall_timeout: STALL_TIMEOUT,
+            growing_stall_timeout: GROWING_STALL_TIMEOUT,
             max_links: MAX_LINKS,
             choice: ChoicePolicy::default(),
             files: Arc::new(CacheFiles),
