@@ -236,6 +236,7 @@ impl Mesh {
                     cached: opts.max_uploads,
                     per_peer: opts.max_uploads_per_peer,
                     growing: opts.max_growing_uploads,
+                    growing_per_peer: uploads::GROWING_UPLOADS_PER_PEER,
                 },
                 opts.upload_stall_timeout,
                 opts.index,

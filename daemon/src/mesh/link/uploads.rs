@@ -4,9 +4,11 @@
 //! Uploads of cached files are bounded in all (`max_uploads`) and per peer
 //! (`max_uploads_per_peer`, so one peer cannot take every slot); uploads
 //! of files still arriving (peers joining our WAN fetch) have their own,
-//! larger bound and no per-peer share: they go at the WAN's pace. A
-//! request past a bound is answered `Busy` at once, so the asker goes to
-//! another holder or the mirror instead of waiting on us.
+//! larger bound (they go at the WAN's pace), and one peer holds at most
+//! as many of them as it can run downloads at once
+//! ([`GROWING_UPLOADS_PER_PEER`]): more could only be a peer keeping
+//! others out. A request past a bound is answered `Busy` at once, so the
+//! asker goes to another holder or the mirror instead of waiting on us.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use pacmesh_proto::NodeId;
 use parking_lot::Mutex;
 
 use super::body::UploadFiles;
+
+/// Uploads of growing files one peer may hold: a daemon runs at most this
+/// many downloads at once.
+pub(crate) const GROWING_UPLOADS_PER_PEER: usize = crate::fetch::MAX_TRANSFERS;
 use crate::index::watch::SharedIndex;
 use crate::mesh::inflight::InFlightFiles;
 
@@ -34,6 +40,7 @@ pub(crate) struct Limits {
     pub cached: usize,
     pub per_peer: usize,
     pub growing: usize,
+    pub growing_per_peer: usize,
 }
 
 /// Uploads under way when a request arrives.
@@ -43,12 +50,14 @@ pub(crate) struct Held {
     pub growing: usize,
     /// Cached-file uploads to the asking peer.
     pub by_peer: usize,
+    /// Growing-file uploads to the asking peer.
+    pub growing_by_peer: usize,
 }
 
 /// Why a request is answered `Busy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Busy {
-    /// The asking peer holds its share of cached-file uploads.
+    /// The asking peer holds its share of uploads of that kind.
     PeerShare,
     /// Every slot of the kind is taken.
     Full,
@@ -59,6 +68,7 @@ pub(crate) fn admit(kind: Kind, held: Held, limits: Limits) -> Result<(), Busy> 
     match kind {
         Kind::Cached if held.by_peer >= limits.per_peer => Err(Busy::PeerShare),
         Kind::Cached if held.cached >= limits.cached => Err(Busy::Full),
+        Kind::Growing if held.growing_by_peer >= limits.growing_per_peer => Err(Busy::PeerShare),
         Kind::Growing if held.growing >= limits.growing => Err(Busy::Full),
         Kind::Cached | Kind::Growing => Ok(()),
     }
@@ -70,6 +80,8 @@ struct Counts {
     growing: usize,
     /// Only peers with a cached-file upload under way.
     by_peer: HashMap<NodeId, usize>,
+    /// Only peers with a growing-file upload under way.
+    growing_by_peer: HashMap<NodeId, usize>,
 }
 
 /// The uploads of one mesh.
@@ -111,6 +123,7 @@ impl Uploads {
             cached: counts.cached,
             growing: counts.growing,
             by_peer: counts.by_peer.get(&peer).copied().unwrap_or(0),
+            growing_by_peer: counts.growing_by_peer.get(&peer).copied().unwrap_or(0),
         };
         admit(kind, held, self.limits)?;
         match kind {
@@ -118,7 +131,10 @@ impl Uploads {
                 counts.cached += 1;
                 *counts.by_peer.entry(peer).or_default() += 1;
             }
-            Kind::Growing => counts.growing += 1,
+            Kind::Growing => {
+                counts.growing += 1;
+                *counts.growing_by_peer.entry(peer).or_default() += 1;
+            }
         }
         Ok(Slot {
             uploads: self,
@@ -129,17 +145,17 @@ impl Uploads {
 
     fn give_back(&self, kind: Kind, peer: NodeId) {
         let mut counts = self.counts.lock();
-        match kind {
-            Kind::Cached => {
-                counts.cached -= 1;
-                if let Some(n) = counts.by_peer.get_mut(&peer) {
-                    *n -= 1;
-                    if *n == 0 {
-                        counts.by_peer.remove(&peer);
-                    }
-                }
+        let counts = &mut *counts;
+        let (all, by_peer) = match kind {
+            Kind::Cached => (&mut counts.cached, &mut counts.by_peer),
+            Kind::Growing => (&mut counts.growing, &mut counts.growing_by_peer),
+        };
+        *all -= 1;
+        if let Some(n) = by_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                by_peer.remove(&peer);
             }
-            Kind::Growing => counts.growing -= 1,
         }
     }
 }
@@ -165,6 +181,7 @@ mod tests {
         cached: 8,
         per_peer: 4,
         growing: 64,
+        growing_per_peer: 32,
     };
 
     fn held(cached: usize, growing: usize, by_peer: usize) -> Held {
@@ -172,6 +189,7 @@ mod tests {
             cached,
             growing,
             by_peer,
+            growing_by_peer: 0,
         }
     }
 
@@ -201,6 +219,24 @@ mod tests {
                 Ok(()),
             ),
             ("growing full", Growing, held(0, 64, 0), Err(Busy::Full)),
+            (
+                "peer holds its growing share",
+                Growing,
+                Held {
+                    growing_by_peer: 32,
+                    ..held(0, 32, 0)
+                },
+                Err(Busy::PeerShare),
+            ),
+            (
+                "another peer's growing uploads leave room",
+                Growing,
+                Held {
+                    growing_by_peer: 31,
+                    ..held(0, 63, 0)
+                },
+                Ok(()),
+            ),
         ];
         for (what, kind, held, want) in cases {
             assert_eq!(admit(*kind, *held, LIMITS), *want, "{what}");
