@@ -144,7 +144,8 @@ where
 }
 
 /// A download's room on disk: reserved at its start when its size was
-/// known (the database's), else on the first size a source gives.
+/// known (the database's), else on the first size a source gives, and
+/// again should a later source give a larger one (the file started over).
 pub struct Placed<'a> {
     pub room: &'a Arc<Room>,
     pub reservation: Option<Reservation>,
@@ -152,9 +153,11 @@ pub struct Placed<'a> {
 
 impl Placed<'_> {
     fn reserve(&mut self, size: u64) -> Result<(), NoRoom> {
-        if self.reservation.is_none() {
-            self.reservation = Some(self.room.reserve(size)?);
+        if self.reservation.as_ref().is_some_and(|r| r.size() >= size) {
+            return Ok(());
         }
+        self.reservation = None;
+        self.reservation = Some(self.room.reserve(size)?);
         Ok(())
     }
 }

@@ -19,6 +19,10 @@
 //!   download starts over at the next source from byte 0. Exactly the
 //!   peers whose bytes were in the file are penalised: a peer that never
 //!   sent a byte (it answered `Busy`, or had no link) is not.
+//! - A file the database does not size (a signature, an unlisted file)
+//!   takes the size of the source whose bytes are in it. A source that
+//!   states another size is not blamed (nothing says which is right): the
+//!   file starts over from byte 0 at that source, with its size.
 //! - A fetching peer that reports its own upstream sent bad bytes is not
 //!   penalised: everything from it is thrown away and it is asked again
 //!   (its download restarts at its next mirror).
@@ -150,8 +154,11 @@ pub struct Machine {
     current: Option<SourceId>,
     /// Bytes written, all from sources in `contributors`.
     pos: u64,
-    /// From the database, else from the first source's answer.
+    /// From the database, else from the answer of the source whose bytes
+    /// are in the file.
     size: Option<u64>,
+    /// `size` is the database's: a source that disagrees is wrong.
+    size_listed: bool,
     /// Sources whose bytes are in the file now (only those that sent at
     /// least one byte).
     contributors: Vec<SourceId>,
@@ -177,6 +184,7 @@ impl Machine {
             current: None,
             pos: 0,
             size,
+            size_listed: size.is_some(),
             contributors: Vec::new(),
             opens: Vec::new(),
             mirrors,
@@ -247,10 +255,27 @@ impl Machine {
     }
 
     fn opened(&mut self, size: u64, start: u64) -> Action {
-        if let Some(want) = self.size {
-            if want != size {
+        match self.size {
+            Some(want) if want != size && self.size_listed => {
                 return self.bad(format!("size {size} where {want} was expected"));
             }
+            Some(want) if want != size => {
+                // No listing says which of two sources is right: the
+                // bytes of the one that said `want` go, and this one is
+                // asked again from byte 0, its size taken. Blaming it
+                // would let one wrong size fail every honest source after.
+                tracing::info!(
+                    want,
+                    size,
+                    "sources disagree on an unlisted size; starting over"
+                );
+                self.throw_away();
+                if let Some(source) = self.current.take() {
+                    self.queue.push_front(source);
+                }
+                return self.restart_then_next();
+            }
+            _ => {}
         }
         self.size = Some(size);
         if start != self.pos {
@@ -378,6 +403,10 @@ impl Machine {
     fn throw_away(&mut self) {
         self.pos = 0;
         self.contributors.clear();
+        if !self.size_listed {
+            // Only the source whose bytes were thrown away said it.
+            self.size = None;
+        }
     }
 
     fn restart_then(&mut self, then: Action) -> Action {

@@ -123,6 +123,13 @@ pub struct Reservation {
     size: u64,
 }
 
+impl Reservation {
+    /// The bytes it holds.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         let mut reserved = self.room.reserved.lock();

@@ -274,6 +274,29 @@ fn a_stream_that_ends_short_goes_on_elsewhere() {
     assert!(m.only_mirror_bytes());
 }
 
+/// No database size: a source that states another size than the one
+/// whose bytes are in the file starts the file over with its own size,
+/// instead of failing (and being blamed) for the first one's word.
+#[test]
+fn sources_disagreeing_on_an_unlisted_size_start_over() {
+    let mut m = Machine::new([H1, M0], None);
+    check(
+        &mut m,
+        open(H1, 0),
+        &[
+            (opened(10, 0), Action::Read),
+            (Some(Event::Bytes(4)), Action::Read),
+            (Some(broke()), open(M0, 4)),
+            (opened(12, 4), Action::Restart),
+            (None, open(M0, 0)),
+            (opened(12, 0), Action::Read),
+            (Some(Event::Bytes(12)), Action::Read),
+            (Some(Event::Ended), Action::Verify),
+        ],
+    );
+    assert_eq!(m.size(), Some(12));
+}
+
 #[test]
 fn a_mirror_whose_copy_is_corrupt_is_not_asked_again() {
     let mut m = Machine::new([M0, M1], Some(10));
