@@ -12,11 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pacmesh_proto::{encode_frame, FetchStatus, Message, MAX_FRAME};
 use pacmeshd::identity::NodeId;
-use pacmeshd::mesh::link::{CloseCode, FetchError, PeerDownload};
+use pacmeshd::mesh::link::{CloseCode, FetchError, Pace, PeerDownload};
 use support::data::data;
 use support::data::sha256;
 use support::node::Node;
-use support::stall::StallAfter;
+use support::stall::{StallAfter, Trickle};
 use support::stranger::Stranger;
 use support::wait::eventually;
 
@@ -247,6 +247,39 @@ async fn a_peer_that_stops_sending_is_reported_stalled() {
     assert!(waited >= Duration::from_millis(2900), "{waited:?}");
     assert!(waited <= Duration::from_secs(4), "{waited:?}");
     assert_eq!(dl.next_chunk().await, Err(FetchError::Stalled), "sticks");
+}
+
+/// A peer that sends a byte now and then, inside the stall timeout, is
+/// given up once a whole pace window went under the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_trickles_is_given_up_under_the_pace_floor() {
+    let big = data(BIG_LEN, 7);
+    let b = Node::start(&[(BIG, &big)], |opts| {
+        opts.files = Arc::new(Trickle::new(Duration::from_millis(100)));
+    })
+    .await;
+    let a = Node::start(&[], |opts| {
+        opts.pace = Pace {
+            window: Duration::from_secs(1),
+            bytes_per_s: 1000,
+        };
+    })
+    .await;
+    a.links_to(&b, BIG).await;
+    let mut dl = a.mesh.fetch(b.id(), BIG, 0).await.expect("fetch");
+    let read = async {
+        loop {
+            match dl.next_chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the trickling peer finished"),
+                Err(e) => break e,
+            }
+        }
+    };
+    let err = tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the trickle was not given up");
+    assert!(matches!(err, FetchError::TooSlow { .. }), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

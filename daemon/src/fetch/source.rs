@@ -128,7 +128,9 @@ fn peer_broke(download: &PeerDownload, e: FetchError) -> Failure {
 fn peer_failure(e: FetchError) -> Failure {
     match e {
         FetchError::NoLink | FetchError::Refused(_) => Failure::Unavailable(e.to_string()),
-        FetchError::Stalled | FetchError::Link(_) => Failure::Broke(e.to_string()),
+        FetchError::Stalled | FetchError::TooSlow { .. } | FetchError::Link(_) => {
+            Failure::Broke(e.to_string())
+        }
         FetchError::Protocol(_) => Failure::Bad(e.to_string()),
         FetchError::SourceBad => Failure::SourceBad,
     }

@@ -65,3 +65,60 @@ impl FileChunks for Stalling {
         }))
     }
 }
+
+/// A holder that trickles: uploads of cached files send one byte every
+/// `every` (inside any stall timeout), as a peer holding our download
+/// slot on purpose would.
+pub struct Trickle {
+    files: Arc<dyn UploadFiles>,
+    every: std::time::Duration,
+}
+
+impl Trickle {
+    pub fn new(every: std::time::Duration) -> Self {
+        Trickle {
+            files: Arc::new(CacheFiles),
+            every,
+        }
+    }
+}
+
+impl UploadFiles for Trickle {
+    fn open(&self, path: PathBuf, offset: u64) -> BoxFuture<'static, io::Result<UploadFile>> {
+        let open = self.files.open(path, offset);
+        let every = self.every;
+        Box::pin(async move {
+            let mut file = open.await?;
+            file.chunks = Box::new(Trickling {
+                chunks: file.chunks,
+                rest: Bytes::new(),
+                sleep: Box::pin(tokio::time::sleep(every)),
+                every,
+            });
+            Ok(file)
+        })
+    }
+}
+
+struct Trickling {
+    chunks: Box<dyn FileChunks>,
+    rest: Bytes,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    every: std::time::Duration,
+}
+
+impl FileChunks for Trickling {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        ready!(std::future::Future::poll(self.sleep.as_mut(), cx));
+        if self.rest.is_empty() {
+            match ready!(self.chunks.poll_next(cx)) {
+                Ok(Some(chunk)) => self.rest = chunk,
+                other => return Poll::Ready(other),
+            }
+        }
+        let one = self.rest.split_to(1.min(self.rest.len()));
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        Poll::Ready(Ok(Some(one)))
+    }
+}

@@ -77,7 +77,7 @@ pub use serve::{
     RESET_STALLED, UPLOAD_PRIORITY, UPLOAD_STALL_TIMEOUT,
 };
 pub use socket::{size_buffers, BUFFER_BYTES};
-pub use transfer::{FetchError, PeerDownload};
+pub use transfer::{FetchError, Pace, PeerDownload};
 pub use transport::{
     LINK_RECEIVE_WINDOW, LINK_STREAMS, PRE_HELLO_RECEIVE_WINDOW, PRE_HELLO_STREAMS, SEND_WINDOW,
     STREAM_RECEIVE_WINDOW,
@@ -149,6 +149,7 @@ pub(crate) struct Inner {
     /// download that is still arriving.
     stall_timeout: Duration,
     growing_stall_timeout: Duration,
+    pace: transfer::Pace,
     /// What is remembered of each peer's service.
     scores: Scores,
 }
@@ -245,6 +246,7 @@ impl Mesh {
             ),
             stall_timeout: opts.stall_timeout,
             growing_stall_timeout: opts.growing_stall_timeout,
+            pace: opts.pace,
             scores: Scores::new(opts.choice),
         });
         tracing::info!(node_id = %inner.local, addr = %local_addr, tag = %mesh_tag(inner.mesh_key.as_ref()), "mesh endpoint up");

@@ -75,6 +75,8 @@ pub struct MeshOptions {
     /// client's 10 s stall limit, so the fetching peer notices a stalled
     /// mirror (and fails over) before its readers give up on it.
     pub growing_stall_timeout: Duration,
+    /// The slowest a download from a peer may go, over a window.
+    pub pace: super::transfer::Pace,
     /// Links kept at once ([`MAX_LINKS`], 256): a peer linking past it is
     /// closed with `TooManyPeers`. Bounds what fresh identities can make
     /// this host hold (a peer's digest is at most about 1.2 MiB).
@@ -106,6 +108,7 @@ impl MeshOptions {
             max_growing_uploads: MAX_GROWING_UPLOADS,
             stall_timeout: STALL_TIMEOUT,
             growing_stall_timeout: GROWING_STALL_TIMEOUT,
+            pace: super::transfer::Pace::DEFAULT,
             max_links: MAX_LINKS,
             choice: ChoicePolicy::default(),
             files: Arc::new(CacheFiles),
@@ -129,6 +132,7 @@ impl std::fmt::Debug for MeshOptions {
             .field("max_growing_uploads", &self.max_growing_uploads)
             .field("stall_timeout", &self.stall_timeout)
             .field("growing_stall_timeout", &self.growing_stall_timeout)
+            .field("pace", &self.pace)
             .field("max_links", &self.max_links)
             .field("choice", &self.choice)
             .finish_non_exhaustive()

@@ -59,6 +59,9 @@ pub enum FetchError {
     /// Nothing arrived from the peer for the stall timeout.
     #[error("peer sent nothing for the stall timeout")]
     Stalled,
+    /// Bytes arrived, but fewer than the pace floor asks ([`Pace`]).
+    #[error("peer sent {bytes} bytes in {secs} s, under the floor of {floor} bytes a second")]
+    TooSlow { bytes: u64, secs: u64, floor: u64 },
     /// The link or the stream broke (connection lost, stream reset).
     #[error("transfer broke: {0}")]
     Link(String),
@@ -171,6 +174,7 @@ pub struct PeerDownload {
     /// Where `read_chunks` puts what it read ([`GATHER_CHUNKS`] slots).
     gathered: Vec<Bytes>,
     stall: Duration,
+    paced: Paced,
     counters: Arc<PeerBytes>,
     outcome: Outcome,
     failed: Option<FetchError>,
@@ -240,6 +244,9 @@ impl PeerDownload {
             Ok(Ok(Some(n))) => {
                 let len = self.gathered[..n].iter().map(|c| c.len() as u64).sum();
                 self.take(len)?;
+                if let Err(e) = self.paced.count(len) {
+                    return Err(self.fail(e));
+                }
                 out.extend(self.gathered[..n].iter_mut().map(std::mem::take));
                 return Ok(true);
             }
@@ -289,6 +296,59 @@ impl PeerDownload {
 struct Patience {
     stall: Duration,
     measured: bool,
+}
+
+/// The slowest a peer download may go, measured over `window`: per-chunk
+/// stall timeouts alone let a peer that sends a byte now and then (just
+/// inside the timeout) hold one of our downloads for its whole hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub window: Duration,
+    pub bytes_per_s: u64,
+}
+
+impl Pace {
+    /// 1 KiB/s over a minute: far below any real link, even a slow WAN
+    /// shared by every download of the fetch a peer joined.
+    pub const DEFAULT: Pace = Pace {
+        window: Duration::from_secs(60),
+        bytes_per_s: 1024,
+    };
+}
+
+/// A download's progress in its current [`Pace`] window.
+#[derive(Debug)]
+struct Paced {
+    pace: Pace,
+    since: tokio::time::Instant,
+    bytes: u64,
+}
+
+impl Paced {
+    fn new(pace: Pace) -> Self {
+        Paced {
+            pace,
+            since: tokio::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `len` bytes; an error once a whole window went under the
+    /// floor.
+    fn count(&mut self, len: u64) -> Result<(), FetchError> {
+        self.bytes += len;
+        let took = self.since.elapsed();
+        if took < self.pace.window {
+            return Ok(());
+        }
+        let floor = self.pace.bytes_per_s;
+        if self.bytes < floor.saturating_mul(took.as_secs()) {
+            let (bytes, secs) = (self.bytes, took.as_secs());
+            return Err(FetchError::TooSlow { bytes, secs, floor });
+        }
+        *self = Paced::new(self.pace);
+        Ok(())
+    }
 }
 
 impl Mesh {
@@ -422,6 +482,7 @@ impl Mesh {
             recv,
             gathered: vec![Bytes::new(); GATHER_CHUNKS],
             stall,
+            paced: Paced::new(self.inner.pace),
             counters: self.inner.scores.bytes_of(peer),
             outcome,
             failed: None,
@@ -500,10 +561,35 @@ mod tests {
             (FetchError::Refused(FetchStatus::Busy), true),
             (FetchError::Link("reset".into()), true),
             (FetchError::Protocol("bad header".into()), true),
+            (
+                FetchError::TooSlow {
+                    bytes: 1,
+                    secs: 60,
+                    floor: 1024,
+                },
+                true,
+            ),
         ];
         for (err, want) in table {
             assert_eq!(err.is_peer_failure(), want, "{err:?}");
         }
+    }
+
+    /// A window under the floor fails; one over it starts the next.
+    #[tokio::test(start_paused = true)]
+    async fn the_pace_floor_is_judged_per_window() {
+        let mut paced = Paced::new(Pace::DEFAULT);
+        let window = Pace::DEFAULT.window;
+        assert_eq!(paced.count(10), Ok(()), "inside the window");
+        tokio::time::advance(window).await;
+        assert_eq!(paced.count(61 * 1024), Ok(()), "a minute at the floor");
+        tokio::time::advance(window / 2).await;
+        assert_eq!(paced.count(1), Ok(()), "the next window has only begun");
+        tokio::time::advance(window / 2).await;
+        assert!(matches!(
+            paced.count(1),
+            Err(FetchError::TooSlow { bytes: 2, .. })
+        ));
     }
 
     #[test]
