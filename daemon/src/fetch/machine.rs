@@ -239,9 +239,14 @@ impl Machine {
             Event::Verified(result) => self.verified(result),
             Event::Skipped => Action::Read,
             Event::Claimed(Claimant::Us) => {
-                // We fetch: the mirrors go next, whatever was queued.
+                // We fetch: the mirrors go next, whatever was queued, but
+                // not one whose copy turned out corrupt.
                 self.queue.retain(|s| !s.is_mirror());
-                self.queue.extend(self.mirrors.iter().copied());
+                let good = self
+                    .mirrors
+                    .iter()
+                    .filter(|m| !self.bad_mirrors.contains(m));
+                self.queue.extend(good.copied());
                 self.next_source()
             }
             Event::Claimed(Claimant::Peer(peer)) if !self.gone_fetchers.contains(&peer) => {

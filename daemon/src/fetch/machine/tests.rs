@@ -218,6 +218,36 @@ fn a_fetcher_that_breaks_leads_to_a_claim_before_any_mirror() {
     );
 }
 
+/// A mirror whose copy was corrupt is not asked again when a claim sends
+/// us back to the mirrors.
+#[test]
+fn a_claim_won_does_not_bring_back_a_corrupt_mirror() {
+    let mut m = Machine::new([M0, F3, M1], Some(10));
+    check(
+        &mut m,
+        open(M0, 0),
+        &[
+            (opened(10, 0), Action::Read),
+            (Some(Event::Bytes(10)), Action::Read),
+            (Some(Event::Ended), Action::Verify),
+            (
+                Some(Event::Verified(Err("checksum".into()))),
+                Action::Restart,
+            ),
+            (None, open(F3, 0)),
+            (opened(10, 0), Action::Read),
+            (Some(Event::Bytes(3)), Action::Read),
+            (
+                Some(broke()),
+                Action::Claim {
+                    exclude: vec![peer(3)],
+                },
+            ),
+            (Some(Event::Claimed(Claimant::Us)), open(M1, 3)),
+        ],
+    );
+}
+
 #[test]
 fn a_fetchers_bad_upstream_drops_its_bytes_and_blames_nobody() {
     let mut m = Machine::new([F3, M0], Some(100));
