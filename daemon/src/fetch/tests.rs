@@ -245,6 +245,19 @@ async fn drain(mut chunks: Box<dyn crate::mesh::inflight::GrowingChunks>) -> Vec
     out
 }
 
+/// How a joiner reading `NAME` from byte 0 comes to an end: every byte
+/// read (`Ok(None)`), or the error that cut it.
+async fn joiners_end(engine: &Engine) -> Result<Option<bytes::Bytes>, GrowingError> {
+    let joiner = engine.open(NAME, 0).unwrap().await.unwrap();
+    let mut chunks = joiner.chunks;
+    loop {
+        match chunks.next_chunk().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    }
+}
+
 async fn read_all(mut r: growing::Reader) -> Result<Vec<u8>, GrowingError> {
     let mut out = Vec::new();
     while let Some(chunk) = r.next_chunk().await? {
@@ -367,14 +380,7 @@ async fn a_corrupt_mirror_copy_is_never_kept_and_joiners_drop_it() {
         vec![SourceId::Mirror(0), SourceId::Mirror(1)],
         &good,
     );
-    let joiner = engine.open(NAME, 0).unwrap().await.unwrap();
-    let mut chunks = joiner.chunks;
-    let first = loop {
-        match chunks.next_chunk().await {
-            Ok(Some(_)) => continue,
-            other => break other,
-        }
-    };
+    let first = joiners_end(&engine).await;
     assert_eq!(
         first,
         Err(GrowingError::BadBytes),
@@ -415,14 +421,7 @@ async fn a_corrupt_copy_with_no_source_left_is_bad_bytes_to_joiners() {
         vec![SourceId::Mirror(0)],
         &good,
     );
-    let joiner = engine.open(NAME, 0).unwrap().await.unwrap();
-    let mut chunks = joiner.chunks;
-    let end = loop {
-        match chunks.next_chunk().await {
-            Ok(Some(_)) => continue,
-            other => break other,
-        }
-    };
+    let end = joiners_end(&engine).await;
     assert_eq!(end, Err(GrowingError::BadBytes));
     assert!(!t.finished().await, "a corrupt copy ended well");
     assert!(!dir.path().join("fetched").join(NAME).exists());

@@ -29,6 +29,19 @@ fn unavailable() -> Event {
     Event::Failed(Failure::Unavailable("busy".into()))
 }
 
+/// A whole 10-byte copy whose checksum fails: thrown away.
+fn corrupt_copy() -> Vec<(Option<Event>, Action)> {
+    vec![
+        (opened(10, 0), Action::Read),
+        (Some(Event::Bytes(10)), Action::Read),
+        (Some(Event::Ended), Action::Verify),
+        (
+            Some(Event::Verified(Err("checksum".into()))),
+            Action::Restart,
+        ),
+    ]
+}
+
 /// Runs `script` (`None` = `resume`) and checks every action.
 fn check(machine: &mut Machine, first: Action, script: &[(Option<Event>, Action)]) {
     assert_eq!(machine.start(), first, "start");
@@ -223,28 +236,22 @@ fn a_fetcher_that_breaks_leads_to_a_claim_before_any_mirror() {
 #[test]
 fn a_claim_won_does_not_bring_back_a_corrupt_mirror() {
     let mut m = Machine::new([M0, F3, M1], Some(10));
+    let then = [
+        (None, open(F3, 0)),
+        (opened(10, 0), Action::Read),
+        (Some(Event::Bytes(3)), Action::Read),
+        (
+            Some(broke()),
+            Action::Claim {
+                exclude: vec![peer(3)],
+            },
+        ),
+        (Some(Event::Claimed(Claimant::Us)), open(M1, 3)),
+    ];
     check(
         &mut m,
         open(M0, 0),
-        &[
-            (opened(10, 0), Action::Read),
-            (Some(Event::Bytes(10)), Action::Read),
-            (Some(Event::Ended), Action::Verify),
-            (
-                Some(Event::Verified(Err("checksum".into()))),
-                Action::Restart,
-            ),
-            (None, open(F3, 0)),
-            (opened(10, 0), Action::Read),
-            (Some(Event::Bytes(3)), Action::Read),
-            (
-                Some(broke()),
-                Action::Claim {
-                    exclude: vec![peer(3)],
-                },
-            ),
-            (Some(Event::Claimed(Claimant::Us)), open(M1, 3)),
-        ],
+        &[corrupt_copy(), then.to_vec()].concat(),
     );
 }
 
@@ -330,28 +337,13 @@ fn sources_disagreeing_on_an_unlisted_size_start_over() {
 #[test]
 fn a_mirror_whose_copy_is_corrupt_is_not_asked_again() {
     let mut m = Machine::new([M0, M1], Some(10));
-    check(
-        &mut m,
-        open(M0, 0),
-        &[
-            (opened(10, 0), Action::Read),
-            (Some(Event::Bytes(10)), Action::Read),
-            (Some(Event::Ended), Action::Verify),
-            (
-                Some(Event::Verified(Err("checksum".into()))),
-                Action::Restart,
-            ),
-            (None, open(M1, 0)),
-            (opened(10, 0), Action::Read),
-            (Some(Event::Bytes(10)), Action::Read),
-            (Some(Event::Ended), Action::Verify),
-            (
-                Some(Event::Verified(Err("checksum".into()))),
-                Action::Restart,
-            ),
-            (None, Action::GiveUp("no source left at byte 0".into())),
-        ],
-    );
+    let script = [
+        corrupt_copy(),
+        vec![(None, open(M1, 0))],
+        corrupt_copy(),
+        vec![(None, Action::GiveUp("no source left at byte 0".into()))],
+    ];
+    check(&mut m, open(M0, 0), &script.concat());
 }
 
 #[test]
