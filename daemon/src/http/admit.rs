@@ -15,10 +15,12 @@
 //! Clients other than loopback also have a cap each
 //! ([`MAX_PER_CLIENT`]): one host cannot take every slot of a LAN
 //! listener (`serve_lan`, mirror mode) and close its neighbours' waiting
-//! connections; past it, its own oldest waiting connection goes.
+//! connections; past it, its own oldest waiting connection goes. An IPv6
+//! client is its /64 ([`client_of`]): one host may hold every address in
+//! it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Connections served at once by pacman's listeners together (loopback
 /// clients may exceed it by a quarter when every one of them is busy).
@@ -126,7 +128,7 @@ impl<T> Table<T> {
     /// Decides on a connection from `client`, closed by `handle`. It is
     /// admitted as waiting for its first head.
     pub fn admit(&mut self, client: IpAddr, handle: T) -> Admission<T> {
-        let client = client.to_canonical();
+        let client = client_of(client);
         let local = client.is_loopback();
         let mut evicted = Vec::new();
         if !local && self.count(client) >= self.caps.per_client {
@@ -199,6 +201,18 @@ impl<T> Table<T> {
     }
 }
 
+/// The client `addr` counts as: itself (IPv4, loopback), or for IPv6 its
+/// /64, the network one host's addresses (SLAAC, temporary addresses)
+/// come from, so that it cannot pass the per-client cap by using more.
+pub fn client_of(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX))))
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +235,23 @@ mod tests {
             Admission::Admit { id, evicted } => (id, evicted),
             Admission::Refuse => panic!("refused"),
         }
+    }
+
+    /// The addresses of one IPv6 /64 are one client; another /64 is not.
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut t = small();
+        admitted(t.admit(ip("2001:db8:1:2::a"), "a"));
+        admitted(t.admit(ip("2001:db8:1:2:ffff::b"), "b"));
+        // The third address of that /64 closes its own oldest waiting one.
+        assert_eq!(admitted(t.admit(ip("2001:db8:1:2::c"), "c")).1, vec!["a"]);
+        assert_eq!(
+            admitted(t.admit(ip("2001:db8:1:3::a"), "d")).1,
+            Vec::<&str>::new()
+        );
+        assert_eq!(client_of(ip("::1")), ip("::1"));
+        assert_eq!(client_of(ip("::ffff:10.0.0.1")), lan(1));
     }
 
     #[test]
