@@ -88,7 +88,13 @@ pub async fn drive<S: Sources>(
     };
     let mut action = first;
     loop {
-        run.judge_streamable();
+        // Not before a restart: the machine has forgotten the bytes it
+        // throws away, but they are in the file until the restart empties
+        // it, and a reader on another thread could take them for a
+        // mirror's in between.
+        if action != Action::Restart {
+            run.judge_streamable();
+        }
         action = match action {
             Action::Open { source, offset } => run.open(source, offset).await,
             Action::Skip(n) => run.skip(n).await?,
