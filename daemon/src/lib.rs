@@ -70,9 +70,7 @@ pub async fn run(
     };
     let stats = Arc::new(Stats::default());
     let engine = open_engine(&env, stats.clone())?;
-    let mut cache_dirs = env.cache_dirs.clone();
-    // Kept downloads are served and offered to peers like pacman's cache.
-    cache_dirs.push(engine.store().dir().to_path_buf());
+    let cache_dirs = indexed_dirs(&env.cache_dirs, &engine);
     let mirror_client = mirror_client::MirrorClient::new();
     let dbproxy = match &env.mirror_mode {
         Some(mirror) => Some(open_dbproxy(&env, mirror, &engine, &mirror_client).await?),
@@ -267,6 +265,14 @@ fn log_peers(state: &State) {
     }
 }
 
+/// The dirs the cache index follows: `cache_dirs`, and the store's kept
+/// downloads, served and offered to peers like pacman's cache.
+fn indexed_dirs(cache_dirs: &[PathBuf], engine: &fetch::Engine) -> Vec<PathBuf> {
+    let mut dirs = cache_dirs.to_vec();
+    dirs.push(engine.store().dir().to_path_buf());
+    dirs
+}
+
 /// Applies a reloaded environment without touching connections or
 /// downloads in flight: the mirror table is swapped. pacman.conf's cache
 /// dirs only change at restart, and the log says so (as `main` says of
@@ -275,12 +281,8 @@ fn reload(state: &State, env: setup::Environment) {
     let repos = env.mirrors.repo_count();
     *state.mirrors.write() = Arc::new(env.mirrors);
     let (dirs, _) = state.index_summary();
-    // The index follows the store's kept downloads too (`run`).
-    let new_dirs: Vec<String> = env
-        .cache_dirs
+    let new_dirs: Vec<String> = indexed_dirs(&env.cache_dirs, &state.engine)
         .iter()
-        .map(PathBuf::as_path)
-        .chain([state.engine.store().dir()])
         .map(|d| d.display().to_string())
         .collect();
     if dirs != new_dirs {

@@ -160,19 +160,19 @@ impl Prefetcher {
                     mirror_urls: urls,
                 };
                 let fetched = fetch_and_keep(&self.engine, &name, sources, &expected, &|_| {});
-                let kept_now = fetched.await == Fetched::Kept;
                 // Paced by what was kept: a file that failed (or whose
                 // listed size is absurd and was refused) holds no pause.
-                let paced = if kept_now { expected.size } else { 0 };
-                if kept_now {
+                let paced = if fetched.await == Fetched::Kept {
                     info!(file = %name, bytes = expected.size, "prefetched");
                     self.report.add(&name, expected.size);
                     done += 1;
                     // Another database may list the same file.
                     kept.insert(name);
+                    expected.size
                 } else {
                     warn!(file = %name, "prefetch failed");
-                }
+                    0
+                };
                 let wait = pause(paced, started.elapsed(), self.limit);
                 tokio::time::sleep(wait).await;
             }

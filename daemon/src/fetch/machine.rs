@@ -274,11 +274,8 @@ impl Machine {
                     size,
                     "sources disagree on an unlisted size; starting over"
                 );
-                self.throw_away();
-                if let Some(source) = self.current.take() {
-                    self.queue.push_front(source);
-                }
-                return self.restart_then_next();
+                let source = self.current.take();
+                return self.start_over_at(source);
             }
             _ => {}
         }
@@ -338,15 +335,9 @@ impl Machine {
                 self.current = source;
                 self.bad(why)
             }
-            Failure::SourceBad => {
-                // Everything from the fetching peer goes; it restarted
-                // its own download, so it may be asked again.
-                self.throw_away();
-                if let Some(source) = source {
-                    self.queue.push_front(source);
-                }
-                self.restart_then_next()
-            }
+            // Everything from the fetching peer goes; it restarted its own
+            // download, so it may be asked again.
+            Failure::SourceBad => self.start_over_at(source),
         }
     }
 
@@ -412,6 +403,16 @@ impl Machine {
             // Only the source whose bytes were thrown away said it.
             self.size = None;
         }
+    }
+
+    /// Throws the file's bytes away and starts over from byte 0 at
+    /// `source`, asked first again.
+    fn start_over_at(&mut self, source: Option<SourceId>) -> Action {
+        self.throw_away();
+        if let Some(source) = source {
+            self.queue.push_front(source);
+        }
+        self.restart_then_next()
     }
 
     fn restart_then(&mut self, then: Action) -> Action {

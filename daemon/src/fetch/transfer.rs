@@ -78,11 +78,7 @@ impl Transfer {
 pub(super) async fn abandoned(transfer: &Transfer) {
     loop {
         tokio::time::sleep(ABANDONED_CHECK).await;
-        let claimed = transfer.growing.shown().claim != ClaimState::None;
-        // A response streaming the download (or a peer joining it) holds
-        // a reader: wanted still.
-        let read = transfer.growing.readers() > 0;
-        if !claimed && !read && transfer.kind != Kind::Fetch && transfer.idle() >= ABANDONED {
+        if transfer.droppable() && transfer.idle() >= ABANDONED {
             return;
         }
     }
@@ -104,6 +100,15 @@ pub enum Answer {
 }
 
 impl Transfer {
+    /// Whether the download may be stopped when its own requests no longer
+    /// want it: never our WAN fetch, nor one that became the network's
+    /// (it won a claim), nor one that a reader holds (a response streaming
+    /// it, a peer joining it).
+    fn droppable(&self) -> bool {
+        let claimed = self.growing.shown().claim != ClaimState::None;
+        self.kind != Kind::Fetch && !claimed && self.growing.readers() == 0
+    }
+
     /// Waits (up to [`wait::WAIT_PER_HOP`]) for what to answer a request
     /// at hop `hop`. `members_trusted`: a mesh key is configured, so a
     /// join too long for pacman's redirects may be streamed unverified.
@@ -157,11 +162,7 @@ impl Transfer {
                     }
                     wait::AfterWait::GiveUp | wait::AfterWait::OutOfHops => {
                         info!(file = %self.name, done = shown.len, hop, "download too slow for pacman; given up for the mirror");
-                        // Kept while it is the network's WAN fetch (we won
-                        // a claim) or peers read it, as `abandoned` keeps it.
-                        let claimed = shown.claim != ClaimState::None;
-                        let read = self.growing.readers() > 0;
-                        if self.kind != Kind::Fetch && !claimed && !read {
+                        if self.droppable() {
                             self.cancel();
                         }
                         Answer::Elsewhere

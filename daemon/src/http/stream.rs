@@ -77,12 +77,8 @@ pub fn respond(
                         break false;
                     }
                 }
-                Ok(None) if sent >= want => break true,
-                Ok(None) => {
-                    let why = format!("the download ended after {sent} of {want} bytes");
-                    let _ = tx.send(Err(io::Error::other(why))).await;
-                    break false;
-                }
+                // Short: `send` cuts the connection (the body's length).
+                Ok(None) => break sent >= want,
                 Err(e) => {
                     // Cut: pacman resumes at its next server from here.
                     let _ = tx.send(Err(io::Error::other(e.to_string()))).await;

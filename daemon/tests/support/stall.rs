@@ -1,44 +1,48 @@
-//! A holder that stops sending: uploads of cached files whose bytes stop
-//! after a number of them while the stream stays open, as a stalled peer's
-//! would. Plugged in through the mesh's `UploadFiles` seam
-//! (`MeshOptions::files`), so the daemon ships nothing of it.
+//! Holders that misbehave on purpose: uploads of cached files whose bytes
+//! stop after a number of them while the stream stays open, as a stalled
+//! peer's would, or come one at a time. Plugged in through the mesh's
+//! `UploadFiles` seam (`MeshOptions::files`), so the daemon ships nothing
+//! of them.
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use pacmeshd::mesh::inflight::BoxFuture;
 use pacmeshd::mesh::link::{CacheFiles, FileChunks, UploadFile, UploadFiles};
 
+/// The upload [`CacheFiles`] opens, its bytes passed through `wrap`.
+fn open_wrapped(
+    path: PathBuf,
+    offset: u64,
+    wrap: impl FnOnce(Box<dyn FileChunks>) -> Box<dyn FileChunks> + Send + 'static,
+) -> BoxFuture<'static, io::Result<UploadFile>> {
+    let open = CacheFiles.open(path, offset);
+    Box::pin(async move {
+        let mut file = open.await?;
+        file.chunks = wrap(file.chunks);
+        Ok(file)
+    })
+}
+
 /// The files on disk ([`CacheFiles`]), of which every upload sends
 /// `bytes` body bytes and then nothing more.
 pub struct StallAfter {
-    files: Arc<dyn UploadFiles>,
     bytes: u64,
 }
 
 impl StallAfter {
     pub fn new(bytes: u64) -> Self {
-        StallAfter {
-            files: Arc::new(CacheFiles),
-            bytes,
-        }
+        StallAfter { bytes }
     }
 }
 
 impl UploadFiles for StallAfter {
     fn open(&self, path: PathBuf, offset: u64) -> BoxFuture<'static, io::Result<UploadFile>> {
-        let open = self.files.open(path, offset);
         let left = self.bytes;
-        Box::pin(async move {
-            let mut file = open.await?;
-            file.chunks = Box::new(Stalling {
-                chunks: file.chunks,
-                left,
-            });
-            Ok(file)
+        open_wrapped(path, offset, move |chunks| {
+            Box::new(Stalling { chunks, left })
         })
     }
 }
@@ -70,32 +74,25 @@ impl FileChunks for Stalling {
 /// `every` (inside any stall timeout), as a peer holding our download
 /// slot on purpose would.
 pub struct Trickle {
-    files: Arc<dyn UploadFiles>,
     every: std::time::Duration,
 }
 
 impl Trickle {
     pub fn new(every: std::time::Duration) -> Self {
-        Trickle {
-            files: Arc::new(CacheFiles),
-            every,
-        }
+        Trickle { every }
     }
 }
 
 impl UploadFiles for Trickle {
     fn open(&self, path: PathBuf, offset: u64) -> BoxFuture<'static, io::Result<UploadFile>> {
-        let open = self.files.open(path, offset);
         let every = self.every;
-        Box::pin(async move {
-            let mut file = open.await?;
-            file.chunks = Box::new(Trickling {
-                chunks: file.chunks,
+        open_wrapped(path, offset, move |chunks| {
+            Box::new(Trickling {
+                chunks,
                 rest: Bytes::new(),
                 sleep: Box::pin(tokio::time::sleep(every)),
                 every,
-            });
-            Ok(file)
+            })
         })
     }
 }

@@ -84,6 +84,16 @@ struct Counts {
     growing_by_peer: HashMap<NodeId, usize>,
 }
 
+impl Counts {
+    /// The uploads of `kind`: in all, and by peer.
+    fn of(&mut self, kind: Kind) -> (&mut usize, &mut HashMap<NodeId, usize>) {
+        match kind {
+            Kind::Cached => (&mut self.cached, &mut self.by_peer),
+            Kind::Growing => (&mut self.growing, &mut self.growing_by_peer),
+        }
+    }
+}
+
 /// The uploads of one mesh.
 pub(crate) struct Uploads {
     limits: Limits,
@@ -126,16 +136,9 @@ impl Uploads {
             growing_by_peer: counts.growing_by_peer.get(&peer).copied().unwrap_or(0),
         };
         admit(kind, held, self.limits)?;
-        match kind {
-            Kind::Cached => {
-                counts.cached += 1;
-                *counts.by_peer.entry(peer).or_default() += 1;
-            }
-            Kind::Growing => {
-                counts.growing += 1;
-                *counts.growing_by_peer.entry(peer).or_default() += 1;
-            }
-        }
+        let (all, by_peer) = counts.of(kind);
+        *all += 1;
+        *by_peer.entry(peer).or_default() += 1;
         Ok(Slot {
             uploads: self,
             kind,
@@ -145,11 +148,7 @@ impl Uploads {
 
     fn give_back(&self, kind: Kind, peer: NodeId) {
         let mut counts = self.counts.lock();
-        let counts = &mut *counts;
-        let (all, by_peer) = match kind {
-            Kind::Cached => (&mut counts.cached, &mut counts.by_peer),
-            Kind::Growing => (&mut counts.growing, &mut counts.growing_by_peer),
-        };
+        let (all, by_peer) = counts.of(kind);
         *all -= 1;
         if let Some(n) = by_peer.get_mut(&peer) {
             *n -= 1;

@@ -130,24 +130,16 @@ fn parse(input: &[u8], dir: &Path) -> Option<(usize, Answer)> {
         .and_then(|path| path.strip_prefix('/'));
     let Some(name) = name else {
         let head = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-        let close = true;
         return Some((
             used,
             Answer {
                 head: head.to_vec(),
                 file: None,
-                close,
+                close: true,
             },
         ));
     };
-    let file = (!name.is_empty() && !name.contains('/') && name != "..")
-        .then(|| File::open(dir.join(name)).ok())
-        .flatten()
-        .and_then(|file| {
-            let meta = file.metadata().ok()?;
-            meta.is_file().then_some((meta.len(), file))
-        });
-    let answer = match file {
+    let answer = match regular_file(dir, name) {
         Some((len, file)) => Answer {
             head: format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
@@ -163,6 +155,17 @@ fn parse(input: &[u8], dir: &Path) -> Option<(usize, Answer)> {
         },
     };
     Some((used, answer))
+}
+
+/// The regular file named `name` in `dir` (not below it) and its length.
+/// `.`, `..` and the empty name are directories, so they are not found.
+fn regular_file(dir: &Path, name: &str) -> Option<(u64, File)> {
+    if name.contains('/') {
+        return None;
+    }
+    let file = File::open(dir.join(name)).ok()?;
+    let meta = file.metadata().ok()?;
+    meta.is_file().then_some((meta.len(), file))
 }
 
 /// Writes `head` whole, with `MSG_MORE` when a body follows.
